@@ -1,0 +1,101 @@
+//! Builds the EC2 clients: the standard AWS chain (environment, profile,
+//! instance role) with the user's region, profile and endpoint on top.
+//!
+//! Also turns SDK errors into one line a person can act on.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::Client;
+
+use crate::config::AwsSettings;
+
+/// How long to wait for a TCP connection before giving up on an endpoint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shared configuration, loaded once: credentials and settings from the
+/// standard chain, overridden by `--profile` and `--endpoint-url`.
+pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build());
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(endpoint) = &settings.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// The regions this run covers: `--region` flags, else the chain's region.
+pub fn regions(settings: &AwsSettings, shared: &SdkConfig) -> Result<Vec<String>> {
+    if !settings.regions.is_empty() {
+        return Ok(settings.regions.clone());
+    }
+    match shared.region() {
+        Some(region) => Ok(vec![region.to_string()]),
+        None => bail!("no AWS region configured: pass --region REGION, or set AWS_REGION or a region in your AWS profile"),
+    }
+}
+
+/// An EC2 client for one region.
+pub fn client(shared: &SdkConfig, region: &str) -> Client {
+    let config = aws_sdk_ec2::config::Builder::from(shared)
+        .region(Region::new(region.to_owned()))
+        .build();
+    Client::from_conf(config)
+}
+
+/// One line for a failed call: EC2's code and message when it sent them,
+/// else the chain of causes (timeouts, refused connections, missing
+/// credentials), outermost first.
+pub fn error_text<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => cause_chain(err),
+    }
+}
+
+/// `outer: inner: innermost`, skipping causes that only repeat their parent.
+pub fn cause_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// How many calls that change the account may be in flight at once in one
+/// region: enough to hide the round trip, far below EC2's burst capacity.
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// What a `DryRun=true` call proved: `Ok` when EC2 answered
+/// `DryRunOperation` (the credentials may do the real thing), else why not.
+pub fn dry_run_verdict<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), String>
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Err(err) if err.code() == Some("DryRunOperation") => Ok(()),
+        Err(err) if err.code() == Some("UnauthorizedOperation") => {
+            Err(format!("not permitted: {}", error_text(&err)))
+        }
+        Err(err) => Err(error_text(&err)),
+        Ok(_) => Err("EC2 carried out a call sent with DryRun=true; check --endpoint-url".into()),
+    }
+}

@@ -1,0 +1,167 @@
+//! The command line: what the user may type, and a first check of it.
+//!
+//! Only validation of the typed text lives here (durations, job names);
+//! config.rs resolves the rest. Doc comments are the long help, `help` the
+//! short.
+
+use chrono::TimeDelta;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{parse_duration, parse_job, parse_tag_key};
+
+/// Keeps EBS snapshot backups of tagged EC2 instances.
+///
+/// Finds the instances tagged for backup, snapshots each attached EBS volume,
+/// and deletes the snapshots of this job that have aged out, never the last
+/// good one. Run it from cron; try any command with --dry-run first.
+#[derive(Debug, Parser)]
+#[command(name = "ebsnap", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Snapshot the selected volumes, then purge the job's expired snapshots
+    /// (what cron calls).
+    Run,
+    /// Only snapshot the selected volumes.
+    Snapshot,
+    /// Only delete the job's snapshots that are past retention.
+    Purge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A short summary for people.
+    Text,
+    /// One JSON document on stdout, for programs.
+    Json,
+}
+
+/// Flags every command takes, before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Show what would be done and check permissions with DryRun=true calls;
+    /// change nothing.
+    #[arg(short = 'n', long, global = true)]
+    pub dry_run: bool,
+
+    /// The job name, written on every snapshot as the ebsnap:job tag. Purge
+    /// only ever touches snapshots of this job, so jobs with different
+    /// schedules and retentions never touch each other's snapshots.
+    #[arg(long, global = true, env = "EBSNAP_JOB", default_value = "default",
+          value_name = "NAME", value_parser = parse_job)]
+    pub job: String,
+
+    /// The tag key that selects instances for backup.
+    #[arg(long, global = true, env = "EBSNAP_TAG_KEY", default_value = "Scheduled-Snapshots",
+          value_name = "KEY", value_parser = parse_tag_key)]
+    pub tag_key: String,
+
+    /// Select only instances whose tag has exactly this value. Without it,
+    /// any value but false, no, off, 0 or empty selects (case-insensitive).
+    #[arg(long, global = true, env = "EBSNAP_TAG_VALUE", value_name = "VALUE")]
+    pub tag_value: Option<String>,
+
+    /// Delete the job's snapshots older than this: s, m, h, d or w, e.g. 7d,
+    /// 36h, 2w.
+    #[arg(long, global = true, env = "EBSNAP_RETENTION", default_value = "7d",
+          value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: TimeDelta,
+
+    /// Always keep this many newest completed snapshots of each volume, however
+    /// old: a volume whose backups stopped keeps its last good one.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_MIN", default_value_t = 1, value_name = "N")]
+    pub keep_min: usize,
+
+    /// A region to work in; repeat for several. Default: the region of the
+    /// standard AWS chain (AWS_REGION, profile).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Vec<String>,
+
+    /// The AWS profile to use (default: the standard chain, AWS_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Talk to this EC2 endpoint instead of AWS's (e.g. a local emulator).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// What to print on stdout.
+    #[arg(long, global = true, env = "EBSNAP_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Print nothing on success.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Log more on stderr (-v: progress, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ebsnap").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let cli = parse(&["run"]).unwrap();
+        assert_eq!(cli.command, Command::Run);
+        assert_eq!(cli.common.job, "default");
+        assert_eq!(cli.common.tag_key, "Scheduled-Snapshots");
+        assert_eq!(cli.common.retention, TimeDelta::days(7));
+        assert_eq!(cli.common.keep_min, 1);
+        assert_eq!(cli.common.output, OutputFormat::Text);
+        assert!(!cli.common.dry_run);
+    }
+
+    #[test]
+    fn common_flags_go_before_or_after_the_subcommand() {
+        let before = parse(&["-n", "--retention", "36h", "purge"]).unwrap();
+        let after = parse(&["purge", "-n", "--retention", "36h"]).unwrap();
+        for cli in [before, after] {
+            assert_eq!(cli.command, Command::Purge);
+            assert!(cli.common.dry_run);
+            assert_eq!(cli.common.retention, TimeDelta::hours(36));
+        }
+    }
+
+    #[test]
+    fn region_repeats() {
+        let cli = parse(&["run", "--region", "eu-west-1", "--region", "us-east-1"]).unwrap();
+        assert_eq!(cli.common.region, vec!["eu-west-1", "us-east-1"]);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["run", "--retention", "7x"][..],
+            &["run", "--retention", "0d"],
+            &["run", "--keep-min", "-1"],
+            &["run", "--keep-min", "many"],
+            &["run", "--tag-key", ""],
+            &["run", "--output", "yaml"],
+            &["run", "--job", "a;b"],
+            &["frobnicate"],
+            &[],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Flags and environment resolved once into plain data.
+//!
+//! cli.rs only checks what the user typed; this module turns it into what the
+//! program uses (is stdout a terminal? which steps run?), so the rest of the
+//! code never looks at flags or the environment again.
+
+use std::io::IsTerminal;
+
+use chrono::TimeDelta;
+
+use crate::cli::{Cli, Command, OutputFormat};
+
+/// Which steps a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    pub snapshot: bool,
+    pub purge: bool,
+}
+
+/// Which instances are backed up (the selection half of the tag contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSelector {
+    pub key: String,
+    /// When set, only this exact value selects; otherwise any value but
+    /// `false`, `no`, `off`, `0` or empty does.
+    pub value: Option<String>,
+}
+
+/// The judgement a run applies: what to back up and how long to keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The job name, written as the `ebsnap:job` marker.
+    pub job: String,
+    pub selector: TagSelector,
+    /// Snapshots older than this are deleted (`--retention`).
+    pub retention: TimeDelta,
+    /// The newest this many completed snapshots of a volume are kept however
+    /// old they are (`--keep-min`).
+    pub keep_min: usize,
+}
+
+/// Where and as whom to talk to EC2; unset fields fall back to the standard
+/// AWS chain (environment, profile, instance role).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Regions to handle in this run; empty means the chain's one region.
+    pub regions: Vec<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The subcommand's name, as reported (`run`, `snapshot`, `purge`).
+    pub command: &'static str,
+    pub steps: Steps,
+    /// Send only read calls and `DryRun=true` calls.
+    pub dry_run: bool,
+    pub policy: Policy,
+    pub aws: AwsSettings,
+    pub output: OutputFormat,
+    /// `-q`: print nothing on success.
+    pub quiet: bool,
+    /// Number of `-v` given.
+    pub verbosity: u8,
+    /// Whether a person is likely watching stdout. When not (cron), a
+    /// successful real run prints nothing.
+    pub stdout_is_terminal: bool,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Config {
+        let (command, steps) = match cli.command {
+            Command::Run => ("run", Steps { snapshot: true, purge: true }),
+            Command::Snapshot => ("snapshot", Steps { snapshot: true, purge: false }),
+            Command::Purge => ("purge", Steps { snapshot: false, purge: true }),
+        };
+        let args = cli.common;
+        Config {
+            command,
+            steps,
+            dry_run: args.dry_run,
+            policy: Policy {
+                job: args.job,
+                selector: TagSelector { key: args.tag_key, value: args.tag_value },
+                retention: args.retention,
+                keep_min: args.keep_min,
+            },
+            aws: AwsSettings {
+                regions: dedup_keep_order(args.region),
+                profile: args.profile,
+                endpoint_url: args.endpoint_url,
+            },
+            output: args.output,
+            quiet: args.quiet,
+            verbosity: args.verbose,
+            stdout_is_terminal: std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+fn dedup_keep_order(items: Vec<String>) -> Vec<String> {
+    let mut seen = Vec::with_capacity(items.len());
+    for item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
+}
+
+/// Parses a duration such as `7d`, `36h`, `2w`, `90m` or `3600s`.
+/// Zero and negative durations are refused: a zero retention would delete
+/// every backup but the `--keep-min` newest.
+pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
+    let text = text.trim();
+    let hint = "write a whole number and a unit (s, m, h, d or w), e.g. 7d or 36h";
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return Err(format!("'{text}' is not a duration: {hint}"));
+    }
+    let amount: i64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is too large: {hint}"))?;
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        "" => return Err(format!("'{text}' has no unit: {hint}")),
+        other => return Err(format!("unknown unit '{other}' in '{text}': {hint}")),
+    };
+    if amount == 0 {
+        return Err(format!("'{text}' is zero: a duration must be longer than that"));
+    }
+    amount
+        .checked_mul(seconds_per_unit)
+        .and_then(TimeDelta::try_seconds)
+        .ok_or_else(|| format!("'{text}' is too large: {hint}"))
+}
+
+/// Renders a duration the way a user would likely have typed it: in days,
+/// hours, minutes or seconds (`7d`, `36h`; two weeks read `14d`).
+pub fn format_duration(duration: TimeDelta) -> String {
+    let seconds = duration.num_seconds();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// Checks that a job name can be a tag value and read well in reports:
+/// letters, digits, spaces and `_ . : / = + - @`, at most 128 characters.
+pub fn parse_job(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the job name is empty: give a name such as 'default' or 'hourly'".into());
+    }
+    if text.chars().count() > 128 {
+        return Err("the job name is longer than 128 characters".into());
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || " _.:/=+-@".contains(*c)))
+    {
+        return Err(format!(
+            "the job name may not contain '{bad}': use letters, digits, spaces and _ . : / = + - @"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Checks a tag key: not empty, and not in the `aws:` namespace EC2 reserves.
+pub fn parse_tag_key(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the tag key is empty: give the key that marks instances to back up, e.g. Scheduled-Snapshots".into());
+    }
+    if text.len() > 128 {
+        return Err("the tag key is longer than 128 characters".into());
+    }
+    if text.to_ascii_lowercase().starts_with("aws:") {
+        return Err("tag keys starting with 'aws:' are reserved by AWS".into());
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit() {
+        assert_eq!(parse_duration("7d"), Ok(TimeDelta::days(7)));
+        assert_eq!(parse_duration("36h"), Ok(TimeDelta::hours(36)));
+        assert_eq!(parse_duration("2w"), Ok(TimeDelta::weeks(2)));
+        assert_eq!(parse_duration("90m"), Ok(TimeDelta::minutes(90)));
+        assert_eq!(parse_duration("3600s"), Ok(TimeDelta::seconds(3600)));
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        for bad in ["7x", "-1d", "0d", "d", "7", "", "1.5d", "99999999999999999999d"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(!err.is_empty(), "{bad}");
+        }
+        assert!(parse_duration("7x").unwrap_err().contains("unknown unit 'x'"));
+        assert!(parse_duration("0d").unwrap_err().contains("zero"));
+        assert!(parse_duration("7").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn durations_render_as_typed() {
+        assert_eq!(format_duration(TimeDelta::days(7)), "7d");
+        assert_eq!(format_duration(TimeDelta::weeks(2)), "14d");
+        assert_eq!(format_duration(TimeDelta::days(8)), "8d");
+        assert_eq!(format_duration(TimeDelta::hours(36)), "36h");
+        assert_eq!(format_duration(TimeDelta::seconds(61)), "61s");
+    }
+
+    #[test]
+    fn job_names_must_fit_a_tag_value() {
+        assert_eq!(parse_job("hourly-db").as_deref(), Ok("hourly-db"));
+        assert!(parse_job("").is_err());
+        assert!(parse_job("a;b").unwrap_err().contains("';'"));
+        assert!(parse_job(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn tag_keys_must_be_usable() {
+        assert!(parse_tag_key("").is_err());
+        assert!(parse_tag_key("aws:foo").is_err());
+        assert_eq!(parse_tag_key("Backup").as_deref(), Ok("Backup"));
+    }
+
+    #[test]
+    fn regions_are_deduplicated_in_order() {
+        let regions = vec!["eu-west-1".to_string(), "us-east-1".into(), "eu-west-1".into()];
+        assert_eq!(dedup_keep_order(regions), vec!["eu-west-1", "us-east-1"]);
+    }
+}

@@ -1,0 +1,105 @@
+//! What discovery found in one region, in ebsnap's own small types.
+//!
+//! EC2's types stay at the edges (discovery reads them, snapshot and purge
+//! write them); the plan works only on these, so every decision can be tested
+//! with hand-built values and a fixed clock.
+
+use chrono::{DateTime, Utc};
+
+/// The tag keys of the tag contract (DESIGN.md). Public: users write IAM
+/// policies and scripts against them.
+pub const TAG_JOB: &str = "ebsnap:job";
+pub const TAG_INSTANCE_ID: &str = "ebsnap:instance-id";
+pub const TAG_DEVICE: &str = "ebsnap:device";
+pub const TAG_RUN_ID: &str = "ebsnap:run-id";
+pub const TAG_NAME: &str = "Name";
+
+/// Everything one region holds that a run needs to decide.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    /// Instances carrying the selection tag key, whatever its value; the plan
+    /// decides which of them are selected, and says why the others are not.
+    pub instances: Vec<Instance>,
+    /// Snapshots returned by the job's server-side filter. The plan checks
+    /// the marker again before it deletes any of them (safety rule 1).
+    pub snapshots: Vec<ExistingSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    /// The instance's `Name` tag, when it has one.
+    pub name: Option<String>,
+    /// The value of the selection tag (`Scheduled-Snapshots` by default).
+    pub selection_value: String,
+    pub volumes: Vec<AttachedVolume>,
+}
+
+impl Instance {
+    /// How people know the instance: its Name tag, else its id.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// An EBS volume attached to an instance, from its block device mappings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttachedVolume {
+    pub volume_id: String,
+    /// The device name it is attached at, e.g. `/dev/xvda`.
+    pub device: String,
+    /// Whether it is the instance's root (boot) volume.
+    pub is_root: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotState {
+    Pending,
+    Completed,
+    Error,
+    /// Any state EC2 may add later (e.g. `recoverable`): never deleted.
+    Other(String),
+}
+
+impl SnapshotState {
+    pub fn parse(state: &str) -> SnapshotState {
+        match state {
+            "pending" => SnapshotState::Pending,
+            "completed" => SnapshotState::Completed,
+            "error" => SnapshotState::Error,
+            other => SnapshotState::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            SnapshotState::Pending => "pending",
+            SnapshotState::Completed => "completed",
+            SnapshotState::Error => "error",
+            SnapshotState::Other(state) => state,
+        }
+    }
+}
+
+/// A snapshot that already exists in the account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingSnapshot {
+    pub id: String,
+    /// The volume it was taken of.
+    pub volume_id: String,
+    pub state: SnapshotState,
+    pub start_time: DateTime<Utc>,
+    /// `ebsnap:job`: the marker. `None` on a snapshot ebsnap did not make.
+    pub job: Option<String>,
+    /// `ebsnap:instance-id`.
+    pub instance_id: Option<String>,
+    /// `ebsnap:device`.
+    pub device: Option<String>,
+}
+
+impl ExistingSnapshot {
+    /// Safety rule 1: only a snapshot carrying this job's marker is ours.
+    pub fn is_marked_for(&self, job: &str) -> bool {
+        self.job.as_deref() == Some(job)
+    }
+}

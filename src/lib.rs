@@ -1,0 +1,85 @@
+//! ebsnap keeps EBS snapshot backups of tagged EC2 instances.
+//!
+//! One run: resolve the config, then in each region discover what is there,
+//! build the plan (pure), execute it, and fold the outcomes into one report.
+//! A layer only calls down this flow; see DESIGN.md.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod inventory;
+pub mod plan;
+pub mod purge;
+pub mod report;
+pub mod snapshot;
+
+use anyhow::Result;
+use aws_config::SdkConfig;
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+
+use crate::config::Config;
+use crate::report::{RegionRun, Report};
+
+/// Runs the configured command in every region and reports what happened.
+/// `Err` means nothing was attempted (e.g. no region configured).
+pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
+    let shared = aws::load_shared_config(&config.aws).await;
+    let regions = aws::regions(&config.aws, &shared)?;
+    let run_id = plan::run_id(now, run_entropy());
+    let region_runs = join_all(
+        regions.iter().map(|region| run_region(config, &shared, region, &run_id, now)),
+    )
+    .await;
+    let mut report = Report::new(config, run_id, regions.clone());
+    for (region, region_run) in regions.iter().zip(region_runs) {
+        report.add_region(region, region_run);
+    }
+    Ok(report)
+}
+
+/// Discover, plan and execute in one region. Regions are independent: one
+/// failing does not stop the others.
+async fn run_region(
+    config: &Config,
+    shared: &SdkConfig,
+    region: &str,
+    run_id: &str,
+    now: DateTime<Utc>,
+) -> RegionRun {
+    let client = aws::client(shared, region);
+    let policy = &config.policy;
+    let inventory = match discovery::discover(
+        &client,
+        &policy.selector,
+        &policy.job,
+        config.steps.snapshot,
+        config.steps.purge,
+    )
+    .await
+    {
+        Ok(inventory) => inventory,
+        Err(err) => return RegionRun::DiscoveryFailed { reason: format!("{err:#}") },
+    };
+    tracing::info!(
+        region,
+        instances = inventory.instances.len(),
+        snapshots = inventory.snapshots.len(),
+        "discovered"
+    );
+    let mut plan = plan::build(&inventory, policy, config.steps, now);
+    let creates = snapshot::create_all(&client, &plan.creates, &policy.job, run_id, config.dry_run).await;
+    plan.withhold_deletes_of(&snapshot::failed_volumes(&plan.creates, &creates));
+    let deletes = purge::delete_all(&client, &plan.deletes, &policy.job, config.dry_run).await;
+    RegionRun::Executed { plan, creates, deletes }
+}
+
+/// A few bits that differ between two runs started in the same second.
+fn run_entropy() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}

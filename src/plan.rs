@@ -1,0 +1,604 @@
+//! All of ebsnap's judgement: which volumes to snapshot, which snapshots to
+//! delete, and why everything else is left alone.
+//!
+//! A pure function of (inventory, policy, steps, now). A dry run prints the
+//! plan; a real run executes it. Nothing here does I/O, so every safety rule of
+//! DESIGN.md is unit-tested below with a fixed clock.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::config::{format_duration, Policy, Steps, TagSelector};
+use crate::inventory::{
+    ExistingSnapshot, Instance, Inventory, SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB,
+    TAG_NAME, TAG_RUN_ID,
+};
+
+/// What one run will do in one region.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub creates: Vec<Create>,
+    pub deletes: Vec<Delete>,
+    pub kept: Vec<Kept>,
+    pub skipped_instances: Vec<SkippedInstance>,
+}
+
+/// A snapshot to take: one per attached EBS volume of a selected instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Create {
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub volume_id: String,
+    pub device: String,
+}
+
+impl Create {
+    /// Every tag of the contract, set in the create call itself so that no
+    /// snapshot of ebsnap ever exists without its marker.
+    pub fn tags(&self, job: &str, run_id: &str) -> Vec<(&'static str, String)> {
+        let label = self.instance_name.as_deref().unwrap_or(&self.instance_id);
+        vec![
+            (TAG_JOB, job.to_owned()),
+            (TAG_INSTANCE_ID, self.instance_id.clone()),
+            (TAG_DEVICE, self.device.clone()),
+            (TAG_RUN_ID, run_id.to_owned()),
+            (TAG_NAME, format!("{label} {}", self.device)),
+        ]
+    }
+
+    /// The snapshot's description: who made it, for which job, of what.
+    pub fn description(&self, job: &str) -> String {
+        match &self.instance_name {
+            Some(name) => format!(
+                "ebsnap job={job} instance={} ({name}) device={}",
+                self.instance_id, self.device
+            ),
+            None => format!("ebsnap job={job} instance={} device={}", self.instance_id, self.device),
+        }
+    }
+}
+
+/// A snapshot to delete, with the facts that justified it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delete {
+    pub snapshot: ExistingSnapshot,
+}
+
+/// A snapshot the plan leaves alone, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub snapshot: ExistingSnapshot,
+    pub reason: KeepReason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeepReason {
+    /// Younger than the retention; purge deletes it after `expires_at`.
+    WithinRetention { expires_at: DateTime<Utc> },
+    /// Past retention, but among the newest `keep_min` completed snapshots of
+    /// its volume (safety rule 2).
+    KeepMin { keep_min: usize },
+    /// Not finished yet (`pending`, or a state ebsnap does not know): never
+    /// deleted, never counted as a good backup (safety rule 4).
+    NotFinished { state: String },
+    /// Does not carry this job's marker (safety rule 1). The server-side
+    /// filter should never return one; this is the client-side re-check.
+    NotMarked,
+    /// This run failed to snapshot the volume, so none of its snapshots is
+    /// deleted in this run (safety rule 3).
+    VolumeFailed,
+    /// EC2 refused the delete because an AMI uses the snapshot (rule 5).
+    InUse { message: String },
+}
+
+impl KeepReason {
+    /// A stable identifier for programs (`--output json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeepReason::WithinRetention { .. } => "within_retention",
+            KeepReason::KeepMin { .. } => "keep_min",
+            KeepReason::NotFinished { .. } => "pending",
+            KeepReason::NotMarked => "not_marked",
+            KeepReason::VolumeFailed => "volume_failed",
+            KeepReason::InUse { .. } => "in_use",
+        }
+    }
+}
+
+impl fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeepReason::WithinRetention { expires_at } => {
+                write!(f, "within retention, expires {}", expires_at.format("%Y-%m-%d %H:%M UTC"))
+            }
+            KeepReason::KeepMin { keep_min: 1 } => {
+                write!(f, "past retention, but the newest completed snapshot of its volume")
+            }
+            KeepReason::KeepMin { keep_min } => write!(
+                f,
+                "past retention, but among the {keep_min} newest completed snapshots of its volume"
+            ),
+            KeepReason::NotFinished { state } => {
+                write!(f, "{state}: not finished, so never deleted")
+            }
+            KeepReason::NotMarked => write!(f, "not marked as this job's snapshot"),
+            KeepReason::VolumeFailed => {
+                write!(f, "this run failed to snapshot its volume, so its snapshots are kept")
+            }
+            KeepReason::InUse { message } => write!(f, "in use by an AMI ({message})"),
+        }
+    }
+}
+
+/// An instance that carries the selection tag key but is not backed up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedInstance {
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub reason: String,
+}
+
+/// The values of the selection tag that mean "do not back up".
+const NEGATIVE_VALUES: [&str; 5] = ["false", "no", "off", "0", ""];
+
+/// Whether an instance whose selection tag holds `value` is backed up.
+/// `Err` carries the reason it is not.
+pub fn is_selected(selector: &TagSelector, value: &str) -> Result<(), String> {
+    match &selector.value {
+        Some(wanted) if value == wanted => Ok(()),
+        Some(wanted) => Err(format!("{}={value:?}, not {wanted:?}", selector.key)),
+        None if NEGATIVE_VALUES.contains(&value.trim().to_ascii_lowercase().as_str()) => {
+            Err(format!("{}={value:?} opts out", selector.key))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Builds the plan for one region.
+pub fn build(inventory: &Inventory, policy: &Policy, steps: Steps, now: DateTime<Utc>) -> Plan {
+    let mut plan = Plan::default();
+    if steps.snapshot {
+        plan_creates(&inventory.instances, &policy.selector, &mut plan);
+    }
+    if steps.purge {
+        plan_purge(&inventory.snapshots, policy, now, &mut plan);
+    }
+    plan
+}
+
+fn plan_creates(instances: &[Instance], selector: &TagSelector, plan: &mut Plan) {
+    for instance in instances {
+        if let Err(reason) = is_selected(selector, &instance.selection_value) {
+            plan.skipped_instances.push(SkippedInstance {
+                instance_id: instance.id.clone(),
+                instance_name: instance.name.clone(),
+                reason,
+            });
+            continue;
+        }
+        if instance.volumes.is_empty() {
+            plan.skipped_instances.push(SkippedInstance {
+                instance_id: instance.id.clone(),
+                instance_name: instance.name.clone(),
+                reason: "no EBS volume attached".into(),
+            });
+        }
+        // A volume attached twice in the mappings is still one volume.
+        let mut seen = HashSet::new();
+        for volume in instance.volumes.iter().filter(|v| seen.insert(&v.volume_id)) {
+            plan.creates.push(Create {
+                instance_id: instance.id.clone(),
+                instance_name: instance.name.clone(),
+                volume_id: volume.volume_id.clone(),
+                device: volume.device.clone(),
+            });
+        }
+    }
+}
+
+fn plan_purge(snapshots: &[ExistingSnapshot], policy: &Policy, now: DateTime<Utc>, plan: &mut Plan) {
+    let mut by_volume: BTreeMap<&str, Vec<&ExistingSnapshot>> = BTreeMap::new();
+    for snapshot in snapshots {
+        if snapshot.is_marked_for(&policy.job) {
+            by_volume.entry(&snapshot.volume_id).or_default().push(snapshot);
+        } else {
+            plan.kept.push(Kept { snapshot: snapshot.clone(), reason: KeepReason::NotMarked });
+        }
+    }
+    for mut volume_snapshots in by_volume.into_values() {
+        // Newest first; the id breaks ties so the plan is deterministic.
+        volume_snapshots.sort_by(|a, b| b.start_time.cmp(&a.start_time).then(a.id.cmp(&b.id)));
+        let mut newer_completed = 0;
+        for snapshot in volume_snapshots {
+            let reason = keep_reason(snapshot, newer_completed, policy, now);
+            if snapshot.state == SnapshotState::Completed {
+                newer_completed += 1;
+            }
+            match reason {
+                Some(reason) => plan.kept.push(Kept { snapshot: snapshot.clone(), reason }),
+                None => plan.deletes.push(Delete { snapshot: snapshot.clone() }),
+            }
+        }
+    }
+}
+
+/// Why a job snapshot is kept, or `None` when it is to be deleted.
+/// `newer_completed` counts the completed snapshots of the same volume that
+/// started after this one.
+fn keep_reason(
+    snapshot: &ExistingSnapshot,
+    newer_completed: usize,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<KeepReason> {
+    match &snapshot.state {
+        SnapshotState::Pending | SnapshotState::Other(_) => {
+            return Some(KeepReason::NotFinished { state: snapshot.state.as_str().to_owned() });
+        }
+        SnapshotState::Completed | SnapshotState::Error => {}
+    }
+    let expires_at = snapshot.start_time + policy.retention;
+    if now <= expires_at {
+        return Some(KeepReason::WithinRetention { expires_at });
+    }
+    if snapshot.state == SnapshotState::Completed && newer_completed < policy.keep_min {
+        return Some(KeepReason::KeepMin { keep_min: policy.keep_min });
+    }
+    None
+}
+
+impl Plan {
+    /// Safety rule 3: once this run failed to snapshot a volume, none of that
+    /// volume's snapshots is deleted in this run.
+    pub fn withhold_deletes_of(&mut self, failed_volumes: &HashSet<String>) {
+        if failed_volumes.is_empty() {
+            return;
+        }
+        let (withheld, deletes) = std::mem::take(&mut self.deletes)
+            .into_iter()
+            .partition(|delete| failed_volumes.contains(&delete.snapshot.volume_id));
+        self.deletes = deletes;
+        let withheld: Vec<Delete> = withheld;
+        self.kept.extend(withheld.into_iter().map(|delete| Kept {
+            snapshot: delete.snapshot,
+            reason: KeepReason::VolumeFailed,
+        }));
+    }
+}
+
+/// One id per run, shared by every snapshot of the run: the time it started
+/// and a few bits to tell apart two runs in the same second.
+pub fn run_id(now: DateTime<Utc>, entropy: u32) -> String {
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), entropy & 0xffff)
+}
+
+/// How old a snapshot is, for people: `9.5d`, `36h`, `20m`.
+pub fn format_age(age: TimeDelta) -> String {
+    let minutes = age.num_minutes().max(0);
+    if minutes >= 48 * 60 {
+        format!("{:.1}d", minutes as f64 / 1440.0)
+    } else if minutes >= 120 {
+        format!("{}h", minutes / 60)
+    } else {
+        format!("{minutes}m")
+    }
+}
+
+/// Describes the policy in one line, for reports: `retention 7d, keep-min 1`.
+pub fn describe_policy(policy: &Policy) -> String {
+    format!("retention {}, keep-min {}", format_duration(policy.retention), policy.keep_min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::AttachedVolume;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            job: "default".into(),
+            selector: TagSelector { key: "Scheduled-Snapshots".into(), value: None },
+            retention: TimeDelta::days(7),
+            keep_min: 1,
+        }
+    }
+
+    const PURGE: Steps = Steps { snapshot: false, purge: true };
+    const SNAPSHOT: Steps = Steps { snapshot: true, purge: false };
+
+    fn snap(id: &str, volume: &str, age: TimeDelta, state: SnapshotState) -> ExistingSnapshot {
+        ExistingSnapshot {
+            id: id.into(),
+            volume_id: volume.into(),
+            state,
+            start_time: now() - age,
+            job: Some("default".into()),
+            instance_id: Some("i-1".into()),
+            device: Some("/dev/xvda".into()),
+        }
+    }
+
+    fn completed(id: &str, volume: &str, age: TimeDelta) -> ExistingSnapshot {
+        snap(id, volume, age, SnapshotState::Completed)
+    }
+
+    fn instance(id: &str, value: &str, volumes: &[&str]) -> Instance {
+        Instance {
+            id: id.into(),
+            name: None,
+            selection_value: value.into(),
+            volumes: volumes
+                .iter()
+                .enumerate()
+                .map(|(i, v)| AttachedVolume {
+                    volume_id: (*v).into(),
+                    device: format!("/dev/sd{}", (b'a' + i as u8) as char),
+                    is_root: i == 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn purge(snapshots: Vec<ExistingSnapshot>, policy: &Policy) -> Plan {
+        build(&Inventory { instances: vec![], snapshots }, policy, PURGE, now())
+    }
+
+    fn deleted_ids(plan: &Plan) -> Vec<&str> {
+        plan.deletes.iter().map(|d| d.snapshot.id.as_str()).collect()
+    }
+
+    fn kept_reason<'a>(plan: &'a Plan, id: &str) -> &'a KeepReason {
+        &plan.kept.iter().find(|k| k.snapshot.id == id).expect(id).reason
+    }
+
+    #[test]
+    fn selection_values_without_tag_value() {
+        let selector = TagSelector { key: "Scheduled-Snapshots".into(), value: None };
+        for yes in ["true", "yes", "True", "daily", "1"] {
+            assert_eq!(is_selected(&selector, yes), Ok(()), "{yes}");
+        }
+        for no in ["false", "FALSE", "no", "off", "Off", "0", "", "  "] {
+            assert!(is_selected(&selector, no).is_err(), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn selection_with_tag_value_is_exact() {
+        let selector = TagSelector { key: "Backup".into(), value: Some("hourly".into()) };
+        assert_eq!(is_selected(&selector, "hourly"), Ok(()));
+        assert!(is_selected(&selector, "Hourly").is_err());
+        assert!(is_selected(&selector, "true").is_err());
+        let err = is_selected(&selector, "daily").unwrap_err();
+        assert!(err.contains("Backup") && err.contains("daily"), "{err}");
+    }
+
+    #[test]
+    fn creates_one_snapshot_per_volume_of_selected_instances_only() {
+        let inventory = Inventory {
+            instances: vec![
+                instance("i-yes", "true", &["vol-a", "vol-b"]),
+                instance("i-off", "off", &["vol-c"]),
+                instance("i-empty", "", &["vol-d"]),
+                instance("i-twice", "yes", &["vol-e", "vol-e"]),
+            ],
+            snapshots: vec![],
+        };
+        let plan = build(&inventory, &policy(), SNAPSHOT, now());
+        let volumes: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
+        assert_eq!(volumes, ["vol-a", "vol-b", "vol-e"]);
+        let skipped: Vec<_> = plan.skipped_instances.iter().map(|s| s.instance_id.as_str()).collect();
+        assert_eq!(skipped, ["i-off", "i-empty"]);
+        assert!(plan.skipped_instances[0].reason.contains("opts out"));
+    }
+
+    #[test]
+    fn an_instance_without_volumes_is_reported() {
+        let inventory = Inventory { instances: vec![instance("i-1", "true", &[])], snapshots: vec![] };
+        let plan = build(&inventory, &policy(), SNAPSHOT, now());
+        assert!(plan.creates.is_empty());
+        assert_eq!(plan.skipped_instances[0].reason, "no EBS volume attached");
+    }
+
+    #[test]
+    fn create_carries_every_contract_tag_and_a_description() {
+        let create = Create {
+            instance_id: "i-1".into(),
+            instance_name: Some("mongo-1".into()),
+            volume_id: "vol-1".into(),
+            device: "/dev/xvdf".into(),
+        };
+        let tags = create.tags("hourly", "r1");
+        assert_eq!(
+            tags,
+            vec![
+                ("ebsnap:job", "hourly".to_string()),
+                ("ebsnap:instance-id", "i-1".into()),
+                ("ebsnap:device", "/dev/xvdf".into()),
+                ("ebsnap:run-id", "r1".into()),
+                ("Name", "mongo-1 /dev/xvdf".into()),
+            ]
+        );
+        assert_eq!(create.description("hourly"), "ebsnap job=hourly instance=i-1 (mongo-1) device=/dev/xvdf");
+        let unnamed = Create { instance_name: None, ..create };
+        assert_eq!(unnamed.tags("hourly", "r1")[4].1, "i-1 /dev/xvdf");
+    }
+
+    #[test]
+    fn retention_boundary() {
+        let just_under = TimeDelta::days(7) - TimeDelta::seconds(1);
+        let just_over = TimeDelta::days(7) + TimeDelta::seconds(1);
+        let plan = purge(
+            vec![
+                completed("snap-new", "vol-1", TimeDelta::hours(1)),
+                completed("snap-under", "vol-1", just_under),
+                completed("snap-over", "vol-1", just_over),
+            ],
+            &policy(),
+        );
+        assert_eq!(deleted_ids(&plan), ["snap-over"]);
+        assert!(matches!(kept_reason(&plan, "snap-under"), KeepReason::WithinRetention { .. }));
+    }
+
+    #[test]
+    fn exactly_at_retention_is_kept() {
+        let plan = purge(
+            vec![completed("snap-new", "vol-1", TimeDelta::hours(1)), completed("snap-7d", "vol-1", TimeDelta::days(7))],
+            &policy(),
+        );
+        assert!(plan.deletes.is_empty());
+    }
+
+    #[test]
+    fn keep_min_protects_the_newest_completed_snapshot_past_retention() {
+        let plan = purge(
+            vec![
+                completed("snap-10d", "vol-1", TimeDelta::days(10)),
+                completed("snap-9d", "vol-1", TimeDelta::days(9)),
+                completed("snap-20d", "vol-1", TimeDelta::days(20)),
+            ],
+            &policy(),
+        );
+        assert_eq!(deleted_ids(&plan), ["snap-10d", "snap-20d"]);
+        assert_eq!(kept_reason(&plan, "snap-9d"), &KeepReason::KeepMin { keep_min: 1 });
+    }
+
+    #[test]
+    fn keep_min_counts_per_volume_and_honours_larger_values() {
+        let policy = Policy { keep_min: 2, ..policy() };
+        let plan = purge(
+            vec![
+                completed("a1", "vol-a", TimeDelta::days(8)),
+                completed("a2", "vol-a", TimeDelta::days(9)),
+                completed("a3", "vol-a", TimeDelta::days(10)),
+                completed("b1", "vol-b", TimeDelta::days(30)),
+            ],
+            &policy,
+        );
+        assert_eq!(deleted_ids(&plan), ["a3"]);
+        assert_eq!(kept_reason(&plan, "b1"), &KeepReason::KeepMin { keep_min: 2 });
+    }
+
+    #[test]
+    fn keep_min_zero_deletes_everything_past_retention() {
+        let policy = Policy { keep_min: 0, ..policy() };
+        let plan = purge(vec![completed("old", "vol-1", TimeDelta::days(8))], &policy);
+        assert_eq!(deleted_ids(&plan), ["old"]);
+    }
+
+    #[test]
+    fn pending_is_never_deleted_and_never_counts_as_a_good_backup() {
+        let plan = purge(
+            vec![
+                snap("pending-old", "vol-1", TimeDelta::days(9), SnapshotState::Pending),
+                snap("pending-new", "vol-1", TimeDelta::hours(1), SnapshotState::Pending),
+                completed("done-old", "vol-1", TimeDelta::days(8)),
+            ],
+            &policy(),
+        );
+        assert!(plan.deletes.is_empty(), "{:?}", deleted_ids(&plan));
+        assert_eq!(kept_reason(&plan, "pending-old").code(), "pending");
+        // The newer pending snapshot does not count: the completed one is the last good backup.
+        assert_eq!(kept_reason(&plan, "done-old"), &KeepReason::KeepMin { keep_min: 1 });
+    }
+
+    #[test]
+    fn unknown_states_are_never_deleted() {
+        let plan = purge(
+            vec![
+                snap("odd", "vol-1", TimeDelta::days(30), SnapshotState::Other("recoverable".into())),
+                completed("good", "vol-1", TimeDelta::days(1)),
+            ],
+            &policy(),
+        );
+        assert!(plan.deletes.is_empty());
+        assert_eq!(kept_reason(&plan, "odd").to_string(), "recoverable: not finished, so never deleted");
+    }
+
+    #[test]
+    fn an_error_snapshot_is_no_good_backup_and_ages_out() {
+        let plan = purge(
+            vec![
+                snap("broken", "vol-1", TimeDelta::days(8), SnapshotState::Error),
+                completed("good", "vol-1", TimeDelta::days(9)),
+            ],
+            &policy(),
+        );
+        assert_eq!(deleted_ids(&plan), ["broken"]);
+        assert_eq!(kept_reason(&plan, "good"), &KeepReason::KeepMin { keep_min: 1 });
+    }
+
+    #[test]
+    fn unmarked_and_other_job_snapshots_are_never_deleted() {
+        let mut unmarked = completed("unmarked", "vol-1", TimeDelta::days(30));
+        unmarked.job = None;
+        let mut weekly = completed("weekly", "vol-1", TimeDelta::days(30));
+        weekly.job = Some("weekly".into());
+        let plan = purge(
+            vec![unmarked, weekly, completed("ours", "vol-1", TimeDelta::days(1))],
+            &policy(),
+        );
+        assert!(plan.deletes.is_empty());
+        assert_eq!(kept_reason(&plan, "unmarked"), &KeepReason::NotMarked);
+        assert_eq!(kept_reason(&plan, "weekly"), &KeepReason::NotMarked);
+    }
+
+    #[test]
+    fn a_volume_whose_create_failed_keeps_everything() {
+        let mut plan = purge(
+            vec![
+                completed("a-new", "vol-a", TimeDelta::days(1)),
+                completed("a-old", "vol-a", TimeDelta::days(9)),
+                completed("b-new", "vol-b", TimeDelta::days(1)),
+                completed("b-old", "vol-b", TimeDelta::days(9)),
+            ],
+            &policy(),
+        );
+        assert_eq!(deleted_ids(&plan), ["a-old", "b-old"]);
+        plan.withhold_deletes_of(&HashSet::from(["vol-a".to_string()]));
+        assert_eq!(deleted_ids(&plan), ["b-old"]);
+        assert_eq!(kept_reason(&plan, "a-old"), &KeepReason::VolumeFailed);
+    }
+
+    #[test]
+    fn snapshot_only_plans_no_purge_and_purge_only_plans_no_create() {
+        let inventory = Inventory {
+            instances: vec![instance("i-1", "true", &["vol-1"])],
+            snapshots: vec![
+                completed("new", "vol-1", TimeDelta::days(1)),
+                completed("old", "vol-1", TimeDelta::days(9)),
+            ],
+        };
+        let snapshot_only = build(&inventory, &policy(), SNAPSHOT, now());
+        assert_eq!(snapshot_only.creates.len(), 1);
+        assert!(snapshot_only.deletes.is_empty() && snapshot_only.kept.is_empty());
+        let purge_only = build(&inventory, &policy(), PURGE, now());
+        assert!(purge_only.creates.is_empty());
+        assert_eq!(deleted_ids(&purge_only), ["old"]);
+    }
+
+    #[test]
+    fn reasons_read_well_and_have_stable_codes() {
+        let expires_at = now();
+        let reason = KeepReason::WithinRetention { expires_at };
+        assert_eq!(reason.to_string(), "within retention, expires 2026-11-24 12:00 UTC");
+        assert_eq!(reason.code(), "within_retention");
+        assert!(KeepReason::KeepMin { keep_min: 3 }.to_string().contains("3 newest"));
+        assert_eq!(KeepReason::InUse { message: "ami-1".into() }.code(), "in_use");
+    }
+
+    #[test]
+    fn run_ids_and_ages() {
+        assert_eq!(run_id(now(), 0x1_abcd), "20261124T120000Z-abcd");
+        assert_eq!(format_age(TimeDelta::hours(228)), "9.5d");
+        assert_eq!(format_age(TimeDelta::hours(36)), "36h");
+        assert_eq!(format_age(TimeDelta::minutes(20)), "20m");
+        assert_eq!(format_age(TimeDelta::minutes(-5)), "0m");
+    }
+}

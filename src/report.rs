@@ -1,0 +1,580 @@
+//! What a run did, for a person (text) or a program (`--output json`), and
+//! the exit code that tells cron the truth.
+//!
+//! Built from the plan and the outcomes of each action; rendering is pure, so
+//! what a person sees is tested like any other decision.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::config::Config;
+use crate::inventory::ExistingSnapshot;
+use crate::plan::{format_age, Create, Delete, KeepReason, Kept, Plan};
+use crate::purge::DeleteOutcome;
+use crate::snapshot::CreateOutcome;
+
+/// The process exit codes (DESIGN.md, safety rule 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything planned was done.
+    Success = 0,
+    /// Something failed; the report says what.
+    Failure = 1,
+    /// Nothing was attempted: bad input, no credentials, no region reachable.
+    NothingAttempted = 2,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status as u8)
+    }
+}
+
+/// What one region's run produced.
+#[derive(Debug)]
+pub enum RegionRun {
+    /// Discovery failed: nothing was planned or changed in the region.
+    DiscoveryFailed { reason: String },
+    /// The plan, and the outcome of each create and delete, in plan order.
+    Executed { plan: Plan, creates: Vec<CreateOutcome>, deletes: Vec<DeleteOutcome> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub command: &'static str,
+    pub job: String,
+    pub run_id: String,
+    /// "retention 7d, keep-min 1", for the text header.
+    #[serde(skip)]
+    pub policy: String,
+    pub regions: Vec<String>,
+    pub created: Vec<CreatedEntry>,
+    pub deleted: Vec<DeletedEntry>,
+    pub kept: Vec<KeptEntry>,
+    pub failed: Vec<FailedEntry>,
+    pub skipped_instances: Vec<SkippedEntry>,
+    /// Regions whose discovery succeeded, so something was attempted.
+    #[serde(skip)]
+    pub regions_attempted: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CreatedEntry {
+    /// `None` in a dry run.
+    pub snapshot_id: Option<String>,
+    pub volume_id: String,
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub device: String,
+    pub region: String,
+    /// `"allowed"` in a dry run, absent otherwise.
+    pub permission: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeletedEntry {
+    pub snapshot_id: String,
+    pub volume_id: String,
+    pub instance_id: Option<String>,
+    pub device: Option<String>,
+    pub region: String,
+    pub start_time: DateTime<Utc>,
+    /// `"allowed"` in a dry run, absent otherwise.
+    pub permission: Option<&'static str>,
+    /// EC2 said it was already gone (deleted by someone else meanwhile).
+    pub already_gone: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeptEntry {
+    pub snapshot_id: String,
+    pub volume_id: String,
+    pub instance_id: Option<String>,
+    pub device: Option<String>,
+    pub region: String,
+    pub start_time: DateTime<Utc>,
+    pub state: String,
+    pub reason: String,
+    pub reason_code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedEntry {
+    /// `create`, `delete` or `discover`.
+    pub action: &'static str,
+    pub snapshot_id: Option<String>,
+    pub volume_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub region: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedEntry {
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub region: String,
+    pub reason: String,
+}
+
+impl Report {
+    pub fn new(config: &Config, run_id: String, regions: Vec<String>) -> Report {
+        Report {
+            dry_run: config.dry_run,
+            command: config.command,
+            job: config.policy.job.clone(),
+            run_id,
+            policy: crate::plan::describe_policy(&config.policy),
+            regions,
+            created: vec![],
+            deleted: vec![],
+            kept: vec![],
+            failed: vec![],
+            skipped_instances: vec![],
+            regions_attempted: 0,
+        }
+    }
+
+    /// Folds one region's plan and outcomes into the report.
+    pub fn add_region(&mut self, region: &str, run: RegionRun) {
+        let (plan, creates, deletes) = match run {
+            RegionRun::DiscoveryFailed { reason } => {
+                self.failed.push(FailedEntry {
+                    action: "discover",
+                    snapshot_id: None,
+                    volume_id: None,
+                    instance_id: None,
+                    region: region.to_owned(),
+                    reason,
+                });
+                return;
+            }
+            RegionRun::Executed { plan, creates, deletes } => (plan, creates, deletes),
+        };
+        self.regions_attempted += 1;
+        for skipped in plan.skipped_instances {
+            self.skipped_instances.push(SkippedEntry {
+                instance_id: skipped.instance_id,
+                instance_name: skipped.instance_name,
+                region: region.to_owned(),
+                reason: skipped.reason,
+            });
+        }
+        for (create, outcome) in plan.creates.into_iter().zip(creates) {
+            self.add_create(region, create, outcome);
+        }
+        for kept in plan.kept {
+            self.kept.push(kept_entry(region, kept));
+        }
+        for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
+            self.add_delete(region, delete, outcome);
+        }
+    }
+
+    fn add_create(&mut self, region: &str, create: Create, outcome: CreateOutcome) {
+        let (snapshot_id, permission) = match outcome {
+            CreateOutcome::Created { snapshot_id } => (Some(snapshot_id), None),
+            CreateOutcome::Allowed => (None, Some("allowed")),
+            CreateOutcome::Failed { reason } => {
+                self.failed.push(FailedEntry {
+                    action: "create",
+                    snapshot_id: None,
+                    volume_id: Some(create.volume_id),
+                    instance_id: Some(create.instance_id),
+                    region: region.to_owned(),
+                    reason,
+                });
+                return;
+            }
+        };
+        self.created.push(CreatedEntry {
+            snapshot_id,
+            volume_id: create.volume_id,
+            instance_id: create.instance_id,
+            instance_name: create.instance_name,
+            device: create.device,
+            region: region.to_owned(),
+            permission,
+        });
+    }
+
+    fn add_delete(&mut self, region: &str, delete: Delete, outcome: DeleteOutcome) {
+        let snapshot = delete.snapshot;
+        let (permission, already_gone) = match outcome {
+            DeleteOutcome::Deleted => (None, false),
+            DeleteOutcome::AlreadyGone => (None, true),
+            DeleteOutcome::Allowed => (Some("allowed"), false),
+            DeleteOutcome::InUse { message } => {
+                let kept = Kept { snapshot, reason: KeepReason::InUse { message } };
+                self.kept.push(kept_entry(region, kept));
+                return;
+            }
+            DeleteOutcome::Failed { reason } => {
+                self.failed.push(FailedEntry {
+                    action: "delete",
+                    snapshot_id: Some(snapshot.id),
+                    volume_id: Some(snapshot.volume_id),
+                    instance_id: snapshot.instance_id,
+                    region: region.to_owned(),
+                    reason,
+                });
+                return;
+            }
+        };
+        self.deleted.push(DeletedEntry {
+            snapshot_id: snapshot.id,
+            volume_id: snapshot.volume_id,
+            instance_id: snapshot.instance_id,
+            device: snapshot.device,
+            region: region.to_owned(),
+            start_time: snapshot.start_time,
+            permission,
+            already_gone,
+        });
+    }
+
+    pub fn exit_status(&self) -> ExitStatus {
+        if self.failed.is_empty() {
+            ExitStatus::Success
+        } else if self.regions_attempted == 0 {
+            ExitStatus::NothingAttempted
+        } else {
+            ExitStatus::Failure
+        }
+    }
+
+    /// Whether stdout gets anything. Programs asked for JSON get it; a dry
+    /// run always shows its plan; failures are always shown (cron mails
+    /// them); a successful run is quiet with `-q` or when nobody watches.
+    pub fn should_print(&self, config: &Config) -> bool {
+        config.output == OutputFormat::Json
+            || self.dry_run
+            || !self.failed.is_empty()
+            || (!config.quiet && config.stdout_is_terminal)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes") + "\n"
+    }
+
+    /// The text for people. A dry run lists the whole plan, kept snapshots
+    /// included; a real run lists what changed and what failed.
+    pub fn to_text(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        let what = if self.dry_run { "Dry run of" } else { "Ran" };
+        let _ = writeln!(
+            out,
+            "{what} `ebsnap {}` for job {} ({}), run {}",
+            self.command, self.job, self.policy, self.run_id
+        );
+        for region in &self.regions {
+            let mut lines = Vec::new();
+            for failed in self.failed.iter().filter(|f| &f.region == region) {
+                let subject = [&failed.snapshot_id, &failed.volume_id, &failed.instance_id]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                lines.push(format!("  FAILED  {} {subject}: {}", failed.action, failed.reason));
+            }
+            for created in self.created.iter().filter(|c| &c.region == region) {
+                let instance = created.instance_name.as_deref().unwrap_or(&created.instance_id);
+                let verb = if self.dry_run { "create" } else { "created" };
+                let id = created.snapshot_id.as_deref().unwrap_or("");
+                lines.push(format!(
+                    "  {verb:<8}{id}{}{} of {instance} {} ({})",
+                    if id.is_empty() { "" } else { " " },
+                    created.volume_id,
+                    created.device,
+                    created.instance_id,
+                ));
+            }
+            for deleted in self.deleted.iter().filter(|d| &d.region == region) {
+                let verb = if self.dry_run { "delete" } else { "deleted" };
+                let gone = if deleted.already_gone { ", already gone" } else { "" };
+                lines.push(format!(
+                    "  {verb:<8}{} of {}, {} old{gone}",
+                    deleted.snapshot_id,
+                    deleted.volume_id,
+                    format_age(now - deleted.start_time)
+                ));
+            }
+            // A real run shows only the kept snapshots worth a look.
+            let notable = |k: &&KeptEntry| self.dry_run || matches!(k.reason_code, "in_use" | "volume_failed");
+            for kept in self.kept.iter().filter(|k| &k.region == region).filter(notable) {
+                lines.push(format!(
+                    "  keep    {} of {}, {} old: {}",
+                    kept.snapshot_id,
+                    kept.volume_id,
+                    format_age(now - kept.start_time),
+                    kept.reason
+                ));
+            }
+            if self.dry_run {
+                for skipped in self.skipped_instances.iter().filter(|s| &s.region == region) {
+                    let name = skipped.instance_name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+                    lines.push(format!("  skip    {}{name}: {}", skipped.instance_id, skipped.reason));
+                }
+            }
+            if !lines.is_empty() {
+                let _ = writeln!(out, "{region}:");
+                for line in lines {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{}", self.summary());
+        out
+    }
+
+    /// One line: what was (or would be) done.
+    pub fn summary(&self) -> String {
+        let (create, delete, keep) =
+            if self.dry_run { ("would create", "delete", "keep") } else { ("created", "deleted", "kept") };
+        let counts = format!(
+            "{create} {} snapshot(s), {delete} {}, {keep} {}, {} failed",
+            self.created.len(),
+            self.deleted.len(),
+            self.kept.len(),
+            self.failed.len()
+        );
+        if self.dry_run {
+            format!("Dry run: {counts}. Nothing was changed.")
+        } else {
+            let mut text = counts;
+            text[..1].make_ascii_uppercase();
+            text + "."
+        }
+    }
+}
+
+fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
+    let ExistingSnapshot { id, volume_id, state, start_time, instance_id, device, .. } = kept.snapshot;
+    KeptEntry {
+        snapshot_id: id,
+        volume_id,
+        instance_id,
+        device,
+        region: region.to_owned(),
+        start_time,
+        state: state.as_str().to_owned(),
+        reason: kept.reason.to_string(),
+        reason_code: kept.reason.code(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AwsSettings, Policy, Steps, TagSelector};
+    use crate::inventory::SnapshotState;
+    use chrono::{TimeDelta, TimeZone};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn config(dry_run: bool) -> Config {
+        Config {
+            command: "run",
+            steps: Steps { snapshot: true, purge: true },
+            dry_run,
+            policy: Policy {
+                job: "default".into(),
+                selector: TagSelector { key: "Scheduled-Snapshots".into(), value: None },
+                retention: TimeDelta::days(7),
+                keep_min: 1,
+            },
+            aws: AwsSettings::default(),
+            output: OutputFormat::Text,
+            quiet: false,
+            verbosity: 0,
+            stdout_is_terminal: false,
+        }
+    }
+
+    fn snapshot(id: &str, volume: &str, days: i64) -> ExistingSnapshot {
+        ExistingSnapshot {
+            id: id.into(),
+            volume_id: volume.into(),
+            state: SnapshotState::Completed,
+            start_time: now() - TimeDelta::days(days),
+            job: Some("default".into()),
+            instance_id: Some("i-1".into()),
+            device: Some("/dev/sdf".into()),
+        }
+    }
+
+    fn create(volume: &str) -> Create {
+        Create {
+            instance_id: "i-1".into(),
+            instance_name: Some("mongo-1".into()),
+            volume_id: volume.into(),
+            device: "/dev/sdf".into(),
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            creates: vec![create("vol-1"), create("vol-2")],
+            deletes: vec![Delete { snapshot: snapshot("snap-old", "vol-1", 9) }],
+            kept: vec![Kept {
+                snapshot: snapshot("snap-new", "vol-1", 2),
+                reason: KeepReason::WithinRetention { expires_at: now() + TimeDelta::days(5) },
+            }],
+            skipped_instances: vec![],
+        }
+    }
+
+    fn report(dry_run: bool, run: RegionRun) -> Report {
+        let mut report = Report::new(&config(dry_run), "r1".into(), vec!["us-east-1".into()]);
+        report.add_region("us-east-1", run);
+        report
+    }
+
+    fn created(id: &str) -> CreateOutcome {
+        CreateOutcome::Created { snapshot_id: id.into() }
+    }
+
+    #[test]
+    fn a_clean_run_succeeds_and_is_quiet_off_a_terminal() {
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::Deleted],
+        };
+        let report = report(false, run);
+        assert_eq!(report.exit_status(), ExitStatus::Success);
+        assert_eq!(report.created.len(), 2);
+        assert_eq!(report.deleted[0].snapshot_id, "snap-old");
+        assert!(!report.should_print(&config(false)));
+        let watched = Config { stdout_is_terminal: true, ..config(false) };
+        assert!(report.should_print(&watched));
+        let quiet = Config { quiet: true, ..watched };
+        assert!(!report.should_print(&quiet));
+        assert_eq!(report.summary(), "Created 2 snapshot(s), deleted 1, kept 1, 0 failed.");
+    }
+
+    #[test]
+    fn a_failure_exits_1_and_is_always_printed() {
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), CreateOutcome::Failed { reason: "boom".into() }],
+            deletes: vec![DeleteOutcome::Deleted],
+        };
+        let report = report(false, run);
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+        assert!(report.should_print(&Config { quiet: true, ..config(false) }));
+        assert_eq!(report.failed[0].action, "create");
+        assert_eq!(report.failed[0].volume_id.as_deref(), Some("vol-2"));
+        let text = report.to_text(now());
+        assert!(text.contains("FAILED  create vol-2 i-1: boom"), "{text}");
+    }
+
+    #[test]
+    fn a_snapshot_in_use_is_kept_and_reported_without_failing_the_run() {
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::InUse { message: "used by ami-1".into() }],
+        };
+        let report = report(false, run);
+        assert_eq!(report.exit_status(), ExitStatus::Success);
+        assert!(report.deleted.is_empty());
+        let in_use = report.kept.iter().find(|k| k.snapshot_id == "snap-old").unwrap();
+        assert_eq!(in_use.reason_code, "in_use");
+        assert!(report.to_text(now()).contains("in use by an AMI (used by ami-1)"));
+    }
+
+    #[test]
+    fn a_delete_that_finds_the_snapshot_gone_counts_as_deleted() {
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::AlreadyGone],
+        };
+        let report = report(false, run);
+        assert_eq!(report.exit_status(), ExitStatus::Success);
+        assert!(report.deleted[0].already_gone);
+    }
+
+    #[test]
+    fn discovery_failing_everywhere_means_nothing_was_attempted() {
+        let report = report(false, RegionRun::DiscoveryFailed { reason: "AuthFailure: bad".into() });
+        assert_eq!(report.exit_status(), ExitStatus::NothingAttempted);
+        assert_eq!(report.failed[0].action, "discover");
+    }
+
+    #[test]
+    fn discovery_failing_in_one_of_two_regions_is_a_failure() {
+        let mut report = Report::new(&config(false), "r1".into(), vec!["a".into(), "b".into()]);
+        report.add_region("a", RegionRun::DiscoveryFailed { reason: "down".into() });
+        report.add_region(
+            "b",
+            RegionRun::Executed { plan: Plan::default(), creates: vec![], deletes: vec![] },
+        );
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+    }
+
+    #[test]
+    fn a_dry_run_prints_the_whole_plan_even_off_a_terminal() {
+        let mut plan = plan();
+        plan.skipped_instances.push(crate::plan::SkippedInstance {
+            instance_id: "i-9".into(),
+            instance_name: Some("proxy".into()),
+            reason: "Scheduled-Snapshots=\"false\" opts out".into(),
+        });
+        let run = RegionRun::Executed {
+            plan,
+            creates: vec![CreateOutcome::Allowed, CreateOutcome::Failed { reason: "not permitted: UnauthorizedOperation: no".into() }],
+            deletes: vec![DeleteOutcome::Allowed],
+        };
+        let report = report(true, run);
+        assert!(report.should_print(&Config { quiet: true, ..config(true) }));
+        assert_eq!(report.created[0].permission, Some("allowed"));
+        assert_eq!(report.created[0].snapshot_id, None);
+        let text = report.to_text(now());
+        for expected in [
+            "Dry run of `ebsnap run` for job default (retention 7d, keep-min 1), run r1",
+            "us-east-1:",
+            "  FAILED  create vol-2 i-1: not permitted: UnauthorizedOperation: no",
+            "  create  vol-1 of mongo-1 /dev/sdf (i-1)",
+            "  delete  snap-old of vol-1, 9.0d old",
+            "  keep    snap-new of vol-1, 2.0d old: within retention, expires 2026-11-29 12:00 UTC",
+            "  skip    i-9 proxy: Scheduled-Snapshots=\"false\" opts out",
+            "Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was changed.",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::Deleted],
+        };
+        let json: serde_json::Value = serde_json::from_str(&report(false, run).to_json()).unwrap();
+        for key in ["dry_run", "command", "job", "run_id", "regions", "created", "deleted", "kept", "failed", "skipped_instances"] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(json["created"][0]["snapshot_id"], "snap-a");
+        assert_eq!(json["created"][0]["region"], "us-east-1");
+        assert_eq!(json["deleted"][0]["instance_id"], "i-1");
+        assert_eq!(json["kept"][0]["reason_code"], "within_retention");
+        assert_eq!(json["deleted"][0]["start_time"], "2026-11-15T12:00:00Z");
+    }
+
+    #[test]
+    fn exit_codes_are_what_cron_expects() {
+        assert_eq!(ExitStatus::Success as u8, 0);
+        assert_eq!(ExitStatus::Failure as u8, 1);
+        assert_eq!(ExitStatus::NothingAttempted as u8, 2);
+    }
+}

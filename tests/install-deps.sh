@@ -1,0 +1,51 @@
+# Installs what ebsnap's tests and demo need besides Rust: the EC2 emulator
+# (moto's server, pinned, in its own virtualenv so it never touches the system
+# Python) and libfaketime (to move the emulator's clock and make old snapshots).
+#
+# Source it, don't run it: it exports
+#   EBSNAP_MOTO_SERVER  path of the moto_server executable
+#   EBSNAP_FAKETIME_LIB path of libfaketimeMT.so.1
+# Idempotent: a second call finds both in place and installs nothing.
+# Override the virtualenv's place with EBSNAP_VENV.
+
+ebsnap_moto_version="5.2.5"
+ebsnap_venv="${EBSNAP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ebsnap/moto-$ebsnap_moto_version}"
+
+ebsnap_find_faketime() {
+  for candidate in \
+    /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 \
+    /usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1 \
+    /usr/lib/faketime/libfaketimeMT.so.1 \
+    /usr/local/lib/faketime/libfaketimeMT.so.1; do
+    if [ -e "$candidate" ]; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ebsnap_install_deps() {
+  if ! EBSNAP_FAKETIME_LIB=$(ebsnap_find_faketime); then
+    echo "install-deps: installing libfaketime (Debian package faketime)" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2 || return 1
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq faketime >&2 || return 1
+    EBSNAP_FAKETIME_LIB=$(ebsnap_find_faketime) || {
+      echo "install-deps: faketime installed but libfaketimeMT.so.1 not found" >&2
+      return 1
+    }
+  fi
+
+  if [ ! -x "$ebsnap_venv/bin/moto_server" ]; then
+    echo "install-deps: installing moto[server]==$ebsnap_moto_version into $ebsnap_venv" >&2
+    python3 -m venv "$ebsnap_venv" >&2 || return 1
+    "$ebsnap_venv/bin/pip" install --quiet --disable-pip-version-check \
+      "moto[server]==$ebsnap_moto_version" >&2 || return 1
+  fi
+  EBSNAP_MOTO_SERVER="$ebsnap_venv/bin/moto_server"
+  export EBSNAP_MOTO_SERVER EBSNAP_FAKETIME_LIB
+}
+
+ebsnap_install_deps
