@@ -1,0 +1,972 @@
+//! End-to-end tests: the real `ebsnap` binary against an EC2 emulator (moto) on
+//! 127.0.0.1, one emulator per test. Every test asserts on the emulator's state
+//! after the run, not only on what ebsnap printed.
+//!
+//! Run with `bash tests/run-all.sh` (installs moto and faketime), or, once they
+//! are installed, `. tests/install-deps.sh && cargo test --test e2e`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use support::*;
+
+/// The default retention (7 days) in hours.
+const RETENTION_H: u32 = 168;
+
+/// Ages (hours) of the job's seeded snapshots: 0.5, 2.5, 6.5, 7.5, 9.5 days.
+/// 12 h margins on each side of the 7-day line, so no test depends on timing.
+const H_0_5D: u32 = 12;
+const H_1_5D: u32 = 36;
+const H_2_5D: u32 = 60;
+const H_6_5D: u32 = 156;
+const H_7_5D: u32 = 180;
+const H_8_5D: u32 = 204;
+const H_9_5D: u32 = 228;
+
+#[derive(Clone, Debug)]
+struct Seeded {
+    id: String,
+    volume_id: String,
+    hours_ago: u32,
+    /// Value of `ebsnap:job`, None for unmarked snapshots.
+    job: Option<String>,
+}
+
+/// A selected volume: what ebsnap must snapshot.
+#[derive(Clone, Debug)]
+struct Selected {
+    instance_id: String,
+    device: String,
+    volume_id: String,
+    /// Expected `Name` tag of its snapshots.
+    name: String,
+}
+
+/// The standard fleet.
+///
+/// | instance | state | Scheduled-Snapshots | volumes |
+/// |---|---|---|---|
+/// | web   | running    | true  | /dev/sda1, /dev/sdf, /dev/sdg |
+/// | db    | stopped    | Yes   | /dev/sda1, /dev/sdf (no Name tag) |
+/// | off   | running    | false | /dev/sda1, /dev/sdf |
+/// | plain | running    | (none)| /dev/sda1, /dev/sdf |
+/// | bare  | running    | (none, no tags at all) | /dev/sda1 |
+/// | gone  | terminated | true  | (none left) |
+///
+/// plus an "orphan" volume, deleted, whose job snapshots remain.
+struct Fleet {
+    web: String,
+    db: String,
+    off: String,
+    plain: String,
+    bare: String,
+    gone: String,
+    web_root: String,
+    web_sdf: String,
+    web_sdg: String,
+    db_root: String,
+    db_sdf: String,
+    off_root: String,
+    off_sdf: String,
+    plain_root: String,
+    plain_sdf: String,
+    bare_root: String,
+    orphan_vol: String,
+    seeded: Vec<Seeded>,
+}
+
+fn job_tags<'a>(job: &'a str, instance_id: &'a str, device: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ebsnap:job", job),
+        ("ebsnap:instance-id", instance_id),
+        ("ebsnap:device", device),
+        ("ebsnap:run-id", "seeded-run"),
+    ]
+}
+
+impl Fleet {
+    fn seed(emu: &Emulator) -> Fleet {
+        let web = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "web")]);
+        let db = emu.launch_instance(&[("Scheduled-Snapshots", "Yes"), ("Role", "database")]);
+        let off = emu.launch_instance(&[("Scheduled-Snapshots", "false"), ("Name", "off")]);
+        let plain = emu.launch_instance(&[("Name", "plain")]);
+        let bare = emu.launch_instance(&[]);
+        let gone = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "gone")]);
+
+        let web_root = emu.root_volume(&web).1;
+        let web_sdf = emu.attach_new_volume(&web, "/dev/sdf");
+        let web_sdg = emu.attach_new_volume(&web, "/dev/sdg");
+        let db_root = emu.root_volume(&db).1;
+        let db_sdf = emu.attach_new_volume(&db, "/dev/sdf");
+        let off_root = emu.root_volume(&off).1;
+        let off_sdf = emu.attach_new_volume(&off, "/dev/sdf");
+        let plain_root = emu.root_volume(&plain).1;
+        let plain_sdf = emu.attach_new_volume(&plain, "/dev/sdf");
+        let bare_root = emu.root_volume(&bare).1;
+        let orphan_vol = emu.create_volume(4);
+
+        let mut fleet = Fleet {
+            web,
+            db,
+            off,
+            plain,
+            bare,
+            gone,
+            web_root,
+            web_sdf,
+            web_sdg,
+            db_root,
+            db_sdf,
+            off_root,
+            off_sdf,
+            plain_root,
+            plain_sdf,
+            bare_root,
+            orphan_vol,
+            seeded: Vec::new(),
+        };
+
+        let (web, db, off, gone) = (
+            fleet.web.clone(),
+            fleet.db.clone(),
+            fleet.off.clone(),
+            fleet.gone.clone(),
+        );
+        // The default job's snapshots. Every volume with expired ones also has a
+        // newer one, so keep-min 1 never protects an expired one here.
+        let (web_root, web_sdf, db_root, db_sdf, off_sdf, orphan) = (
+            fleet.web_root.clone(),
+            fleet.web_sdf.clone(),
+            fleet.db_root.clone(),
+            fleet.db_sdf.clone(),
+            fleet.off_sdf.clone(),
+            fleet.orphan_vol.clone(),
+        );
+        for h in [H_0_5D, H_2_5D, H_6_5D, H_7_5D, H_9_5D] {
+            fleet.seed_job(emu, "default", &web, &web_root, "/dev/sda1", h);
+        }
+        for h in [H_2_5D, H_7_5D, H_9_5D] {
+            fleet.seed_job(emu, "default", &web, &web_sdf, "/dev/sdf", h);
+        }
+        for h in [H_6_5D, H_9_5D] {
+            fleet.seed_job(emu, "default", &db, &db_root, "/dev/sda1", h);
+        }
+        for h in [H_0_5D, H_7_5D] {
+            fleet.seed_job(emu, "default", &db, &db_sdf, "/dev/sdf", h);
+        }
+        // An instance that is no longer selected: its job snapshots still age out.
+        for h in [H_2_5D, H_9_5D] {
+            fleet.seed_job(emu, "default", &off, &off_sdf, "/dev/sdf", h);
+        }
+        // A volume that no longer exists: its job snapshots still age out.
+        for h in [H_1_5D, H_9_5D] {
+            fleet.seed_job(emu, "default", &gone, &orphan, "/dev/sdh", h);
+        }
+
+        // Another job's snapshots.
+        for h in [H_0_5D, H_8_5D, H_9_5D] {
+            fleet.seed_job(emu, "weekly", &web, &web_root, "/dev/sda1", h);
+        }
+        fleet.seed_job(emu, "weekly", &web, &web_sdf, "/dev/sdf", H_2_5D);
+
+        // Snapshots without our marker, all older than any retention used here.
+        fleet.seed_other(emu, &web_root, H_9_5D, &[]);
+        fleet.seed_other(emu, &web_sdf, H_9_5D, &[("Name", "manual backup")]);
+        fleet.seed_other(emu, &db_root, H_9_5D, &[("ebsnap:job", "default-archive")]);
+        fleet.seed_other(
+            emu,
+            &web_root,
+            H_8_5D,
+            &[("ebsnap:instance-id", web.as_str()), ("ebsnap:device", "/dev/sda1")],
+        );
+        fleet.seed_other(emu, &fleet.plain_root.clone(), H_9_5D, &[]);
+
+        // Finally change the instances' lives: db stopped, gone terminated, orphan deleted.
+        emu.stop_instance(&db);
+        emu.terminate_instance(&gone);
+        emu.delete_volume(&orphan);
+        fleet
+    }
+
+    fn seed_job(
+        &mut self,
+        emu: &Emulator,
+        job: &str,
+        instance_id: &str,
+        volume_id: &str,
+        device: &str,
+        hours_ago: u32,
+    ) -> String {
+        let id = emu.create_snapshot_aged(volume_id, hours_ago, &job_tags(job, instance_id, device));
+        self.seeded.push(Seeded {
+            id: id.clone(),
+            volume_id: volume_id.to_string(),
+            hours_ago,
+            job: Some(job.to_string()),
+        });
+        id
+    }
+
+    fn seed_other(&mut self, emu: &Emulator, volume_id: &str, hours_ago: u32, tags: &[(&str, &str)]) {
+        let id = emu.create_snapshot_aged(volume_id, hours_ago, tags);
+        let job = tags
+            .iter()
+            .find(|(k, _)| *k == "ebsnap:job")
+            .map(|(_, v)| v.to_string());
+        self.seeded.push(Seeded {
+            id,
+            volume_id: volume_id.to_string(),
+            hours_ago,
+            job,
+        });
+    }
+
+    /// Snapshots of `job` matching `pred`.
+    fn job_snapshots(&self, job: &str, pred: impl Fn(&Seeded) -> bool) -> BTreeSet<String> {
+        self.seeded
+            .iter()
+            .filter(|s| s.job.as_deref() == Some(job) && pred(s))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// The default job's snapshots older than the default retention.
+    fn expired_default(&self) -> BTreeSet<String> {
+        self.job_snapshots("default", |s| s.hours_ago > RETENTION_H)
+    }
+
+    /// The default job's snapshots within the default retention.
+    fn recent_default(&self) -> BTreeSet<String> {
+        self.job_snapshots("default", |s| s.hours_ago <= RETENTION_H)
+    }
+
+    /// Every seeded snapshot that is not the default job's.
+    fn not_default_job(&self) -> BTreeSet<String> {
+        self.seeded
+            .iter()
+            .filter(|s| s.job.as_deref() != Some("default"))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// The volumes `ebsnap run` must snapshot.
+    fn selected(&self) -> Vec<Selected> {
+        let sel = |instance_id: &str, name: &str, device: &str, volume_id: &str| Selected {
+            instance_id: instance_id.to_string(),
+            device: device.to_string(),
+            volume_id: volume_id.to_string(),
+            name: format!("{name} {device}"),
+        };
+        vec![
+            sel(&self.web, "web", "/dev/sda1", &self.web_root),
+            sel(&self.web, "web", "/dev/sdf", &self.web_sdf),
+            sel(&self.web, "web", "/dev/sdg", &self.web_sdg),
+            // db has no Name tag: its id stands in.
+            sel(&self.db, &self.db, "/dev/sda1", &self.db_root),
+            sel(&self.db, &self.db, "/dev/sdf", &self.db_sdf),
+        ]
+    }
+
+    fn selected_volume_ids(&self) -> BTreeSet<String> {
+        self.selected().into_iter().map(|s| s.volume_id).collect()
+    }
+
+    /// Volumes that must never get a snapshot from ebsnap.
+    fn unselected_volume_ids(&self) -> BTreeSet<String> {
+        [
+            &self.off_root,
+            &self.off_sdf,
+            &self.plain_root,
+            &self.plain_sdf,
+            &self.bare_root,
+        ]
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+}
+
+fn set(ids: &[&String]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// Asserts `diff.added` is exactly one snapshot per selected volume, each carrying
+/// the whole tag contract, all sharing one run id; returns volume id -> snapshot.
+fn assert_created_one_per_selected_volume(
+    fleet: &Fleet,
+    diff: &SnapshotDiff,
+    job: &str,
+    run: &EbsnapRun,
+) -> BTreeMap<String, SnapInfo> {
+    let mut by_volume: BTreeMap<String, Vec<SnapInfo>> = BTreeMap::new();
+    for s in &diff.added {
+        by_volume.entry(s.volume_id.clone()).or_default().push(s.clone());
+    }
+    let selected = fleet.selected();
+    let expected_volumes: BTreeSet<String> = selected.iter().map(|s| s.volume_id.clone()).collect();
+    let got_volumes: BTreeSet<String> = by_volume.keys().cloned().collect();
+    assert_eq!(
+        got_volumes, expected_volumes,
+        "volumes that got a new snapshot (expected: those of web and db)\nadded: {:#?}\n{run}",
+        diff.added
+    );
+    for unselected in fleet.unselected_volume_ids() {
+        assert!(!by_volume.contains_key(&unselected), "unselected volume {unselected} got a snapshot\n{run}");
+    }
+    let mut run_ids = BTreeSet::new();
+    let mut result = BTreeMap::new();
+    for sel in &selected {
+        let snaps = &by_volume[&sel.volume_id];
+        assert_eq!(snaps.len(), 1, "volume {} ({} {}) got {} new snapshots: {snaps:#?}\n{run}", sel.volume_id, sel.instance_id, sel.device, snaps.len());
+        let s = &snaps[0];
+        assert_eq!(s.tag("ebsnap:job"), Some(job), "ebsnap:job of {s:?}");
+        assert_eq!(s.tag("ebsnap:instance-id"), Some(sel.instance_id.as_str()), "ebsnap:instance-id of {s:?}");
+        assert_eq!(s.tag("ebsnap:device"), Some(sel.device.as_str()), "ebsnap:device of {s:?}");
+        assert_eq!(s.tag("Name"), Some(sel.name.as_str()), "Name of {s:?}");
+        let run_id = s.tag("ebsnap:run-id").unwrap_or_else(|| panic!("no ebsnap:run-id on {s:?}"));
+        assert!(!run_id.is_empty(), "empty ebsnap:run-id on {s:?}");
+        run_ids.insert(run_id.to_string());
+        assert!(s.description.contains("ebsnap"), "description of {s:?} does not mention ebsnap");
+        result.insert(sel.volume_id.clone(), s.clone());
+    }
+    assert_eq!(run_ids.len(), 1, "the new snapshots do not share one ebsnap:run-id: {run_ids:?}");
+    result
+}
+
+fn str_field<'a>(entry: &'a Value, key: &str) -> Option<&'a str> {
+    entry.get(key).and_then(Value::as_str)
+}
+
+fn entries<'a>(doc: &'a Value, key: &str, run: &EbsnapRun) -> &'a Vec<Value> {
+    doc.get(key)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("JSON report has no array `{key}`\n{run}"))
+}
+
+fn ids_of(list: &[Value], key: &str) -> BTreeSet<String> {
+    list.iter()
+        .filter_map(|e| str_field(e, key))
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The harness itself
+
+#[test]
+fn harness_clock_moves_snapshot_start_time() {
+    let emu = Emulator::start();
+    let instance = emu.launch_instance(&[]);
+    let (_, volume) = emu.root_volume(&instance);
+    let old = emu.create_snapshot_aged(&volume, H_9_5D, &[]);
+    let new = emu.create_snapshot_aged(&volume, 0, &[]);
+    let (old, new) = (emu.snapshot(&old), emu.snapshot(&new));
+    let delta = new.start_secs - old.start_secs;
+    let expected = i64::from(H_9_5D) * 3600;
+    assert!(
+        (delta - expected).abs() < 3600,
+        "StartTime does not follow the clock file: {old:?} vs {new:?} (delta {delta}s, expected {expected}s)"
+    );
+    // With the clock file at +0 the emulator agrees with the clock ebsnap runs on.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((new.start_secs - now).abs() < 3600, "emulator clock at +0 is off: {new:?}, now {now}");
+}
+
+#[test]
+fn harness_fleet_is_as_described() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    assert_eq!(emu.instance_state(&fleet.web), "running");
+    assert_eq!(emu.instance_state(&fleet.db), "stopped");
+    assert_eq!(emu.instance_state(&fleet.gone), "terminated");
+    assert_eq!(emu.instance_state(&fleet.plain), "running");
+    assert_eq!(emu.attached_volumes(&fleet.bare), vec![("/dev/sda1".to_string(), fleet.bare_root.clone())]);
+    assert_eq!(
+        emu.attached_volumes(&fleet.web),
+        vec![
+            ("/dev/sda1".to_string(), fleet.web_root.clone()),
+            ("/dev/sdf".to_string(), fleet.web_sdf.clone()),
+            ("/dev/sdg".to_string(), fleet.web_sdg.clone()),
+        ]
+    );
+    assert_eq!(emu.attached_volumes(&fleet.db).len(), 2);
+    let state = emu.snapshot_state();
+    for s in &fleet.seeded {
+        let got = state.get(&s.id).unwrap_or_else(|| panic!("seeded {s:?} missing"));
+        assert_eq!(got.volume_id, s.volume_id);
+        assert_eq!(got.state, "completed");
+        assert_eq!(got.tag("ebsnap:job"), s.job.as_deref());
+    }
+    // The server-side filter ebsnap relies on sees exactly the seeded job snapshots.
+    let out = emu
+        .block_on(
+            emu.client()
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(filter("tag:ebsnap:job", "default"))
+                .send(),
+        )
+        .expect("DescribeSnapshots");
+    let filtered: BTreeSet<String> = out
+        .snapshots()
+        .iter()
+        .filter_map(|s| s.snapshot_id().map(str::to_string))
+        .collect();
+    let mut expected = fleet.expired_default();
+    expected.extend(fleet.recent_default());
+    assert_eq!(filtered, expected);
+}
+
+// ---------------------------------------------------------------------------
+// 1. The real run
+
+#[test]
+fn run_snapshots_selected_volumes_and_purges_expired_job_snapshots() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+
+    let run = emu.ebsnap(&["run"]);
+    run.assert_success();
+    assert_eq!(run.stdout, "", "a successful text-mode run prints nothing on stdout when it is not a terminal\n{run}");
+
+    let after = emu.world_state();
+    let diff = before.snapshots.diff(&after.snapshots);
+    assert_created_one_per_selected_volume(&fleet, &diff, "default", &run);
+    assert_eq!(
+        diff.removed_ids(),
+        fleet.expired_default(),
+        "deleted snapshots must be exactly the default job's snapshots older than 7 days\n{run}"
+    );
+    for id in fleet.recent_default().iter().chain(&fleet.not_default_job()) {
+        assert!(after.snapshots.contains(id), "snapshot {id} must remain\n{run}");
+    }
+    assert!(diff.changed.is_empty(), "existing snapshots changed: {:#?}\n{run}", diff.changed);
+    assert_eq!(before.volumes, after.volumes, "volumes changed\n{run}");
+    assert_eq!(before.instances, after.instances, "instances changed\n{run}");
+}
+
+// 2. Dry run, text
+
+#[test]
+fn dry_run_changes_nothing_and_prints_the_plan() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+
+    let run = emu.ebsnap(&["run", "--dry-run"]);
+    run.assert_success();
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+
+    for volume in fleet.selected_volume_ids() {
+        assert!(run.stdout.contains(&volume), "the plan does not mention volume {volume} to snapshot\n{run}");
+    }
+    for snapshot in fleet.expired_default() {
+        assert!(run.stdout.contains(&snapshot), "the plan does not mention snapshot {snapshot} to delete\n{run}");
+    }
+    // -n is the same flag.
+    let run = emu.ebsnap(&["-n", "run"]);
+    run.assert_success();
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+}
+
+// 3. The real run, JSON
+
+#[test]
+fn run_json_report_agrees_with_the_emulator() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+
+    let run = emu.ebsnap(&["run", "--output", "json"]);
+    run.assert_success();
+    let doc = run.json();
+    let after = emu.snapshot_state();
+    let diff = before.diff(&after);
+    let created_snaps = assert_created_one_per_selected_volume(&fleet, &diff, "default", &run);
+
+    assert_eq!(doc["dry_run"], Value::Bool(false), "{run}");
+    assert_eq!(doc["command"], "run", "{run}");
+    assert_eq!(doc["job"], "default", "{run}");
+    assert_eq!(doc["regions"], serde_json::json!([REGION]), "{run}");
+    assert!(entries(&doc, "failed", &run).is_empty(), "failed must be empty\n{run}");
+
+    // created: the snapshots that appeared, with the right volume, instance, device.
+    let created = entries(&doc, "created", &run);
+    assert_eq!(ids_of(created, "snapshot_id"), diff.added_ids(), "created ids vs the emulator\n{run}");
+    assert_eq!(created.len(), diff.added.len(), "created has duplicates\n{run}");
+    for sel in fleet.selected() {
+        let snap = &created_snaps[&sel.volume_id];
+        let entry = created
+            .iter()
+            .find(|e| str_field(e, "snapshot_id") == Some(snap.id.as_str()))
+            .unwrap_or_else(|| panic!("{} not in created\n{run}", snap.id));
+        assert_eq!(str_field(entry, "volume_id"), Some(sel.volume_id.as_str()), "{entry}");
+        assert_eq!(str_field(entry, "instance_id"), Some(sel.instance_id.as_str()), "{entry}");
+        assert_eq!(str_field(entry, "device"), Some(sel.device.as_str()), "{entry}");
+        assert_eq!(str_field(entry, "region"), Some(REGION), "{entry}");
+        assert_eq!(entry.get("permission"), Some(&Value::Null), "permission is null in a real run: {entry}");
+    }
+    let run_id = created_snaps.values().next().unwrap().tag("ebsnap:run-id").unwrap();
+    assert_eq!(str_field(&doc, "run_id"), Some(run_id), "run_id vs the ebsnap:run-id tag\n{run}");
+
+    // deleted: exactly the snapshots that disappeared, which are the expired ones.
+    let deleted = entries(&doc, "deleted", &run);
+    assert_eq!(ids_of(deleted, "snapshot_id"), diff.removed_ids(), "deleted ids vs the emulator\n{run}");
+    assert_eq!(diff.removed_ids(), fleet.expired_default(), "{run}");
+    for entry in deleted {
+        let id = str_field(entry, "snapshot_id").unwrap();
+        let seeded = fleet.seeded.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(str_field(entry, "volume_id"), Some(seeded.volume_id.as_str()), "{entry}");
+        assert_eq!(str_field(entry, "region"), Some(REGION), "{entry}");
+        assert!(str_field(entry, "start_time").is_some(), "deleted entry without start_time: {entry}");
+        assert_eq!(entry.get("permission"), Some(&Value::Null), "{entry}");
+    }
+
+    // kept: the job's newer snapshots, within retention.
+    let kept = entries(&doc, "kept", &run);
+    for id in fleet.recent_default() {
+        let entry = kept
+            .iter()
+            .find(|e| str_field(e, "snapshot_id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("recent job snapshot {id} not in kept\n{run}"));
+        assert_eq!(str_field(entry, "reason_code"), Some("within_retention"), "{entry}");
+        assert!(str_field(entry, "reason").is_some_and(|r| !r.is_empty()), "kept without a reason: {entry}");
+        assert!(after.contains(&id), "kept {id} is gone from the emulator");
+    }
+    let kept_ids = ids_of(kept, "snapshot_id");
+    assert!(kept_ids.is_disjoint(&diff.removed_ids()), "snapshots both kept and deleted\n{run}");
+}
+
+// 4. Dry run, JSON
+
+#[test]
+fn dry_run_json_lists_what_would_happen() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+
+    let run = emu.ebsnap(&["--dry-run", "--output", "json", "run"]);
+    run.assert_success();
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+    let doc = run.json();
+    assert_eq!(doc["dry_run"], Value::Bool(true), "{run}");
+    assert_eq!(doc["command"], "run", "{run}");
+    assert!(entries(&doc, "failed", &run).is_empty(), "failed must be empty\n{run}");
+
+    let created = entries(&doc, "created", &run);
+    assert_eq!(created.len(), fleet.selected().len(), "one created entry per selected volume\n{run}");
+    for sel in fleet.selected() {
+        let entry = created
+            .iter()
+            .find(|e| str_field(e, "volume_id") == Some(sel.volume_id.as_str()))
+            .unwrap_or_else(|| panic!("volume {} not in created\n{run}", sel.volume_id));
+        assert_eq!(entry.get("snapshot_id"), Some(&Value::Null), "{entry}");
+        assert_eq!(str_field(entry, "permission"), Some("allowed"), "{entry}");
+        assert_eq!(str_field(entry, "instance_id"), Some(sel.instance_id.as_str()), "{entry}");
+        assert_eq!(str_field(entry, "device"), Some(sel.device.as_str()), "{entry}");
+        assert_eq!(str_field(entry, "region"), Some(REGION), "{entry}");
+    }
+
+    let deleted = entries(&doc, "deleted", &run);
+    assert_eq!(ids_of(deleted, "snapshot_id"), fleet.expired_default(), "would-delete list\n{run}");
+    assert_eq!(deleted.len(), fleet.expired_default().len(), "deleted has duplicates\n{run}");
+    for entry in deleted {
+        assert_eq!(str_field(entry, "permission"), Some("allowed"), "{entry}");
+    }
+}
+
+// 5. keep-min
+
+#[test]
+fn purge_keeps_the_newest_snapshot_of_a_volume_whose_backups_stopped() {
+    let emu = Emulator::start();
+    let mut fleet = Fleet::seed(&emu);
+    // A volume whose only job snapshots are all older than the retention.
+    let web = fleet.web.clone();
+    let stale = emu.attach_new_volume(&web, "/dev/sdh");
+    let stale_newest = fleet.seed_job(&emu, "default", &web, &stale, "/dev/sdh", H_7_5D);
+    let stale_oldest = fleet.seed_job(&emu, "default", &web, &stale, "/dev/sdh", H_9_5D);
+    let before = emu.world_state();
+
+    // Flags after the subcommand work too.
+    let run = emu.ebsnap(&["purge", "--output", "json"]);
+    run.assert_success();
+    let after = emu.world_state();
+    let diff = before.snapshots.diff(&after.snapshots);
+    assert!(diff.added.is_empty(), "purge created snapshots: {:#?}\n{run}", diff.added);
+    assert!(after.snapshots.contains(&stale_newest), "keep-min: the newest snapshot of {stale} was deleted\n{run}");
+    assert!(!after.snapshots.contains(&stale_oldest), "the older expired snapshot of {stale} remains\n{run}");
+    let mut expected = fleet.expired_default();
+    expected.remove(&stale_newest);
+    assert_eq!(diff.removed_ids(), expected, "{run}");
+
+    let doc = run.json();
+    assert_eq!(doc["command"], "purge", "{run}");
+    assert!(entries(&doc, "created", &run).is_empty(), "{run}");
+    let kept = entries(&doc, "kept", &run);
+    let entry = kept
+        .iter()
+        .find(|e| str_field(e, "snapshot_id") == Some(stale_newest.as_str()))
+        .unwrap_or_else(|| panic!("{stale_newest} not in kept\n{run}"));
+    assert_eq!(str_field(entry, "reason_code"), Some("keep_min"), "{entry}");
+    assert_eq!(ids_of(entries(&doc, "deleted", &run), "snapshot_id"), expected, "{run}");
+}
+
+#[test]
+fn purge_with_keep_min_two_keeps_the_two_newest_of_each_volume() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+
+    let run = emu.ebsnap(&["purge", "--keep-min", "2"]);
+    run.assert_success();
+    let diff = before.diff(&emu.snapshot_state());
+    assert!(diff.added.is_empty(), "{run}");
+    // Only volumes with three or more job snapshots lose expired ones:
+    // web root (0.5, 2.5, 6.5 | 7.5, 9.5 days) loses 7.5 and 9.5;
+    // web /dev/sdf (2.5 | 7.5, 9.5) keeps 7.5 as its second newest, loses 9.5.
+    let expected = fleet.job_snapshots("default", |s| {
+        (s.volume_id == fleet.web_root && s.hours_ago > RETENTION_H)
+            || (s.volume_id == fleet.web_sdf && s.hours_ago == H_9_5D)
+    });
+    assert_eq!(expected.len(), 3);
+    assert_eq!(diff.removed_ids(), expected, "{run}");
+}
+
+// 6. Jobs are independent
+
+#[test]
+fn other_job_purge_deletes_only_its_own_snapshots() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+
+    let run = emu.ebsnap(&["--job", "weekly", "--retention", "1d", "purge"]);
+    run.assert_success();
+    let after = emu.world_state();
+    let diff = before.snapshots.diff(&after.snapshots);
+    assert!(diff.added.is_empty(), "purge created snapshots\n{run}");
+    // weekly on web root: 0.5 d kept (within 1 d), 8.5 and 9.5 d deleted;
+    // weekly on web /dev/sdf: 2.5 d, expired but the volume's only one (keep-min).
+    let expected = fleet.job_snapshots("weekly", |s| s.volume_id == fleet.web_root && s.hours_ago > 24);
+    assert_eq!(expected.len(), 2);
+    assert_eq!(diff.removed_ids(), expected, "{run}");
+    for s in &fleet.seeded {
+        if s.job.as_deref() != Some("weekly") {
+            assert!(after.snapshots.contains(&s.id), "{s:?} is not the weekly job's, yet it is gone\n{run}");
+        }
+    }
+    assert!(diff.changed.is_empty(), "{run}");
+}
+
+#[test]
+fn default_job_purge_leaves_other_jobs_and_unmarked_snapshots_alone() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+
+    // A retention of one hour: every default-job snapshot has expired.
+    let run = emu.ebsnap(&["purge", "--retention", "1h"]);
+    run.assert_success();
+    let after = emu.snapshot_state();
+    let diff = before.diff(&after);
+    for id in fleet.not_default_job() {
+        assert!(after.contains(&id), "snapshot {id} (not the default job's) was deleted\n{run}");
+    }
+    // Everything removed is the default job's; each volume keeps its newest one.
+    let all_default = fleet.job_snapshots("default", |_| true);
+    assert!(diff.removed_ids().is_subset(&all_default), "{run}");
+    let mut newest: BTreeMap<&str, &Seeded> = BTreeMap::new();
+    for s in fleet.seeded.iter().filter(|s| s.job.as_deref() == Some("default")) {
+        let e = newest.entry(s.volume_id.as_str()).or_insert(s);
+        if s.hours_ago < e.hours_ago {
+            *e = s;
+        }
+    }
+    let kept: BTreeSet<String> = newest.values().map(|s| s.id.clone()).collect();
+    let expected: BTreeSet<String> = all_default.difference(&kept).cloned().collect();
+    assert_eq!(diff.removed_ids(), expected, "{run}");
+}
+
+// ---------------------------------------------------------------------------
+// More of the contract
+
+#[test]
+fn snapshot_command_creates_and_deletes_nothing() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+
+    let run = emu.ebsnap(&["snapshot"]);
+    run.assert_success();
+    assert_eq!(run.stdout, "", "{run}");
+    let diff = before.diff(&emu.snapshot_state());
+    assert_created_one_per_selected_volume(&fleet, &diff, "default", &run);
+    assert!(diff.removed.is_empty(), "`snapshot` deleted snapshots: {:#?}\n{run}", diff.removed);
+    assert!(diff.changed.is_empty(), "{run}");
+}
+
+#[test]
+fn run_with_another_job_tags_its_snapshots_with_that_job() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+
+    let run = emu.ebsnap(&["run", "--job", "weekly", "--retention", "2w"]);
+    run.assert_success();
+    let diff = before.diff(&emu.snapshot_state());
+    assert_created_one_per_selected_volume(&fleet, &diff, "weekly", &run);
+    // Nothing of the weekly job is older than two weeks.
+    assert!(diff.removed.is_empty(), "deleted: {:#?}\n{run}", diff.removed);
+}
+
+/// Launches one instance per tag value (root volume only), runs `ebsnap ARGS snapshot`,
+/// returns the set of instances whose root volume got a snapshot.
+fn instances_snapshotted(emu: &Emulator, args: &[&str]) -> BTreeSet<String> {
+    let before = emu.snapshot_state();
+    let mut full: Vec<&str> = args.to_vec();
+    full.push("snapshot");
+    let run = emu.ebsnap(&full);
+    run.assert_success();
+    let diff = before.diff(&emu.snapshot_state());
+    assert!(diff.removed.is_empty(), "{run}");
+    diff.added
+        .iter()
+        .map(|s| {
+            s.tag("ebsnap:instance-id")
+                .unwrap_or_else(|| panic!("no ebsnap:instance-id on {s:?}\n{run}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn selection_by_tag_value() {
+    let emu = Emulator::start();
+    let mut by_value = BTreeMap::new();
+    for value in ["true", "Yes", "1", "nightly", "Off-hours", "false", "FALSE", "No", "off", "0", ""] {
+        let id = emu.launch_instance(&[("Scheduled-Snapshots", value)]);
+        by_value.insert(value, id);
+    }
+    let untagged = emu.launch_instance(&[("Name", "untagged")]);
+    let other_key = emu.launch_instance(&[("Backup", "yes")]);
+    let selected = |values: &[&str]| -> BTreeSet<String> {
+        values.iter().map(|v| by_value[v].clone()).collect()
+    };
+
+    // Default: any value but false/no/off/0/empty, case-insensitive.
+    let got = instances_snapshotted(&emu, &[]);
+    assert_eq!(got, selected(&["true", "Yes", "1", "nightly", "Off-hours"]));
+    assert!(!got.contains(&untagged) && !got.contains(&other_key));
+
+    // --tag-value: exactly that value.
+    let got = instances_snapshotted(&emu, &["--tag-value", "nightly"]);
+    assert_eq!(got, selected(&["nightly"]));
+
+    // --tag-key: another key.
+    let got = instances_snapshotted(&emu, &["--tag-key", "Backup"]);
+    assert_eq!(got, set(&[&other_key]));
+}
+
+#[test]
+fn bad_input_exits_2_and_changes_nothing() {
+    let emu = Emulator::start();
+    let _fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    for args in [
+        &["--retention", "soon", "run"][..],
+        &["--output", "yaml", "run"][..],
+        &["--keep-min", "many", "purge"][..],
+        &["frobnicate"][..],
+        &[][..],
+    ] {
+        let run = emu.ebsnap(args);
+        run.assert_exit(2);
+        assert_eq!(run.stdout, "", "errors go to stderr, never stdout\n{run}");
+        assert!(!run.stderr.trim().is_empty(), "exit 2 without saying why\n{run}");
+    }
+    assert_world_unchanged(&before, &emu.world_state(), &"after the bad invocations");
+}
+
+#[test]
+fn no_credentials_exits_2_and_changes_nothing() {
+    let emu = Emulator::start();
+    let _fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let run = emu
+        .ebsnap_cmd(&["run"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .run();
+    run.assert_exit(2);
+    assert_eq!(run.stdout, "", "{run}");
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+}
+
+#[test]
+fn snapshot_in_use_by_an_ami_is_kept_and_is_not_a_failure() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    // moto refuses to delete (InvalidSnapshot.InUse) the snapshot it creates for
+    // every registered AMI. Register one 9.5 days ago and mark its snapshot as
+    // the job's; a newer job snapshot of the same volume (a copy) makes the old
+    // one eligible for deletion.
+    let ami_snapshot = emu.with_clock_back(H_9_5D, || {
+        let image = emu
+            .block_on(
+                emu.client()
+                    .register_image()
+                    .name("ebsnap-e2e-ami")
+                    .root_device_name("/dev/sda1")
+                    .send(),
+            )
+            .expect("RegisterImage");
+        let image_id = image.image_id().expect("image id").to_string();
+        let images = emu
+            .block_on(emu.client().describe_images().image_ids(&image_id).send())
+            .expect("DescribeImages");
+        images.images()[0].block_device_mappings()[0]
+            .ebs()
+            .and_then(|e| e.snapshot_id())
+            .expect("the AMI's snapshot")
+            .to_string()
+    });
+    let tags = job_tags("default", &fleet.web, "/dev/sda1");
+    emu.create_tags(&ami_snapshot, &tags);
+    let newer_copy = emu.with_clock_back(H_0_5D, || {
+        emu.block_on(
+            emu.client()
+                .copy_snapshot()
+                .source_region(REGION)
+                .source_snapshot_id(&ami_snapshot)
+                .send(),
+        )
+        .expect("CopySnapshot")
+        .snapshot_id()
+        .expect("copy id")
+        .to_string()
+    });
+    emu.create_tags(&newer_copy, &tags);
+    let state = emu.snapshot_state();
+    assert_eq!(state.get(&newer_copy).unwrap().volume_id, state.get(&ami_snapshot).unwrap().volume_id);
+    let before = state;
+
+    let run = emu.ebsnap(&["purge", "--output", "json"]);
+    run.assert_success();
+    let after = emu.snapshot_state();
+    assert!(after.contains(&ami_snapshot), "the AMI's snapshot is gone\n{run}");
+    assert!(after.contains(&newer_copy), "{run}");
+    assert_eq!(before.diff(&after).removed_ids(), fleet.expired_default(), "{run}");
+    let doc = run.json();
+    assert!(entries(&doc, "failed", &run).is_empty(), "in use is not a failure\n{run}");
+    let kept = entries(&doc, "kept", &run);
+    let entry = kept
+        .iter()
+        .find(|e| str_field(e, "snapshot_id") == Some(ami_snapshot.as_str()))
+        .unwrap_or_else(|| panic!("{ami_snapshot} not in kept\n{run}"));
+    assert_eq!(str_field(entry, "reason_code"), Some("in_use"), "{entry}");
+    assert!(
+        !ids_of(entries(&doc, "deleted", &run), "snapshot_id").contains(&ami_snapshot),
+        "reported as deleted\n{run}"
+    );
+}
+
+const POLICY_NO_CREATE: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Effect":"Allow","Action":"*","Resource":"*"},
+  {"Effect":"Deny","Action":["ec2:CreateSnapshot","ec2:CreateSnapshots"],"Resource":"*"}]}"#;
+
+const POLICY_NO_DELETE: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Effect":"Allow","Action":"*","Resource":"*"},
+  {"Effect":"Deny","Action":"ec2:DeleteSnapshot","Resource":"*"}]}"#;
+
+#[test]
+fn failed_snapshots_keep_their_volumes_old_backups_and_exit_1() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let (key, secret) = emu.create_iam_user("no-create", POLICY_NO_CREATE);
+    let before = emu.snapshot_state();
+
+    emu.enforce_iam(true);
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .run();
+    emu.enforce_iam(false);
+
+    run.assert_exit(1);
+    let after = emu.snapshot_state();
+    let diff = before.diff(&after);
+    assert!(diff.added.is_empty(), "{run}");
+    // Rule 3: no snapshot of a volume that failed to snapshot is deleted...
+    let selected = fleet.selected_volume_ids();
+    for s in &diff.removed {
+        assert!(!selected.contains(&s.volume_id), "deleted {s:?} although its volume failed to snapshot\n{run}");
+    }
+    // ...while the volumes this run did not try to snapshot are purged as usual.
+    let expected = fleet.job_snapshots("default", |s| {
+        s.hours_ago > RETENTION_H && !selected.contains(&s.volume_id)
+    });
+    assert_eq!(diff.removed_ids(), expected, "{run}");
+
+    let doc = run.json();
+    let failed = entries(&doc, "failed", &run);
+    let failed_volumes: BTreeSet<String> = failed
+        .iter()
+        .filter(|e| str_field(e, "action") == Some("create"))
+        .filter_map(|e| str_field(e, "volume_id").map(str::to_string))
+        .collect();
+    assert_eq!(failed_volumes, selected, "every selected volume's create failed\n{run}");
+    let kept = entries(&doc, "kept", &run);
+    for s in fleet.seeded.iter().filter(|s| {
+        s.job.as_deref() == Some("default") && s.hours_ago > RETENTION_H && selected.contains(&s.volume_id)
+    }) {
+        let entry = kept
+            .iter()
+            .find(|e| str_field(e, "snapshot_id") == Some(s.id.as_str()))
+            .unwrap_or_else(|| panic!("{s:?} not in kept\n{run}"));
+        assert_eq!(str_field(entry, "reason_code"), Some("volume_failed"), "{entry}");
+    }
+}
+
+#[test]
+fn dry_run_reports_actions_the_credentials_may_not_do() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let (key, secret) = emu.create_iam_user("no-delete", POLICY_NO_DELETE);
+    let before = emu.world_state();
+
+    emu.enforce_iam(true);
+    let run = emu
+        .ebsnap_cmd(&["run", "--dry-run", "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .run();
+    emu.enforce_iam(false);
+
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+    run.assert_exit(1);
+    let doc = run.json();
+    let created = entries(&doc, "created", &run);
+    assert_eq!(
+        created.iter().filter_map(|e| str_field(e, "volume_id").map(str::to_string)).collect::<BTreeSet<_>>(),
+        fleet.selected_volume_ids(),
+        "creating is allowed\n{run}"
+    );
+    for entry in created {
+        assert_eq!(str_field(entry, "permission"), Some("allowed"), "{entry}");
+    }
+    assert!(entries(&doc, "deleted", &run).is_empty(), "no delete may be reported allowed\n{run}");
+    let failed_deletes: BTreeSet<String> = entries(&doc, "failed", &run)
+        .iter()
+        .filter(|e| str_field(e, "action") == Some("delete"))
+        .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
+        .collect();
+    assert_eq!(failed_deletes, fleet.expired_default(), "{run}");
+}
