@@ -20,8 +20,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile` and `--endpoint-url`.
 pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build(),
+    );
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
@@ -97,5 +100,17 @@ where
         }
         Err(err) => Err(error_text(&err)),
         Ok(_) => Err("EC2 carried out a call sent with DryRun=true; check --endpoint-url".into()),
+    }
+}
+
+/// Helpers for tests of the SDK edge with aws-smithy-mocks.
+#[cfg(test)]
+pub mod testing {
+    use aws_sdk_ec2::error::ErrorMetadata;
+
+    /// An EC2 error as the SDK surfaces it: EC2's errors are unmodeled, so
+    /// they arrive as generic errors carrying a code and a message.
+    pub fn ec2_error(code: &str, message: &str) -> ErrorMetadata {
+        ErrorMetadata::builder().code(code).message(message).build()
     }
 }

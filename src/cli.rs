@@ -15,7 +15,12 @@ use crate::config::{parse_duration, parse_job, parse_tag_key};
 /// and deletes the snapshots of this job that have aged out, never the last
 /// good one. Run it from cron; try any command with --dry-run first.
 #[derive(Debug, Parser)]
-#[command(name = "ebsnap", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "ebsnap",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -76,7 +81,13 @@ pub struct CommonArgs {
 
     /// Always keep this many newest completed snapshots of each volume, however
     /// old: a volume whose backups stopped keeps its last good one.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_MIN", default_value_t = 1, value_name = "N")]
+    #[arg(
+        long,
+        global = true,
+        env = "EBSNAP_KEEP_MIN",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub keep_min: usize,
 
     /// A region to work in; repeat for several. Default: the region of the

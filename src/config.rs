@@ -71,9 +71,27 @@ pub struct Config {
 impl Config {
     pub fn from_cli(cli: Cli) -> Config {
         let (command, steps) = match cli.command {
-            Command::Run => ("run", Steps { snapshot: true, purge: true }),
-            Command::Snapshot => ("snapshot", Steps { snapshot: true, purge: false }),
-            Command::Purge => ("purge", Steps { snapshot: false, purge: true }),
+            Command::Run => (
+                "run",
+                Steps {
+                    snapshot: true,
+                    purge: true,
+                },
+            ),
+            Command::Snapshot => (
+                "snapshot",
+                Steps {
+                    snapshot: true,
+                    purge: false,
+                },
+            ),
+            Command::Purge => (
+                "purge",
+                Steps {
+                    snapshot: false,
+                    purge: true,
+                },
+            ),
         };
         let args = cli.common;
         Config {
@@ -82,7 +100,10 @@ impl Config {
             dry_run: args.dry_run,
             policy: Policy {
                 job: args.job,
-                selector: TagSelector { key: args.tag_key, value: args.tag_value },
+                selector: TagSelector {
+                    key: args.tag_key,
+                    value: args.tag_value,
+                },
                 retention: args.retention,
                 keep_min: args.keep_min,
             },
@@ -115,7 +136,9 @@ fn dedup_keep_order(items: Vec<String>) -> Vec<String> {
 pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
     let text = text.trim();
     let hint = "write a whole number and a unit (s, m, h, d or w), e.g. 7d or 36h";
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
         return Err(format!("'{text}' is not a duration: {hint}"));
@@ -133,7 +156,9 @@ pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
         other => return Err(format!("unknown unit '{other}' in '{text}': {hint}")),
     };
     if amount == 0 {
-        return Err(format!("'{text}' is zero: a duration must be longer than that"));
+        return Err(format!(
+            "'{text}' is zero: a duration must be longer than that"
+        ));
     }
     amount
         .checked_mul(seconds_per_unit)
@@ -202,11 +227,22 @@ mod tests {
 
     #[test]
     fn bad_durations_say_how_to_write_one() {
-        for bad in ["7x", "-1d", "0d", "d", "7", "", "1.5d", "99999999999999999999d"] {
+        for bad in [
+            "7x",
+            "-1d",
+            "0d",
+            "d",
+            "7",
+            "",
+            "1.5d",
+            "99999999999999999999d",
+        ] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(!err.is_empty(), "{bad}");
         }
-        assert!(parse_duration("7x").unwrap_err().contains("unknown unit 'x'"));
+        assert!(parse_duration("7x")
+            .unwrap_err()
+            .contains("unknown unit 'x'"));
         assert!(parse_duration("0d").unwrap_err().contains("zero"));
         assert!(parse_duration("7").unwrap_err().contains("no unit"));
     }
@@ -237,7 +273,11 @@ mod tests {
 
     #[test]
     fn regions_are_deduplicated_in_order() {
-        let regions = vec!["eu-west-1".to_string(), "us-east-1".into(), "eu-west-1".into()];
+        let regions = vec![
+            "eu-west-1".to_string(),
+            "us-east-1".into(),
+            "eu-west-1".into(),
+        ];
         assert_eq!(dedup_keep_order(regions), vec!["eu-west-1", "us-east-1"]);
     }
 }

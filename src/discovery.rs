@@ -31,21 +31,38 @@ pub async fn discover(
     with_instances: bool,
     with_snapshots: bool,
 ) -> Result<Inventory> {
-    let instances = if with_instances { tagged_instances(client, selector).await? } else { vec![] };
-    let snapshots = if with_snapshots { job_snapshots(client, job).await? } else { vec![] };
-    Ok(Inventory { instances, snapshots })
+    let instances = if with_instances {
+        tagged_instances(client, selector).await?
+    } else {
+        vec![]
+    };
+    let snapshots = if with_snapshots {
+        job_snapshots(client, job).await?
+    } else {
+        vec![]
+    };
+    Ok(Inventory {
+        instances,
+        snapshots,
+    })
 }
 
 /// Instances carrying the selection tag key (with exactly `--tag-value` when
 /// given), in every state but terminated and shutting-down.
 pub async fn tagged_instances(client: &Client, selector: &TagSelector) -> Result<Vec<Instance>> {
     let tag_filter = match &selector.value {
-        Some(value) => Filter::builder().name(format!("tag:{}", selector.key)).values(value),
+        Some(value) => Filter::builder()
+            .name(format!("tag:{}", selector.key))
+            .values(value),
         None => Filter::builder().name("tag-key").values(&selector.key),
     };
     let state_filter = Filter::builder()
         .name("instance-state-name")
-        .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()));
+        .set_values(Some(
+            ["pending", "running", "stopping", "stopped"]
+                .map(String::from)
+                .to_vec(),
+        ));
     let mut pages = client
         .describe_instances()
         .filters(tag_filter.build())
@@ -57,9 +74,18 @@ pub async fn tagged_instances(client: &Client, selector: &TagSelector) -> Result
     let mut instances = Vec::new();
     while let Some(reservation) = pages.next().await {
         let reservation = reservation.map_err(|err| {
-            anyhow!("listing instances tagged {}: {}", selector.key, error_text(&err))
+            anyhow!(
+                "listing instances tagged {}: {}",
+                selector.key,
+                error_text(&err)
+            )
         })?;
-        instances.extend(reservation.instances().iter().filter_map(|i| to_instance(i, &selector.key)));
+        instances.extend(
+            reservation
+                .instances()
+                .iter()
+                .filter_map(|i| to_instance(i, &selector.key)),
+        );
     }
     Ok(instances)
 }
@@ -69,7 +95,12 @@ pub async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSna
     let mut pages = client
         .describe_snapshots()
         .owner_ids("self")
-        .filters(Filter::builder().name(format!("tag:{TAG_JOB}")).values(job).build())
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_JOB}"))
+                .values(job)
+                .build(),
+        )
         .max_results(SNAPSHOT_PAGE_SIZE)
         .into_paginator()
         .items()
@@ -84,7 +115,9 @@ pub async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSna
 }
 
 fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
-    tags.iter().find(|tag| tag.key() == Some(key)).and_then(Tag::value)
+    tags.iter()
+        .find(|tag| tag.key() == Some(key))
+        .and_then(Tag::value)
 }
 
 /// Our view of an EC2 instance; `None` when it lacks the selection tag (a
@@ -128,4 +161,231 @@ fn to_existing_snapshot(snapshot: &Snapshot) -> Option<ExistingSnapshot> {
         instance_id: tag_value(snapshot.tags(), TAG_INSTANCE_ID).map(str::to_owned),
         device: tag_value(snapshot.tags(), TAG_DEVICE).map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::operation::describe_instances::{
+        DescribeInstancesInput, DescribeInstancesOutput,
+    };
+    use aws_sdk_ec2::operation::describe_snapshots::{
+        DescribeSnapshotsInput, DescribeSnapshotsOutput,
+    };
+    use aws_sdk_ec2::primitives::DateTime as AwsDateTime;
+    use aws_sdk_ec2::types::{
+        EbsInstanceBlockDevice, InstanceBlockDeviceMapping, Reservation, SnapshotState as Ec2State,
+    };
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn tag(key: &str, value: &str) -> Tag {
+        Tag::builder().key(key).value(value).build()
+    }
+
+    fn mapping(device: &str, volume: &str) -> InstanceBlockDeviceMapping {
+        InstanceBlockDeviceMapping::builder()
+            .device_name(device)
+            .ebs(
+                EbsInstanceBlockDevice::builder()
+                    .volume_id(volume)
+                    .status(AttachmentStatus::Attached)
+                    .build(),
+            )
+            .build()
+    }
+
+    fn reservation(id: &str, tags: Vec<Tag>) -> Reservation {
+        let instance = Ec2Instance::builder()
+            .instance_id(id)
+            .root_device_name("/dev/xvda")
+            .set_tags(Some(tags))
+            .block_device_mappings(mapping("/dev/xvda", &format!("{id}-root")))
+            .block_device_mappings(mapping("/dev/sdf", &format!("{id}-data")))
+            .build();
+        Reservation::builder().instances(instance).build()
+    }
+
+    fn has_filter(filters: &[Filter], name: &str, value: &str) -> bool {
+        filters
+            .iter()
+            .any(|f| f.name() == Some(name) && f.values().iter().any(|v| v == value))
+    }
+
+    /// The server-side filters every DescribeInstances page must carry.
+    fn filtered(req: &DescribeInstancesInput) -> bool {
+        let filters = req.filters();
+        has_filter(filters, "tag-key", "Scheduled-Snapshots")
+            && has_filter(filters, "instance-state-name", "stopped")
+            && !has_filter(filters, "instance-state-name", "terminated")
+    }
+
+    #[tokio::test]
+    async fn instances_are_read_across_three_pages_with_server_side_filters() {
+        let selection = || tag("Scheduled-Snapshots", "true");
+        let page1 = mock!(Client::describe_instances)
+            .match_requests(|req| filtered(req) && req.next_token().is_none())
+            .then_output(move || {
+                DescribeInstancesOutput::builder()
+                    .reservations(reservation(
+                        "i-1",
+                        vec![selection(), tag("Name", "mongo-1")],
+                    ))
+                    .next_token("page-2")
+                    .build()
+            });
+        let page2 = mock!(Client::describe_instances)
+            .match_requests(|req| filtered(req) && req.next_token() == Some("page-2"))
+            .then_output(move || {
+                DescribeInstancesOutput::builder()
+                    .reservations(reservation("i-2", vec![selection()]))
+                    // A server that ignored the filter: no selection tag, never ours.
+                    .reservations(reservation("i-untagged", vec![tag("Name", "proxy")]))
+                    .next_token("page-3")
+                    .build()
+            });
+        let page3 = mock!(Client::describe_instances)
+            .match_requests(|req| filtered(req) && req.next_token() == Some("page-3"))
+            .then_output(move || {
+                DescribeInstancesOutput::builder()
+                    .reservations(reservation("i-3", vec![tag("Scheduled-Snapshots", "off")]))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&page1, &page2, &page3]);
+        let selector = TagSelector {
+            key: "Scheduled-Snapshots".into(),
+            value: None,
+        };
+
+        let instances = tagged_instances(&client, &selector).await.unwrap();
+
+        let ids: Vec<_> = instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["i-1", "i-2", "i-3"]);
+        assert_eq!(
+            (page1.num_calls(), page2.num_calls(), page3.num_calls()),
+            (1, 1, 1)
+        );
+        let first = &instances[0];
+        assert_eq!(first.name.as_deref(), Some("mongo-1"));
+        assert_eq!(first.selection_value, "true");
+        assert_eq!(
+            first.volumes,
+            vec![
+                AttachedVolume {
+                    volume_id: "i-1-root".into(),
+                    device: "/dev/xvda".into(),
+                    is_root: true
+                },
+                AttachedVolume {
+                    volume_id: "i-1-data".into(),
+                    device: "/dev/sdf".into(),
+                    is_root: false
+                },
+            ]
+        );
+        assert_eq!(
+            instances[2].selection_value, "off",
+            "the plan, not discovery, judges the value"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tag_value_is_filtered_on_the_server() {
+        let rule = mock!(Client::describe_instances)
+            .match_requests(|req| has_filter(req.filters(), "tag:Backup", "hourly"))
+            .then_output(|| DescribeInstancesOutput::builder().build());
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let selector = TagSelector {
+            key: "Backup".into(),
+            value: Some("hourly".into()),
+        };
+        assert!(tagged_instances(&client, &selector)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    fn ec2_snapshot(id: &str, state: Ec2State, job: Option<&str>) -> Snapshot {
+        let mut tags = vec![tag(TAG_INSTANCE_ID, "i-1"), tag(TAG_DEVICE, "/dev/sdf")];
+        tags.extend(job.map(|job| tag(TAG_JOB, job)));
+        Snapshot::builder()
+            .snapshot_id(id)
+            .volume_id("vol-1")
+            .state(state)
+            .start_time(AwsDateTime::from_secs(1_790_000_000))
+            .set_tags(Some(tags))
+            .build()
+    }
+
+    fn job_filtered(req: &DescribeSnapshotsInput) -> bool {
+        req.owner_ids() == ["self"] && has_filter(req.filters(), "tag:ebsnap:job", "nightly")
+    }
+
+    #[tokio::test]
+    async fn job_snapshots_are_read_across_three_pages_owned_by_self_and_marked() {
+        let page1 = mock!(Client::describe_snapshots)
+            .match_requests(|req| job_filtered(req) && req.next_token().is_none())
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(ec2_snapshot("snap-1", Ec2State::Completed, Some("nightly")))
+                    .next_token("page-2")
+                    .build()
+            });
+        let page2 = mock!(Client::describe_snapshots)
+            .match_requests(|req| job_filtered(req) && req.next_token() == Some("page-2"))
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(ec2_snapshot("snap-2", Ec2State::Pending, Some("nightly")))
+                    .next_token("page-3")
+                    .build()
+            });
+        let page3 = mock!(Client::describe_snapshots)
+            .match_requests(|req| job_filtered(req) && req.next_token() == Some("page-3"))
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(ec2_snapshot("snap-3", Ec2State::Error, None))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&page1, &page2, &page3]);
+
+        let snapshots = job_snapshots(&client, "nightly").await.unwrap();
+
+        let states: Vec<_> = snapshots
+            .iter()
+            .map(|s| (s.id.as_str(), s.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("snap-1", "completed"),
+                ("snap-2", "pending"),
+                ("snap-3", "error")
+            ]
+        );
+        assert_eq!(snapshots[0].job.as_deref(), Some("nightly"));
+        assert_eq!(snapshots[0].device.as_deref(), Some("/dev/sdf"));
+        assert_eq!(snapshots[0].start_time.timestamp(), 1_790_000_000);
+        assert_eq!(
+            snapshots[2].job, None,
+            "an unmarked snapshot is read as unmarked"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_describe_names_what_ebsnap_was_doing() {
+        let rule = mock!(Client::describe_snapshots).then_error(|| {
+            aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsError::generic(
+                crate::aws::testing::ec2_error("UnauthorizedOperation", "You are not authorized"),
+            )
+        });
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let err = job_snapshots(&client, "default")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "listing the snapshots of job default: UnauthorizedOperation: You are not authorized"
+        );
+    }
 }

@@ -29,7 +29,9 @@ pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
     let regions = aws::regions(&config.aws, &shared)?;
     let run_id = plan::run_id(now, run_entropy());
     let region_runs = join_all(
-        regions.iter().map(|region| run_region(config, &shared, region, &run_id, now)),
+        regions
+            .iter()
+            .map(|region| run_region(config, &shared, region, &run_id, now)),
     )
     .await;
     let mut report = Report::new(config, run_id, regions.clone());
@@ -60,7 +62,11 @@ async fn run_region(
     .await
     {
         Ok(inventory) => inventory,
-        Err(err) => return RegionRun::DiscoveryFailed { reason: format!("{err:#}") },
+        Err(err) => {
+            return RegionRun::DiscoveryFailed {
+                reason: format!("{err:#}"),
+            }
+        }
     };
     tracing::info!(
         region,
@@ -69,10 +75,15 @@ async fn run_region(
         "discovered"
     );
     let mut plan = plan::build(&inventory, policy, config.steps, now);
-    let creates = snapshot::create_all(&client, &plan.creates, &policy.job, run_id, config.dry_run).await;
+    let creates =
+        snapshot::create_all(&client, &plan.creates, &policy.job, run_id, config.dry_run).await;
     plan.withhold_deletes_of(&snapshot::failed_volumes(&plan.creates, &creates));
     let deletes = purge::delete_all(&client, &plan.deletes, &policy.job, config.dry_run).await;
-    RegionRun::Executed { plan, creates, deletes }
+    RegionRun::Executed {
+        plan,
+        creates,
+        deletes,
+    }
 }
 
 /// A few bits that differ between two runs started in the same second.

@@ -25,7 +25,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config) -> anyhow::Result<ExitStatus> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let now = chrono::Utc::now();
     let report = runtime.block_on(ebsnap::run(config, now))?;
     for failed in &report.failed {

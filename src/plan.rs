@@ -55,7 +55,10 @@ impl Create {
                 "ebsnap job={job} instance={} ({name}) device={}",
                 self.instance_id, self.device
             ),
-            None => format!("ebsnap job={job} instance={} device={}", self.instance_id, self.device),
+            None => format!(
+                "ebsnap job={job} instance={} device={}",
+                self.instance_id, self.device
+            ),
         }
     }
 }
@@ -111,10 +114,17 @@ impl fmt::Display for KeepReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeepReason::WithinRetention { expires_at } => {
-                write!(f, "within retention, expires {}", expires_at.format("%Y-%m-%d %H:%M UTC"))
+                write!(
+                    f,
+                    "within retention, expires {}",
+                    expires_at.format("%Y-%m-%d %H:%M UTC")
+                )
             }
             KeepReason::KeepMin { keep_min: 1 } => {
-                write!(f, "past retention, but the newest completed snapshot of its volume")
+                write!(
+                    f,
+                    "past retention, but the newest completed snapshot of its volume"
+                )
             }
             KeepReason::KeepMin { keep_min } => write!(
                 f,
@@ -125,7 +135,10 @@ impl fmt::Display for KeepReason {
             }
             KeepReason::NotMarked => write!(f, "not marked as this job's snapshot"),
             KeepReason::VolumeFailed => {
-                write!(f, "this run failed to snapshot its volume, so its snapshots are kept")
+                write!(
+                    f,
+                    "this run failed to snapshot its volume, so its snapshots are kept"
+                )
             }
             KeepReason::InUse { message } => write!(f, "in use by an AMI ({message})"),
         }
@@ -187,7 +200,11 @@ fn plan_creates(instances: &[Instance], selector: &TagSelector, plan: &mut Plan)
         }
         // A volume attached twice in the mappings is still one volume.
         let mut seen = HashSet::new();
-        for volume in instance.volumes.iter().filter(|v| seen.insert(&v.volume_id)) {
+        for volume in instance
+            .volumes
+            .iter()
+            .filter(|v| seen.insert(&v.volume_id))
+        {
             plan.creates.push(Create {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
@@ -198,13 +215,24 @@ fn plan_creates(instances: &[Instance], selector: &TagSelector, plan: &mut Plan)
     }
 }
 
-fn plan_purge(snapshots: &[ExistingSnapshot], policy: &Policy, now: DateTime<Utc>, plan: &mut Plan) {
+fn plan_purge(
+    snapshots: &[ExistingSnapshot],
+    policy: &Policy,
+    now: DateTime<Utc>,
+    plan: &mut Plan,
+) {
     let mut by_volume: BTreeMap<&str, Vec<&ExistingSnapshot>> = BTreeMap::new();
     for snapshot in snapshots {
         if snapshot.is_marked_for(&policy.job) {
-            by_volume.entry(&snapshot.volume_id).or_default().push(snapshot);
+            by_volume
+                .entry(&snapshot.volume_id)
+                .or_default()
+                .push(snapshot);
         } else {
-            plan.kept.push(Kept { snapshot: snapshot.clone(), reason: KeepReason::NotMarked });
+            plan.kept.push(Kept {
+                snapshot: snapshot.clone(),
+                reason: KeepReason::NotMarked,
+            });
         }
     }
     for mut volume_snapshots in by_volume.into_values() {
@@ -217,8 +245,13 @@ fn plan_purge(snapshots: &[ExistingSnapshot], policy: &Policy, now: DateTime<Utc
                 newer_completed += 1;
             }
             match reason {
-                Some(reason) => plan.kept.push(Kept { snapshot: snapshot.clone(), reason }),
-                None => plan.deletes.push(Delete { snapshot: snapshot.clone() }),
+                Some(reason) => plan.kept.push(Kept {
+                    snapshot: snapshot.clone(),
+                    reason,
+                }),
+                None => plan.deletes.push(Delete {
+                    snapshot: snapshot.clone(),
+                }),
             }
         }
     }
@@ -235,7 +268,9 @@ fn keep_reason(
 ) -> Option<KeepReason> {
     match &snapshot.state {
         SnapshotState::Pending | SnapshotState::Other(_) => {
-            return Some(KeepReason::NotFinished { state: snapshot.state.as_str().to_owned() });
+            return Some(KeepReason::NotFinished {
+                state: snapshot.state.as_str().to_owned(),
+            });
         }
         SnapshotState::Completed | SnapshotState::Error => {}
     }
@@ -244,7 +279,9 @@ fn keep_reason(
         return Some(KeepReason::WithinRetention { expires_at });
     }
     if snapshot.state == SnapshotState::Completed && newer_completed < policy.keep_min {
-        return Some(KeepReason::KeepMin { keep_min: policy.keep_min });
+        return Some(KeepReason::KeepMin {
+            keep_min: policy.keep_min,
+        });
     }
     None
 }
@@ -288,7 +325,11 @@ pub fn format_age(age: TimeDelta) -> String {
 
 /// Describes the policy in one line, for reports: `retention 7d, keep-min 1`.
 pub fn describe_policy(policy: &Policy) -> String {
-    format!("retention {}, keep-min {}", format_duration(policy.retention), policy.keep_min)
+    format!(
+        "retention {}, keep-min {}",
+        format_duration(policy.retention),
+        policy.keep_min
+    )
 }
 
 #[cfg(test)]
@@ -304,14 +345,23 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             job: "default".into(),
-            selector: TagSelector { key: "Scheduled-Snapshots".into(), value: None },
+            selector: TagSelector {
+                key: "Scheduled-Snapshots".into(),
+                value: None,
+            },
             retention: TimeDelta::days(7),
             keep_min: 1,
         }
     }
 
-    const PURGE: Steps = Steps { snapshot: false, purge: true };
-    const SNAPSHOT: Steps = Steps { snapshot: true, purge: false };
+    const PURGE: Steps = Steps {
+        snapshot: false,
+        purge: true,
+    };
+    const SNAPSHOT: Steps = Steps {
+        snapshot: true,
+        purge: false,
+    };
 
     fn snap(id: &str, volume: &str, age: TimeDelta, state: SnapshotState) -> ExistingSnapshot {
         ExistingSnapshot {
@@ -347,20 +397,39 @@ mod tests {
     }
 
     fn purge(snapshots: Vec<ExistingSnapshot>, policy: &Policy) -> Plan {
-        build(&Inventory { instances: vec![], snapshots }, policy, PURGE, now())
+        build(
+            &Inventory {
+                instances: vec![],
+                snapshots,
+            },
+            policy,
+            PURGE,
+            now(),
+        )
     }
 
     fn deleted_ids(plan: &Plan) -> Vec<&str> {
-        plan.deletes.iter().map(|d| d.snapshot.id.as_str()).collect()
+        plan.deletes
+            .iter()
+            .map(|d| d.snapshot.id.as_str())
+            .collect()
     }
 
     fn kept_reason<'a>(plan: &'a Plan, id: &str) -> &'a KeepReason {
-        &plan.kept.iter().find(|k| k.snapshot.id == id).expect(id).reason
+        &plan
+            .kept
+            .iter()
+            .find(|k| k.snapshot.id == id)
+            .expect(id)
+            .reason
     }
 
     #[test]
     fn selection_values_without_tag_value() {
-        let selector = TagSelector { key: "Scheduled-Snapshots".into(), value: None };
+        let selector = TagSelector {
+            key: "Scheduled-Snapshots".into(),
+            value: None,
+        };
         for yes in ["true", "yes", "True", "daily", "1"] {
             assert_eq!(is_selected(&selector, yes), Ok(()), "{yes}");
         }
@@ -371,7 +440,10 @@ mod tests {
 
     #[test]
     fn selection_with_tag_value_is_exact() {
-        let selector = TagSelector { key: "Backup".into(), value: Some("hourly".into()) };
+        let selector = TagSelector {
+            key: "Backup".into(),
+            value: Some("hourly".into()),
+        };
         assert_eq!(is_selected(&selector, "hourly"), Ok(()));
         assert!(is_selected(&selector, "Hourly").is_err());
         assert!(is_selected(&selector, "true").is_err());
@@ -393,14 +465,21 @@ mod tests {
         let plan = build(&inventory, &policy(), SNAPSHOT, now());
         let volumes: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
         assert_eq!(volumes, ["vol-a", "vol-b", "vol-e"]);
-        let skipped: Vec<_> = plan.skipped_instances.iter().map(|s| s.instance_id.as_str()).collect();
+        let skipped: Vec<_> = plan
+            .skipped_instances
+            .iter()
+            .map(|s| s.instance_id.as_str())
+            .collect();
         assert_eq!(skipped, ["i-off", "i-empty"]);
         assert!(plan.skipped_instances[0].reason.contains("opts out"));
     }
 
     #[test]
     fn an_instance_without_volumes_is_reported() {
-        let inventory = Inventory { instances: vec![instance("i-1", "true", &[])], snapshots: vec![] };
+        let inventory = Inventory {
+            instances: vec![instance("i-1", "true", &[])],
+            snapshots: vec![],
+        };
         let plan = build(&inventory, &policy(), SNAPSHOT, now());
         assert!(plan.creates.is_empty());
         assert_eq!(plan.skipped_instances[0].reason, "no EBS volume attached");
@@ -425,8 +504,14 @@ mod tests {
                 ("Name", "mongo-1 /dev/xvdf".into()),
             ]
         );
-        assert_eq!(create.description("hourly"), "ebsnap job=hourly instance=i-1 (mongo-1) device=/dev/xvdf");
-        let unnamed = Create { instance_name: None, ..create };
+        assert_eq!(
+            create.description("hourly"),
+            "ebsnap job=hourly instance=i-1 (mongo-1) device=/dev/xvdf"
+        );
+        let unnamed = Create {
+            instance_name: None,
+            ..create
+        };
         assert_eq!(unnamed.tags("hourly", "r1")[4].1, "i-1 /dev/xvdf");
     }
 
@@ -443,13 +528,19 @@ mod tests {
             &policy(),
         );
         assert_eq!(deleted_ids(&plan), ["snap-over"]);
-        assert!(matches!(kept_reason(&plan, "snap-under"), KeepReason::WithinRetention { .. }));
+        assert!(matches!(
+            kept_reason(&plan, "snap-under"),
+            KeepReason::WithinRetention { .. }
+        ));
     }
 
     #[test]
     fn exactly_at_retention_is_kept() {
         let plan = purge(
-            vec![completed("snap-new", "vol-1", TimeDelta::hours(1)), completed("snap-7d", "vol-1", TimeDelta::days(7))],
+            vec![
+                completed("snap-new", "vol-1", TimeDelta::hours(1)),
+                completed("snap-7d", "vol-1", TimeDelta::days(7)),
+            ],
             &policy(),
         );
         assert!(plan.deletes.is_empty());
@@ -466,12 +557,18 @@ mod tests {
             &policy(),
         );
         assert_eq!(deleted_ids(&plan), ["snap-10d", "snap-20d"]);
-        assert_eq!(kept_reason(&plan, "snap-9d"), &KeepReason::KeepMin { keep_min: 1 });
+        assert_eq!(
+            kept_reason(&plan, "snap-9d"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
     }
 
     #[test]
     fn keep_min_counts_per_volume_and_honours_larger_values() {
-        let policy = Policy { keep_min: 2, ..policy() };
+        let policy = Policy {
+            keep_min: 2,
+            ..policy()
+        };
         let plan = purge(
             vec![
                 completed("a1", "vol-a", TimeDelta::days(8)),
@@ -482,12 +579,18 @@ mod tests {
             &policy,
         );
         assert_eq!(deleted_ids(&plan), ["a3"]);
-        assert_eq!(kept_reason(&plan, "b1"), &KeepReason::KeepMin { keep_min: 2 });
+        assert_eq!(
+            kept_reason(&plan, "b1"),
+            &KeepReason::KeepMin { keep_min: 2 }
+        );
     }
 
     #[test]
     fn keep_min_zero_deletes_everything_past_retention() {
-        let policy = Policy { keep_min: 0, ..policy() };
+        let policy = Policy {
+            keep_min: 0,
+            ..policy()
+        };
         let plan = purge(vec![completed("old", "vol-1", TimeDelta::days(8))], &policy);
         assert_eq!(deleted_ids(&plan), ["old"]);
     }
@@ -496,8 +599,18 @@ mod tests {
     fn pending_is_never_deleted_and_never_counts_as_a_good_backup() {
         let plan = purge(
             vec![
-                snap("pending-old", "vol-1", TimeDelta::days(9), SnapshotState::Pending),
-                snap("pending-new", "vol-1", TimeDelta::hours(1), SnapshotState::Pending),
+                snap(
+                    "pending-old",
+                    "vol-1",
+                    TimeDelta::days(9),
+                    SnapshotState::Pending,
+                ),
+                snap(
+                    "pending-new",
+                    "vol-1",
+                    TimeDelta::hours(1),
+                    SnapshotState::Pending,
+                ),
                 completed("done-old", "vol-1", TimeDelta::days(8)),
             ],
             &policy(),
@@ -505,20 +618,31 @@ mod tests {
         assert!(plan.deletes.is_empty(), "{:?}", deleted_ids(&plan));
         assert_eq!(kept_reason(&plan, "pending-old").code(), "pending");
         // The newer pending snapshot does not count: the completed one is the last good backup.
-        assert_eq!(kept_reason(&plan, "done-old"), &KeepReason::KeepMin { keep_min: 1 });
+        assert_eq!(
+            kept_reason(&plan, "done-old"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
     }
 
     #[test]
     fn unknown_states_are_never_deleted() {
         let plan = purge(
             vec![
-                snap("odd", "vol-1", TimeDelta::days(30), SnapshotState::Other("recoverable".into())),
+                snap(
+                    "odd",
+                    "vol-1",
+                    TimeDelta::days(30),
+                    SnapshotState::Other("recoverable".into()),
+                ),
                 completed("good", "vol-1", TimeDelta::days(1)),
             ],
             &policy(),
         );
         assert!(plan.deletes.is_empty());
-        assert_eq!(kept_reason(&plan, "odd").to_string(), "recoverable: not finished, so never deleted");
+        assert_eq!(
+            kept_reason(&plan, "odd").to_string(),
+            "recoverable: not finished, so never deleted"
+        );
     }
 
     #[test]
@@ -531,7 +655,10 @@ mod tests {
             &policy(),
         );
         assert_eq!(deleted_ids(&plan), ["broken"]);
-        assert_eq!(kept_reason(&plan, "good"), &KeepReason::KeepMin { keep_min: 1 });
+        assert_eq!(
+            kept_reason(&plan, "good"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
     }
 
     #[test]
@@ -541,7 +668,11 @@ mod tests {
         let mut weekly = completed("weekly", "vol-1", TimeDelta::days(30));
         weekly.job = Some("weekly".into());
         let plan = purge(
-            vec![unmarked, weekly, completed("ours", "vol-1", TimeDelta::days(1))],
+            vec![
+                unmarked,
+                weekly,
+                completed("ours", "vol-1", TimeDelta::days(1)),
+            ],
             &policy(),
         );
         assert!(plan.deletes.is_empty());
@@ -587,10 +718,21 @@ mod tests {
     fn reasons_read_well_and_have_stable_codes() {
         let expires_at = now();
         let reason = KeepReason::WithinRetention { expires_at };
-        assert_eq!(reason.to_string(), "within retention, expires 2026-11-24 12:00 UTC");
+        assert_eq!(
+            reason.to_string(),
+            "within retention, expires 2026-11-24 12:00 UTC"
+        );
         assert_eq!(reason.code(), "within_retention");
-        assert!(KeepReason::KeepMin { keep_min: 3 }.to_string().contains("3 newest"));
-        assert_eq!(KeepReason::InUse { message: "ami-1".into() }.code(), "in_use");
+        assert!(KeepReason::KeepMin { keep_min: 3 }
+            .to_string()
+            .contains("3 newest"));
+        assert_eq!(
+            KeepReason::InUse {
+                message: "ami-1".into()
+            }
+            .code(),
+            "in_use"
+        );
     }
 
     #[test]

@@ -18,13 +18,22 @@ pub enum DeleteOutcome {
     Allowed,
     /// An AMI still uses the snapshot: kept and reported, not a failure
     /// (safety rule 5).
-    InUse { message: String },
-    Failed { reason: String },
+    InUse {
+        message: String,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Carries out (or, in a dry run, checks) every delete; outcomes come back in
 /// the order of `deletes`.
-pub async fn delete_all(client: &Client, deletes: &[Delete], job: &str, dry_run: bool) -> Vec<DeleteOutcome> {
+pub async fn delete_all(
+    client: &Client,
+    deletes: &[Delete],
+    job: &str,
+    dry_run: bool,
+) -> Vec<DeleteOutcome> {
     stream::iter(deletes)
         .map(|delete| delete_one(client, delete, job, dry_run))
         .buffered(MAX_IN_FLIGHT)
@@ -39,7 +48,12 @@ async fn delete_one(client: &Client, delete: &Delete, job: &str, dry_run: bool) 
             reason: format!("refused: {} does not carry ebsnap:job={job}", snapshot.id),
         };
     }
-    let result = client.delete_snapshot().snapshot_id(&snapshot.id).dry_run(dry_run).send().await;
+    let result = client
+        .delete_snapshot()
+        .snapshot_id(&snapshot.id)
+        .dry_run(dry_run)
+        .send()
+        .await;
     if dry_run {
         return match dry_run_verdict(result) {
             Ok(()) => DeleteOutcome::Allowed,
@@ -53,14 +67,156 @@ async fn delete_one(client: &Client, delete: &Delete, job: &str, dry_run: bool) 
         }
         Err(err) => match err.code() {
             Some("InvalidSnapshot.NotFound") => DeleteOutcome::AlreadyGone,
-            Some("InvalidSnapshot.InUse") => {
-                DeleteOutcome::InUse { message: err.message().unwrap_or("in use").to_owned() }
-            }
+            Some("InvalidSnapshot.InUse") => DeleteOutcome::InUse {
+                message: err.message().unwrap_or("in use").to_owned(),
+            },
             _ => {
                 let reason = error_text(&err);
                 tracing::warn!(snapshot = %snapshot.id, %reason, "delete failed");
                 DeleteOutcome::Failed { reason }
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::testing::ec2_error;
+    use crate::inventory::{ExistingSnapshot, SnapshotState};
+    use crate::plan::Plan;
+    use crate::report::{ExitStatus, RegionRun, Report};
+    use aws_sdk_ec2::operation::delete_snapshot::{DeleteSnapshotError, DeleteSnapshotOutput};
+    use aws_smithy_mocks::{mock, mock_client};
+    use chrono::{TimeZone, Utc};
+
+    fn delete(id: &str, job: Option<&str>) -> Delete {
+        Delete {
+            snapshot: ExistingSnapshot {
+                id: id.into(),
+                volume_id: "vol-1".into(),
+                state: SnapshotState::Completed,
+                start_time: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+                job: job.map(str::to_owned),
+                instance_id: Some("i-1".into()),
+                device: Some("/dev/sdf".into()),
+            },
+        }
+    }
+
+    fn failing_with(code: &'static str, message: &'static str) -> aws_smithy_mocks::Rule {
+        mock!(Client::delete_snapshot)
+            .then_error(move || DeleteSnapshotError::generic(ec2_error(code, message)))
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_in_use_by_an_ami_is_kept_reported_and_exits_0() {
+        let rule = failing_with(
+            "InvalidSnapshot.InUse",
+            "The snapshot snap-1 is currently in use by ami-1",
+        );
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let deletes = vec![delete("snap-1", Some("default"))];
+
+        let outcomes = delete_all(&client, &deletes, "default", false).await;
+        assert_eq!(
+            outcomes,
+            [DeleteOutcome::InUse {
+                message: "The snapshot snap-1 is currently in use by ami-1".into()
+            }]
+        );
+
+        let config =
+            crate::config::Config::from_cli(<crate::cli::Cli as clap::Parser>::parse_from([
+                "ebsnap", "purge",
+            ]));
+        let mut report = Report::new(&config, "run-1".into(), vec!["us-east-1".into()]);
+        let plan = Plan {
+            deletes,
+            ..Plan::default()
+        };
+        report.add_region(
+            "us-east-1",
+            RegionRun::Executed {
+                plan,
+                creates: vec![],
+                deletes: outcomes,
+            },
+        );
+        assert_eq!(report.exit_status(), ExitStatus::Success);
+        assert!(report.deleted.is_empty() && report.failed.is_empty());
+        assert_eq!(report.kept[0].reason_code, "in_use");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_already_gone_counts_as_deleted() {
+        let rule = failing_with(
+            "InvalidSnapshot.NotFound",
+            "The snapshot 'snap-1' does not exist.",
+        );
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let outcomes = delete_all(
+            &client,
+            &[delete("snap-1", Some("default"))],
+            "default",
+            false,
+        )
+        .await;
+        assert_eq!(outcomes, [DeleteOutcome::AlreadyGone]);
+    }
+
+    #[tokio::test]
+    async fn an_unmarked_snapshot_is_refused_without_any_call() {
+        let rule =
+            mock!(Client::delete_snapshot).then_output(|| DeleteSnapshotOutput::builder().build());
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let deletes = [
+            delete("snap-theirs", None),
+            delete("snap-weekly", Some("weekly")),
+        ];
+
+        let outcomes = delete_all(&client, &deletes, "default", false).await;
+
+        assert!(outcomes.iter().all(
+            |o| matches!(o, DeleteOutcome::Failed { reason } if reason.starts_with("refused"))
+        ));
+        assert_eq!(rule.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn dry_run_deletes_send_dry_run_and_report_permission() {
+        let allowed = mock!(Client::delete_snapshot)
+            .match_requests(|req| req.dry_run() == Some(true))
+            .then_error(|| {
+                DeleteSnapshotError::generic(ec2_error(
+                    "DryRunOperation",
+                    "Request would have succeeded",
+                ))
+            });
+        let client = mock_client!(aws_sdk_ec2, [&allowed]);
+        let outcomes = delete_all(
+            &client,
+            &[delete("snap-1", Some("default"))],
+            "default",
+            true,
+        )
+        .await;
+        assert_eq!(outcomes, [DeleteOutcome::Allowed]);
+
+        let denied = failing_with(
+            "UnauthorizedOperation",
+            "You are not authorized to perform this operation.",
+        );
+        let client = mock_client!(aws_sdk_ec2, [&denied]);
+        let outcomes = delete_all(
+            &client,
+            &[delete("snap-1", Some("default"))],
+            "default",
+            true,
+        )
+        .await;
+        assert!(
+            matches!(&outcomes[0], DeleteOutcome::Failed { reason } if reason.starts_with("not permitted: UnauthorizedOperation"))
+        );
     }
 }

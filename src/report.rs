@@ -39,7 +39,11 @@ pub enum RegionRun {
     /// Discovery failed: nothing was planned or changed in the region.
     DiscoveryFailed { reason: String },
     /// The plan, and the outcome of each create and delete, in plan order.
-    Executed { plan: Plan, creates: Vec<CreateOutcome>, deletes: Vec<DeleteOutcome> },
+    Executed {
+        plan: Plan,
+        creates: Vec<CreateOutcome>,
+        deletes: Vec<DeleteOutcome>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,7 +157,11 @@ impl Report {
                 });
                 return;
             }
-            RegionRun::Executed { plan, creates, deletes } => (plan, creates, deletes),
+            RegionRun::Executed {
+                plan,
+                creates,
+                deletes,
+            } => (plan, creates, deletes),
         };
         self.regions_attempted += 1;
         for skipped in plan.skipped_instances {
@@ -209,7 +217,10 @@ impl Report {
             DeleteOutcome::AlreadyGone => (None, true),
             DeleteOutcome::Allowed => (Some("allowed"), false),
             DeleteOutcome::InUse { message } => {
-                let kept = Kept { snapshot, reason: KeepReason::InUse { message } };
+                let kept = Kept {
+                    snapshot,
+                    reason: KeepReason::InUse { message },
+                };
                 self.kept.push(kept_entry(region, kept));
                 return;
             }
@@ -280,10 +291,16 @@ impl Report {
                     .map(String::as_str)
                     .collect::<Vec<_>>()
                     .join(" ");
-                lines.push(format!("  FAILED  {} {subject}: {}", failed.action, failed.reason));
+                lines.push(format!(
+                    "  FAILED  {} {subject}: {}",
+                    failed.action, failed.reason
+                ));
             }
             for created in self.created.iter().filter(|c| &c.region == region) {
-                let instance = created.instance_name.as_deref().unwrap_or(&created.instance_id);
+                let instance = created
+                    .instance_name
+                    .as_deref()
+                    .unwrap_or(&created.instance_id);
                 let verb = if self.dry_run { "create" } else { "created" };
                 let id = created.snapshot_id.as_deref().unwrap_or("");
                 lines.push(format!(
@@ -296,7 +313,11 @@ impl Report {
             }
             for deleted in self.deleted.iter().filter(|d| &d.region == region) {
                 let verb = if self.dry_run { "delete" } else { "deleted" };
-                let gone = if deleted.already_gone { ", already gone" } else { "" };
+                let gone = if deleted.already_gone {
+                    ", already gone"
+                } else {
+                    ""
+                };
                 lines.push(format!(
                     "  {verb:<8}{} of {}, {} old{gone}",
                     deleted.snapshot_id,
@@ -305,8 +326,15 @@ impl Report {
                 ));
             }
             // A real run shows only the kept snapshots worth a look.
-            let notable = |k: &&KeptEntry| self.dry_run || matches!(k.reason_code, "in_use" | "volume_failed");
-            for kept in self.kept.iter().filter(|k| &k.region == region).filter(notable) {
+            let notable = |k: &&KeptEntry| {
+                self.dry_run || matches!(k.reason_code, "in_use" | "volume_failed")
+            };
+            for kept in self
+                .kept
+                .iter()
+                .filter(|k| &k.region == region)
+                .filter(notable)
+            {
                 lines.push(format!(
                     "  keep    {} of {}, {} old: {}",
                     kept.snapshot_id,
@@ -316,9 +344,20 @@ impl Report {
                 ));
             }
             if self.dry_run {
-                for skipped in self.skipped_instances.iter().filter(|s| &s.region == region) {
-                    let name = skipped.instance_name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
-                    lines.push(format!("  skip    {}{name}: {}", skipped.instance_id, skipped.reason));
+                for skipped in self
+                    .skipped_instances
+                    .iter()
+                    .filter(|s| &s.region == region)
+                {
+                    let name = skipped
+                        .instance_name
+                        .as_deref()
+                        .map(|n| format!(" {n}"))
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "  skip    {}{name}: {}",
+                        skipped.instance_id, skipped.reason
+                    ));
                 }
             }
             if !lines.is_empty() {
@@ -334,8 +373,11 @@ impl Report {
 
     /// One line: what was (or would be) done.
     pub fn summary(&self) -> String {
-        let (create, delete, keep) =
-            if self.dry_run { ("would create", "delete", "keep") } else { ("created", "deleted", "kept") };
+        let (create, delete, keep) = if self.dry_run {
+            ("would create", "delete", "keep")
+        } else {
+            ("created", "deleted", "kept")
+        };
         let counts = format!(
             "{create} {} snapshot(s), {delete} {}, {keep} {}, {} failed",
             self.created.len(),
@@ -354,7 +396,15 @@ impl Report {
 }
 
 fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
-    let ExistingSnapshot { id, volume_id, state, start_time, instance_id, device, .. } = kept.snapshot;
+    let ExistingSnapshot {
+        id,
+        volume_id,
+        state,
+        start_time,
+        instance_id,
+        device,
+        ..
+    } = kept.snapshot;
     KeptEntry {
         snapshot_id: id,
         volume_id,
@@ -382,11 +432,17 @@ mod tests {
     fn config(dry_run: bool) -> Config {
         Config {
             command: "run",
-            steps: Steps { snapshot: true, purge: true },
+            steps: Steps {
+                snapshot: true,
+                purge: true,
+            },
             dry_run,
             policy: Policy {
                 job: "default".into(),
-                selector: TagSelector { key: "Scheduled-Snapshots".into(), value: None },
+                selector: TagSelector {
+                    key: "Scheduled-Snapshots".into(),
+                    value: None,
+                },
                 retention: TimeDelta::days(7),
                 keep_min: 1,
             },
@@ -422,10 +478,14 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             creates: vec![create("vol-1"), create("vol-2")],
-            deletes: vec![Delete { snapshot: snapshot("snap-old", "vol-1", 9) }],
+            deletes: vec![Delete {
+                snapshot: snapshot("snap-old", "vol-1", 9),
+            }],
             kept: vec![Kept {
                 snapshot: snapshot("snap-new", "vol-1", 2),
-                reason: KeepReason::WithinRetention { expires_at: now() + TimeDelta::days(5) },
+                reason: KeepReason::WithinRetention {
+                    expires_at: now() + TimeDelta::days(5),
+                },
             }],
             skipped_instances: vec![],
         }
@@ -438,7 +498,9 @@ mod tests {
     }
 
     fn created(id: &str) -> CreateOutcome {
-        CreateOutcome::Created { snapshot_id: id.into() }
+        CreateOutcome::Created {
+            snapshot_id: id.into(),
+        }
     }
 
     #[test]
@@ -453,23 +515,40 @@ mod tests {
         assert_eq!(report.created.len(), 2);
         assert_eq!(report.deleted[0].snapshot_id, "snap-old");
         assert!(!report.should_print(&config(false)));
-        let watched = Config { stdout_is_terminal: true, ..config(false) };
+        let watched = Config {
+            stdout_is_terminal: true,
+            ..config(false)
+        };
         assert!(report.should_print(&watched));
-        let quiet = Config { quiet: true, ..watched };
+        let quiet = Config {
+            quiet: true,
+            ..watched
+        };
         assert!(!report.should_print(&quiet));
-        assert_eq!(report.summary(), "Created 2 snapshot(s), deleted 1, kept 1, 0 failed.");
+        assert_eq!(
+            report.summary(),
+            "Created 2 snapshot(s), deleted 1, kept 1, 0 failed."
+        );
     }
 
     #[test]
     fn a_failure_exits_1_and_is_always_printed() {
         let run = RegionRun::Executed {
             plan: plan(),
-            creates: vec![created("snap-a"), CreateOutcome::Failed { reason: "boom".into() }],
+            creates: vec![
+                created("snap-a"),
+                CreateOutcome::Failed {
+                    reason: "boom".into(),
+                },
+            ],
             deletes: vec![DeleteOutcome::Deleted],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
-        assert!(report.should_print(&Config { quiet: true, ..config(false) }));
+        assert!(report.should_print(&Config {
+            quiet: true,
+            ..config(false)
+        }));
         assert_eq!(report.failed[0].action, "create");
         assert_eq!(report.failed[0].volume_id.as_deref(), Some("vol-2"));
         let text = report.to_text(now());
@@ -481,14 +560,22 @@ mod tests {
         let run = RegionRun::Executed {
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
-            deletes: vec![DeleteOutcome::InUse { message: "used by ami-1".into() }],
+            deletes: vec![DeleteOutcome::InUse {
+                message: "used by ami-1".into(),
+            }],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
         assert!(report.deleted.is_empty());
-        let in_use = report.kept.iter().find(|k| k.snapshot_id == "snap-old").unwrap();
+        let in_use = report
+            .kept
+            .iter()
+            .find(|k| k.snapshot_id == "snap-old")
+            .unwrap();
         assert_eq!(in_use.reason_code, "in_use");
-        assert!(report.to_text(now()).contains("in use by an AMI (used by ami-1)"));
+        assert!(report
+            .to_text(now())
+            .contains("in use by an AMI (used by ami-1)"));
     }
 
     #[test]
@@ -505,7 +592,12 @@ mod tests {
 
     #[test]
     fn discovery_failing_everywhere_means_nothing_was_attempted() {
-        let report = report(false, RegionRun::DiscoveryFailed { reason: "AuthFailure: bad".into() });
+        let report = report(
+            false,
+            RegionRun::DiscoveryFailed {
+                reason: "AuthFailure: bad".into(),
+            },
+        );
         assert_eq!(report.exit_status(), ExitStatus::NothingAttempted);
         assert_eq!(report.failed[0].action, "discover");
     }
@@ -513,10 +605,19 @@ mod tests {
     #[test]
     fn discovery_failing_in_one_of_two_regions_is_a_failure() {
         let mut report = Report::new(&config(false), "r1".into(), vec!["a".into(), "b".into()]);
-        report.add_region("a", RegionRun::DiscoveryFailed { reason: "down".into() });
+        report.add_region(
+            "a",
+            RegionRun::DiscoveryFailed {
+                reason: "down".into(),
+            },
+        );
         report.add_region(
             "b",
-            RegionRun::Executed { plan: Plan::default(), creates: vec![], deletes: vec![] },
+            RegionRun::Executed {
+                plan: Plan::default(),
+                creates: vec![],
+                deletes: vec![],
+            },
         );
         assert_eq!(report.exit_status(), ExitStatus::Failure);
     }
@@ -531,11 +632,19 @@ mod tests {
         });
         let run = RegionRun::Executed {
             plan,
-            creates: vec![CreateOutcome::Allowed, CreateOutcome::Failed { reason: "not permitted: UnauthorizedOperation: no".into() }],
+            creates: vec![
+                CreateOutcome::Allowed,
+                CreateOutcome::Failed {
+                    reason: "not permitted: UnauthorizedOperation: no".into(),
+                },
+            ],
             deletes: vec![DeleteOutcome::Allowed],
         };
         let report = report(true, run);
-        assert!(report.should_print(&Config { quiet: true, ..config(true) }));
+        assert!(report.should_print(&Config {
+            quiet: true,
+            ..config(true)
+        }));
         assert_eq!(report.created[0].permission, Some("allowed"));
         assert_eq!(report.created[0].snapshot_id, None);
         let text = report.to_text(now());
@@ -561,7 +670,18 @@ mod tests {
             deletes: vec![DeleteOutcome::Deleted],
         };
         let json: serde_json::Value = serde_json::from_str(&report(false, run).to_json()).unwrap();
-        for key in ["dry_run", "command", "job", "run_id", "regions", "created", "deleted", "kept", "failed", "skipped_instances"] {
+        for key in [
+            "dry_run",
+            "command",
+            "job",
+            "run_id",
+            "regions",
+            "created",
+            "deleted",
+            "kept",
+            "failed",
+            "skipped_instances",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["created"][0]["snapshot_id"], "snap-a");
