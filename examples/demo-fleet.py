@@ -7,9 +7,10 @@
 
 The fleet is the company in the README:
 
-  mongo-1  Scheduled-Snapshots=true  root volume + 200 GiB data volume
-  redis-1  Scheduled-Snapshots=true  root volume +  50 GiB data volume
-  proxy    (untagged)                root volume; the host cron runs ebsnap on
+  mongo-1        Scheduled-Snapshots=true   root volume + 200 GiB data volume
+  redis-1        Scheduled-Snapshots=true   root volume +  50 GiB data volume
+  mongo-arbiter  Scheduled-Snapshots=false  root volume; holds no data, opts out
+  proxy          (untagged)                 root volume; the host cron runs ebsnap on
 
 and the history ebsnap would have left had it run daily for the past 9 days:
 one snapshot of each of the 4 selected volumes per day, tagged exactly as
@@ -46,6 +47,7 @@ DATA_DEVICE = "/dev/sdf"
 FLEET = [
     ("mongo-1", "true", 200),
     ("redis-1", "true", 50),
+    ("mongo-arbiter", "false", None),
     ("proxy", None, None),
 ]
 
@@ -132,9 +134,9 @@ def build(ec2, clock_file):
     for name, selection, data_size in FLEET:
         instance_id, volumes = launch(ec2, image_id, name, selection, data_size)
         tag = f"{SELECTION_KEY}={selection}" if selection else "untagged"
-        print(f"instance {instance_id}  {name:8} {tag:25} "
+        print(f"instance {instance_id}  {name:13} {tag:26} "
               + ", ".join(f"{d} {v}" for d, v in sorted(volumes.items())))
-        if selection is not None:
+        if selection == "true":
             selected.append((instance_id, name, volumes))
 
     now = datetime.now(timezone.utc)
@@ -195,14 +197,14 @@ def show(ec2):
         s for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
         if s["VolumeId"] in volumes
     ]
-    print(f"{'instance':8} {'device':9}  snapshots, newest first (age)")
+    print(f"{'instance':13} {'device':9}  snapshots, newest first (age)")
     for volume_id, (name, device) in sorted(volumes.items(), key=lambda kv: kv[1]):
         ours = sorted(
             (s for s in snapshots if s["VolumeId"] == volume_id and is_ebsnaps(s)),
             key=lambda s: s["StartTime"], reverse=True,
         )
         ages = " ".join(age(s["StartTime"], now) for s in ours) or "none"
-        print(f"{name:8} {device:9} {len(ours):2}: {ages}")
+        print(f"{name:13} {device:9} {len(ours):2}: {ages}")
     for s in snapshots:
         if not is_ebsnaps(s):
             print(f"not ebsnap's: {s['SnapshotId']} {age(s['StartTime'], now)} old, "
@@ -238,15 +240,15 @@ def check(ec2):
         if len(mine) != 8:
             problems.append(f"{volume_id} has {len(mine)} snapshots, expected 7 kept + 1 new")
     if any(s["VolumeId"] not in selected_volumes for s in ours):
-        problems.append("an untagged instance's volume was snapshotted")
+        problems.append("a volume of an instance not selected was snapshotted")
     if not any(not is_ebsnaps(s) for s in snapshots):
         problems.append("the hand-made snapshot is gone")
     for problem in problems:
         print(f"demo-fleet: unexpected: {problem}", file=sys.stderr)
     if problems:
         sys.exit(1)
-    print("as expected: one new snapshot per selected volume, none older than 7d, "
-          "the untagged host and the hand-made snapshot untouched")
+    print("as expected: one new snapshot per selected volume, none older than 7d; "
+          "the hosts not selected and the hand-made snapshot untouched")
 
 
 def main():
