@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::Client;
 
@@ -64,16 +65,41 @@ where
     match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
+        _ if is_missing_credentials(err) => NO_CREDENTIALS.to_owned(),
         _ => cause_chain(err),
     }
 }
 
-/// `outer: inner: innermost`, skipping causes that only repeat their parent.
+/// What to do when the standard chain found no credentials at all.
+pub const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_PROFILE (or pass --profile), \
+or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run on a host with an instance role";
+
+fn is_missing_credentials(err: &(dyn StdError + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            cause.downcast_ref::<CredentialsError>()
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// `outer: inner: innermost` on one line, skipping causes that only repeat
+/// their parent.
 pub fn cause_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = vec![err.to_string()];
+    let one_line = |e: &dyn StdError| {
+        e.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut parts: Vec<String> = vec![one_line(err)];
     let mut source = err.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
+        let text = one_line(cause);
         if !parts.last().is_some_and(|last| last.contains(&text)) {
             parts.push(text);
         }

@@ -1,7 +1,7 @@
 //! The `ebsnap` binary: parse, run, print the report, exit with a code that
 //! tells cron the truth. All the work is in the library.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -30,18 +30,25 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         .build()?;
     let now = chrono::Utc::now();
     let report = runtime.block_on(ebsnap::run(config, now))?;
-    for failed in &report.failed {
-        tracing::error!(action = failed.action, region = %failed.region, "{}", failed.reason);
+    let status = report.exit_status();
+    // Errors always reach stderr. In text mode the report lists failures
+    // itself, so stderr only gets them when there is no report to read:
+    // nothing was attempted, and one line per region says why.
+    if config.output == OutputFormat::Json || status == ExitStatus::NothingAttempted {
+        for failed in &report.failed {
+            eprintln!("ebsnap: {}: {}", failed.region, failed.describe());
+        }
     }
-    if report.should_print(config) {
-        let text = match config.output {
-            OutputFormat::Json => report.to_json(),
-            OutputFormat::Text => report.to_text(now),
-        };
+    let stdout = match config.output {
+        OutputFormat::Json => Some(report.to_json()),
+        OutputFormat::Text if status == ExitStatus::NothingAttempted => None,
+        OutputFormat::Text => report.should_print(config).then(|| report.to_text(now)),
+    };
+    if let Some(text) = stdout {
         // A closed pipe (`ebsnap run | head`) is not worth a panic.
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
-    Ok(report.exit_status())
+    Ok(status)
 }
 
 /// Logs go to stderr: warnings by default, more with -v, or as RUST_LOG says.
@@ -53,8 +60,10 @@ fn init_logging(verbosity: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

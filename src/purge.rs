@@ -72,7 +72,7 @@ async fn delete_one(client: &Client, delete: &Delete, job: &str, dry_run: bool) 
             },
             _ => {
                 let reason = error_text(&err);
-                tracing::warn!(snapshot = %snapshot.id, %reason, "delete failed");
+                tracing::info!(snapshot = %snapshot.id, %reason, "delete failed");
                 DeleteOutcome::Failed { reason }
             }
         },

@@ -395,6 +395,22 @@ impl Report {
     }
 }
 
+impl FailedEntry {
+    /// `create vol-1 i-1: reason`: the action, what it was about, and why it
+    /// failed.
+    pub fn describe(&self) -> String {
+        let mut text = self.action.to_owned();
+        for id in [&self.snapshot_id, &self.volume_id, &self.instance_id]
+            .into_iter()
+            .flatten()
+        {
+            text.push(' ');
+            text.push_str(id);
+        }
+        format!("{text}: {}", self.reason)
+    }
+}
+
 fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
     let ExistingSnapshot {
         id,
@@ -600,6 +616,7 @@ mod tests {
         );
         assert_eq!(report.exit_status(), ExitStatus::NothingAttempted);
         assert_eq!(report.failed[0].action, "discover");
+        assert_eq!(report.failed[0].describe(), "discover: AuthFailure: bad");
     }
 
     #[test]

@@ -82,7 +82,7 @@ async fn create_one(
         },
         Err(err) => {
             let reason = error_text(&err);
-            tracing::warn!(volume = %create.volume_id, %reason, "snapshot failed");
+            tracing::info!(volume = %create.volume_id, %reason, "snapshot failed");
             CreateOutcome::Failed { reason }
         }
     }
