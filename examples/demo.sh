@@ -55,9 +55,13 @@ done
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || fail "the emulator does not answer on $endpoint"
 
 # ebsnap reads these through the standard AWS chain, as it would on a real
-# host. Empty config files keep anyone's real ~/.aws out of the demo.
+# host. Empty config files keep anyone's real ~/.aws out of the demo, and
+# the unset variables anyone's own settings (an EC2 endpoint of their own,
+# an EBSNAP_RETENTION) that would send ebsnap elsewhere or change its plan.
 : >"$work/aws-config"
-unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_REGION
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_REGION \
+  AWS_ENDPOINT_URL_EC2 AWS_IGNORE_CONFIGURED_ENDPOINT_URLS \
+  EBSNAP_JOB EBSNAP_TAG_KEY EBSNAP_TAG_VALUE EBSNAP_RETENTION EBSNAP_KEEP_MIN EBSNAP_OUTPUT
 export AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
   AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
   AWS_CONFIG_FILE="$work/aws-config" AWS_SHARED_CREDENTIALS_FILE="$work/aws-config"
