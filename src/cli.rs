@@ -7,7 +7,7 @@
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{parse_duration, parse_job, parse_tag_key};
+use crate::config::{parse_duration, parse_job, parse_keep_min, parse_tag_key};
 
 /// Keeps EBS snapshot backups of tagged EC2 instances.
 ///
@@ -80,14 +80,9 @@ pub struct CommonArgs {
     pub retention: TimeDelta,
 
     /// Always keep this many newest completed snapshots of each volume, however
-    /// old: a volume whose backups stopped keeps its last good one.
-    #[arg(
-        long,
-        global = true,
-        env = "EBSNAP_KEEP_MIN",
-        default_value_t = 1,
-        value_name = "N"
-    )]
+    /// old: a volume whose backups stopped keeps its last good one. At least 1.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_MIN", default_value = "1",
+          value_name = "N", value_parser = parse_keep_min)]
     pub keep_min: usize,
 
     /// A region to work in; repeat for several. Default: the region of the
@@ -166,6 +161,7 @@ mod tests {
             &["run", "--retention", "0d"],
             &["run", "--keep-min", "-1"],
             &["run", "--keep-min", "many"],
+            &["run", "--keep-min", "0"],
             &["run", "--tag-key", ""],
             &["run", "--output", "yaml"],
             &["run", "--job", "a;b"],

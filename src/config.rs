@@ -198,6 +198,18 @@ pub fn parse_job(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Checks `--keep-min`: a whole number, at least 1, so that the last good
+/// backup of a volume is never deleted.
+pub fn parse_keep_min(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 would let purge delete a volume's last good backup: give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "'{text}' is not a whole number: give how many snapshots to keep, e.g. 1"
+        )),
+    }
+}
+
 /// Checks a tag key: not empty, and not in the `aws:` namespace EC2 reserves.
 pub fn parse_tag_key(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
@@ -262,6 +274,16 @@ mod tests {
         assert!(parse_job("").is_err());
         assert!(parse_job("a;b").unwrap_err().contains("';'"));
         assert!(parse_job(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn keep_min_is_at_least_one() {
+        assert_eq!(parse_keep_min("3"), Ok(3));
+        assert!(parse_keep_min("0")
+            .unwrap_err()
+            .contains("last good backup"));
+        assert!(parse_keep_min("-1").unwrap_err().contains("whole number"));
+        assert!(parse_keep_min("many").is_err());
     }
 
     #[test]

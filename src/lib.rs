@@ -77,7 +77,12 @@ async fn run_region(
     let mut plan = plan::build(&inventory, policy, config.steps, now);
     let creates =
         snapshot::create_all(&client, &plan.creates, &policy.job, run_id, config.dry_run).await;
-    plan.withhold_deletes_of(&snapshot::failed_volumes(&plan.creates, &creates));
+    // Safety rule 3. A dry run checks every delete's permission all the same:
+    // a create refused there is a permission to fix, and the operator should
+    // learn of every missing permission at once.
+    if !config.dry_run {
+        plan.withhold_deletes_of(&snapshot::failed_volumes(&plan.creates, &creates));
+    }
     let deletes = purge::delete_all(&client, &plan.deletes, &policy.job, config.dry_run).await;
     RegionRun::Executed {
         plan,

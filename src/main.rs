@@ -40,9 +40,9 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         }
     }
     let stdout = match config.output {
-        OutputFormat::Json => Some(report.to_json()),
         OutputFormat::Text if status == ExitStatus::NothingAttempted => None,
         OutputFormat::Text => report.should_print(config).then(|| report.to_text(now)),
+        OutputFormat::Json => report.should_print(config).then(|| report.to_json()),
     };
     if let Some(text) = stdout {
         // A closed pipe (`ebsnap run | head`) is not worth a panic.

@@ -311,15 +311,16 @@ pub fn run_id(now: DateTime<Utc>, entropy: u32) -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), entropy & 0xffff)
 }
 
-/// How old a snapshot is, for people: `9.5d`, `36h`, `20m`.
+/// How old a snapshot is, for people, rounded down so it never looks older
+/// than the retention it is kept under: `9d12h`, `23h`, `20m`.
 pub fn format_age(age: TimeDelta) -> String {
     let minutes = age.num_minutes().max(0);
-    if minutes >= 48 * 60 {
-        format!("{:.1}d", minutes as f64 / 1440.0)
-    } else if minutes >= 120 {
-        format!("{}h", minutes / 60)
-    } else {
-        format!("{minutes}m")
+    let (days, hours) = (minutes / 1440, minutes % 1440 / 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes}m"),
+        (0, _) => format!("{hours}h"),
+        (_, 0) => format!("{days}d"),
+        _ => format!("{days}d{hours}h"),
     }
 }
 
@@ -738,8 +739,13 @@ mod tests {
     #[test]
     fn run_ids_and_ages() {
         assert_eq!(run_id(now(), 0x1_abcd), "20261124T120000Z-abcd");
-        assert_eq!(format_age(TimeDelta::hours(228)), "9.5d");
-        assert_eq!(format_age(TimeDelta::hours(36)), "36h");
+        assert_eq!(format_age(TimeDelta::hours(228)), "9d12h");
+        assert_eq!(
+            format_age(TimeDelta::days(8) - TimeDelta::minutes(1)),
+            "7d23h"
+        );
+        assert_eq!(format_age(TimeDelta::days(7)), "7d");
+        assert_eq!(format_age(TimeDelta::hours(23)), "23h");
         assert_eq!(format_age(TimeDelta::minutes(20)), "20m");
         assert_eq!(format_age(TimeDelta::minutes(-5)), "0m");
     }

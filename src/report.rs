@@ -258,14 +258,14 @@ impl Report {
         }
     }
 
-    /// Whether stdout gets anything. Programs asked for JSON get it; a dry
-    /// run always shows its plan; failures are always shown (cron mails
-    /// them); a successful run is quiet with `-q` or when nobody watches.
+    /// Whether stdout gets anything. A dry run always shows its plan;
+    /// failures are always shown (cron mails them); otherwise `-q` prints
+    /// nothing, JSON is printed for the program that asked for it, and text
+    /// only when a person watches.
     pub fn should_print(&self, config: &Config) -> bool {
-        config.output == OutputFormat::Json
-            || self.dry_run
+        self.dry_run
             || !self.failed.is_empty()
-            || (!config.quiet && config.stdout_is_terminal)
+            || (!config.quiet && (config.stdout_is_terminal || config.output == OutputFormat::Json))
     }
 
     pub fn to_json(&self) -> String {
@@ -302,13 +302,17 @@ impl Report {
                     .as_deref()
                     .unwrap_or(&created.instance_id);
                 let verb = if self.dry_run { "create" } else { "created" };
-                let id = created.snapshot_id.as_deref().unwrap_or("");
+                let id = created
+                    .snapshot_id
+                    .as_deref()
+                    .map(|id| format!("{id} "))
+                    .unwrap_or_default();
                 lines.push(format!(
-                    "  {verb:<8}{id}{}{} of {instance} {} ({})",
-                    if id.is_empty() { "" } else { " " },
+                    "  {verb:<8}{id}{} of {instance} {} ({}){}",
                     created.volume_id,
                     created.device,
                     created.instance_id,
+                    permission_note(created.permission),
                 ));
             }
             for deleted in self.deleted.iter().filter(|d| &d.region == region) {
@@ -319,10 +323,11 @@ impl Report {
                     ""
                 };
                 lines.push(format!(
-                    "  {verb:<8}{} of {}, {} old{gone}",
+                    "  {verb:<8}{} of {}, {} old{gone}{}",
                     deleted.snapshot_id,
                     deleted.volume_id,
-                    format_age(now - deleted.start_time)
+                    format_age(now - deleted.start_time),
+                    permission_note(deleted.permission),
                 ));
             }
             // A real run shows only the kept snapshots worth a look.
@@ -392,6 +397,14 @@ impl Report {
             text[..1].make_ascii_uppercase();
             text + "."
         }
+    }
+}
+
+/// `: permitted` after a dry-run action EC2 confirmed the credentials may do.
+fn permission_note(permission: Option<&str>) -> &'static str {
+    match permission {
+        Some(_) => ": permitted",
+        None => "",
     }
 }
 
@@ -669,9 +682,9 @@ mod tests {
             "Dry run of `ebsnap run` for job default (retention 7d, keep-min 1), run r1",
             "us-east-1:",
             "  FAILED  create vol-2 i-1: not permitted: UnauthorizedOperation: no",
-            "  create  vol-1 of mongo-1 /dev/sdf (i-1)",
-            "  delete  snap-old of vol-1, 9.0d old",
-            "  keep    snap-new of vol-1, 2.0d old: within retention, expires 2026-11-29 12:00 UTC",
+            "  create  vol-1 of mongo-1 /dev/sdf (i-1): permitted",
+            "  delete  snap-old of vol-1, 9d old: permitted",
+            "  keep    snap-new of vol-1, 2d old: within retention, expires 2026-11-29 12:00 UTC",
             "  skip    i-9 proxy: Scheduled-Snapshots=\"false\" opts out",
             "Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was changed.",
         ] {
