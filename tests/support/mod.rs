@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -56,17 +56,18 @@ impl TempDir {
             .unwrap_or(0);
         for _ in 0..100 {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "{prefix}-{}-{n}-{nanos}",
-                std::process::id()
-            ));
+            let path =
+                std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
             match fs::create_dir(&path) {
                 Ok(()) => return TempDir { path },
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => panic!("cannot create temp dir {}: {e}", path.display()),
             }
         }
-        panic!("cannot create a unique temp dir under {}", std::env::temp_dir().display());
+        panic!(
+            "cannot create a unique temp dir under {}",
+            std::env::temp_dir().display()
+        );
     }
 
     pub fn path(&self) -> &Path {
@@ -85,6 +86,9 @@ impl Drop for TempDir {
 
 pub struct Emulator {
     child: Child,
+    /// The emulator exits when this pipe closes: on drop, and also when the test
+    /// process dies without running destructors (SIGKILL, Ctrl-C).
+    _lifeline: Option<ChildStdin>,
     port: u16,
     dir: TempDir,
     rt: tokio::runtime::Runtime,
@@ -100,6 +104,33 @@ fn required_env_path(var: &str) -> PathBuf {
         panic!("{var}={} does not exist: {HOW_TO_RUN}", path.display());
     }
     path
+}
+
+/// Python run before moto's server: exits the process when stdin reaches EOF.
+const LIFELINE_WRAPPER: &str = "\
+import os, runpy, sys, threading
+threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+";
+
+/// The command that runs moto's server script. When the script names a Python
+/// interpreter (it does in the virtualenv), run it through LIFELINE_WRAPPER;
+/// otherwise run the script as is.
+fn moto_command(script: &Path) -> Command {
+    let interpreter = fs::read_to_string(script).ok().and_then(|text| {
+        let first = text.lines().next()?.strip_prefix("#!")?.trim().to_string();
+        let path = PathBuf::from(&first);
+        (first.contains("python") && path.is_file()).then_some(path)
+    });
+    match interpreter {
+        Some(python) => {
+            let mut cmd = Command::new(python);
+            cmd.arg("-c").arg(LIFELINE_WRAPPER).arg(script);
+            cmd
+        }
+        None => Command::new(script),
+    }
 }
 
 fn free_port() -> u16 {
@@ -190,20 +221,19 @@ impl Emulator {
             fs::create_dir(dir.path().join("home")).expect("create home dir");
             let port = free_port();
             let log = fs::File::create(dir.path().join("moto.log")).expect("create moto.log");
-            let child = Command::new(&moto)
+            let mut cmd = moto_command(&moto);
+            let mut child = cmd
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("LD_PRELOAD", &faketime)
                 .env("FAKETIME_TIMESTAMP_FILE", dir.path().join("clock"))
                 .env("FAKETIME_NO_CACHE", "1")
                 // Timeouts inside the server keep working while its clock jumps.
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-                .stdin(Stdio::null())
+                .stdin(Stdio::piped())
                 .stdout(log.try_clone().expect("clone log handle"))
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start {}: {e}; {HOW_TO_RUN}", moto.display())
-                });
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}; {HOW_TO_RUN}", moto.display()));
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -216,7 +246,15 @@ impl Emulator {
                     .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
                     .build(),
             );
-            let mut emu = Emulator { child, port, dir, rt, client };
+            let lifeline = child.stdin.take();
+            let mut emu = Emulator {
+                child,
+                _lifeline: lifeline,
+                port,
+                dir,
+                rt,
+                client,
+            };
             match emu.wait_ready() {
                 Ok(()) => return emu,
                 Err(e) => last_error = e,
@@ -324,7 +362,10 @@ impl Emulator {
             Duration::from_secs(30),
         )
         .expect("IAM request to the emulator");
-        assert!(status < 300, "IAM {params:?} failed with HTTP {status}: {body}");
+        assert!(
+            status < 300,
+            "IAM {params:?} failed with HTTP {status}: {body}"
+        );
         body
     }
 
@@ -418,7 +459,10 @@ impl Emulator {
     /// The (device, volume id) of the instance's root volume.
     pub fn root_volume(&self, instance_id: &str) -> (String, String) {
         let instance = self.describe_instance(instance_id);
-        let root = instance.root_device_name().expect("root device name").to_string();
+        let root = instance
+            .root_device_name()
+            .expect("root device name")
+            .to_string();
         self.attached_volumes(instance_id)
             .into_iter()
             .find(|(device, _)| *device == root)
@@ -459,10 +503,18 @@ impl Emulator {
     }
 
     pub fn stop_instance(&self, instance_id: &str) {
-        self.block_on(self.client.stop_instances().instance_ids(instance_id).send())
-            .expect("StopInstances");
+        self.block_on(
+            self.client
+                .stop_instances()
+                .instance_ids(instance_id)
+                .send(),
+        )
+        .expect("StopInstances");
         let state = self.instance_state(instance_id);
-        assert_eq!(state, "stopped", "instance {instance_id} after StopInstances");
+        assert_eq!(
+            state, "stopped",
+            "instance {instance_id} after StopInstances"
+        );
     }
 
     pub fn terminate_instance(&self, instance_id: &str) {
@@ -501,7 +553,10 @@ impl Emulator {
                 req = req.tag_specifications(tag_spec(ResourceType::Snapshot, tags));
             }
             let out = self.block_on(req.send()).expect("CreateSnapshot");
-            assert!(out.start_time().is_some(), "seeded snapshot without StartTime: {out:?}");
+            assert!(
+                out.start_time().is_some(),
+                "seeded snapshot without StartTime: {out:?}"
+            );
             out.snapshot_id().expect("snapshot id").to_string()
         });
         id
@@ -534,7 +589,10 @@ impl Emulator {
                 let info = SnapInfo {
                     id: s.snapshot_id().unwrap_or_default().to_string(),
                     volume_id: s.volume_id().unwrap_or_default().to_string(),
-                    state: s.state().map(|x| x.as_str().to_string()).unwrap_or_default(),
+                    state: s
+                        .state()
+                        .map(|x| x.as_str().to_string())
+                        .unwrap_or_default(),
                     start_time: s
                         .start_time()
                         .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok())
@@ -782,7 +840,9 @@ pub fn assert_world_unchanged(before: &WorldState, after: &WorldState, context: 
         msg.push_str(&format!("  snapshot removed: {s:?}\n"));
     }
     for (b, a) in &diff.changed {
-        msg.push_str(&format!("  snapshot changed: {b:?}\n                 -> {a:?}\n"));
+        msg.push_str(&format!(
+            "  snapshot changed: {b:?}\n                 -> {a:?}\n"
+        ));
     }
     for (label, b, a) in [
         ("volume", &before.volumes, &after.volumes),
