@@ -895,16 +895,20 @@ fn snapshot_command_creates_and_deletes_nothing() {
 }
 
 #[test]
-fn run_with_another_job_tags_its_snapshots_with_that_job() {
+fn job_and_retention_from_the_environment() {
     let emu = Emulator::start();
     let fleet = Fleet::seed(&emu);
     let before = emu.snapshot_state();
 
-    let run = emu.ebsnap(&["run", "--job", "weekly", "--retention", "2w"]);
+    let run = emu
+        .ebsnap_cmd(&["run"])
+        .env("EBSNAP_JOB", "weekly")
+        .env("EBSNAP_RETENTION", "2w")
+        .run();
     run.assert_success();
     let diff = before.diff(&emu.snapshot_state());
     assert_created_one_per_selected_volume(&fleet, &diff, "weekly", &run);
-    // Nothing of the weekly job is older than two weeks.
+    // Nothing of the weekly job is older than two weeks; the default job is not this job.
     assert!(
         diff.removed.is_empty(),
         "deleted: {:#?}\n{run}",
@@ -981,6 +985,7 @@ fn bad_input_exits_2_and_changes_nothing() {
         &["--retention", "soon", "run"][..],
         &["--output", "yaml", "run"][..],
         &["--keep-min", "many", "purge"][..],
+        &["--keep-min", "0", "purge"][..],
         &["frobnicate"][..],
         &[][..],
     ] {
@@ -1198,4 +1203,209 @@ fn dry_run_reports_deletes_the_credentials_may_not_do() {
         .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
         .collect();
     assert_eq!(failed_deletes, fleet.expired_default(), "{run}");
+}
+
+#[test]
+fn region_and_endpoint_flags_cover_every_region_given() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let west = emu.client_for("us-west-2");
+    let launched = emu
+        .block_on(
+            west.run_instances()
+                .image_id(AMI)
+                .min_count(1)
+                .max_count(1)
+                .tag_specifications(tag_spec(
+                    aws_sdk_ec2::types::ResourceType::Instance,
+                    &[("Scheduled-Snapshots", "true"), ("Name", "west")],
+                ))
+                .send(),
+        )
+        .expect("RunInstances in us-west-2");
+    let west_instance = launched.instances()[0].instance_id().unwrap().to_string();
+    let west_root = launched.instances()[0].block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.volume_id())
+        .expect("root volume in us-west-2")
+        .to_string();
+    let (east_before, west_before) = (emu.snapshot_state(), emu.snapshot_state_in("us-west-2"));
+
+    // Endpoint and regions from flags only, none from the environment.
+    let endpoint = emu.endpoint_url();
+    let run = emu
+        .ebsnap_cmd(&[
+            "--endpoint-url",
+            &endpoint,
+            "--region",
+            "us-east-1",
+            "--region",
+            "us-west-2",
+            "snapshot",
+            "--output",
+            "json",
+        ])
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_REGION")
+        .run();
+    run.assert_success();
+
+    let east = east_before.diff(&emu.snapshot_state());
+    assert_created_one_per_selected_volume(&fleet, &east, "default", &run);
+    let west_diff = west_before.diff(&emu.snapshot_state_in("us-west-2"));
+    assert_eq!(
+        west_diff.added.len(),
+        1,
+        "us-west-2: {:#?}\n{run}",
+        west_diff.added
+    );
+    let snap = &west_diff.added[0];
+    assert_eq!(snap.volume_id, west_root, "{run}");
+    assert_eq!(snap.tag("ebsnap:instance-id"), Some(west_instance.as_str()));
+    assert_eq!(snap.tag("Name"), Some("west /dev/sda1"));
+    assert!(
+        west_diff.removed.is_empty() && east.removed.is_empty(),
+        "{run}"
+    );
+
+    let doc = run.json();
+    let regions: BTreeSet<&str> = doc["regions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no regions\n{run}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(regions, BTreeSet::from(["us-east-1", "us-west-2"]), "{run}");
+    let created = entries(&doc, "created", &run);
+    let entry = created
+        .iter()
+        .find(|e| str_field(e, "snapshot_id") == Some(snap.id.as_str()))
+        .unwrap_or_else(|| panic!("{} not in created\n{run}", snap.id));
+    assert_eq!(str_field(entry, "region"), Some("us-west-2"), "{entry}");
+    assert_eq!(created.len(), fleet.selected().len() + 1, "{run}");
+}
+
+const POLICY_NO_CREATE_NO_DELETE: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Effect":"Allow","Action":"*","Resource":"*"},
+  {"Effect":"Deny","Action":["ec2:CreateSnapshot","ec2:CreateSnapshots","ec2:DeleteSnapshot"],"Resource":"*"}]}"#;
+
+#[test]
+fn dry_run_checks_every_delete_even_when_creates_are_refused() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let (key, secret) = emu.create_iam_user("read-only", POLICY_NO_CREATE_NO_DELETE);
+    let before = emu.world_state();
+
+    emu.enforce_iam(true);
+    let run = emu
+        .ebsnap_cmd(&["run", "--dry-run", "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .run();
+    emu.enforce_iam(false);
+
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+    run.assert_exit(1);
+    let doc = run.json();
+    assert!(entries(&doc, "created", &run).is_empty(), "{run}");
+    assert!(entries(&doc, "deleted", &run).is_empty(), "{run}");
+    let failed = entries(&doc, "failed", &run);
+    let failed_of = |action: &str, key: &str| -> BTreeSet<String> {
+        failed
+            .iter()
+            .filter(|e| str_field(e, "action") == Some(action))
+            .filter_map(|e| str_field(e, key).map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        failed_of("create", "volume_id"),
+        fleet.selected_volume_ids(),
+        "{run}"
+    );
+    // Every missing permission at once: the deletes of the volumes whose create
+    // was refused are checked too.
+    assert_eq!(
+        failed_of("delete", "snapshot_id"),
+        fleet.expired_default(),
+        "{run}"
+    );
+}
+
+/// An endpoint nothing listens on (the port was free a moment ago).
+fn dead_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+#[test]
+fn discovery_failing_in_every_region_exits_2_without_a_report() {
+    let emu = Emulator::start();
+    let _fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let run = emu
+        .ebsnap_cmd(&["run"])
+        .env("AWS_ENDPOINT_URL", &dead_endpoint())
+        .run();
+    run.assert_exit(2);
+    assert_eq!(run.stdout, "", "exit 2: no report on stdout\n{run}");
+    assert!(
+        run.stderr.contains(REGION),
+        "stderr names the region\n{run}"
+    );
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+}
+
+/// README: "When nothing could be attempted (exit 2), there is no report: one
+/// line per region on stderr says why" — in JSON mode too.
+#[test]
+fn nothing_attempted_prints_no_json_report() {
+    let emu = Emulator::start();
+    let dead = dead_endpoint();
+    let runs = [
+        emu.ebsnap_cmd(&["run", "--output", "json"])
+            .env("AWS_ENDPOINT_URL", &dead)
+            .run(),
+        emu.ebsnap_cmd(&["run", "--output", "json"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .run(),
+    ];
+    for run in &runs {
+        run.assert_exit(2);
+        assert!(
+            run.stderr.contains(REGION),
+            "stderr names the region\n{run}"
+        );
+    }
+    for run in &runs {
+        assert_eq!(run.stdout, "", "exit 2: no report on stdout\n{run}");
+    }
+}
+
+#[test]
+fn quiet_silences_success_but_not_a_dry_run() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+
+    let run = emu.ebsnap(&["run", "-q", "--dry-run", "--output", "json"]);
+    run.assert_success();
+    assert_world_unchanged(&before, &emu.world_state(), &run);
+    assert_eq!(run.json()["dry_run"], Value::Bool(true), "{run}");
+    let run = emu.ebsnap(&["run", "-q", "--dry-run"]);
+    run.assert_success();
+    assert!(
+        !run.stdout.trim().is_empty(),
+        "-q does not silence a dry run\n{run}"
+    );
+
+    let run = emu.ebsnap(&["run", "-q", "--output", "json"]);
+    run.assert_success();
+    assert_eq!(
+        run.stdout, "",
+        "-q: nothing on success, even in JSON\n{run}"
+    );
+    let diff = before.snapshots.diff(&emu.snapshot_state());
+    assert_created_one_per_selected_volume(&fleet, &diff, "default", &run);
+    assert_eq!(diff.removed_ids(), fleet.expired_default(), "{run}");
 }

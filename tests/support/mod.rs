@@ -314,6 +314,17 @@ impl Emulator {
         &self.client
     }
 
+    /// An SDK client for another region of the same emulator.
+    pub fn client_for(&self, region: &str) -> Client {
+        Client::from_conf(
+            self.client
+                .config()
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
+    }
+
     /// Runs one SDK future to completion.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.rt.block_on(future)
@@ -575,8 +586,14 @@ impl Emulator {
     /// Every snapshot the account owns (moto 5.2.5 ignores OwnerIds and returns all of
     /// them, including ~1,300 snapshots of its built-in AMIs).
     pub fn snapshot_state(&self) -> SnapshotState {
+        self.snapshot_state_in(REGION)
+    }
+
+    /// `snapshot_state` of another region.
+    pub fn snapshot_state_in(&self, region: &str) -> SnapshotState {
+        let client = self.client_for(region);
         let out = self
-            .block_on(self.client.describe_snapshots().owner_ids("self").send())
+            .block_on(client.describe_snapshots().owner_ids("self").send())
             .expect("DescribeSnapshots");
         assert!(
             out.next_token().is_none(),
