@@ -7,7 +7,7 @@
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{parse_duration, parse_job, parse_keep_min, parse_tag_key};
+use crate::config::{parse_duration, parse_job, parse_keep_min, parse_tag_key, parse_tag_value};
 
 /// Keeps EBS snapshot backups of tagged EC2 instances.
 ///
@@ -70,7 +70,8 @@ pub struct CommonArgs {
 
     /// Select only instances whose tag has exactly this value. Without it,
     /// any value but false, no, off, 0 or empty selects (case-insensitive).
-    #[arg(long, global = true, env = "EBSNAP_TAG_VALUE", value_name = "VALUE")]
+    #[arg(long, global = true, env = "EBSNAP_TAG_VALUE", value_name = "VALUE",
+          value_parser = parse_tag_value)]
     pub tag_value: Option<String>,
 
     /// Delete the job's snapshots older than this: s, m, h, d or w, e.g. 7d,
@@ -163,6 +164,7 @@ mod tests {
             &["run", "--keep-min", "many"],
             &["run", "--keep-min", "0"],
             &["run", "--tag-key", ""],
+            &["run", "--tag-value", ""],
             &["run", "--output", "yaml"],
             &["run", "--job", "a;b"],
             &["frobnicate"],

@@ -210,6 +210,15 @@ pub fn parse_keep_min(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Checks `--tag-value`: an empty one would quietly select only instances
+/// tagged with an empty value, i.e. almost never what was meant.
+pub fn parse_tag_value(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the tag value is empty: leave --tag-value (and EBSNAP_TAG_VALUE) out to select any value but false, no, off or 0".into());
+    }
+    Ok(text.to_owned())
+}
+
 /// Checks a tag key: not empty, and not in the `aws:` namespace EC2 reserves.
 pub fn parse_tag_key(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {

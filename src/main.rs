@@ -31,20 +31,24 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
     let now = chrono::Utc::now();
     let report = runtime.block_on(ebsnap::run(config, now))?;
     let status = report.exit_status();
-    // Errors always reach stderr. In text mode the report lists failures
-    // itself, so stderr only gets them when there is no report to read:
-    // nothing was attempted, and one line per region says why.
-    if config.output == OutputFormat::Json || status == ExitStatus::NothingAttempted {
+    if status == ExitStatus::NothingAttempted {
+        // No report to read: one line per region on stderr says why.
+        for failed in &report.failed {
+            eprintln!("ebsnap: {}: {}", failed.region, failed.describe());
+        }
+        return Ok(status);
+    }
+    if config.output == OutputFormat::Json {
+        // The document lists failures; stderr gets them too, for people.
         for failed in &report.failed {
             eprintln!("ebsnap: {}: {}", failed.region, failed.describe());
         }
     }
-    let stdout = match config.output {
-        OutputFormat::Text if status == ExitStatus::NothingAttempted => None,
-        OutputFormat::Text => report.should_print(config).then(|| report.to_text(now)),
-        OutputFormat::Json => report.should_print(config).then(|| report.to_json()),
-    };
-    if let Some(text) = stdout {
+    if report.should_print(config) {
+        let text = match config.output {
+            OutputFormat::Text => report.to_text(now),
+            OutputFormat::Json => report.to_json(),
+        };
         // A closed pipe (`ebsnap run | head`) is not worth a panic.
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
