@@ -7,7 +7,10 @@
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{parse_duration, parse_job, parse_keep_min, parse_tag_key, parse_tag_value};
+use crate::config::{
+    parse_duration, parse_job, parse_keep_min, parse_max_rate, parse_min_interval, parse_region,
+    parse_tag_key, parse_tag_value,
+};
 
 /// Keeps EBS snapshot backups of tagged EC2 instances.
 ///
@@ -88,7 +91,7 @@ pub struct CommonArgs {
 
     /// A region to work in; repeat for several. Default: the region of the
     /// standard AWS chain (AWS_REGION, profile).
-    #[arg(long, global = true, value_name = "REGION")]
+    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region)]
     pub region: Vec<String>,
 
     /// The AWS profile to use (default: the standard chain, AWS_PROFILE).
@@ -104,12 +107,51 @@ pub struct CommonArgs {
     pub output: OutputFormat,
 
     /// Print nothing on success.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// Log more on stderr (-v: progress, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Do not snapshot a volume that has a snapshot of this job (completed or
+    /// pending) newer than this, so an immediate re-run after a crash or a
+    /// cron entry that fires twice does no work twice. 0 disables.
+    #[arg(long, global = true, env = "EBSNAP_MIN_INTERVAL", default_value = "10m",
+          value_name = "DURATION", value_parser = parse_min_interval)]
+    pub min_interval: TimeDelta,
+
+    /// Refuse a purge that would delete more than this many snapshots in a
+    /// region (or more than half of the job's snapshots there) without --force.
+    #[arg(
+        long,
+        global = true,
+        env = "EBSNAP_MAX_DELETE",
+        default_value_t = 100,
+        value_name = "N"
+    )]
+    pub max_delete: usize,
+
+    /// Purge even past --max-delete or half of the job's snapshots.
+    #[arg(long, global = true)]
+    pub force: bool,
+
+    /// The lock that keeps two runs of one job apart on this host.
+    /// Default: $XDG_RUNTIME_DIR/ebsnap-JOB.lock, else /tmp/ebsnap-JOB.lock.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub lock_file: Option<std::path::PathBuf>,
+
+    /// At most this many snapshot creates, and as many deletes, per second
+    /// in each region (EC2 refills its buckets at 5 per second).
+    #[arg(long, global = true, env = "EBSNAP_MAX_RATE", default_value = "5", value_name = "N",
+          value_parser = parse_max_rate)]
+    pub max_rate: f64,
+
+    /// The run's time budget: past it, nothing new is started, and the report
+    /// says what was not done.
+    #[arg(long, global = true, env = "EBSNAP_TIMEOUT", default_value = "30m",
+          value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: TimeDelta,
 }
 
 #[cfg(test)]
@@ -167,6 +209,12 @@ mod tests {
             &["run", "--tag-value", ""],
             &["run", "--output", "yaml"],
             &["run", "--job", "a;b"],
+            &["run", "--region", "mars-1"],
+            &["run", "-q", "-v"],
+            &["run", "--max-delete", "-1"],
+            &["run", "--min-interval", "5x"],
+            &["run", "--max-rate", "0"],
+            &["run", "--timeout", "0s"],
             &["frobnicate"],
             &[],
         ] {

@@ -5,6 +5,7 @@
 //! code never looks at flags or the environment again.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
@@ -37,6 +38,14 @@ pub struct Policy {
     /// The newest this many completed snapshots of a volume are kept however
     /// old they are (`--keep-min`).
     pub keep_min: usize,
+    /// A volume with a job snapshot newer than this is not snapshotted again
+    /// (`--min-interval`); zero disables.
+    pub min_interval: TimeDelta,
+    /// The delete guard (safety rule 8): most snapshots one purge may delete
+    /// in a region without `--force`.
+    pub max_delete: usize,
+    /// `--force`: lift the delete guard.
+    pub force: bool,
 }
 
 /// Where and as whom to talk to EC2; unset fields fall back to the standard
@@ -49,7 +58,7 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The subcommand's name, as reported (`run`, `snapshot`, `purge`).
     pub command: &'static str,
@@ -66,6 +75,12 @@ pub struct Config {
     /// Whether a person is likely watching stdout. When not (cron), a
     /// successful real run prints nothing.
     pub stdout_is_terminal: bool,
+    /// The advisory lock that keeps two real runs of one job apart.
+    pub lock_file: PathBuf,
+    /// Most creates (and deletes) per second per region.
+    pub max_rate: f64,
+    /// The run's time budget.
+    pub timeout: std::time::Duration,
 }
 
 impl Config {
@@ -94,6 +109,7 @@ impl Config {
             ),
         };
         let args = cli.common;
+        let job = args.job.clone();
         Config {
             command,
             steps,
@@ -106,6 +122,9 @@ impl Config {
                 },
                 retention: args.retention,
                 keep_min: args.keep_min,
+                min_interval: args.min_interval,
+                max_delete: args.max_delete,
+                force: args.force,
             },
             aws: AwsSettings {
                 regions: dedup_keep_order(args.region),
@@ -116,8 +135,32 @@ impl Config {
             quiet: args.quiet,
             verbosity: args.verbose,
             stdout_is_terminal: std::io::stdout().is_terminal(),
+            lock_file: args.lock_file.unwrap_or_else(|| {
+                default_lock_file(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), &job)
+            }),
+            max_rate: args.max_rate,
+            timeout: args.timeout.to_std().unwrap_or(std::time::Duration::MAX),
         }
     }
+}
+
+/// `$XDG_RUNTIME_DIR/ebsnap-JOB.lock`, else `/tmp/ebsnap-JOB.lock`, with the
+/// job name made safe for a file name.
+pub fn default_lock_file(runtime_dir: Option<PathBuf>, job: &str) -> PathBuf {
+    let safe: String = job
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    runtime_dir
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join(format!("ebsnap-{safe}.lock"))
 }
 
 fn dedup_keep_order(items: Vec<String>) -> Vec<String> {
@@ -219,6 +262,41 @@ pub fn parse_tag_value(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// `--min-interval`: a duration, or 0 to disable.
+pub fn parse_min_interval(text: &str) -> Result<TimeDelta, String> {
+    match text.trim() {
+        "0" | "0s" | "0m" | "0h" | "0d" => Ok(TimeDelta::zero()),
+        other => parse_duration(other),
+    }
+}
+
+/// `--max-rate`: calls per second, more than 0 and at most EC2's burst.
+pub fn parse_max_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= 100.0 => Ok(rate),
+        _ => Err(format!("'{text}' is not a rate: give calls per second, more than 0 and at most 100, e.g. 2 or 0.5")),
+    }
+}
+
+/// Checks the shape of a region name (`us-east-1`, `us-gov-west-1`,
+/// `ap-southeast-4`), so a typo fails at once instead of as a DNS error.
+pub fn parse_region(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let well_formed = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok();
+    if well_formed {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not an AWS region name: use one such as us-east-1 or eu-west-2"
+        ))
+    }
+}
+
 /// Checks a tag key: not empty, and not in the `aws:` namespace EC2 reserves.
 pub fn parse_tag_key(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
@@ -283,6 +361,67 @@ mod tests {
         assert!(parse_job("").is_err());
         assert!(parse_job("a;b").unwrap_err().contains("';'"));
         assert!(parse_job(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn region_names_are_checked_for_shape() {
+        for good in [
+            "us-east-1",
+            "eu-west-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+            "il-central-1",
+        ] {
+            assert_eq!(parse_region(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "mars-1",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "useast1",
+            "",
+            "us--1",
+        ] {
+            assert!(parse_region(bad).is_err(), "{bad}");
+        }
+        assert!(parse_region("mars-1")
+            .unwrap_err()
+            .contains("not an AWS region name"));
+    }
+
+    #[test]
+    fn min_interval_may_be_zero_and_rates_must_be_positive() {
+        assert_eq!(parse_min_interval("0"), Ok(TimeDelta::zero()));
+        assert_eq!(parse_min_interval("10m"), Ok(TimeDelta::minutes(10)));
+        assert!(parse_min_interval("5x").is_err());
+        assert_eq!(parse_max_rate("2.5"), Ok(2.5));
+        for bad in ["0", "-1", "fast", "101"] {
+            assert!(parse_max_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lock_files_are_per_job_and_safe_names() {
+        let tmp = PathBuf::from("/tmp");
+        assert_eq!(
+            default_lock_file(None, "default"),
+            tmp.join("ebsnap-default.lock")
+        );
+        assert_eq!(
+            default_lock_file(None, "db nightly/a"),
+            tmp.join("ebsnap-db_nightly_a.lock")
+        );
+        let missing = PathBuf::from("/nonexistent-runtime-dir");
+        assert_eq!(
+            default_lock_file(Some(missing), "x"),
+            tmp.join("ebsnap-x.lock")
+        );
+        let run_dir = std::env::temp_dir();
+        assert_eq!(
+            default_lock_file(Some(run_dir.clone()), "x"),
+            run_dir.join("ebsnap-x.lock")
+        );
     }
 
     #[test]

@@ -23,8 +23,12 @@ pub struct Plan {
     pub deletes: Vec<Delete>,
     pub kept: Vec<Kept>,
     pub skipped_instances: Vec<SkippedInstance>,
+    /// Volumes of selected instances not snapshotted in this run, and why.
+    pub skipped_volumes: Vec<SkippedVolume>,
+    /// Why the purge was refused (safety rule 8), naming the numbers; its
+    /// deletes are then in `kept` with [`KeepReason::DeleteGuard`].
+    pub purge_refused: Option<String>,
 }
-
 /// A snapshot to take: one per attached EBS volume of a selected instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Create {
@@ -94,8 +98,10 @@ pub enum KeepReason {
     VolumeFailed,
     /// EC2 refused the delete because an AMI uses the snapshot (rule 5).
     InUse { message: String },
+    /// Due for deletion, but the purge would have deleted too many at once
+    /// (safety rule 8); `--force` lets it through.
+    DeleteGuard,
 }
-
 impl KeepReason {
     /// A stable identifier for programs (`--output json`).
     pub fn code(&self) -> &'static str {
@@ -106,6 +112,7 @@ impl KeepReason {
             KeepReason::NotMarked => "not_marked",
             KeepReason::VolumeFailed => "volume_failed",
             KeepReason::InUse { .. } => "in_use",
+            KeepReason::DeleteGuard => "delete_guard",
         }
     }
 }
@@ -141,6 +148,9 @@ impl fmt::Display for KeepReason {
                 )
             }
             KeepReason::InUse { message } => write!(f, "in use by an AMI ({message})"),
+            KeepReason::DeleteGuard => {
+                write!(f, "past retention, but the purge was refused as too large")
+            }
         }
     }
 }
@@ -150,6 +160,18 @@ impl fmt::Display for KeepReason {
 pub struct SkippedInstance {
     pub instance_id: String,
     pub instance_name: Option<String>,
+    pub reason: String,
+}
+
+/// A volume of a selected instance that this run does not snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedVolume {
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub volume_id: String,
+    pub device: String,
+    /// A stable identifier for programs: `recent`.
+    pub reason_code: &'static str,
     pub reason: String,
 }
 
@@ -173,15 +195,86 @@ pub fn is_selected(selector: &TagSelector, value: &str) -> Result<(), String> {
 pub fn build(inventory: &Inventory, policy: &Policy, steps: Steps, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan::default();
     if steps.snapshot {
-        plan_creates(&inventory.instances, &policy.selector, &mut plan);
+        let recent = recent_snapshots(&inventory.snapshots, policy, now);
+        plan_creates(&inventory.instances, &policy.selector, &recent, &mut plan);
     }
     if steps.purge {
         plan_purge(&inventory.snapshots, policy, now, &mut plan);
+        let job_snapshots = inventory
+            .snapshots
+            .iter()
+            .filter(|s| s.is_marked_for(&policy.job))
+            .count();
+        guard_deletes(&mut plan, job_snapshots, policy);
     }
     plan
 }
 
-fn plan_creates(instances: &[Instance], selector: &TagSelector, plan: &mut Plan) {
+/// For each volume, the newest job snapshot (completed or pending) started
+/// less than `--min-interval` ago: that volume is not snapshotted again.
+fn recent_snapshots<'a>(
+    snapshots: &'a [ExistingSnapshot],
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> BTreeMap<&'a str, &'a ExistingSnapshot> {
+    let mut recent: BTreeMap<&str, &ExistingSnapshot> = BTreeMap::new();
+    if policy.min_interval <= TimeDelta::zero() {
+        return recent;
+    }
+    let since = now - policy.min_interval;
+    for snapshot in snapshots {
+        let counts = matches!(
+            snapshot.state,
+            SnapshotState::Completed | SnapshotState::Pending
+        );
+        if counts && snapshot.is_marked_for(&policy.job) && snapshot.start_time > since {
+            let newest = recent.entry(&snapshot.volume_id).or_insert(snapshot);
+            if snapshot.start_time > newest.start_time {
+                *newest = snapshot;
+            }
+        }
+    }
+    recent
+}
+
+/// Safety rule 8: a purge that would delete more than `--max-delete`
+/// snapshots, or more than half of the job's snapshots in the region, is
+/// refused unless `--force`: such a purge is far more likely a mistake
+/// (a retention typed wrong, a clock far off) than a normal day.
+fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
+    let planned = plan.deletes.len();
+    if policy.force || planned == 0 {
+        return;
+    }
+    let mut reasons = Vec::new();
+    if planned > policy.max_delete {
+        reasons.push(format!("more than --max-delete {}", policy.max_delete));
+    }
+    if planned * 2 > job_snapshots {
+        reasons.push(format!(
+            "more than half of the job's {job_snapshots} snapshots here"
+        ));
+    }
+    if reasons.is_empty() {
+        return;
+    }
+    plan.purge_refused = Some(format!(
+        "refused to delete {planned} snapshots ({}): check the plan with --dry-run, then rerun with --force",
+        reasons.join(", ")
+    ));
+    let withheld = std::mem::take(&mut plan.deletes);
+    plan.kept.extend(withheld.into_iter().map(|delete| Kept {
+        snapshot: delete.snapshot,
+        reason: KeepReason::DeleteGuard,
+    }));
+}
+
+fn plan_creates(
+    instances: &[Instance],
+    selector: &TagSelector,
+    recent: &BTreeMap<&str, &ExistingSnapshot>,
+    plan: &mut Plan,
+) {
     for instance in instances {
         if let Err(reason) = is_selected(selector, &instance.selection_value) {
             plan.skipped_instances.push(SkippedInstance {
@@ -205,6 +298,21 @@ fn plan_creates(instances: &[Instance], selector: &TagSelector, plan: &mut Plan)
             .iter()
             .filter(|v| seen.insert(&v.volume_id))
         {
+            if let Some(snapshot) = recent.get(volume.volume_id.as_str()) {
+                plan.skipped_volumes.push(SkippedVolume {
+                    instance_id: instance.id.clone(),
+                    instance_name: instance.name.clone(),
+                    volume_id: volume.volume_id.clone(),
+                    device: volume.device.clone(),
+                    reason_code: "recent",
+                    reason: format!(
+                        "{} of this job started {}, within --min-interval",
+                        snapshot.id,
+                        snapshot.start_time.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                });
+                continue;
+            }
             plan.creates.push(Create {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
@@ -352,9 +460,20 @@ mod tests {
             },
             retention: TimeDelta::days(7),
             keep_min: 1,
+            min_interval: TimeDelta::minutes(10),
+            max_delete: 100,
+            // The small fixtures here would trip the delete guard; its own
+            // tests turn it back on.
+            force: true,
         }
     }
 
+    fn guarded() -> Policy {
+        Policy {
+            force: false,
+            ..policy()
+        }
+    }
     const PURGE: Steps = Steps {
         snapshot: false,
         purge: true,
@@ -587,16 +706,6 @@ mod tests {
     }
 
     #[test]
-    fn keep_min_zero_deletes_everything_past_retention() {
-        let policy = Policy {
-            keep_min: 0,
-            ..policy()
-        };
-        let plan = purge(vec![completed("old", "vol-1", TimeDelta::days(8))], &policy);
-        assert_eq!(deleted_ids(&plan), ["old"]);
-    }
-
-    #[test]
     fn pending_is_never_deleted_and_never_counts_as_a_good_backup() {
         let plan = purge(
             vec![
@@ -733,6 +842,151 @@ mod tests {
             }
             .code(),
             "in_use"
+        );
+    }
+
+    #[test]
+    fn a_volume_snapshotted_within_min_interval_is_not_snapshotted_again() {
+        let mut other_job = snap(
+            "weekly-new",
+            "vol-c",
+            TimeDelta::minutes(1),
+            SnapshotState::Completed,
+        );
+        other_job.job = Some("weekly".into());
+        let inventory = Inventory {
+            instances: vec![instance(
+                "i-1",
+                "true",
+                &["vol-a", "vol-b", "vol-c", "vol-d"],
+            )],
+            snapshots: vec![
+                snap(
+                    "a-pending",
+                    "vol-a",
+                    TimeDelta::minutes(3),
+                    SnapshotState::Pending,
+                ),
+                completed("b-old", "vol-b", TimeDelta::minutes(11)),
+                other_job,
+                snap(
+                    "d-error",
+                    "vol-d",
+                    TimeDelta::minutes(1),
+                    SnapshotState::Error,
+                ),
+            ],
+        };
+        let plan = build(&inventory, &policy(), SNAPSHOT, now());
+        let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
+        assert_eq!(
+            created,
+            ["vol-b", "vol-c", "vol-d"],
+            "only a recent good or pending job snapshot counts"
+        );
+        assert_eq!(plan.skipped_volumes.len(), 1);
+        assert_eq!(plan.skipped_volumes[0].volume_id, "vol-a");
+        assert_eq!(plan.skipped_volumes[0].reason_code, "recent");
+        assert!(plan.skipped_volumes[0]
+            .reason
+            .starts_with("a-pending of this job started"));
+
+        let disabled = Policy {
+            min_interval: TimeDelta::zero(),
+            ..policy()
+        };
+        assert_eq!(
+            build(&inventory, &disabled, SNAPSHOT, now()).creates.len(),
+            4
+        );
+    }
+
+    fn expired(n: usize, volume: &str) -> Vec<ExistingSnapshot> {
+        (0..n)
+            .map(|i| {
+                completed(
+                    &format!("{volume}-old{i}"),
+                    volume,
+                    TimeDelta::days(8 + i as i64),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_normal_purge_passes_the_guard() {
+        let mut snapshots = expired(1, "vol-a");
+        snapshots
+            .extend((0..7).map(|d| completed(&format!("new{d}"), "vol-a", TimeDelta::days(d))));
+        let plan = purge(snapshots, &guarded());
+        assert_eq!(plan.deletes.len(), 1);
+        assert_eq!(plan.purge_refused, None);
+    }
+
+    #[test]
+    fn a_purge_of_more_than_half_of_the_job_is_refused_without_force() {
+        // 3 volumes, each with 1 recent and 2 expired snapshots: 6 of 9 would go.
+        let mut snapshots = Vec::new();
+        for volume in ["vol-a", "vol-b", "vol-c"] {
+            snapshots.push(completed(
+                &format!("{volume}-new"),
+                volume,
+                TimeDelta::days(1),
+            ));
+            snapshots.extend(expired(2, volume));
+        }
+        let plan = purge(snapshots.clone(), &guarded());
+        assert!(plan.deletes.is_empty());
+        assert_eq!(
+            plan.purge_refused.as_deref(),
+            Some("refused to delete 6 snapshots (more than half of the job's 9 snapshots here): check the plan with --dry-run, then rerun with --force")
+        );
+        assert_eq!(
+            plan.kept
+                .iter()
+                .filter(|k| k.reason == KeepReason::DeleteGuard)
+                .count(),
+            6
+        );
+
+        let forced = purge(
+            snapshots,
+            &Policy {
+                force: true,
+                ..policy()
+            },
+        );
+        assert_eq!(forced.deletes.len(), 6);
+        assert_eq!(forced.purge_refused, None);
+    }
+
+    #[test]
+    fn a_purge_past_max_delete_is_refused_without_force() {
+        let mut snapshots = expired(3, "vol-a");
+        snapshots
+            .extend((0..7).map(|d| completed(&format!("new{d}"), "vol-a", TimeDelta::days(d))));
+        let policy = Policy {
+            max_delete: 2,
+            ..guarded()
+        };
+        let plan = purge(snapshots.clone(), &policy);
+        assert!(plan.deletes.is_empty());
+        assert!(plan
+            .purge_refused
+            .as_deref()
+            .unwrap()
+            .contains("refused to delete 3 snapshots (more than --max-delete 2)"));
+        assert_eq!(
+            purge(
+                snapshots,
+                &Policy {
+                    force: true,
+                    ..policy
+                }
+            )
+            .deletes
+            .len(),
+            3
         );
     }
 

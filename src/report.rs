@@ -61,6 +61,7 @@ pub struct Report {
     pub kept: Vec<KeptEntry>,
     pub failed: Vec<FailedEntry>,
     pub skipped_instances: Vec<SkippedEntry>,
+    pub skipped_volumes: Vec<SkippedVolumeEntry>,
     /// Regions whose discovery succeeded, so something was attempted.
     #[serde(skip)]
     pub regions_attempted: usize,
@@ -118,6 +119,17 @@ pub struct FailedEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedVolumeEntry {
+    pub volume_id: String,
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub device: String,
+    pub region: String,
+    pub reason: String,
+    pub reason_code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SkippedEntry {
     pub instance_id: String,
     pub instance_name: Option<String>,
@@ -139,6 +151,7 @@ impl Report {
             kept: vec![],
             failed: vec![],
             skipped_instances: vec![],
+            skipped_volumes: vec![],
             regions_attempted: 0,
         }
     }
@@ -170,6 +183,27 @@ impl Report {
                 instance_name: skipped.instance_name,
                 region: region.to_owned(),
                 reason: skipped.reason,
+            });
+        }
+        for skipped in plan.skipped_volumes {
+            self.skipped_volumes.push(SkippedVolumeEntry {
+                volume_id: skipped.volume_id,
+                instance_id: skipped.instance_id,
+                instance_name: skipped.instance_name,
+                device: skipped.device,
+                region: region.to_owned(),
+                reason: skipped.reason,
+                reason_code: skipped.reason_code,
+            });
+        }
+        if let Some(reason) = plan.purge_refused {
+            self.failed.push(FailedEntry {
+                action: "purge",
+                snapshot_id: None,
+                volume_id: None,
+                instance_id: None,
+                region: region.to_owned(),
+                reason,
             });
         }
         for (create, outcome) in plan.creates.into_iter().zip(creates) {
@@ -285,16 +319,7 @@ impl Report {
         for region in &self.regions {
             let mut lines = Vec::new();
             for failed in self.failed.iter().filter(|f| &f.region == region) {
-                let subject = [&failed.snapshot_id, &failed.volume_id, &failed.instance_id]
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                lines.push(format!(
-                    "  FAILED  {} {subject}: {}",
-                    failed.action, failed.reason
-                ));
+                lines.push(format!("  FAILED  {}", failed.describe()));
             }
             for created in self.created.iter().filter(|c| &c.region == region) {
                 let instance = created
@@ -332,7 +357,7 @@ impl Report {
             }
             // A real run shows only the kept snapshots worth a look.
             let notable = |k: &&KeptEntry| {
-                self.dry_run || matches!(k.reason_code, "in_use" | "volume_failed")
+                self.dry_run || matches!(k.reason_code, "in_use" | "volume_failed" | "delete_guard")
             };
             for kept in self
                 .kept
@@ -346,6 +371,16 @@ impl Report {
                     kept.volume_id,
                     format_age(now - kept.start_time),
                     kept.reason
+                ));
+            }
+            for skipped in self.skipped_volumes.iter().filter(|s| &s.region == region) {
+                let instance = skipped
+                    .instance_name
+                    .as_deref()
+                    .unwrap_or(&skipped.instance_id);
+                lines.push(format!(
+                    "  skip    {} of {instance} {}: {}",
+                    skipped.volume_id, skipped.device, skipped.reason
                 ));
             }
             if self.dry_run {
@@ -474,15 +509,20 @@ mod tests {
                 },
                 retention: TimeDelta::days(7),
                 keep_min: 1,
+                min_interval: TimeDelta::minutes(10),
+                max_delete: 100,
+                force: false,
             },
             aws: AwsSettings::default(),
             output: OutputFormat::Text,
             quiet: false,
             verbosity: 0,
             stdout_is_terminal: false,
+            lock_file: "/tmp/ebsnap-test.lock".into(),
+            max_rate: 5.0,
+            timeout: std::time::Duration::from_secs(60),
         }
     }
-
     fn snapshot(id: &str, volume: &str, days: i64) -> ExistingSnapshot {
         ExistingSnapshot {
             id: id.into(),
@@ -516,7 +556,7 @@ mod tests {
                     expires_at: now() + TimeDelta::days(5),
                 },
             }],
-            skipped_instances: vec![],
+            ..Plan::default()
         }
     }
 
@@ -554,6 +594,21 @@ mod tests {
             ..watched
         };
         assert!(!report.should_print(&quiet));
+        let json = Config {
+            output: OutputFormat::Json,
+            ..config(false)
+        };
+        assert!(
+            report.should_print(&json),
+            "JSON is for programs: printed off a terminal"
+        );
+        assert!(
+            !report.should_print(&Config {
+                quiet: true,
+                ..json
+            }),
+            "-q wins on success"
+        );
         assert_eq!(
             report.summary(),
             "Created 2 snapshot(s), deleted 1, kept 1, 0 failed."
@@ -693,6 +748,38 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_purge_is_a_failure_that_names_the_numbers() {
+        let mut plan = plan();
+        let withheld = plan.deletes.remove(0).snapshot;
+        plan.kept.push(Kept {
+            snapshot: withheld,
+            reason: KeepReason::DeleteGuard,
+        });
+        plan.purge_refused = Some(
+            "refused to delete 1 snapshots (more than --max-delete 0): rerun with --force".into(),
+        );
+        let run = RegionRun::Executed {
+            plan,
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![],
+        };
+        let report = report(false, run);
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+        assert_eq!(report.failed[0].action, "purge");
+        let text = report.to_text(now());
+        assert!(
+            text.contains("FAILED  purge: refused to delete 1 snapshots"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "keep    snap-old of vol-1, 9d old: past retention, but the purge was refused"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn json_has_the_documented_fields() {
         let run = RegionRun::Executed {
             plan: plan(),
@@ -711,6 +798,7 @@ mod tests {
             "kept",
             "failed",
             "skipped_instances",
+            "skipped_volumes",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
