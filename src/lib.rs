@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod inventory;
+pub mod lock;
 pub mod plan;
 pub mod purge;
 pub mod report;
@@ -57,7 +58,8 @@ async fn run_region(
         &policy.selector,
         &policy.job,
         config.steps.snapshot,
-        config.steps.purge,
+        // The snapshot step needs the job's snapshots too, for --min-interval.
+        config.steps.purge || policy.min_interval > chrono::TimeDelta::zero(),
     )
     .await
     {

@@ -25,6 +25,16 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config) -> anyhow::Result<ExitStatus> {
+    // A dry run changes nothing, so it needs no lock and may run beside a
+    // real run. The lock is held until this function returns.
+    let _lock = if config.dry_run {
+        None
+    } else {
+        Some(ebsnap::lock::JobLock::acquire(
+            &config.lock_file,
+            &config.policy.job,
+        )?)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
