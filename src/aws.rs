@@ -7,6 +7,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
@@ -17,15 +18,24 @@ use crate::config::AwsSettings;
 
 /// How long to wait for a TCP connection before giving up on an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one attempt of a call may take before it counts as lost.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts per call for the SDK's own retries (creates retry in snapshot.rs).
+const MAX_ATTEMPTS: u32 = 5;
 
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile` and `--endpoint-url`.
 pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build(),
-    );
+    // Adaptive retries also slow the client down once EC2 starts throttling,
+    // which matters when other automation shares the account's buckets.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        );
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod inventory;
 pub mod lock;
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
 use crate::config::Config;
+use crate::control::{Executor, RetryTiming, Stop};
 use crate::report::{RegionRun, Report};
 
 /// Runs the configured command in every region and reports what happened.
@@ -29,12 +31,15 @@ pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
     let shared = aws::load_shared_config(&config.aws).await;
     let regions = aws::regions(&config.aws, &shared)?;
     let run_id = plan::run_id(now, run_entropy());
+    let stop = Stop::new(config.timeout);
+    let signals = tokio::spawn(stop_on_signals(stop.clone()));
     let region_runs = join_all(
         regions
             .iter()
-            .map(|region| run_region(config, &shared, region, &run_id, now)),
+            .map(|region| run_region(config, &shared, region, &run_id, now, &stop)),
     )
     .await;
+    signals.abort();
     let mut report = Report::new(config, run_id, regions.clone());
     for (region, region_run) in regions.iter().zip(region_runs) {
         report.add_region(region, region_run);
@@ -50,6 +55,7 @@ async fn run_region(
     region: &str,
     run_id: &str,
     now: DateTime<Utc>,
+    stop: &Stop,
 ) -> RegionRun {
     let client = aws::client(shared, region);
     let policy = &config.policy;
@@ -77,20 +83,52 @@ async fn run_region(
         "discovered"
     );
     let mut plan = plan::build(&inventory, policy, config.steps, now);
-    let creates =
-        snapshot::create_all(&client, &plan.creates, &policy.job, run_id, config.dry_run).await;
+    let exec = Executor::new(
+        client,
+        config.dry_run,
+        stop.clone(),
+        config.max_rate,
+        RetryTiming::STANDARD,
+    );
+    let creates = snapshot::create_all(&exec, &plan.creates, &policy.job, run_id).await;
     // Safety rule 3. A dry run checks every delete's permission all the same:
     // a create refused there is a permission to fix, and the operator should
     // learn of every missing permission at once.
     if !config.dry_run {
         plan.withhold_deletes_of(&snapshot::failed_volumes(&plan.creates, &creates));
     }
-    let deletes = purge::delete_all(&client, &plan.deletes, &policy.job, config.dry_run).await;
+    let deletes = purge::delete_all(&exec, &plan.deletes, &policy.job).await;
     RegionRun::Executed {
         plan,
         creates,
         deletes,
     }
+}
+
+/// On the first SIGINT or SIGTERM, start nothing new and let the calls in
+/// flight finish, so the report can say exactly what was and was not done.
+/// On a second one, exit at once.
+async fn stop_on_signals(stop: Stop) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot listen for signals: SIGINT/SIGTERM will end the run at once");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("ebsnap: interrupted: finishing the calls in flight, starting nothing new (again to quit now)");
+    stop.interrupt();
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("ebsnap: interrupted twice: quitting without a report");
+    std::process::exit(130);
 }
 
 /// A few bits that differ between two runs started in the same second.

@@ -2,10 +2,10 @@
 //! against the job's marker just before it is sent (safety rule 1).
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::Client;
 use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
+use crate::control::Executor;
 use crate::plan::Delete;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,27 +28,29 @@ pub enum DeleteOutcome {
 
 /// Carries out (or, in a dry run, checks) every delete; outcomes come back in
 /// the order of `deletes`.
-pub async fn delete_all(
-    client: &Client,
-    deletes: &[Delete],
-    job: &str,
-    dry_run: bool,
-) -> Vec<DeleteOutcome> {
+pub async fn delete_all(exec: &Executor, deletes: &[Delete], job: &str) -> Vec<DeleteOutcome> {
     stream::iter(deletes)
-        .map(|delete| delete_one(client, delete, job, dry_run))
+        .map(|delete| delete_one(exec, delete, job))
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await
 }
 
-async fn delete_one(client: &Client, delete: &Delete, job: &str, dry_run: bool) -> DeleteOutcome {
+/// One delete. The SDK retries it after a throttle or a lost answer; that is
+/// safe, because a retry that finds the snapshot gone counts as deleted.
+async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcome {
     let snapshot = &delete.snapshot;
     if !snapshot.is_marked_for(job) {
         return DeleteOutcome::Failed {
             reason: format!("refused: {} does not carry ebsnap:job={job}", snapshot.id),
         };
     }
-    let result = client
+    if let Err(reason) = exec.delete_pacer.acquire(&exec.stop).await {
+        return DeleteOutcome::Failed { reason };
+    }
+    let dry_run = exec.dry_run;
+    let result = exec
+        .client
         .delete_snapshot()
         .snapshot_id(&snapshot.id)
         .dry_run(dry_run)
@@ -83,11 +85,14 @@ async fn delete_one(client: &Client, delete: &Delete, job: &str, dry_run: bool) 
 mod tests {
     use super::*;
     use crate::aws::testing::ec2_error;
+    use crate::control::test_executor;
     use crate::inventory::{ExistingSnapshot, SnapshotState};
     use crate::plan::Plan;
     use crate::report::{ExitStatus, RegionRun, Report};
+    use aws_sdk_ec2::config::retry::RetryConfig;
     use aws_sdk_ec2::operation::delete_snapshot::{DeleteSnapshotError, DeleteSnapshotOutput};
-    use aws_smithy_mocks::{mock, mock_client};
+    use aws_sdk_ec2::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::{TimeZone, Utc};
 
     fn delete(id: &str, job: Option<&str>) -> Delete {
@@ -118,7 +123,7 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let deletes = vec![delete("snap-1", Some("default"))];
 
-        let outcomes = delete_all(&client, &deletes, "default", false).await;
+        let outcomes = delete_all(&test_executor(client, false), &deletes, "default").await;
         assert_eq!(
             outcomes,
             [DeleteOutcome::InUse {
@@ -149,6 +154,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_retried_delete_that_finds_the_snapshot_gone_counts_as_deleted() {
+        // The first attempt deleted it but its answer was lost (500); the
+        // SDK's retry then finds it gone.
+        let rule = mock!(Client::delete_snapshot)
+            .sequence()
+            .http_status(500, None)
+            .error(|| DeleteSnapshotError::generic(ec2_error("InvalidSnapshot.NotFound", "gone")))
+            .build();
+        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule], |config| {
+            config.retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(std::time::Duration::from_millis(1)),
+            )
+        });
+        let outcomes = delete_all(
+            &test_executor(client, false),
+            &[delete("snap-1", Some("default"))],
+            "default",
+        )
+        .await;
+        assert_eq!(outcomes, [DeleteOutcome::AlreadyGone]);
+        assert_eq!(rule.num_calls(), 2);
+    }
+
+    #[tokio::test]
     async fn a_snapshot_already_gone_counts_as_deleted() {
         let rule = failing_with(
             "InvalidSnapshot.NotFound",
@@ -156,10 +187,9 @@ mod tests {
         );
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let outcomes = delete_all(
-            &client,
+            &test_executor(client, false),
             &[delete("snap-1", Some("default"))],
             "default",
-            false,
         )
         .await;
         assert_eq!(outcomes, [DeleteOutcome::AlreadyGone]);
@@ -175,7 +205,7 @@ mod tests {
             delete("snap-weekly", Some("weekly")),
         ];
 
-        let outcomes = delete_all(&client, &deletes, "default", false).await;
+        let outcomes = delete_all(&test_executor(client, false), &deletes, "default").await;
 
         assert!(outcomes.iter().all(
             |o| matches!(o, DeleteOutcome::Failed { reason } if reason.starts_with("refused"))
@@ -195,10 +225,9 @@ mod tests {
             });
         let client = mock_client!(aws_sdk_ec2, [&allowed]);
         let outcomes = delete_all(
-            &client,
+            &test_executor(client, true),
             &[delete("snap-1", Some("default"))],
             "default",
-            true,
         )
         .await;
         assert_eq!(outcomes, [DeleteOutcome::Allowed]);
@@ -209,10 +238,9 @@ mod tests {
         );
         let client = mock_client!(aws_sdk_ec2, [&denied]);
         let outcomes = delete_all(
-            &client,
+            &test_executor(client, true),
             &[delete("snap-1", Some("default"))],
             "default",
-            true,
         )
         .await;
         assert!(

@@ -1,13 +1,22 @@
 //! The snapshot step: one CreateSnapshot per planned volume, with every tag
 //! of the contract in the create call itself.
+//!
+//! CreateSnapshot has no client token: a blind retry after a lost answer
+//! makes a second snapshot. So the SDK does not retry creates; this module
+//! does, and after any failure that may have taken effect it first looks for
+//! the volume's snapshot of this run (by its run-id tag) (safety rule 7).
 
 use std::collections::HashSet;
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
+use crate::control::Executor;
+use crate::inventory::TAG_RUN_ID;
 use crate::plan::Create;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,34 +31,133 @@ pub enum CreateOutcome {
     },
 }
 
+/// What a failed CreateSnapshot means for the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateFailure {
+    /// EC2 refused it before doing anything (throttled): try again later.
+    Throttled,
+    /// The volume has too many snapshots in progress: wait longer, retry.
+    VolumeBusy,
+    /// The answer was lost (5xx, timeout, connection reset): the snapshot
+    /// may exist. Look before trying again.
+    MaybeApplied,
+    /// EC2 said no for good (bad volume, no permission): do not retry.
+    Refused,
+}
+
+/// Classifies a failed create from EC2's error code and the HTTP status.
+pub fn classify_create_failure(code: Option<&str>, status: Option<u16>) -> CreateFailure {
+    match code {
+        Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => {
+            CreateFailure::Throttled
+        }
+        Some("SnapshotCreationPerVolumeRateExceeded" | "ConcurrentSnapshotLimitExceeded") => {
+            CreateFailure::VolumeBusy
+        }
+        Some(_) if status.is_some_and(|s| s < 500) => CreateFailure::Refused,
+        _ => CreateFailure::MaybeApplied,
+    }
+}
+
+fn failure_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> CreateFailure {
+    classify_create_failure(err.code(), err.raw_response().map(|r| r.status().as_u16()))
+}
+
 /// Carries out (or, in a dry run, checks) every create; outcomes come back
 /// in the order of `creates`.
 pub async fn create_all(
-    client: &Client,
+    exec: &Executor,
     creates: &[Create],
     job: &str,
     run_id: &str,
-    dry_run: bool,
 ) -> Vec<CreateOutcome> {
     stream::iter(creates)
-        .map(|create| create_one(client, create, job, run_id, dry_run))
+        .map(|create| create_one(exec, create, job, run_id))
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await
 }
 
-async fn create_one(
-    client: &Client,
+async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -> CreateOutcome {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Err(reason) = exec.create_pacer.acquire(&exec.stop).await {
+            return CreateOutcome::Failed { reason };
+        }
+        let request = create_request(exec, create, job, run_id);
+        if exec.dry_run {
+            return match dry_run_verdict(request.send().await) {
+                Ok(()) => CreateOutcome::Allowed,
+                Err(reason) => CreateOutcome::Failed { reason },
+            };
+        }
+        let err = match request
+            .customize()
+            .config_override(
+                aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
+            .send()
+            .await
+        {
+            Ok(output) => {
+                return match output.snapshot_id() {
+                    Some(id) => {
+                        tracing::info!(snapshot = id, volume = %create.volume_id, "created snapshot");
+                        CreateOutcome::Created {
+                            snapshot_id: id.to_owned(),
+                        }
+                    }
+                    None => CreateOutcome::Failed {
+                        reason: "EC2 answered without a snapshot id".into(),
+                    },
+                };
+            }
+            Err(err) => err,
+        };
+        let failure = failure_of(&err);
+        let reason = error_text(&err);
+        tracing::info!(volume = %create.volume_id, attempt, ?failure, %reason, "create failed");
+        if failure == CreateFailure::Refused || attempt >= exec.retry.max_attempts {
+            return CreateOutcome::Failed { reason };
+        }
+        let delay = exec
+            .retry
+            .delay(attempt, failure == CreateFailure::VolumeBusy);
+        if let Err(stopped) = exec.stop.sleep(delay).await {
+            return CreateOutcome::Failed {
+                reason: format!("{reason}; then {stopped}"),
+            };
+        }
+        if failure == CreateFailure::MaybeApplied {
+            match find_snapshot_of_run(exec, &create.volume_id, run_id).await {
+                Ok(Some(snapshot_id)) => {
+                    tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "found the snapshot a lost answer had made");
+                    return CreateOutcome::Created { snapshot_id };
+                }
+                Ok(None) => {}
+                Err(lookup) => {
+                    // Retrying blind could make a second snapshot: give up.
+                    return CreateOutcome::Failed {
+                        reason: format!("{reason}; and looking for the snapshot it may have made failed: {lookup}"),
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn create_request(
+    exec: &Executor,
     create: &Create,
     job: &str,
     run_id: &str,
-    dry_run: bool,
-) -> CreateOutcome {
+) -> aws_sdk_ec2::operation::create_snapshot::builders::CreateSnapshotFluentBuilder {
     let tags = create
         .tags(job, run_id)
         .into_iter()
         .map(|(key, value)| Tag::builder().key(key).value(value).build());
-    let result = client
+    exec.client
         .create_snapshot()
         .volume_id(&create.volume_id)
         .description(create.description(job))
@@ -59,33 +167,40 @@ async fn create_one(
                 .set_tags(Some(tags.collect()))
                 .build(),
         )
-        .dry_run(dry_run)
+        .dry_run(exec.dry_run)
+}
+
+/// The snapshot of `volume_id` made by this run, if a create whose answer was
+/// lost did make one.
+async fn find_snapshot_of_run(
+    exec: &Executor,
+    volume_id: &str,
+    run_id: &str,
+) -> Result<Option<String>, String> {
+    let output = exec
+        .client
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_RUN_ID}"))
+                .values(run_id)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("volume-id")
+                .values(volume_id)
+                .build(),
+        )
         .send()
-        .await;
-    if dry_run {
-        return match dry_run_verdict(result) {
-            Ok(()) => CreateOutcome::Allowed,
-            Err(reason) => CreateOutcome::Failed { reason },
-        };
-    }
-    match result {
-        Ok(output) => match output.snapshot_id() {
-            Some(id) => {
-                tracing::info!(snapshot = id, volume = %create.volume_id, "created snapshot");
-                CreateOutcome::Created {
-                    snapshot_id: id.to_owned(),
-                }
-            }
-            None => CreateOutcome::Failed {
-                reason: "EC2 answered without a snapshot id".into(),
-            },
-        },
-        Err(err) => {
-            let reason = error_text(&err);
-            tracing::info!(volume = %create.volume_id, %reason, "snapshot failed");
-            CreateOutcome::Failed { reason }
-        }
-    }
+        .await
+        .map_err(|err| error_text(&err))?;
+    Ok(output
+        .snapshots()
+        .iter()
+        .find_map(|s| s.snapshot_id())
+        .map(str::to_owned))
 }
 
 /// The volumes this run failed to snapshot: their deletes are withheld
@@ -103,10 +218,16 @@ pub fn failed_volumes(creates: &[Create], outcomes: &[CreateOutcome]) -> HashSet
 mod tests {
     use super::*;
     use crate::aws::testing::ec2_error;
+    use crate::control::test_executor;
     use aws_sdk_ec2::operation::create_snapshot::{
         CreateSnapshotError, CreateSnapshotInput, CreateSnapshotOutput,
     };
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_sdk_ec2::operation::describe_snapshots::{
+        DescribeSnapshotsInput, DescribeSnapshotsOutput,
+    };
+    use aws_sdk_ec2::types::Snapshot;
+    use aws_sdk_ec2::Client;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
     fn create(volume: &str) -> Create {
         Create {
@@ -115,6 +236,45 @@ mod tests {
             volume_id: volume.into(),
             device: "/dev/sdf".into(),
         }
+    }
+
+    fn ec2_error_body(code: &str) -> Option<String> {
+        Some(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
+             <Message>{code} happened</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+        ))
+    }
+
+    fn created(id: &'static str) -> impl Fn() -> CreateSnapshotOutput + Send + Sync + 'static {
+        move || CreateSnapshotOutput::builder().snapshot_id(id).build()
+    }
+
+    /// A DescribeSnapshots that looks for this run's snapshot of vol-1.
+    fn lookup(req: &DescribeSnapshotsInput) -> bool {
+        let has = |name: &str, value: &str| {
+            req.filters()
+                .iter()
+                .any(|f| f.name() == Some(name) && f.values().iter().any(|v| v == value))
+        };
+        req.owner_ids() == ["self"]
+            && has("tag:ebsnap:run-id", "run-1")
+            && has("volume-id", "vol-1")
+    }
+
+    fn lookup_finding(found: Option<&'static str>) -> Rule {
+        mock!(Client::describe_snapshots)
+            .match_requests(lookup)
+            .then_output(move || {
+                let snapshots = found.map(|id| {
+                    Snapshot::builder()
+                        .snapshot_id(id)
+                        .volume_id("vol-1")
+                        .build()
+                });
+                DescribeSnapshotsOutput::builder()
+                    .set_snapshots(snapshots.map(|s| vec![s]))
+                    .build()
+            })
     }
 
     fn requested_tags(req: &CreateSnapshotInput) -> Vec<(String, String)> {
@@ -148,20 +308,238 @@ mod tests {
                         ]
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
             })
-            .then_output(|| {
-                CreateSnapshotOutput::builder()
-                    .snapshot_id("snap-new")
-                    .build()
-            });
-        let client = mock_client!(aws_sdk_ec2, [&rule]);
+            .then_output(created("snap-new"));
+        let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
 
-        let outcomes = create_all(&client, &[create("vol-1")], "nightly", "run-1", false).await;
+        let outcomes = create_all(&exec, &[create("vol-1")], "nightly", "run-1").await;
 
         assert_eq!(
             outcomes,
             [CreateOutcome::Created {
                 snapshot_id: "snap-new".into()
             }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_throttled_create_is_retried_without_a_lookup() {
+        let create_rule = mock!(Client::create_snapshot)
+            .sequence()
+            .http_status(503, ec2_error_body("RequestLimitExceeded"))
+            .times(2)
+            .output(created("snap-1"))
+            .build();
+        let lookup_rule = lookup_finding(None);
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&create_rule, &lookup_rule]
+        );
+
+        let outcomes = create_all(
+            &test_executor(client, false),
+            &[create("vol-1")],
+            "default",
+            "run-1",
+        )
+        .await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-1".into()
+            }]
+        );
+        assert_eq!(create_rule.num_calls(), 3);
+        assert_eq!(
+            lookup_rule.num_calls(),
+            0,
+            "a throttled call never took effect"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_answer_was_lost_is_found_instead_of_made_twice() {
+        // EC2 made the snapshot, then the answer was lost (500).
+        let create_rule = mock!(Client::create_snapshot)
+            .sequence()
+            .http_status(500, ec2_error_body("InternalError"))
+            .output(created("snap-second"))
+            .build();
+        let lookup_rule = lookup_finding(Some("snap-made"));
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&create_rule, &lookup_rule]
+        );
+
+        let outcomes = create_all(
+            &test_executor(client, false),
+            &[create("vol-1")],
+            "default",
+            "run-1",
+        )
+        .await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-made".into()
+            }]
+        );
+        assert_eq!(
+            create_rule.num_calls(),
+            1,
+            "never a second create once the snapshot exists"
+        );
+        assert_eq!(lookup_rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_create_that_made_nothing_is_tried_again() {
+        let create_rule = mock!(Client::create_snapshot)
+            .sequence()
+            .http_status(500, ec2_error_body("InternalError"))
+            .output(created("snap-2"))
+            .build();
+        let lookup_rule = lookup_finding(None);
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&create_rule, &lookup_rule]
+        );
+
+        let outcomes = create_all(
+            &test_executor(client, false),
+            &[create("vol-1")],
+            "default",
+            "run-1",
+        )
+        .await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-2".into()
+            }]
+        );
+        assert_eq!((create_rule.num_calls(), lookup_rule.num_calls()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_gives_up_rather_than_risk_a_duplicate() {
+        let create_rule = mock!(Client::create_snapshot)
+            .sequence()
+            .http_status(500, ec2_error_body("InternalError"))
+            .output(created("snap-dup"))
+            .build();
+        let lookup_rule = mock!(Client::describe_snapshots).then_error(|| {
+            DescribeSnapshotsError::generic(ec2_error("UnauthorizedOperation", "no describe"))
+        });
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&create_rule, &lookup_rule]
+        );
+
+        let outcomes = create_all(
+            &test_executor(client, false),
+            &[create("vol-1")],
+            "default",
+            "run-1",
+        )
+        .await;
+
+        assert_eq!(create_rule.num_calls(), 1);
+        let CreateOutcome::Failed { reason } = &outcomes[0] else {
+            panic!("{outcomes:?}")
+        };
+        assert!(
+            reason.contains("looking for the snapshot it may have made failed"),
+            "{reason}"
+        );
+    }
+    #[tokio::test]
+    async fn a_busy_volume_waits_and_tries_again_while_others_go_on() {
+        let busy = mock!(Client::create_snapshot)
+            .match_requests(|req| req.volume_id() == Some("vol-busy"))
+            .sequence()
+            .error(|| {
+                CreateSnapshotError::generic(ec2_error(
+                    "SnapshotCreationPerVolumeRateExceeded",
+                    "too soon",
+                ))
+            })
+            .error(|| {
+                CreateSnapshotError::generic(ec2_error(
+                    "ConcurrentSnapshotLimitExceeded",
+                    "5 pending",
+                ))
+            })
+            .output(created("snap-busy"))
+            .build();
+        let free = mock!(Client::create_snapshot)
+            .match_requests(|req| req.volume_id() == Some("vol-free"))
+            .then_output(created("snap-free"));
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&busy, &free]);
+
+        let outcomes = create_all(
+            &test_executor(client, false),
+            &[create("vol-busy"), create("vol-free")],
+            "default",
+            "run-1",
+        )
+        .await;
+
+        assert_eq!(
+            outcomes,
+            [
+                CreateOutcome::Created {
+                    snapshot_id: "snap-busy".into()
+                },
+                CreateOutcome::Created {
+                    snapshot_id: "snap-free".into()
+                },
+            ]
+        );
+        assert_eq!((busy.num_calls(), free.num_calls()), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn a_refused_create_is_not_retried_and_fails_that_volume_only() {
+        let ok = mock!(Client::create_snapshot)
+            .match_requests(|req| req.volume_id() == Some("vol-a"))
+            .then_output(created("snap-a"));
+        let refused = mock!(Client::create_snapshot)
+            .match_requests(|req| req.volume_id() == Some("vol-b"))
+            .then_http_response(|| {
+                aws_sdk_ec2::config::http::HttpResponse::new(
+                    400.try_into().unwrap(),
+                    ec2_error_body("IncorrectState").unwrap().into(),
+                )
+            });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&ok, &refused]);
+        let creates = [create("vol-a"), create("vol-b")];
+
+        let outcomes =
+            create_all(&test_executor(client, false), &creates, "default", "run-1").await;
+
+        assert_eq!(
+            outcomes[0],
+            CreateOutcome::Created {
+                snapshot_id: "snap-a".into()
+            }
+        );
+        assert_eq!(
+            outcomes[1],
+            CreateOutcome::Failed {
+                reason: "IncorrectState: IncorrectState happened".into()
+            }
+        );
+        assert_eq!(refused.num_calls(), 1);
+        assert_eq!(
+            failed_volumes(&creates, &outcomes),
+            HashSet::from(["vol-b".to_string()])
         );
     }
 
@@ -188,7 +566,7 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&allowed, &denied]);
         let creates = [create("vol-ok"), create("vol-denied")];
 
-        let outcomes = create_all(&client, &creates, "default", "run-1", true).await;
+        let outcomes = create_all(&test_executor(client, true), &creates, "default", "run-1").await;
 
         assert_eq!(
             outcomes,
@@ -199,46 +577,57 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(
-            failed_volumes(&creates, &outcomes),
-            HashSet::from(["vol-denied".to_string()])
-        );
     }
 
     #[tokio::test]
-    async fn a_refused_create_is_a_failure_of_that_volume_only() {
-        let ok = mock!(Client::create_snapshot)
-            .match_requests(|req| req.volume_id() == Some("vol-a"))
-            .then_output(|| {
-                CreateSnapshotOutput::builder()
-                    .snapshot_id("snap-a")
-                    .build()
-            });
-        let refused = mock!(Client::create_snapshot)
-            .match_requests(|req| req.volume_id() == Some("vol-b"))
-            .then_error(|| {
-                CreateSnapshotError::generic(ec2_error("IncorrectState", "volume is busy"))
-            });
-        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&ok, &refused]);
-        let creates = [create("vol-a"), create("vol-b")];
+    async fn an_interrupted_run_starts_no_create() {
+        let rule = mock!(Client::create_snapshot).then_output(created("snap-1"));
+        let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
+        exec.stop.interrupt();
 
-        let outcomes = create_all(&client, &creates, "default", "run-1", false).await;
+        let outcomes = create_all(&exec, &[create("vol-1")], "default", "run-1").await;
 
+        assert!(
+            matches!(&outcomes[0], CreateOutcome::Failed { reason } if reason.contains("interrupted"))
+        );
+        assert_eq!(rule.num_calls(), 0);
+    }
+
+    #[test]
+    fn create_failures_are_classified_by_code_and_status() {
+        use CreateFailure::*;
         assert_eq!(
-            outcomes[0],
-            CreateOutcome::Created {
-                snapshot_id: "snap-a".into()
-            }
+            classify_create_failure(Some("RequestLimitExceeded"), Some(503)),
+            Throttled
         );
         assert_eq!(
-            outcomes[1],
-            CreateOutcome::Failed {
-                reason: "IncorrectState: volume is busy".into()
-            }
+            classify_create_failure(Some("SnapshotCreationPerVolumeRateExceeded"), Some(400)),
+            VolumeBusy
         );
         assert_eq!(
-            failed_volumes(&creates, &outcomes),
-            HashSet::from(["vol-b".to_string()])
+            classify_create_failure(Some("ConcurrentSnapshotLimitExceeded"), Some(400)),
+            VolumeBusy
+        );
+        assert_eq!(
+            classify_create_failure(Some("InternalError"), Some(500)),
+            MaybeApplied
+        );
+        assert_eq!(
+            classify_create_failure(Some("Unavailable"), Some(503)),
+            MaybeApplied
+        );
+        assert_eq!(
+            classify_create_failure(None, None),
+            MaybeApplied,
+            "a timeout or reset"
+        );
+        assert_eq!(
+            classify_create_failure(Some("UnauthorizedOperation"), Some(403)),
+            Refused
+        );
+        assert_eq!(
+            classify_create_failure(Some("InvalidVolume.NotFound"), Some(400)),
+            Refused
         );
     }
 }

@@ -1,0 +1,324 @@
+//! How the calls that change the account are paced, retried and stopped.
+//!
+//! EC2 meters CreateSnapshot and DeleteSnapshot per account and region with
+//! token buckets (100 calls of burst, 5 a second of refill) shared with any
+//! other automation in the account. ebsnap keeps inside them on its own side
+//! rather than leaning on `RequestLimitExceeded`. A run also stops starting
+//! new work on SIGINT/SIGTERM or when its time budget is used up, and says
+//! what it did not do.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::Client;
+use tokio::sync::Notify;
+
+/// EC2's bucket size for CreateSnapshot and DeleteSnapshot.
+const EC2_BURST: f64 = 100.0;
+
+/// A token bucket: `capacity` calls at once, refilled at `rate` a second.
+/// Times are seconds since an arbitrary start, so the arithmetic is pure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    capacity: f64,
+    rate: f64,
+    tokens: f64,
+    last: f64,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(capacity: f64, rate: f64) -> Bucket {
+        Bucket {
+            capacity,
+            rate,
+            tokens: capacity,
+            last: 0.0,
+        }
+    }
+
+    /// The bucket ebsnap uses for `--max-rate` calls a second: EC2's burst,
+    /// scaled down with the rate so a lowered rate also lowers the burst.
+    pub fn for_rate(rate: f64) -> Bucket {
+        Bucket::new((rate * 20.0).clamp(1.0, EC2_BURST), rate)
+    }
+
+    /// Reserves one call at time `now` and returns how many seconds the
+    /// caller must wait before making it. Reservations queue: each caller
+    /// waits behind the ones before it.
+    pub fn reserve(&mut self, now: f64) -> f64 {
+        let elapsed = (now - self.last).max(0.0);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            0.0
+        } else {
+            -self.tokens / self.rate
+        }
+    }
+}
+
+/// A bucket shared by every task of one region.
+#[derive(Debug)]
+pub struct Pacer {
+    bucket: Mutex<Bucket>,
+    start: Instant,
+}
+
+impl Pacer {
+    pub fn new(bucket: Bucket) -> Pacer {
+        Pacer {
+            bucket: Mutex::new(bucket),
+            start: Instant::now(),
+        }
+    }
+
+    /// Waits for this call's turn; `Err` with the reason when the run is
+    /// stopped first.
+    pub async fn acquire(&self, stop: &Stop) -> Result<(), String> {
+        stop.check()?;
+        let wait = {
+            let mut bucket = self
+                .bucket
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            bucket.reserve(self.start.elapsed().as_secs_f64())
+        };
+        if wait > 0.0 {
+            stop.sleep(Duration::from_secs_f64(wait)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Tells running work to start nothing new: after a signal, or once the
+/// run's time budget is used up. Cheap to clone; clones share the state.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    interrupted: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    deadline: Instant,
+    budget: Duration,
+}
+
+impl Stop {
+    pub fn new(budget: Duration) -> Stop {
+        let now = Instant::now();
+        Stop {
+            interrupted: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(Notify::new()),
+            deadline: now
+                .checked_add(budget)
+                .unwrap_or(now + Duration::from_secs(10 * 365 * 86_400)),
+            budget,
+        }
+    }
+
+    /// Asks all work to stop starting new calls.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    /// `Err` with the reason when nothing new may start.
+    pub fn check(&self) -> Result<(), String> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            Err("not started: the run was interrupted (SIGINT/SIGTERM)".into())
+        } else if Instant::now() >= self.deadline {
+            Err(format!(
+                "not started: the run's time budget (--timeout {}) was used up",
+                crate::config::format_duration(
+                    chrono::TimeDelta::from_std(self.budget).unwrap_or_default()
+                )
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleeps for `duration`, or less when the run is stopped meanwhile.
+    pub async fn sleep(&self, duration: Duration) -> Result<(), String> {
+        // Registered before the check, so an interrupt between the two still
+        // wakes this sleep.
+        let woken = self.wake.notified();
+        self.check()?;
+        let until = (Instant::now() + duration).min(self.deadline);
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = woken => {}
+        }
+        self.check()
+    }
+}
+
+/// How long ebsnap waits between its own attempts at a create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryTiming {
+    /// Attempts at one create before it counts as failed.
+    pub max_attempts: u32,
+    /// The first wait after a throttled or lost call; doubles each time.
+    pub base_delay: Duration,
+    /// The longest wait between two attempts.
+    pub max_delay: Duration,
+    /// The first wait when EC2 says the volume itself is busy
+    /// (`SnapshotCreationPerVolumeRateExceeded`, `ConcurrentSnapshotLimitExceeded`).
+    pub busy_delay: Duration,
+}
+
+impl RetryTiming {
+    pub const STANDARD: RetryTiming = RetryTiming {
+        max_attempts: 6,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(60),
+        busy_delay: Duration::from_secs(15),
+    };
+
+    /// The wait before attempt `attempt + 1`, after `attempt` failed ones.
+    pub fn delay(&self, attempt: u32, volume_busy: bool) -> Duration {
+        let first = if volume_busy {
+            self.busy_delay
+        } else {
+            self.base_delay
+        };
+        first
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(self.max_delay)
+    }
+}
+
+/// Everything the executors (snapshot.rs, purge.rs) need in one region.
+#[derive(Debug)]
+pub struct Executor {
+    pub client: Client,
+    pub dry_run: bool,
+    pub stop: Stop,
+    pub create_pacer: Pacer,
+    pub delete_pacer: Pacer,
+    pub retry: RetryTiming,
+}
+
+impl Executor {
+    pub fn new(
+        client: Client,
+        dry_run: bool,
+        stop: Stop,
+        max_rate: f64,
+        retry: RetryTiming,
+    ) -> Executor {
+        Executor {
+            client,
+            dry_run,
+            stop,
+            create_pacer: Pacer::new(Bucket::for_rate(max_rate)),
+            delete_pacer: Pacer::new(Bucket::for_rate(max_rate)),
+            retry,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_bucket_lets_the_burst_through_then_paces_at_the_rate() {
+        let mut bucket = Bucket::new(100.0, 5.0);
+        for _ in 0..100 {
+            assert_eq!(bucket.reserve(0.0), 0.0);
+        }
+        // The 101st waits one refill (0.2 s), the 102nd two.
+        assert!((bucket.reserve(0.0) - 0.2).abs() < 1e-9);
+        assert!((bucket.reserve(0.0) - 0.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_bucket_refills_with_time_but_never_past_capacity() {
+        let mut bucket = Bucket::new(10.0, 5.0);
+        for _ in 0..10 {
+            bucket.reserve(0.0);
+        }
+        // Two seconds refill 10 tokens: 10 more calls at once, then a wait.
+        for _ in 0..10 {
+            assert_eq!(bucket.reserve(2.0), 0.0);
+        }
+        assert!(bucket.reserve(2.0) > 0.0);
+        // An hour idle refills to capacity, not beyond.
+        let mut idle = Bucket::new(10.0, 5.0);
+        for _ in 0..10 {
+            assert_eq!(idle.reserve(3600.0), 0.0);
+        }
+        assert!(idle.reserve(3600.0) > 0.0);
+    }
+
+    #[test]
+    fn n_calls_past_the_burst_take_n_over_rate_seconds() {
+        // 300 creates at EC2's limits: the last starts (300 - 100) / 5 = 40 s in.
+        let mut bucket = Bucket::new(100.0, 5.0);
+        let last_wait = (0..300).map(|_| bucket.reserve(0.0)).fold(0.0, f64::max);
+        assert!((last_wait - 40.0).abs() < 1e-6, "{last_wait}");
+    }
+
+    #[test]
+    fn a_lower_max_rate_lowers_the_burst_too() {
+        assert_eq!(Bucket::for_rate(5.0), Bucket::new(100.0, 5.0));
+        assert_eq!(Bucket::for_rate(1.0), Bucket::new(20.0, 1.0));
+        assert_eq!(Bucket::for_rate(0.01), Bucket::new(1.0, 0.01));
+    }
+
+    #[test]
+    fn retry_delays_double_and_are_capped() {
+        let timing = RetryTiming::STANDARD;
+        assert_eq!(timing.delay(1, false), Duration::from_secs(1));
+        assert_eq!(timing.delay(2, false), Duration::from_secs(2));
+        assert_eq!(timing.delay(3, false), Duration::from_secs(4));
+        assert_eq!(timing.delay(1, true), Duration::from_secs(15));
+        assert_eq!(timing.delay(3, true), Duration::from_secs(60));
+        assert_eq!(timing.delay(40, false), Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_wakes_sleepers_and_stops_new_work() {
+        let stop = Stop::new(Duration::from_secs(3600));
+        assert!(stop.check().is_ok());
+        let sleeper = {
+            let stop = stop.clone();
+            tokio::spawn(async move { stop.sleep(Duration::from_secs(3600)).await })
+        };
+        tokio::task::yield_now().await;
+        stop.interrupt();
+        let woke = tokio::time::timeout(Duration::from_secs(10), sleeper)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(woke.unwrap_err().contains("interrupted"));
+        assert!(stop.check().unwrap_err().contains("interrupted"));
+    }
+
+    #[tokio::test]
+    async fn a_used_up_budget_stops_new_work() {
+        let stop = Stop::new(Duration::ZERO);
+        let reason = stop.check().unwrap_err();
+        assert!(reason.contains("time budget (--timeout"), "{reason}");
+    }
+}
+
+/// An executor for tests of the SDK edge: no pacing to speak of, and retry
+/// waits of milliseconds.
+#[cfg(test)]
+pub fn test_executor(client: Client, dry_run: bool) -> Executor {
+    let fast = RetryTiming {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        busy_delay: Duration::from_millis(2),
+    };
+    Executor::new(
+        client,
+        dry_run,
+        Stop::new(Duration::from_secs(3600)),
+        100.0,
+        fast,
+    )
+}
