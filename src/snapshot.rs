@@ -223,7 +223,7 @@ mod tests {
         CreateSnapshotError, CreateSnapshotInput, CreateSnapshotOutput,
     };
     use aws_sdk_ec2::operation::describe_snapshots::{
-        DescribeSnapshotsInput, DescribeSnapshotsOutput,
+        DescribeSnapshotsError, DescribeSnapshotsInput, DescribeSnapshotsOutput,
     };
     use aws_sdk_ec2::types::Snapshot;
     use aws_sdk_ec2::Client;
