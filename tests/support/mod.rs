@@ -19,7 +19,8 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
@@ -708,6 +709,12 @@ impl Emulator {
                 ("AWS_SECRET_ACCESS_KEY".into(), Some("test".into())),
                 ("AWS_REGION".into(), Some(REGION.into())),
                 ("AWS_EC2_METADATA_DISABLED".into(), Some("true".into())),
+                // The default lock file lives here: one per emulator, so tests
+                // running in parallel never hold each other's job lock.
+                (
+                    "XDG_RUNTIME_DIR".into(),
+                    Some(self.dir.path().display().to_string()),
+                ),
             ],
         }
     }
@@ -1003,5 +1010,1027 @@ impl EbsnapRun {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{self}"))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary in the background (for tests that signal or race it)
+
+impl EbsnapCommand<'_> {
+    /// Points the binary at `proxy` instead of the emulator.
+    pub fn via(self, proxy: &FaultProxy) -> Self {
+        let url = proxy.endpoint_url();
+        self.env("AWS_ENDPOINT_URL", &url)
+    }
+
+    /// Starts the binary and returns at once; `RunningEbsnap::wait` collects it.
+    pub fn spawn(self) -> RunningEbsnap {
+        let home = self.emulator.dir.path().join("home");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ebsnap"));
+        cmd.args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("LANG", "C.UTF-8")
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut shown_env = Vec::new();
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => {
+                    cmd.env(k, v);
+                    shown_env.push(format!("{k}={v}"));
+                }
+                None => {
+                    cmd.env_remove(k);
+                }
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn the ebsnap binary");
+        let mut out_pipe = child.stdout.take().expect("stdout pipe");
+        let mut err_pipe = child.stderr.take().expect("stderr pipe");
+        let out_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out_pipe.read_to_end(&mut buf);
+            buf
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let err_buf = Arc::clone(&stderr);
+        let err_reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match err_pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => err_buf.lock().unwrap().extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        RunningEbsnap {
+            child,
+            args: self.args,
+            env: shown_env,
+            out_reader: Some(out_reader),
+            err_reader: Some(err_reader),
+            stderr,
+        }
+    }
+}
+
+/// A binary started with `EbsnapCommand::spawn`; killed on drop if still running.
+pub struct RunningEbsnap {
+    child: Child,
+    args: Vec<String>,
+    env: Vec<String>,
+    out_reader: Option<std::thread::JoinHandle<Vec<u8>>>,
+    err_reader: Option<std::thread::JoinHandle<()>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RunningEbsnap {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the binary wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait ebsnap").is_some()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("run kill(1)");
+        assert!(
+            status.success(),
+            "kill -s {name} {} failed: {status}",
+            self.pid()
+        );
+    }
+
+    /// Waits for the binary to exit (killing it after the harness's safety net).
+    pub fn wait(mut self) -> EbsnapRun {
+        let deadline = Instant::now() + EBSNAP_TIMEOUT;
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for ebsnap") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                timed_out = true;
+                let _ = self.child.kill();
+                break self.child.wait().expect("wait for killed ebsnap");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = self
+            .out_reader
+            .take()
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
+        if let Some(r) = self.err_reader.take() {
+            let _ = r.join();
+        }
+        let run = EbsnapRun {
+            args: std::mem::take(&mut self.args),
+            env: std::mem::take(&mut self.env),
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: self.stderr_so_far(),
+        };
+        if timed_out {
+            panic!("ebsnap did not finish within {EBSNAP_TIMEOUT:?}, killed\n{run}");
+        }
+        run
+    }
+}
+
+impl Drop for RunningEbsnap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; false when `timeout` (a safety net) passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A fault-injecting HTTP proxy between the binary and the emulator
+//
+// The binary talks to the proxy (`EbsnapCommand::via`), the harness's own client
+// keeps talking to the emulator. The proxy forwards every request; per its
+// FaultPlan it answers some mutating calls with an EC2 error instead, and it
+// records every request it saw.
+
+/// The EC2 actions that change the account: the only ones the proxy faults,
+/// delays or holds (and never when sent with `DryRun=true`).
+pub const MUTATING_ACTIONS: &[&str] = &[
+    "CreateSnapshot",
+    "CreateSnapshots",
+    "DeleteSnapshot",
+    "CreateTags",
+    "CreateVolume",
+    "AttachVolume",
+];
+
+/// Safety net for one request to the emulator.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 503 `RequestLimitExceeded`; the request is not forwarded.
+    Throttle,
+    /// The request is forwarded (it takes effect), then answered with HTTP 500
+    /// `InternalError` instead of the emulator's answer.
+    LostAnswer,
+    /// HTTP 400 with this EC2 error code; the request is not forwarded.
+    Refuse(String),
+}
+
+#[derive(Clone, Debug)]
+struct RandomFaults {
+    seed: u64,
+    throttle_per_mille: u64,
+    lost_per_mille: u64,
+}
+
+#[derive(Clone, Debug)]
+struct FirstAttempts {
+    action: String,
+    /// Only this resource (volume id, snapshot id, ...); None: every resource.
+    resource: Option<String>,
+    fault: Fault,
+    count: usize,
+}
+
+/// What the proxy does to the mutating calls it sees. Deterministic: the same
+/// sequence of calls gets the same faults.
+#[derive(Clone, Debug, Default)]
+pub struct FaultPlan {
+    random: Option<RandomFaults>,
+    first_attempts: Vec<FirstAttempts>,
+    max_faults_per_key: Option<usize>,
+    delay: Duration,
+    gate_after: Option<usize>,
+}
+
+impl FaultPlan {
+    /// Forwards everything untouched.
+    pub fn none() -> FaultPlan {
+        FaultPlan::default()
+    }
+
+    /// Faults mutating calls at random from a seeded generator (xorshift64*):
+    /// each call is throttled with probability `throttle`, its answer lost with
+    /// probability `lost`.
+    pub fn random(mut self, seed: u64, throttle: f64, lost: f64) -> FaultPlan {
+        self.random = Some(RandomFaults {
+            seed,
+            throttle_per_mille: (throttle * 1000.0).round() as u64,
+            lost_per_mille: (lost * 1000.0).round() as u64,
+        });
+        self
+    }
+
+    /// The random faults hit one call (action and resource) at most `n` times,
+    /// so a client that retries a few times always gets through.
+    pub fn max_faults_per_key(mut self, n: usize) -> FaultPlan {
+        self.max_faults_per_key = Some(n);
+        self
+    }
+
+    /// The first `count` calls of `action` for each resource (volume, snapshot)
+    /// get `fault`.
+    pub fn first_attempts(mut self, action: &str, fault: Fault, count: usize) -> FaultPlan {
+        self.first_attempts.push(FirstAttempts {
+            action: action.to_string(),
+            resource: None,
+            fault,
+            count,
+        });
+        self
+    }
+
+    /// The first `count` calls of `action` on `resource` get `fault`.
+    pub fn first_attempts_on(
+        mut self,
+        action: &str,
+        resource: &str,
+        fault: Fault,
+        count: usize,
+    ) -> FaultPlan {
+        self.first_attempts.push(FirstAttempts {
+            action: action.to_string(),
+            resource: Some(resource.to_string()),
+            fault,
+            count,
+        });
+        self
+    }
+
+    /// Every mutating call waits this long before the proxy handles it.
+    pub fn delay(mut self, delay: Duration) -> FaultPlan {
+        self.delay = delay;
+        self
+    }
+
+    /// The first `n` mutating calls pass; every later one is held, before it is
+    /// forwarded, until `FaultProxy::release` (0: hold them all).
+    pub fn gate_after(mut self, n: usize) -> FaultPlan {
+        self.gate_after = Some(n);
+        self
+    }
+}
+
+/// One request the proxy saw.
+#[derive(Clone, Debug)]
+pub struct ProxyRecord {
+    /// Order of arrival, from 0.
+    pub seq: usize,
+    /// The EC2 `Action` ("" when there was none).
+    pub action: String,
+    /// The request's form parameters (body and query string), decoded.
+    pub params: BTreeMap<String, String>,
+    /// The resource the call is about (volume id for creates, snapshot id for
+    /// deletes, ...), when it names one.
+    pub resource: Option<String>,
+    pub dry_run: bool,
+    /// One of MUTATING_ACTIONS (with or without DryRun).
+    pub mutating: bool,
+    pub fault: Option<Fault>,
+    /// Held at the gate right now.
+    pub held: bool,
+    /// The request reached the emulator.
+    pub forwarded: bool,
+    /// The status answered to the client; None until answered (or when the
+    /// connection was dropped).
+    pub status: Option<u16>,
+    pub received: Instant,
+}
+
+impl ProxyRecord {
+    /// A mutating call sent for real (not `DryRun=true`).
+    pub fn is_real_mutation(&self) -> bool {
+        self.mutating && !self.dry_run
+    }
+
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+
+    /// The `Name=Value` pairs of the request's `Filter.N.Name` / `Filter.N.Value.M`.
+    pub fn filters(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, name) in &self.params {
+            let Some(n) = k
+                .strip_prefix("Filter.")
+                .and_then(|r| r.strip_suffix(".Name"))
+            else {
+                continue;
+            };
+            let prefix = format!("Filter.{n}.Value.");
+            let values = self
+                .params
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(_, v)| v.clone())
+                .collect();
+            out.insert(name.clone(), values);
+        }
+        out
+    }
+}
+
+impl fmt::Display for ProxyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "#{} {}{} {}",
+            self.seq,
+            self.action,
+            if self.dry_run { " (DryRun)" } else { "" },
+            self.resource.as_deref().unwrap_or("-")
+        )?;
+        if let Some(fault) = &self.fault {
+            write!(f, " fault={fault:?}")?;
+        }
+        if self.held {
+            write!(f, " held")?;
+        }
+        write!(
+            f,
+            " forwarded={} status={}",
+            self.forwarded,
+            self.status.map_or("-".to_string(), |s| s.to_string())
+        )
+    }
+}
+
+struct ProxyState {
+    records: Vec<ProxyRecord>,
+    rng: u64,
+    mutating_seen: usize,
+    calls_per_key: BTreeMap<String, usize>,
+    faults_per_key: BTreeMap<String, usize>,
+    released: bool,
+    forward_held: bool,
+}
+
+struct ProxyShared {
+    upstream_port: u16,
+    plan: FaultPlan,
+    state: Mutex<ProxyState>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+/// The fault-injecting proxy: listens on 127.0.0.1:<free port>, forwards to the
+/// emulator at 127.0.0.1:<upstream port>. Stops on drop.
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<ProxyShared>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream_port: u16, plan: FaultPlan) -> FaultProxy {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let seed = plan.random.as_ref().map_or(1, |r| r.seed);
+        let shared = Arc::new(ProxyShared {
+            upstream_port,
+            state: Mutex::new(ProxyState {
+                records: Vec::new(),
+                // xorshift must not start at 0.
+                rng: seed ^ 0x9E37_79B9_7F4A_7C15,
+                mutating_seen: 0,
+                calls_per_key: BTreeMap::new(),
+                faults_per_key: BTreeMap::new(),
+                released: false,
+                forward_held: true,
+            }),
+            plan,
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let acceptor = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept_shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let conn_shared = Arc::clone(&accept_shared);
+                std::thread::spawn(move || serve_connection(&conn_shared, stream));
+            }
+        });
+        FaultProxy {
+            port,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn endpoint_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request seen so far, in order of arrival.
+    pub fn records(&self) -> Vec<ProxyRecord> {
+        self.shared.state.lock().unwrap().records.clone()
+    }
+
+    /// The mutating calls sent for real (not DryRun).
+    pub fn real_mutations(&self) -> Vec<ProxyRecord> {
+        self.records()
+            .into_iter()
+            .filter(ProxyRecord::is_real_mutation)
+            .collect()
+    }
+
+    /// Real (not DryRun) calls of `action` seen so far.
+    pub fn count(&self, action: &str) -> usize {
+        self.records()
+            .iter()
+            .filter(|r| r.action == action && !r.dry_run)
+            .count()
+    }
+
+    /// Real calls of `action` that reached the emulator.
+    pub fn forwarded(&self, action: &str) -> usize {
+        self.records()
+            .iter()
+            .filter(|r| r.action == action && !r.dry_run && r.forwarded)
+            .count()
+    }
+
+    /// How many requests got `fault`.
+    pub fn faulted(&self, fault: &Fault) -> usize {
+        self.records()
+            .iter()
+            .filter(|r| r.fault.as_ref() == Some(fault))
+            .count()
+    }
+
+    /// Requests held at the gate right now.
+    pub fn held(&self) -> usize {
+        self.records().iter().filter(|r| r.held).count()
+    }
+
+    /// Opens the gate: the held calls go on to the emulator when `forward`,
+    /// else they are dropped (never forwarded, connection closed). Later calls
+    /// are not held.
+    pub fn release(&self, forward: bool) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.released = true;
+        state.forward_held = forward;
+        self.shared.changed.notify_all();
+    }
+
+    /// Waits until `cond` holds for the records (a safety-net timeout, then
+    /// panics with what the proxy saw).
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&[ProxyRecord]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.state.lock().unwrap();
+        loop {
+            if cond(&state.records) {
+                return;
+            }
+            let now = Instant::now();
+            if now > deadline {
+                let seen = state.records.clone();
+                drop(state);
+                panic!(
+                    "the proxy did not see {what} within {timeout:?}; it saw:\n{}",
+                    describe_records(&seen)
+                );
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, (deadline - now).min(Duration::from_millis(100)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Every request seen, one per line (for assertion messages).
+    pub fn log(&self) -> String {
+        describe_records(&self.records())
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.release(false);
+        // Wake the acceptor so it sees `stop`.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+pub fn describe_records(records: &[ProxyRecord]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&format!("  {r}\n"));
+    }
+    if out.is_empty() {
+        out.push_str("  (nothing)\n");
+    }
+    out
+}
+
+struct HttpRequest {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    keep_alive: bool,
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "content-length",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Reads one CRLF- (or LF-) terminated line; None at EOF before any byte.
+fn read_line(reader: &mut impl std::io::BufRead) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let n = reader.read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.len() > 64 * 1024 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "header line too long",
+        ));
+    }
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+}
+
+fn read_headers(reader: &mut impl std::io::BufRead) -> std::io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader)?.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "EOF in headers")
+        })?;
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+}
+
+/// Reads a body framed by the headers (chunked or Content-Length); None: until EOF.
+fn read_body(
+    reader: &mut impl std::io::BufRead,
+    headers: &[(String, String)],
+    until_eof: bool,
+) -> std::io::Result<Vec<u8>> {
+    let chunked = header(headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        let mut body = Vec::new();
+        loop {
+            let size_line = read_line(reader)?.unwrap_or_default();
+            let size_hex = size_line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")
+            })?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while let Some(line) = read_line(reader)? {
+                    if line.is_empty() {
+                        break;
+                    }
+                }
+                return Ok(body);
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..])?;
+            read_line(reader)?;
+        }
+    }
+    if let Some(len) = header(headers, "content-length") {
+        let len: usize = len.parse().map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "bad Content-Length")
+        })?;
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        return Ok(body);
+    }
+    let mut body = Vec::new();
+    if until_eof {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+/// Reads the next request of a keep-alive connection; None when the client closed it.
+fn read_request(
+    reader: &mut impl std::io::BufRead,
+    writer: &mut TcpStream,
+) -> std::io::Result<Option<HttpRequest>> {
+    let request_line = loop {
+        match read_line(reader)? {
+            None => return Ok(None),
+            Some(line) if line.is_empty() => continue,
+            Some(line) => break line,
+        }
+    };
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bad request line",
+        ));
+    };
+    let version = version.unwrap_or("HTTP/1.0");
+    let headers = read_headers(reader)?;
+    if header(&headers, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let body = read_body(reader, &headers, false)?;
+    let connection = header(&headers, "connection")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let keep_alive = if version == "HTTP/1.0" {
+        connection.contains("keep-alive")
+    } else {
+        !connection.contains("close")
+    };
+    Ok(Some(HttpRequest {
+        method: method.to_string(),
+        target: target.to_string(),
+        headers,
+        body,
+        keep_alive,
+    }))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len()
+                && hex(bytes[i + 1]).is_some()
+                && hex(bytes[i + 2]).is_some() =>
+            {
+                out.push((hex(bytes[i + 1]).unwrap() * 16 + hex(bytes[i + 2]).unwrap()) as u8);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_form(text: &str, into: &mut BTreeMap<String, String>) {
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        into.insert(percent_decode(k), percent_decode(v));
+    }
+}
+
+/// The resource a mutating call is about, for per-resource fault rules.
+fn resource_of(action: &str, params: &BTreeMap<String, String>) -> Option<String> {
+    let key = match action {
+        "CreateSnapshot" | "AttachVolume" => "VolumeId",
+        "DeleteSnapshot" => "SnapshotId",
+        "CreateTags" => "ResourceId.1",
+        "CreateSnapshots" => "InstanceSpecification.InstanceId",
+        "CreateVolume" => "SnapshotId",
+        _ => "VolumeId",
+    };
+    params.get(key).cloned()
+}
+
+/// An HTTP response with an EC2 XML error body.
+fn ec2_error_response(status: u16, code: &str, message: &str, request_id: &str) -> Vec<u8> {
+    let reason = match status {
+        400 => "Bad Request",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
+         <Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+    );
+    http_response(
+        status,
+        reason,
+        &[("Content-Type".into(), "text/xml;charset=UTF-8".into())],
+        body.as_bytes(),
+        true,
+    )
+}
+
+fn http_response(
+    status: u16,
+    reason: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (k, v) in headers.iter().filter(|(k, _)| !is_hop_by_hop(k)) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    if !keep_alive {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Sends the request to the emulator on a fresh connection; returns
+/// (status, reason, headers, body).
+fn forward_upstream(
+    port: u16,
+    req: &HttpRequest,
+) -> std::io::Result<(u16, String, Vec<(String, String)>, Vec<u8>)> {
+    let mut upstream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    upstream.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
+    upstream.set_write_timeout(Some(UPSTREAM_TIMEOUT))?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
+    for (k, v) in req.headers.iter().filter(|(k, _)| !is_hop_by_hop(k)) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        req.body.len()
+    ));
+    upstream.write_all(head.as_bytes())?;
+    upstream.write_all(&req.body)?;
+    let mut reader = std::io::BufReader::new(upstream);
+    let status_line = read_line(&mut reader)?.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no answer upstream")
+    })?;
+    let mut parts = status_line.splitn(3, ' ');
+    let _version = parts.next();
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad status line"))?;
+    let reason = parts.next().unwrap_or("").to_string();
+    let headers = read_headers(&mut reader)?;
+    let body = read_body(&mut reader, &headers, true)?;
+    Ok((status, reason, headers, body))
+}
+
+impl ProxyShared {
+    fn update(&self, seq: usize, f: impl FnOnce(&mut ProxyRecord)) {
+        let mut state = self.state.lock().unwrap();
+        f(&mut state.records[seq]);
+        self.changed.notify_all();
+    }
+
+    /// Handles one request; None: close the connection without an answer.
+    fn handle(&self, req: &HttpRequest) -> Option<Vec<u8>> {
+        let mut params = BTreeMap::new();
+        if let Some((_, query)) = req.target.split_once('?') {
+            parse_form(query, &mut params);
+        }
+        parse_form(&String::from_utf8_lossy(&req.body), &mut params);
+        let action = params.get("Action").cloned().unwrap_or_default();
+        let dry_run = params
+            .get("DryRun")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let mutating = MUTATING_ACTIONS.contains(&action.as_str());
+        let resource = resource_of(&action, &params);
+        let real = mutating && !dry_run;
+
+        let (seq, fault, gated) = {
+            let mut state = self.state.lock().unwrap();
+            let seq = state.records.len();
+            let mut fault = None;
+            let mut gated = false;
+            if real {
+                let n = state.mutating_seen;
+                state.mutating_seen += 1;
+                let key = format!("{action} {}", resource.as_deref().unwrap_or("-"));
+                let calls = state.calls_per_key.get(&key).copied().unwrap_or(0);
+                for rule in &self.plan.first_attempts {
+                    if rule.action == action
+                        && rule
+                            .resource
+                            .as_ref()
+                            .is_none_or(|r| Some(r) == resource.as_ref())
+                        && calls < rule.count
+                    {
+                        fault = Some(rule.fault.clone());
+                        break;
+                    }
+                }
+                if let Some(random) = &self.plan.random {
+                    // Always draw, so each call's fate depends only on its position.
+                    let mut x = state.rng;
+                    x ^= x >> 12;
+                    x ^= x << 25;
+                    x ^= x >> 27;
+                    state.rng = x;
+                    let roll = x.wrapping_mul(0x2545_F491_4F6C_DD1D) % 1000;
+                    let faults = state.faults_per_key.get(&key).copied().unwrap_or(0);
+                    let allowed = self.plan.max_faults_per_key.is_none_or(|m| faults < m);
+                    if fault.is_none() && allowed {
+                        if roll < random.throttle_per_mille {
+                            fault = Some(Fault::Throttle);
+                        } else if roll < random.throttle_per_mille + random.lost_per_mille {
+                            fault = Some(Fault::LostAnswer);
+                        }
+                    }
+                }
+                if fault.is_some() {
+                    *state.faults_per_key.entry(key.clone()).or_insert(0) += 1;
+                }
+                *state.calls_per_key.entry(key).or_insert(0) += 1;
+                gated = self.plan.gate_after.is_some_and(|g| n >= g) && !state.released;
+            }
+            state.records.push(ProxyRecord {
+                seq,
+                action: action.clone(),
+                params,
+                resource,
+                dry_run,
+                mutating,
+                fault: fault.clone(),
+                held: gated,
+                forwarded: false,
+                status: None,
+                received: Instant::now(),
+            });
+            self.changed.notify_all();
+            (seq, fault, gated)
+        };
+
+        if real && !self.plan.delay.is_zero() {
+            std::thread::sleep(self.plan.delay);
+        }
+        if gated {
+            let mut state = self.state.lock().unwrap();
+            while !state.released && !self.stop.load(Ordering::SeqCst) {
+                state = self
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(100))
+                    .unwrap()
+                    .0;
+            }
+            let forward = state.forward_held && !self.stop.load(Ordering::SeqCst);
+            state.records[seq].held = false;
+            self.changed.notify_all();
+            if !forward {
+                return None;
+            }
+        }
+
+        let request_id = format!("fault-{seq}");
+        let answer = match &fault {
+            Some(Fault::Throttle) => (
+                503,
+                ec2_error_response(
+                    503,
+                    "RequestLimitExceeded",
+                    "Request limit exceeded.",
+                    &request_id,
+                ),
+            ),
+            Some(Fault::Refuse(code)) => (
+                400,
+                ec2_error_response(400, code, "Refused by the test proxy.", &request_id),
+            ),
+            Some(Fault::LostAnswer) => {
+                let forwarded = forward_upstream(self.upstream_port, req).is_ok();
+                self.update(seq, |r| r.forwarded = forwarded);
+                (
+                    500,
+                    ec2_error_response(
+                        500,
+                        "InternalError",
+                        "An internal error has occurred.",
+                        &request_id,
+                    ),
+                )
+            }
+            None => match forward_upstream(self.upstream_port, req) {
+                Ok((status, reason, headers, body)) => {
+                    self.update(seq, |r| r.forwarded = true);
+                    (
+                        status,
+                        http_response(status, &reason, &headers, &body, req.keep_alive),
+                    )
+                }
+                Err(e) => (
+                    502,
+                    http_response(
+                        502,
+                        "Bad Gateway",
+                        &[("Content-Type".into(), "text/plain".into())],
+                        format!("the test proxy could not reach the emulator: {e}").as_bytes(),
+                        req.keep_alive,
+                    ),
+                ),
+            },
+        };
+        self.update(seq, |r| r.status = Some(answer.0));
+        Some(answer.1)
+    }
+}
+
+fn serve_connection(shared: &ProxyShared, client: TcpStream) {
+    let _ = client.set_nodelay(true);
+    let Ok(read_half) = client.try_clone() else {
+        return;
+    };
+    let mut reader = std::io::BufReader::new(read_half);
+    let mut writer = client;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let request = match read_request(&mut reader, &mut writer) {
+            Ok(Some(request)) => request,
+            _ => return,
+        };
+        let Some(answer) = shared.handle(&request) else {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        };
+        if writer.write_all(&answer).is_err() || !request.keep_alive {
+            return;
+        }
+    }
+}
+
+impl Emulator {
+    /// A fault-injecting proxy in front of this emulator.
+    pub fn proxy(&self, plan: FaultPlan) -> FaultProxy {
+        FaultProxy::start(self.port, plan)
     }
 }
