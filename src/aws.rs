@@ -11,6 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::Client;
 
@@ -72,11 +73,31 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
+    if let Some((code, hint)) = err
+        .code()
+        .and_then(|code| Some((code, credential_hint(code)?)))
+    {
+        return format!("{code}: {hint}");
+    }
     match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
         _ if is_missing_credentials(err) => NO_CREDENTIALS.to_owned(),
         _ => cause_chain(err),
+    }
+}
+
+/// What to do about credentials EC2 turned away.
+fn credential_hint(code: &str) -> Option<&'static str> {
+    match code {
+        "AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => Some(
+            "AWS rejected the credentials: check the access key and secret (AWS_PROFILE, ~/.aws/credentials) \
+             and that they belong to this account",
+        ),
+        "ExpiredToken" | "RequestExpired" | "ExpiredTokenException" => Some(
+            "the credentials have expired: renew them (e.g. aws sso login) or check the host's clock",
+        ),
+        _ => None,
     }
 }
 
@@ -139,8 +160,40 @@ where
     }
 }
 
-/// Helpers for tests of the SDK edge with aws-smithy-mocks.
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesError;
+
+    fn service_error(code: &str, message: &str) -> SdkError<DescribeInstancesError, HttpResponse> {
+        let response = HttpResponse::new(403.try_into().unwrap(), String::new().into());
+        SdkError::service_error(
+            DescribeInstancesError::generic(testing::ec2_error(code, message)),
+            response,
+        )
+    }
+
+    #[test]
+    fn rejected_and_expired_credentials_say_what_to_do() {
+        let text = error_text(&service_error(
+            "AuthFailure",
+            "AWS was not able to validate the provided access credentials",
+        ));
+        assert!(
+            text.starts_with("AuthFailure: AWS rejected the credentials: check the access key"),
+            "{text}"
+        );
+        let text = error_text(&service_error("RequestExpired", "Request has expired."));
+        assert!(text.contains("expired: renew them"), "{text}");
+        let text = error_text(&service_error(
+            "UnauthorizedOperation",
+            "You are not authorized",
+        ));
+        assert_eq!(text, "UnauthorizedOperation: You are not authorized");
+    }
+}
+
+/// Helpers for tests of the SDK edge with aws-smithy-mocks.#[cfg(test)]
 pub mod testing {
     use aws_sdk_ec2::error::ErrorMetadata;
 

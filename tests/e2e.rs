@@ -842,8 +842,21 @@ fn default_job_purge_leaves_other_jobs_and_unmarked_snapshots_alone() {
     let fleet = Fleet::seed(&emu);
     let before = emu.snapshot_state();
 
-    // A retention of one hour: every default-job snapshot has expired.
-    let run = emu.ebsnap(&["purge", "--retention", "1h"]);
+    // A retention of one hour: every default-job snapshot has expired, far
+    // more than half of the job's, so the delete guard wants --force.
+    let refused = emu.ebsnap(&["purge", "--retention", "1h"]);
+    refused.assert_exit(1);
+    assert_eq!(
+        emu.snapshot_state(),
+        before,
+        "a refused purge deletes nothing\n{refused}"
+    );
+    assert!(
+        refused.stderr.contains("rerun with --force")
+            || refused.stdout.contains("rerun with --force"),
+        "{refused}"
+    );
+    let run = emu.ebsnap(&["purge", "--retention", "1h", "--force"]);
     run.assert_success();
     let after = emu.snapshot_state();
     let diff = before.diff(&after);
@@ -920,8 +933,9 @@ fn job_and_retention_from_the_environment() {
 /// returns the set of instances whose root volume got a snapshot.
 fn instances_snapshotted(emu: &Emulator, args: &[&str]) -> BTreeSet<String> {
     let before = emu.snapshot_state();
+    // Each call snapshots the same fleet again: lift --min-interval.
     let mut full: Vec<&str> = args.to_vec();
-    full.push("snapshot");
+    full.extend(["--min-interval", "0", "snapshot"]);
     let run = emu.ebsnap(&full);
     run.assert_success();
     let diff = before.diff(&emu.snapshot_state());
