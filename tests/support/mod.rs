@@ -1206,6 +1206,9 @@ pub enum Fault {
     LostAnswer,
     /// HTTP 400 with this EC2 error code; the request is not forwarded.
     Refuse(String),
+    /// The request is forwarded (it takes effect), then the connection is
+    /// closed without an answer.
+    Reset,
 }
 
 #[derive(Clone, Debug)]
@@ -1965,6 +1968,11 @@ impl ProxyShared {
                 400,
                 ec2_error_response(400, code, "Refused by the test proxy.", &request_id),
             ),
+            Some(Fault::Reset) => {
+                let forwarded = forward_upstream(self.upstream_port, req).is_ok();
+                self.update(seq, |r| r.forwarded = forwarded);
+                return None;
+            }
             Some(Fault::LostAnswer) => {
                 let forwarded = forward_upstream(self.upstream_port, req).is_ok();
                 self.update(seq, |r| r.forwarded = forwarded);

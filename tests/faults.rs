@@ -1,0 +1,1365 @@
+//! Reliability tests: the real `ebsnap` binary against the EC2 emulator, with a
+//! fault-injecting proxy in between (throttling, answers lost after the call
+//! took effect, held calls), runs that overlap, runs killed half-way, bad input,
+//! the delete guard and --min-interval. Every test asserts on the emulator's
+//! state, compared with the state a clean run leaves.
+//!
+//! Run with `bash tests/run-all.sh`, or, once moto and faketime are installed,
+//! `. tests/install-deps.sh && cargo test --test faults`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+/// Safety net for waits on the proxy: never reached when ebsnap behaves.
+const WAIT: Duration = Duration::from_secs(90);
+
+// Ages (hours) of seeded snapshots: 12 h margins around the 7-day retention.
+const H_0_5D: u32 = 12;
+const H_1_5D: u32 = 36;
+const H_2_5D: u32 = 60;
+const H_6_5D: u32 = 156;
+const H_7_5D: u32 = 180;
+const H_8_5D: u32 = 204;
+const H_9_5D: u32 = 228;
+/// The default retention (7 days) in hours.
+const RETENTION_H: u32 = 168;
+
+#[derive(Clone, Debug)]
+struct Seeded {
+    id: String,
+    hours_ago: u32,
+    job: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Selected {
+    instance_id: String,
+    device: String,
+    volume_id: String,
+}
+
+fn job_tags<'a>(job: &'a str, instance_id: &'a str, device: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ebsnap:job", job),
+        ("ebsnap:instance-id", instance_id),
+        ("ebsnap:device", device),
+        ("ebsnap:run-id", "seeded-run"),
+    ]
+}
+
+/// The fleet of tests/e2e.rs, trimmed:
+///
+/// | instance | state | Scheduled-Snapshots | volumes |
+/// |---|---|---|---|
+/// | web | running | true  | /dev/sda1, /dev/sdf, /dev/sdg |
+/// | db  | stopped | Yes   | /dev/sda1, /dev/sdf |
+/// | off | running | false | /dev/sda1, /dev/sdf |
+///
+/// plus a deleted volume whose job snapshots remain, another job's snapshots
+/// and unmarked ones. The default job has 8 expired snapshots of 16.
+struct Fleet {
+    web: String,
+    db: String,
+    web_root: String,
+    web_sdf: String,
+    web_sdg: String,
+    db_root: String,
+    db_sdf: String,
+    seeded: Vec<Seeded>,
+}
+
+impl Fleet {
+    fn seed(emu: &Emulator) -> Fleet {
+        let web = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "web")]);
+        let db = emu.launch_instance(&[("Scheduled-Snapshots", "Yes")]);
+        let off = emu.launch_instance(&[("Scheduled-Snapshots", "false"), ("Name", "off")]);
+        let web_root = emu.root_volume(&web).1;
+        let web_sdf = emu.attach_new_volume(&web, "/dev/sdf");
+        let web_sdg = emu.attach_new_volume(&web, "/dev/sdg");
+        let db_root = emu.root_volume(&db).1;
+        let db_sdf = emu.attach_new_volume(&db, "/dev/sdf");
+        let off_sdf = emu.attach_new_volume(&off, "/dev/sdf");
+        let orphan = emu.create_volume(4);
+        let mut fleet = Fleet {
+            web: web.clone(),
+            db: db.clone(),
+            web_root: web_root.clone(),
+            web_sdf: web_sdf.clone(),
+            web_sdg,
+            db_root: db_root.clone(),
+            db_sdf: db_sdf.clone(),
+            seeded: Vec::new(),
+        };
+        let default_job: &[(&str, &str, &str, &[u32])] = &[
+            (
+                &web,
+                &web_root,
+                "/dev/sda1",
+                &[H_0_5D, H_2_5D, H_6_5D, H_7_5D, H_9_5D],
+            ),
+            (&web, &web_sdf, "/dev/sdf", &[H_2_5D, H_7_5D, H_9_5D]),
+            (&db, &db_root, "/dev/sda1", &[H_6_5D, H_9_5D]),
+            (&db, &db_sdf, "/dev/sdf", &[H_0_5D, H_7_5D]),
+            (&off, &off_sdf, "/dev/sdf", &[H_2_5D, H_9_5D]),
+            (&web, &orphan, "/dev/sdh", &[H_1_5D, H_9_5D]),
+        ];
+        for (instance, volume, device, ages) in default_job {
+            for h in *ages {
+                fleet.seed_job(emu, "default", instance, volume, device, *h);
+            }
+        }
+        for h in [H_0_5D, H_8_5D, H_9_5D] {
+            fleet.seed_job(emu, "weekly", &web, &web_root, "/dev/sda1", h);
+        }
+        fleet.seed_job(emu, "weekly", &web, &web_sdf, "/dev/sdf", H_2_5D);
+        fleet.seed_other(emu, &web_root, H_9_5D, &[]);
+        fleet.seed_other(emu, &web_sdf, H_9_5D, &[("Name", "manual backup")]);
+        fleet.seed_other(emu, &db_root, H_9_5D, &[("ebsnap:job", "default-archive")]);
+        emu.stop_instance(&db);
+        emu.delete_volume(&orphan);
+        fleet
+    }
+
+    fn seed_job(
+        &mut self,
+        emu: &Emulator,
+        job: &str,
+        instance_id: &str,
+        volume_id: &str,
+        device: &str,
+        hours_ago: u32,
+    ) -> String {
+        let id =
+            emu.create_snapshot_aged(volume_id, hours_ago, &job_tags(job, instance_id, device));
+        self.seeded.push(Seeded {
+            id: id.clone(),
+            hours_ago,
+            job: Some(job.to_string()),
+        });
+        id
+    }
+
+    fn seed_other(
+        &mut self,
+        emu: &Emulator,
+        volume_id: &str,
+        hours_ago: u32,
+        tags: &[(&str, &str)],
+    ) {
+        let id = emu.create_snapshot_aged(volume_id, hours_ago, tags);
+        let job = tags
+            .iter()
+            .find(|(k, _)| *k == "ebsnap:job")
+            .map(|(_, v)| v.to_string());
+        self.seeded.push(Seeded { id, hours_ago, job });
+    }
+
+    fn job_snapshots(&self, job: &str, pred: impl Fn(&Seeded) -> bool) -> BTreeSet<String> {
+        self.seeded
+            .iter()
+            .filter(|s| s.job.as_deref() == Some(job) && pred(s))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    fn expired_default(&self) -> BTreeSet<String> {
+        self.job_snapshots("default", |s| s.hours_ago > RETENTION_H)
+    }
+
+    fn selected(&self) -> Vec<Selected> {
+        let sel = |instance_id: &str, device: &str, volume_id: &str| Selected {
+            instance_id: instance_id.to_string(),
+            device: device.to_string(),
+            volume_id: volume_id.to_string(),
+        };
+        vec![
+            sel(&self.web, "/dev/sda1", &self.web_root),
+            sel(&self.web, "/dev/sdf", &self.web_sdf),
+            sel(&self.web, "/dev/sdg", &self.web_sdg),
+            sel(&self.db, "/dev/sda1", &self.db_root),
+            sel(&self.db, "/dev/sdf", &self.db_sdf),
+        ]
+    }
+
+    fn selected_volume_ids(&self) -> BTreeSet<String> {
+        self.selected().into_iter().map(|s| s.volume_id).collect()
+    }
+}
+
+/// Asserts the snapshots added are exactly one per selected volume of the
+/// fleet, tagged for `job`, from at most `max_runs` run ids; returns volume -> snapshot.
+fn assert_one_new_per_selected_volume(
+    fleet: &Fleet,
+    diff: &SnapshotDiff,
+    job: &str,
+    max_runs: usize,
+    context: &dyn std::fmt::Display,
+) -> BTreeMap<String, SnapInfo> {
+    let mut by_volume: BTreeMap<String, Vec<SnapInfo>> = BTreeMap::new();
+    for s in &diff.added {
+        by_volume
+            .entry(s.volume_id.clone())
+            .or_default()
+            .push(s.clone());
+    }
+    let got: BTreeSet<String> = by_volume.keys().cloned().collect();
+    assert_eq!(
+        got,
+        fleet.selected_volume_ids(),
+        "the volumes that got new snapshots must be exactly the selected ones\nadded: {:#?}\n{context}",
+        diff.added
+    );
+    let mut run_ids = BTreeSet::new();
+    let mut result = BTreeMap::new();
+    for sel in fleet.selected() {
+        let snaps = &by_volume[&sel.volume_id];
+        assert_eq!(
+            snaps.len(),
+            1,
+            "volume {} ({} {}) got {} new snapshots, a clean run makes one: {snaps:#?}\n{context}",
+            sel.volume_id,
+            sel.instance_id,
+            sel.device,
+            snaps.len()
+        );
+        let s = &snaps[0];
+        assert_eq!(s.tag("ebsnap:job"), Some(job), "{s:?}\n{context}");
+        assert_eq!(
+            s.tag("ebsnap:instance-id"),
+            Some(sel.instance_id.as_str()),
+            "{s:?}\n{context}"
+        );
+        assert_eq!(
+            s.tag("ebsnap:device"),
+            Some(sel.device.as_str()),
+            "{s:?}\n{context}"
+        );
+        run_ids.insert(s.tag("ebsnap:run-id").unwrap_or_default().to_string());
+        result.insert(sel.volume_id.clone(), s.clone());
+    }
+    assert!(
+        !run_ids.contains("") && run_ids.len() <= max_runs,
+        "run ids of the new snapshots: {run_ids:?} (at most {max_runs} runs)\n{context}"
+    );
+    result
+}
+
+/// The state a clean `ebsnap run` of the default job leaves, compared with `before`:
+/// one new snapshot per selected volume, exactly the expired job snapshots gone,
+/// nothing else changed (snapshots, volumes, instances).
+fn assert_clean_run_effect(
+    fleet: &Fleet,
+    before: &WorldState,
+    after: &WorldState,
+    max_runs: usize,
+    context: &dyn std::fmt::Display,
+) -> BTreeMap<String, SnapInfo> {
+    let diff = before.snapshots.diff(&after.snapshots);
+    let created = assert_one_new_per_selected_volume(fleet, &diff, "default", max_runs, context);
+    assert_eq!(
+        diff.removed_ids(),
+        fleet.expired_default(),
+        "the snapshots deleted must be exactly the default job's expired ones\n{context}"
+    );
+    assert!(
+        diff.changed.is_empty(),
+        "existing snapshots changed: {:#?}\n{context}",
+        diff.changed
+    );
+    assert_eq!(before.volumes, after.volumes, "volumes changed\n{context}");
+    assert_eq!(
+        before.instances, after.instances,
+        "instances changed\n{context}"
+    );
+    created
+}
+
+fn str_field<'a>(entry: &'a Value, key: &str) -> Option<&'a str> {
+    entry.get(key).and_then(Value::as_str)
+}
+
+fn entries<'a>(doc: &'a Value, key: &str, context: &dyn std::fmt::Display) -> &'a Vec<Value> {
+    doc.get(key)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("JSON report has no array `{key}`\n{context}"))
+}
+
+fn ids_of(list: &[Value], key: &str) -> BTreeSet<String> {
+    list.iter()
+        .filter_map(|e| str_field(e, key))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The numbers written in `text` (runs of digits).
+fn numbers_in(text: &str) -> BTreeSet<u64> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+/// Proxy log and run output, for assertion messages.
+struct Ctx<'a>(&'a FaultProxy, &'a EbsnapRun);
+
+impl std::fmt::Display for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n--- the proxy saw:\n{}", self.1, self.0.log())
+    }
+}
+
+fn fault_summary(proxy: &FaultProxy) -> String {
+    let mutations = proxy.real_mutations();
+    let count = |f: &dyn Fn(&ProxyRecord) -> bool| mutations.iter().filter(|r| f(r)).count();
+    format!(
+        "{} mutating calls ({} CreateSnapshot, {} DeleteSnapshot): {} throttled, {} answers lost, \
+         {} connections reset, {} refused, {} faulted in all",
+        mutations.len(),
+        count(&|r| r.action == "CreateSnapshot"),
+        count(&|r| r.action == "DeleteSnapshot"),
+        count(&|r| r.fault == Some(Fault::Throttle)),
+        count(&|r| r.fault == Some(Fault::LostAnswer)),
+        count(&|r| r.fault == Some(Fault::Reset)),
+        count(&|r| matches!(r.fault, Some(Fault::Refuse(_)))),
+        count(&|r| r.fault.is_some()),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The proxy itself (independent of ebsnap's behaviour)
+
+#[test]
+fn harness_proxy_forwards_faults_and_records_as_the_sdk_sees_it() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+
+    let emu = Emulator::start();
+    let instance = emu.launch_instance(&[]);
+    let (_, volume) = emu.root_volume(&instance);
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .first_attempts("CreateSnapshot", Fault::Throttle, 1)
+            .first_attempts_on("DeleteSnapshot", "snap-none", Fault::Refuse("X".into()), 1),
+    );
+    // A client through the proxy, without retries: it sees each fault as is.
+    let client = aws_sdk_ec2::Client::from_conf(
+        emu.client()
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.endpoint_url())
+            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let before = emu.snapshot_state();
+
+    // Reads pass through (several requests on one keep-alive connection).
+    for _ in 0..3 {
+        let out = emu
+            .block_on(client.describe_volumes().volume_ids(&volume).send())
+            .expect("DescribeVolumes through the proxy");
+        assert_eq!(out.volumes().len(), 1);
+    }
+    // Throttled: 503 RequestLimitExceeded, nothing created.
+    let err = emu
+        .block_on(
+            client
+                .create_snapshot()
+                .volume_id(&volume)
+                .description("a b")
+                .send(),
+        )
+        .expect_err("the first CreateSnapshot is throttled");
+    assert_eq!(err.code(), Some("RequestLimitExceeded"), "{err:?}");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "{err:?}"
+    );
+    assert!(before.diff(&emu.snapshot_state()).added.is_empty());
+    // The second passes.
+    let made = emu
+        .block_on(client.create_snapshot().volume_id(&volume).send())
+        .expect("the second CreateSnapshot passes");
+    let made = made.snapshot_id().unwrap().to_string();
+    assert!(emu.snapshot_state().contains(&made));
+    // DryRun calls are recorded but never faulted.
+    let err = emu
+        .block_on(
+            client
+                .delete_snapshot()
+                .snapshot_id(&made)
+                .dry_run(true)
+                .send(),
+        )
+        .expect_err("DryRun");
+    assert_eq!(err.code(), Some("DryRunOperation"), "{err:?}");
+    // Refused with the given code, not forwarded.
+    let err = emu
+        .block_on(client.delete_snapshot().snapshot_id("snap-none").send())
+        .expect_err("refused");
+    assert_eq!(err.code(), Some("X"), "{err:?}");
+
+    // Lost answer: the create takes effect, the client sees 500 InternalError.
+    let lost = emu.proxy(FaultPlan::none().first_attempts("CreateSnapshot", Fault::LostAnswer, 1));
+    let client = aws_sdk_ec2::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .endpoint_url(lost.endpoint_url())
+            .build(),
+    );
+    let state = emu.snapshot_state();
+    let err = emu
+        .block_on(client.create_snapshot().volume_id(&volume).send())
+        .expect_err("the answer is lost");
+    assert_eq!(err.code(), Some("InternalError"), "{err:?}");
+    let diff = state.diff(&emu.snapshot_state());
+    assert_eq!(diff.added.len(), 1, "the lost create took effect: {diff:?}");
+
+    let records = proxy.records();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "DescribeVolumes",
+            "DescribeVolumes",
+            "DescribeVolumes",
+            "CreateSnapshot",
+            "CreateSnapshot",
+            "DeleteSnapshot",
+            "DeleteSnapshot"
+        ],
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(records[3].fault, Some(Fault::Throttle));
+    assert!(!records[3].forwarded && records[3].status == Some(503));
+    assert!(records[4].forwarded && records[4].fault.is_none());
+    assert!(records[5].dry_run && records[5].fault.is_none() && records[5].forwarded);
+    assert_eq!(records[6].fault, Some(Fault::Refuse("X".into())));
+    assert!(!records[6].forwarded);
+    assert_eq!(records[3].resource.as_deref(), Some(volume.as_str()));
+    assert_eq!(records[3].param("Description"), Some("a b"));
+    assert_eq!(proxy.real_mutations().len(), 3);
+    let lost_records = lost.records();
+    assert_eq!(lost_records.len(), 1);
+    assert!(lost_records[0].forwarded && lost_records[0].status == Some(500));
+
+    // The gate holds mutating calls until released.
+    let gated = emu.proxy(FaultPlan::none().gate_after(1));
+    let client = aws_sdk_ec2::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .endpoint_url(gated.endpoint_url())
+            .build(),
+    );
+    let first = emu.block_on(client.create_snapshot().volume_id(&volume).send());
+    assert!(first.is_ok(), "{first:?}");
+    // The second is held, not forwarded, until released.
+    let (answer, held) = emu.block_on(async {
+        let call = client.create_snapshot().volume_id(&volume).send();
+        let release = async {
+            loop {
+                if let Some(held) = gated.records().into_iter().find(|r| r.held) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let still = gated.records()[held.seq].clone();
+                    gated.release(true);
+                    return still;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::join!(call, release)
+    });
+    assert!(held.held && !held.forwarded, "{held}");
+    let id = answer.expect("released call answered");
+    assert!(emu.snapshot_state().contains(id.snapshot_id().unwrap()));
+    assert!(gated.records()[1].forwarded, "{}", gated.log());
+}
+
+// ---------------------------------------------------------------------------
+// Faults on the way: the run still ends in the state of a clean run
+
+#[test]
+fn faulted_run_converges_to_the_state_of_a_clean_run() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    // About a third of the mutating calls faulted: 1/6 throttled, 1/6 answers
+    // lost (the call took effect). Seed 23: ".LTT....T.L.L..LT..T" for the first
+    // twenty calls. One call (action and resource) is faulted at most twice.
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .random(23, 1.0 / 6.0, 1.0 / 6.0)
+            .max_faults_per_key(2),
+    );
+
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .run();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!("faulted run: {}\n{}", fault_summary(&proxy), proxy.log());
+    run.assert_success();
+    let after = emu.world_state();
+    let created = assert_clean_run_effect(&fleet, &before, &after, 1, &ctx);
+
+    // The test did fault both ways.
+    assert!(proxy.faulted(&Fault::Throttle) >= 1, "{ctx}");
+    assert!(proxy.faulted(&Fault::LostAnswer) >= 1, "{ctx}");
+
+    // The report agrees with the emulator, no failure, no duplicate.
+    let doc = run.json();
+    assert!(
+        entries(&doc, "failed", &ctx).is_empty(),
+        "nothing failed\n{ctx}"
+    );
+    let created_entries = entries(&doc, "created", &ctx);
+    let created_ids: BTreeSet<String> = created.values().map(|s| s.id.clone()).collect();
+    assert_eq!(ids_of(created_entries, "snapshot_id"), created_ids, "{ctx}");
+    assert_eq!(created_entries.len(), created_ids.len(), "{ctx}");
+    let deleted = entries(&doc, "deleted", &ctx);
+    assert_eq!(
+        ids_of(deleted, "snapshot_id"),
+        fleet.expired_default(),
+        "{ctx}"
+    );
+    assert_eq!(deleted.len(), fleet.expired_default().len(), "{ctx}");
+}
+
+#[test]
+fn lost_answer_on_every_first_create_leaves_one_snapshot_per_volume() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(FaultPlan::none().first_attempts("CreateSnapshot", Fault::LostAnswer, 1));
+
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .run();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!("lost first creates: {}", fault_summary(&proxy));
+    run.assert_success();
+    let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+    let doc = run.json();
+    assert!(entries(&doc, "failed", &ctx).is_empty(), "{ctx}");
+    let created_ids: BTreeSet<String> = created.values().map(|s| s.id.clone()).collect();
+    assert_eq!(
+        ids_of(entries(&doc, "created", &ctx), "snapshot_id"),
+        created_ids,
+        "the report names the snapshots the lost creates made\n{ctx}"
+    );
+
+    // Safety rule 7: each create took effect the first time, so the look after
+    // the lost answer finds it and no second create is sent for that volume.
+    let records = proxy.records();
+    let run_id = str_field(&doc, "run_id").unwrap_or_default().to_string();
+    for sel in fleet.selected() {
+        let creates: Vec<&ProxyRecord> = records
+            .iter()
+            .filter(|r| {
+                r.action == "CreateSnapshot"
+                    && !r.dry_run
+                    && r.resource.as_deref() == Some(sel.volume_id.as_str())
+            })
+            .collect();
+        assert_eq!(
+            creates.len(),
+            1,
+            "volume {}: a create whose answer was lost is looked up, not sent again\n{ctx}",
+            sel.volume_id
+        );
+        let looked = records.iter().any(|r| {
+            r.seq > creates[0].seq
+                && r.action == "DescribeSnapshots"
+                && r.filters()
+                    .get("tag:ebsnap:run-id")
+                    .is_some_and(|v| v.contains(&run_id))
+        });
+        assert!(
+            looked,
+            "no DescribeSnapshots filtered on tag:ebsnap:run-id={run_id} after the lost create \
+             of {}\n{ctx}",
+            sel.volume_id
+        );
+    }
+}
+
+#[test]
+fn lost_answer_on_deletes_counts_as_deleted() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(FaultPlan::none().first_attempts("DeleteSnapshot", Fault::LostAnswer, 1));
+
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .run();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!("lost deletes: {}", fault_summary(&proxy));
+    run.assert_success();
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+    let doc = run.json();
+    assert!(
+        entries(&doc, "failed", &ctx).is_empty(),
+        "a retried delete that finds the snapshot gone is not a failure\n{ctx}"
+    );
+    assert_eq!(
+        ids_of(entries(&doc, "deleted", &ctx), "snapshot_id"),
+        fleet.expired_default(),
+        "{ctx}"
+    );
+    assert_eq!(
+        proxy.faulted(&Fault::LostAnswer),
+        fleet.expired_default().len(),
+        "{ctx}"
+    );
+}
+
+#[test]
+fn connection_reset_after_each_first_create_and_delete_still_converges() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    // Each call takes effect, then the connection closes without an answer.
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .first_attempts("CreateSnapshot", Fault::Reset, 1)
+            .first_attempts("DeleteSnapshot", Fault::Reset, 1),
+    );
+
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .run();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!("connections reset: {}", fault_summary(&proxy));
+    run.assert_success();
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+    let doc = run.json();
+    assert!(entries(&doc, "failed", &ctx).is_empty(), "{ctx}");
+    assert_eq!(
+        proxy.count("CreateSnapshot"),
+        fleet.selected().len(),
+        "a create cut off after it took effect is looked up, not sent again\n{ctx}"
+    );
+}
+
+#[test]
+fn throttled_twice_on_every_call_still_converges() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .first_attempts("CreateSnapshot", Fault::Throttle, 2)
+            .first_attempts("DeleteSnapshot", Fault::Throttle, 2),
+    );
+
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .run();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!("throttled twice: {}", fault_summary(&proxy));
+    run.assert_success();
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+    assert!(entries(&run.json(), "failed", &ctx).is_empty(), "{ctx}");
+}
+
+#[test]
+fn per_volume_snapshot_limits_wait_and_retry_that_volume() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .first_attempts_on(
+                "CreateSnapshot",
+                &fleet.web_sdf,
+                Fault::Refuse("SnapshotCreationPerVolumeRateExceeded".into()),
+                2,
+            )
+            .first_attempts_on(
+                "CreateSnapshot",
+                &fleet.db_root,
+                Fault::Refuse("ConcurrentSnapshotLimitExceeded".into()),
+                1,
+            ),
+    );
+
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .run();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!("per-volume limits: {}", fault_summary(&proxy));
+    run.assert_success();
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+    assert!(entries(&run.json(), "failed", &ctx).is_empty(), "{ctx}");
+    // The other volumes were not held back: their creates went out before the
+    // refused volume's retries.
+    let records = proxy.records();
+    let last_retry = records
+        .iter()
+        .filter(|r| r.action == "CreateSnapshot" && r.resource.as_deref() == Some(&fleet.web_sdf))
+        .map(|r| r.seq)
+        .max()
+        .unwrap();
+    for volume in [&fleet.web_root, &fleet.web_sdg, &fleet.db_sdf] {
+        assert!(
+            records.iter().any(|r| r.action == "CreateSnapshot"
+                && r.resource.as_deref() == Some(volume.as_str())
+                && r.seq < last_retry),
+            "volume {volume} waited for {}\n{ctx}",
+            fleet.web_sdf
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Overlapping runs, crashes, signals
+
+#[test]
+fn a_second_run_of_the_same_job_exits_2_while_the_first_holds_the_lock() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    // Run A's mutating calls are held at the proxy until released.
+    let proxy_a = emu.proxy(FaultPlan::none().gate_after(0));
+    let a = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy_a)
+        .spawn();
+    proxy_a.wait_for("run A's first mutating call", WAIT, |r| {
+        r.iter().any(|r| r.held)
+    });
+
+    let proxy_b = emu.proxy(FaultPlan::none());
+    for args in [
+        &["run"][..],
+        &["purge", "--output", "json"][..],
+        &["snapshot"][..],
+    ] {
+        let b = emu.ebsnap_cmd(args).via(&proxy_b).run();
+        b.assert_exit(2);
+        assert_eq!(b.stdout, "", "exit 2: no report\n{b}");
+        let stderr = b.stderr.to_lowercase();
+        assert!(
+            stderr.contains("already running")
+                && stderr.contains("default")
+                && b.stderr.contains(&a.pid().to_string()),
+            "run B must say the job `default` is already running, held by pid {}\n{b}",
+            a.pid()
+        );
+    }
+    assert!(
+        proxy_b.records().iter().all(|r| !r.mutating),
+        "the refused runs sent a mutating call:\n{}",
+        proxy_b.log()
+    );
+    // A dry run takes no lock.
+    let dry = emu.ebsnap_cmd(&["run", "--dry-run"]).via(&proxy_b).run();
+    dry.assert_success();
+    assert!(proxy_b.real_mutations().is_empty(), "{}", proxy_b.log());
+
+    proxy_a.release(true);
+    let a = a.wait();
+    let ctx = Ctx(&proxy_a, &a);
+    a.assert_success();
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+
+    // The lock went with run A: the next run proceeds (and, within
+    // --min-interval of A, snapshots nothing again).
+    let after_a = emu.world_state();
+    let next = emu.ebsnap(&["run"]);
+    next.assert_success();
+    assert_world_unchanged(&after_a, &emu.world_state(), &next);
+}
+
+#[test]
+fn a_run_killed_half_way_then_run_again_converges() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    // Two mutating calls pass; the rest are held until the run is killed,
+    // then dropped: they never reach EC2.
+    let proxy = emu.proxy(FaultPlan::none().gate_after(2));
+    let first = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .spawn();
+    proxy.wait_for("two calls done and one held", WAIT, |r| {
+        r.iter()
+            .filter(|r| r.is_real_mutation() && r.forwarded && r.status.is_some())
+            .count()
+            >= 2
+            && r.iter().any(|r| r.held)
+    });
+    first.signal("KILL");
+    let first = first.wait();
+    proxy.release(false);
+    assert_eq!(first.code, -1, "killed by SIGKILL\n{first}");
+
+    // Half-way: what went through is there, no more.
+    let mid = emu.world_state();
+    let mid_diff = before.snapshots.diff(&mid.snapshots);
+    let forwarded_creates = proxy.forwarded("CreateSnapshot");
+    let forwarded_deletes = proxy.forwarded("DeleteSnapshot");
+    assert_eq!(mid_diff.added.len(), forwarded_creates, "{}", proxy.log());
+    assert_eq!(mid_diff.removed.len(), forwarded_deletes, "{}", proxy.log());
+    assert!(
+        mid_diff.added.len() < fleet.selected().len()
+            || forwarded_deletes < fleet.expired_default().len(),
+        "the first run was not interrupted half-way\n{}",
+        proxy.log()
+    );
+    eprintln!(
+        "killed half-way: {forwarded_creates} creates and {forwarded_deletes} deletes had gone through"
+    );
+    let done_volumes: BTreeSet<String> =
+        mid_diff.added.iter().map(|s| s.volume_id.clone()).collect();
+
+    // Again, straight away: the lock died with the process; the volumes done
+    // are skipped as recent, the rest snapshotted, the expired ones deleted.
+    let second = emu.ebsnap(&["run", "--output", "json"]);
+    second.assert_success();
+    let after = emu.world_state();
+    assert_clean_run_effect(&fleet, &before, &after, 2, &second);
+    let doc = second.json();
+    let skipped = entries(&doc, "skipped_volumes", &second);
+    assert_eq!(ids_of(skipped, "volume_id"), done_volumes, "{second}");
+    for entry in skipped {
+        assert_eq!(str_field(entry, "reason_code"), Some("recent"), "{entry}");
+    }
+}
+
+#[test]
+fn sigterm_mid_run_finishes_in_flight_calls_starts_nothing_new_and_exits_1() {
+    interrupted_mid_run("TERM");
+}
+
+#[test]
+fn sigint_mid_run_finishes_in_flight_calls_starts_nothing_new_and_exits_1() {
+    interrupted_mid_run("INT");
+}
+
+/// Runs `ebsnap run` with every mutating call held at the proxy, sends
+/// `signal` once the run waits on them, then lets them through.
+fn interrupted_mid_run(signal: &str) {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(FaultPlan::none().gate_after(0));
+    let running = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .spawn();
+    // Wait until the run is blocked on held calls: one is held and nothing new
+    // arrived for a second.
+    proxy.wait_for("a held call", WAIT, |r| r.iter().any(|r| r.held));
+    let mut seen = proxy.records().len();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = proxy.records().len();
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
+    let in_flight = proxy.records();
+    running.signal(signal);
+    // Let ebsnap take the signal in before its calls come back (it may log it).
+    wait_until(Duration::from_secs(2), || {
+        let e = running.stderr_so_far().to_lowercase();
+        e.contains("interrupt") || e.contains("sigterm") || e.contains("signal")
+    });
+    proxy.release(true);
+    let run = running.wait();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!(
+        "SIG{signal} after {} calls: {}",
+        in_flight.len(),
+        fault_summary(&proxy)
+    );
+    run.assert_exit(1);
+
+    // Nothing started after the signal.
+    let records = proxy.records();
+    let new_calls: Vec<&ProxyRecord> = records[in_flight.len()..]
+        .iter()
+        .filter(|r| r.mutating)
+        .collect();
+    assert!(
+        new_calls.is_empty(),
+        "mutating calls sent after SIG{signal}: {new_calls:?}\n{ctx}"
+    );
+    // The in-flight calls finished and are in the report; what was not
+    // started is reported failed, interrupted.
+    let doc = run.json();
+    let after = emu.world_state();
+    let diff = before.snapshots.diff(&after.snapshots);
+    let created = entries(&doc, "created", &ctx);
+    let deleted = entries(&doc, "deleted", &ctx);
+    let failed = entries(&doc, "failed", &ctx);
+    assert_eq!(ids_of(created, "snapshot_id"), diff.added_ids(), "{ctx}");
+    assert_eq!(ids_of(deleted, "snapshot_id"), diff.removed_ids(), "{ctx}");
+    assert_eq!(
+        diff.added.len(),
+        in_flight
+            .iter()
+            .filter(|r| r.action == "CreateSnapshot" && !r.dry_run)
+            .count(),
+        "every create in flight finished\n{ctx}"
+    );
+    let interrupted = |e: &&Value| {
+        str_field(e, "reason").is_some_and(|r| r.to_lowercase().contains("interrupted"))
+    };
+    assert!(
+        failed.iter().any(|e| interrupted(&e)),
+        "the report says what was interrupted\n{ctx}"
+    );
+    let done_volumes: BTreeSet<String> = diff.added.iter().map(|s| s.volume_id.clone()).collect();
+    let failed_volumes: BTreeSet<String> = failed
+        .iter()
+        .filter(|e| str_field(e, "action") == Some("create") && interrupted(e))
+        .filter_map(|e| str_field(e, "volume_id").map(str::to_string))
+        .collect();
+    for volume in fleet.selected_volume_ids() {
+        assert!(
+            done_volumes.contains(&volume) ^ failed_volumes.contains(&volume),
+            "volume {volume} is neither snapshotted nor reported interrupted (or both)\n{ctx}"
+        );
+    }
+    let failed_deletes: BTreeSet<String> = failed
+        .iter()
+        .filter(|e| str_field(e, "action") == Some("delete"))
+        .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
+        .collect();
+    for id in fleet.expired_default() {
+        let gone = diff.removed_ids().contains(&id);
+        assert!(
+            gone ^ failed_deletes.contains(&id),
+            "expired {id} is neither deleted nor reported not done (or both)\n{ctx}"
+        );
+    }
+    assert!(
+        diff.removed_ids().is_subset(&fleet.expired_default()),
+        "{ctx}"
+    );
+
+    // A re-run converges.
+    let again = emu.ebsnap(&["run"]);
+    again.assert_success();
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 2, &again);
+}
+
+// ---------------------------------------------------------------------------
+// Bad input: exit 2, one line saying what is wrong, no mutating call
+
+/// Asserts exit 2, nothing on stdout, one error line on stderr holding one of
+/// `fragments` (case-insensitive).
+fn assert_refused(run: &EbsnapRun, fragments: &[&str]) {
+    run.assert_exit(2);
+    assert_eq!(run.stdout, "", "exit 2: nothing on stdout\n{run}");
+    let error_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start().to_lowercase();
+            l.starts_with("error") || l.starts_with("ebsnap:")
+        })
+        .collect();
+    assert_eq!(
+        error_lines.len(),
+        1,
+        "exactly one line saying what is wrong (got {error_lines:?})\n{run}"
+    );
+    let line = error_lines[0].to_lowercase();
+    assert!(
+        fragments.iter().any(|f| line.contains(&f.to_lowercase())),
+        "the error line names none of {fragments:?}\n{run}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_before_any_mutating_call() {
+    let emu = Emulator::start();
+    let _fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(FaultPlan::none());
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["run", "--retention", "7x"], &["7x"]),
+        (&["run", "--retention=-1d"], &["-1d"]),
+        (&["run", "--retention", "0d"], &["0d"]),
+        (&["purge", "--keep-min=-1"], &["-1"]),
+        (&["purge", "--keep-min", "many"], &["many"]),
+        (&["purge", "--keep-min", "0"], &["keep-min"]),
+        (&["run", "--tag-key", ""], &["tag-key", "tag key"]),
+        (&["run", "--region", "mars-1"], &["mars-1"]),
+        (&["run", "--output", "yaml"], &["yaml"]),
+        (&["run", "--job", "a;b"], &["a;b"]),
+        (
+            &["run", "-q", "-v"],
+            &["quiet", "verbose", "cannot be used"],
+        ),
+        (&["purge", "--max-delete=-1"], &["-1", "max-delete"]),
+        (&["run", "--min-interval", "5x"], &["5x"]),
+        (&["--min-interval", "5x", "snapshot"], &["5x"]),
+    ];
+    for (args, fragments) in cases {
+        let run = emu.ebsnap_cmd(args).via(&proxy).run();
+        assert_refused(&run, fragments);
+    }
+    assert!(
+        proxy.records().iter().all(|r| !r.mutating),
+        "a refused invocation sent a mutating call:\n{}",
+        proxy.log()
+    );
+    assert_world_unchanged(&before, &emu.world_state(), &"after the bad invocations");
+}
+
+const POLICY_NO_DESCRIBE: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Effect":"Allow","Action":"*","Resource":"*"},
+  {"Effect":"Deny","Action":"ec2:Describe*","Resource":"*"}]}"#;
+
+#[test]
+fn unusable_credentials_exit_2_before_any_mutating_call() {
+    let emu = Emulator::start();
+    let _fleet = Fleet::seed(&emu);
+    let (key, secret) = emu.create_iam_user("no-describe", POLICY_NO_DESCRIBE);
+    let before = emu.world_state();
+    let proxy = emu.proxy(FaultPlan::none());
+
+    let none = emu
+        .ebsnap_cmd(&["run"])
+        .via(&proxy)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .run();
+
+    emu.enforce_iam(true);
+    let unknown = emu
+        .ebsnap_cmd(&["run"])
+        .via(&proxy)
+        .env("AWS_ACCESS_KEY_ID", "AKIAEBSNAPUNKNOWN000")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+        .run();
+    let denied = emu
+        .ebsnap_cmd(&["run"])
+        .via(&proxy)
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .run();
+    emu.enforce_iam(false);
+
+    assert_refused(&none, &["credentials"]);
+    assert_refused(
+        &unknown,
+        &["AuthFailure", "InvalidClientTokenId", "credentials"],
+    );
+    assert_refused(
+        &denied,
+        &["UnauthorizedOperation", "not authorized", "permission"],
+    );
+    assert!(
+        proxy.records().iter().all(|r| !r.mutating),
+        "a mutating call was sent:\n{}",
+        proxy.log()
+    );
+    assert_world_unchanged(&before, &emu.world_state(), &"after the refused runs");
+}
+
+#[test]
+fn an_endpoint_nothing_listens_on_exits_2_within_a_minute() {
+    let emu = Emulator::start();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let started = Instant::now();
+    let run = emu
+        .ebsnap_cmd(&["run"])
+        .env("AWS_ENDPOINT_URL", &dead)
+        .run();
+    let took = started.elapsed();
+    eprintln!("nothing listening: exit {} after {took:?}", run.code);
+    run.assert_exit(2);
+    assert_eq!(run.stdout, "", "{run}");
+    assert!(
+        took < Duration::from_secs(60),
+        "a refused connection took {took:?} to give up\n{run}"
+    );
+}
+
+#[test]
+fn an_endpoint_that_accepts_but_never_answers_exits_2_within_a_minute() {
+    let emu = Emulator::start();
+    // The kernel accepts the connections (backlog); nobody ever reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let started = Instant::now();
+    let mut running = emu
+        .ebsnap_cmd(&["run"])
+        .env("AWS_ENDPOINT_URL", &url)
+        .spawn();
+    let finished = wait_until(Duration::from_secs(60), || running.has_exited());
+    let took = started.elapsed();
+    if !finished {
+        running.signal("KILL");
+    }
+    let run = running.wait();
+    assert!(
+        finished,
+        "ebsnap still waited for a silent endpoint after {took:?} (killed)\n{run}"
+    );
+    run.assert_exit(2);
+    drop(silent);
+}
+
+#[test]
+fn the_time_budget_bounds_a_run_against_a_silent_endpoint() {
+    let emu = Emulator::start();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let started = Instant::now();
+    let mut running = emu
+        .ebsnap_cmd(&["run", "--timeout", "10s"])
+        .env("AWS_ENDPOINT_URL", &url)
+        .spawn();
+    let finished = wait_until(Duration::from_secs(60), || running.has_exited());
+    let took = started.elapsed();
+    if !finished {
+        running.signal("KILL");
+    }
+    let run = running.wait();
+    assert!(
+        finished,
+        "--timeout 10s: ebsnap still ran after {took:?} (killed)\n{run}"
+    );
+    assert_ne!(run.code, 0, "{run}");
+    drop(silent);
+}
+
+// ---------------------------------------------------------------------------
+// The delete guard (safety rule 8)
+
+/// One selected instance, root volume and /dev/sdf, with job snapshots of the
+/// given ages (hours) on each. Returns the instance and, per volume, (age, id).
+fn small_fleet(
+    emu: &Emulator,
+    root_ages: &[u32],
+    sdf_ages: &[u32],
+) -> (String, BTreeMap<String, Vec<(u32, String)>>) {
+    let app = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "app")]);
+    let root = emu.root_volume(&app).1;
+    let sdf = emu.attach_new_volume(&app, "/dev/sdf");
+    let mut by_volume = BTreeMap::new();
+    for (volume, device, ages) in [
+        (&root, "/dev/sda1", root_ages),
+        (&sdf, "/dev/sdf", sdf_ages),
+    ] {
+        let ids = ages
+            .iter()
+            .map(|h| {
+                let id = emu.create_snapshot_aged(volume, *h, &job_tags("default", &app, device));
+                (*h, id)
+            })
+            .collect();
+        by_volume.insert(volume.clone(), ids);
+    }
+    (app, by_volume)
+}
+
+fn expired_of(by_volume: &BTreeMap<String, Vec<(u32, String)>>) -> BTreeSet<String> {
+    by_volume
+        .values()
+        .flatten()
+        .filter(|(h, _)| *h > RETENTION_H)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
+/// Asserts a purge refused by the guard: exit 1, nothing deleted, the expired
+/// snapshots kept with reason_code delete_guard, a failed `purge` entry naming
+/// `numbers` and --force.
+fn assert_guard_refused(
+    emu: &Emulator,
+    run: &EbsnapRun,
+    before: &WorldState,
+    expired: &BTreeSet<String>,
+    numbers: &[u64],
+) {
+    run.assert_exit(1);
+    assert_world_unchanged(before, &emu.world_state(), run);
+    let doc = run.json();
+    let failed = entries(&doc, "failed", run);
+    let purge_failures: Vec<&Value> = failed
+        .iter()
+        .filter(|e| str_field(e, "action") == Some("purge"))
+        .collect();
+    assert_eq!(purge_failures.len(), 1, "one failed purge entry\n{run}");
+    let reason = str_field(purge_failures[0], "reason").unwrap_or_default();
+    for n in numbers {
+        assert!(
+            numbers_in(reason).contains(n),
+            "the refusal names {n}: {reason:?}\n{run}"
+        );
+    }
+    assert!(
+        reason.contains("--force"),
+        "the refusal says to use --force: {reason:?}\n{run}"
+    );
+    assert!(entries(&doc, "deleted", run).is_empty(), "{run}");
+    let kept = entries(&doc, "kept", run);
+    for id in expired {
+        let entry = kept
+            .iter()
+            .find(|e| str_field(e, "snapshot_id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("expired {id} not in kept\n{run}"));
+        assert_eq!(
+            str_field(entry, "reason_code"),
+            Some("delete_guard"),
+            "{entry}\n{run}"
+        );
+    }
+}
+
+#[test]
+fn purge_of_more_than_half_of_the_jobs_snapshots_needs_force() {
+    let emu = Emulator::start();
+    // 5 of the job's 7 snapshots have expired.
+    let (_app, by_volume) = small_fleet(
+        &emu,
+        &[H_0_5D, H_7_5D, H_8_5D, H_9_5D],
+        &[H_1_5D, H_7_5D, H_9_5D],
+    );
+    let expired = expired_of(&by_volume);
+    assert_eq!(expired.len(), 5);
+    let before = emu.world_state();
+
+    let run = emu.ebsnap(&["purge", "--output", "json"]);
+    assert_guard_refused(&emu, &run, &before, &expired, &[5, 7]);
+
+    let forced = emu.ebsnap(&["purge", "--force", "--output", "json"]);
+    forced.assert_success();
+    let diff = before.snapshots.diff(&emu.snapshot_state());
+    assert_eq!(diff.removed_ids(), expired, "{forced}");
+    assert!(diff.added.is_empty(), "{forced}");
+}
+
+#[test]
+fn purge_of_more_than_max_delete_needs_force() {
+    let emu = Emulator::start();
+    // 3 of 8 expired: under half, over --max-delete 2.
+    let (_app, by_volume) = small_fleet(
+        &emu,
+        &[H_0_5D, H_1_5D, H_2_5D, H_7_5D, H_9_5D],
+        &[H_0_5D, H_2_5D, H_8_5D],
+    );
+    let expired = expired_of(&by_volume);
+    assert_eq!(expired.len(), 3);
+    let before = emu.world_state();
+
+    let run = emu.ebsnap(&["purge", "--max-delete", "2", "--output", "json"]);
+    assert_guard_refused(&emu, &run, &before, &expired, &[3, 2]);
+
+    let forced = emu.ebsnap(&["--force", "purge", "--max-delete", "2"]);
+    forced.assert_success();
+    let diff = before.snapshots.diff(&emu.snapshot_state());
+    assert_eq!(diff.removed_ids(), expired, "{forced}");
+    assert!(diff.added.is_empty(), "{forced}");
+}
+
+// ---------------------------------------------------------------------------
+// --min-interval
+
+#[test]
+fn an_immediate_second_run_creates_nothing_unless_min_interval_is_0() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+
+    let first = emu.ebsnap(&["run", "--output", "json"]);
+    first.assert_success();
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &first);
+    let after_first = emu.world_state();
+
+    // A double-fired cron entry: nothing to do.
+    let second = emu.ebsnap(&["run", "--output", "json"]);
+    second.assert_success();
+    assert_world_unchanged(&after_first, &emu.world_state(), &second);
+    let doc = second.json();
+    assert!(entries(&doc, "created", &second).is_empty(), "{second}");
+    assert!(entries(&doc, "failed", &second).is_empty(), "{second}");
+    let skipped = entries(&doc, "skipped_volumes", &second);
+    assert_eq!(
+        ids_of(skipped, "volume_id"),
+        fleet.selected_volume_ids(),
+        "{second}"
+    );
+    assert_eq!(skipped.len(), fleet.selected().len(), "{second}");
+    for sel in fleet.selected() {
+        let entry = skipped
+            .iter()
+            .find(|e| str_field(e, "volume_id") == Some(sel.volume_id.as_str()))
+            .unwrap();
+        assert_eq!(str_field(entry, "reason_code"), Some("recent"), "{entry}");
+        assert_eq!(
+            str_field(entry, "instance_id"),
+            Some(sel.instance_id.as_str()),
+            "{entry}"
+        );
+        assert_eq!(str_field(entry, "region"), Some(REGION), "{entry}");
+        assert!(
+            str_field(entry, "reason").is_some_and(|r| !r.is_empty()),
+            "skipped without a reason: {entry}"
+        );
+    }
+
+    // --min-interval 0: snapshot again.
+    let third = emu.ebsnap(&["run", "--min-interval", "0"]);
+    third.assert_success();
+    let diff = after_first.snapshots.diff(&emu.snapshot_state());
+    assert_one_new_per_selected_volume(&fleet, &diff, "default", 1, &third);
+    assert!(diff.removed.is_empty(), "{third}");
+}
+
+#[test]
+fn min_interval_counts_only_the_jobs_own_snapshots() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+    // weekly has a 0.5-day-old snapshot of web's root only; the default job's
+    // 0.5-day-old snapshot of db's /dev/sdf does not count for weekly.
+    let run = emu.ebsnap(&[
+        "--job",
+        "weekly",
+        "--min-interval",
+        "1d",
+        "snapshot",
+        "--output",
+        "json",
+    ]);
+    run.assert_success();
+    let diff = before.diff(&emu.snapshot_state());
+    let got: BTreeSet<String> = diff.added.iter().map(|s| s.volume_id.clone()).collect();
+    let mut expected = fleet.selected_volume_ids();
+    expected.remove(&fleet.web_root);
+    assert_eq!(got, expected, "{run}");
+    assert_eq!(diff.added.len(), expected.len(), "{run}");
+    let doc = run.json();
+    let skipped = entries(&doc, "skipped_volumes", &run);
+    assert_eq!(
+        ids_of(skipped, "volume_id"),
+        BTreeSet::from([fleet.web_root.clone()]),
+        "{run}"
+    );
+}
