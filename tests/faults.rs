@@ -545,6 +545,11 @@ fn lost_answer_on_every_first_create_leaves_one_snapshot_per_volume() {
     let ctx = Ctx(&proxy, &run);
     eprintln!("lost first creates: {}", fault_summary(&proxy));
     run.assert_success();
+    assert_eq!(
+        proxy.faulted(&Fault::LostAnswer),
+        fleet.selected().len(),
+        "{ctx}"
+    );
     let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
     let doc = run.json();
     assert!(entries(&doc, "failed", &ctx).is_empty(), "{ctx}");
@@ -759,6 +764,15 @@ fn a_second_run_of_the_same_job_exits_2_while_the_first_holds_the_lock() {
             a.pid()
         );
     }
+    // The default lock is $XDG_RUNTIME_DIR/ebsnap-<job>.lock: naming it with
+    // --lock-file is the same lock.
+    let lock = emu.runtime_dir().join("ebsnap-default.lock");
+    let b = emu
+        .ebsnap_cmd(&["run", "--lock-file", &lock.display().to_string()])
+        .via(&proxy_b)
+        .run();
+    b.assert_exit(2);
+    assert!(b.stderr.contains(&a.pid().to_string()), "{b}");
     assert!(
         proxy_b.records().iter().all(|r| !r.mutating),
         "the refused runs sent a mutating call:\n{}",
@@ -781,6 +795,38 @@ fn a_second_run_of_the_same_job_exits_2_while_the_first_holds_the_lock() {
     let next = emu.ebsnap(&["run"]);
     next.assert_success();
     assert_world_unchanged(&after_a, &emu.world_state(), &next);
+}
+
+#[test]
+fn runs_of_different_jobs_do_not_block_each_other() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy_a = emu.proxy(FaultPlan::none().gate_after(0));
+    let a = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy_a)
+        .spawn();
+    proxy_a.wait_for("run A's first mutating call", WAIT, |r| {
+        r.iter().any(|r| r.held)
+    });
+
+    // Another job (its name needs a sanitized lock file name) runs meanwhile.
+    let job = "db nightly/a";
+    let other = emu.ebsnap(&["--job", job, "snapshot"]);
+    other.assert_success();
+    let mid = emu.snapshot_state();
+    let other_diff = before.snapshots.diff(&mid);
+    assert_one_new_per_selected_volume(&fleet, &other_diff, job, 1, &other);
+
+    proxy_a.release(true);
+    let a = a.wait();
+    let ctx = Ctx(&proxy_a, &a);
+    a.assert_success();
+    let after = emu.world_state();
+    let diff = mid.diff(&after.snapshots);
+    assert_one_new_per_selected_volume(&fleet, &diff, "default", 1, &ctx);
+    assert_eq!(diff.removed_ids(), fleet.expired_default(), "{ctx}");
 }
 
 #[test]
@@ -964,9 +1010,9 @@ fn interrupted_mid_run(signal: &str) {
 // ---------------------------------------------------------------------------
 // Bad input: exit 2, one line saying what is wrong, no mutating call
 
-/// Asserts exit 2, nothing on stdout, one error line on stderr holding one of
-/// `fragments` (case-insensitive).
-fn assert_refused(run: &EbsnapRun, fragments: &[&str]) {
+/// Asserts exit 2, nothing on stdout, and exactly one error line on stderr,
+/// holding every one of `all` and at least one of `any` (case-insensitive).
+fn assert_refused(run: &EbsnapRun, all: &[&str], any: &[&str]) {
     run.assert_exit(2);
     assert_eq!(run.stdout, "", "exit 2: nothing on stdout\n{run}");
     let error_lines: Vec<&str> = run
@@ -983,9 +1029,15 @@ fn assert_refused(run: &EbsnapRun, fragments: &[&str]) {
         "exactly one line saying what is wrong (got {error_lines:?})\n{run}"
     );
     let line = error_lines[0].to_lowercase();
+    for f in all {
+        assert!(
+            line.contains(&f.to_lowercase()),
+            "the error line does not name {f:?}\n{run}"
+        );
+    }
     assert!(
-        fragments.iter().any(|f| line.contains(&f.to_lowercase())),
-        "the error line names none of {fragments:?}\n{run}"
+        any.is_empty() || any.iter().any(|f| line.contains(&f.to_lowercase())),
+        "the error line names none of {any:?}\n{run}"
     );
 }
 
@@ -995,28 +1047,40 @@ fn bad_input_exits_2_before_any_mutating_call() {
     let _fleet = Fleet::seed(&emu);
     let before = emu.world_state();
     let proxy = emu.proxy(FaultPlan::none());
+    // (arguments, fragments the error line must hold)
     let cases: &[(&[&str], &[&str])] = &[
-        (&["run", "--retention", "7x"], &["7x"]),
-        (&["run", "--retention=-1d"], &["-1d"]),
-        (&["run", "--retention", "0d"], &["0d"]),
-        (&["purge", "--keep-min=-1"], &["-1"]),
-        (&["purge", "--keep-min", "many"], &["many"]),
-        (&["purge", "--keep-min", "0"], &["keep-min"]),
-        (&["run", "--tag-key", ""], &["tag-key", "tag key"]),
-        (&["run", "--region", "mars-1"], &["mars-1"]),
-        (&["run", "--output", "yaml"], &["yaml"]),
-        (&["run", "--job", "a;b"], &["a;b"]),
+        (&["run", "--retention", "7x"], &["--retention", "7x"]),
+        (&["run", "--retention=-1d"], &["--retention", "-1d"]),
+        (&["run", "--retention", "0d"], &["--retention", "0d"]),
+        (&["purge", "--keep-min=-1"], &["--keep-min", "-1"]),
+        (&["purge", "--keep-min", "many"], &["--keep-min", "many"]),
+        (&["purge", "--keep-min", "0"], &["--keep-min", "0"]),
+        (&["run", "--tag-key", ""], &["--tag-key"]),
+        (&["run", "--region", "mars-1"], &["--region", "mars-1"]),
+        (&["run", "--output", "yaml"], &["--output", "yaml"]),
+        (&["run", "--job", "a;b"], &["--job", "a;b"]),
+        (&["run", "-q", "-v"], &["--quiet", "--verbose"]),
+        (&["purge", "--max-delete=-1"], &["--max-delete", "-1"]),
+        (&["run", "--min-interval", "5x"], &["--min-interval", "5x"]),
         (
-            &["run", "-q", "-v"],
-            &["quiet", "verbose", "cannot be used"],
+            &["--min-interval", "5x", "snapshot"],
+            &["--min-interval", "5x"],
         ),
-        (&["purge", "--max-delete=-1"], &["-1", "max-delete"]),
-        (&["run", "--min-interval", "5x"], &["5x"]),
-        (&["--min-interval", "5x", "snapshot"], &["5x"]),
+        (&["run", "--max-rate", "0"], &["--max-rate"]),
+        (&["run", "--timeout", "0s"], &["--timeout"]),
     ];
     for (args, fragments) in cases {
         let run = emu.ebsnap_cmd(args).via(&proxy).run();
-        assert_refused(&run, fragments);
+        assert_refused(&run, fragments, &[]);
+    }
+    // The same through the environment.
+    for (var, value) in [
+        ("EBSNAP_RETENTION", "7x"),
+        ("EBSNAP_MIN_INTERVAL", "5x"),
+        ("EBSNAP_KEEP_MIN", "0"),
+    ] {
+        let run = emu.ebsnap_cmd(&["run"]).via(&proxy).env(var, value).run();
+        assert_refused(&run, &[value], &[]);
     }
     assert!(
         proxy.records().iter().all(|r| !r.mutating),
@@ -1060,13 +1124,15 @@ fn unusable_credentials_exit_2_before_any_mutating_call() {
         .run();
     emu.enforce_iam(false);
 
-    assert_refused(&none, &["credentials"]);
+    assert_refused(&none, &["credentials"], &[]);
     assert_refused(
         &unknown,
+        &[],
         &["AuthFailure", "InvalidClientTokenId", "credentials"],
     );
     assert_refused(
         &denied,
+        &[],
         &["UnauthorizedOperation", "not authorized", "permission"],
     );
     assert!(

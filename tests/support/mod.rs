@@ -2037,6 +2037,11 @@ fn serve_connection(shared: &ProxyShared, client: TcpStream) {
 }
 
 impl Emulator {
+    /// The binary's XDG_RUNTIME_DIR (where its default lock files go).
+    pub fn runtime_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// A fault-injecting proxy in front of this emulator.
     pub fn proxy(&self, plan: FaultPlan) -> FaultProxy {
         FaultProxy::start(self.port, plan)
