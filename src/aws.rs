@@ -11,7 +11,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::Client;
 
@@ -163,6 +162,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_ec2::config::http::HttpResponse;
     use aws_sdk_ec2::operation::describe_instances::DescribeInstancesError;
 
     fn service_error(code: &str, message: &str) -> SdkError<DescribeInstancesError, HttpResponse> {

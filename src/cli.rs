@@ -32,15 +32,121 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Subcommand)]
 pub enum Command {
     /// Snapshot the selected volumes, then purge the job's expired snapshots
     /// (what cron calls).
-    Run,
+    Run(WaitArgs),
     /// Only snapshot the selected volumes.
-    Snapshot,
+    Snapshot(WaitArgs),
     /// Only delete the job's snapshots that are past retention.
     Purge,
+    /// List the job's snapshots by instance and volume, with when purge will
+    /// delete each or why it keeps it.
+    List(ListArgs),
+    /// Make new volumes from a snapshot, or from a whole instance's backup as
+    /// of a time, and optionally attach them to an instance.
+    Restore(RestoreArgs),
+    /// Exit 1 when a selected volume has no completed backup newer than
+    /// --max-age (for monitoring and cron's MAILTO).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct WaitArgs {
+    /// Wait until this run's snapshots are completed; one that ends in error
+    /// is a failure of the run.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// How long --wait waits before it gives up (the snapshots go on).
+    #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration,
+          requires = "wait")]
+    pub wait_timeout: TimeDelta,
+}
+
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct ListArgs {
+    /// Only this instance's snapshots.
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
+
+    /// Only this volume's snapshots.
+    #[arg(long, value_name = "ID")]
+    pub volume: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct CheckArgs {
+    /// The oldest a volume's newest completed backup may be, e.g. 26h for a
+    /// daily job.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: TimeDelta,
+}
+
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "instance"])))]
+pub struct RestoreArgs {
+    /// Restore one volume from this snapshot.
+    #[arg(long, value_name = "SNAP")]
+    pub snapshot: Option<String>,
+
+    /// Restore every volume of this instance from one backup run of the job.
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
+
+    /// With --instance: the newest run whose snapshots are all completed and
+    /// started at or before this time (RFC 3339, e.g. 2026-11-24T03:00:00Z).
+    /// Default: now.
+    #[arg(long, value_name = "TIME", requires = "instance", value_parser = parse_time)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// The availability zone of the new volumes. Default: the zone of the
+    /// volume each snapshot came from, when that still exists.
+    #[arg(long, value_name = "AZ")]
+    pub availability_zone: Option<String>,
+
+    /// The new volumes' type (gp3, io2, ...). Default: the source volume's.
+    #[arg(long, value_name = "TYPE")]
+    pub volume_type: Option<String>,
+
+    /// Provisioned IOPS. Default: the source volume's.
+    #[arg(long, value_name = "N")]
+    pub iops: Option<i32>,
+
+    /// Throughput in MiB/s (gp3). Default: the source volume's.
+    #[arg(long, value_name = "N")]
+    pub throughput: Option<i32>,
+
+    /// Size in GiB, not smaller than the snapshot. Default: the snapshot's.
+    #[arg(long, value_name = "GIB")]
+    pub size: Option<i32>,
+
+    /// Encrypt the new volumes with this KMS key.
+    #[arg(long, value_name = "KEY")]
+    pub kms_key_id: Option<String>,
+
+    /// Attach each new volume to this instance, at the device it was
+    /// snapshotted from; refused when that device is taken there.
+    #[arg(long, value_name = "ID")]
+    pub attach_to: Option<String>,
+
+    /// With --snapshot and --attach-to: the device to attach at.
+    #[arg(long, value_name = "DEVICE", requires = "attach_to")]
+    pub device: Option<String>,
+
+    /// How long to wait for the volumes to be available (and attached).
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_timeout: TimeDelta,
+}
+
+/// An RFC 3339 time, e.g. `2026-11-24T03:00:00Z`.
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            format!("'{text}' is not an RFC 3339 time: write it like 2026-11-24T03:00:00Z")
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +258,11 @@ pub struct CommonArgs {
     #[arg(long, global = true, env = "EBSNAP_TIMEOUT", default_value = "30m",
           value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: TimeDelta,
+
+    /// After each run, write a Prometheus textfile here (for node_exporter's
+    /// textfile collector), atomically.
+    #[arg(long, global = true, env = "EBSNAP_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]
@@ -171,7 +282,10 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let cli = parse(&["run"]).unwrap();
-        assert_eq!(cli.command, Command::Run);
+        assert!(matches!(
+            cli.command,
+            Command::Run(WaitArgs { wait: false, .. })
+        ));
         assert_eq!(cli.common.job, "default");
         assert_eq!(cli.common.tag_key, "Scheduled-Snapshots");
         assert_eq!(cli.common.retention, TimeDelta::days(7));

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
-use crate::cli::{Cli, Command, OutputFormat};
+use crate::cli::{Cli, Command, ListArgs, OutputFormat, RestoreArgs, WaitArgs};
 
 /// Which steps a command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +60,9 @@ pub struct AwsSettings {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// The subcommand's name, as reported (`run`, `snapshot`, `purge`).
+    /// The subcommand's name, as reported (`run`, `snapshot`, `purge`, ...).
     pub command: &'static str,
-    pub steps: Steps,
+    pub action: Action,
     /// Send only read calls and `DryRun=true` calls.
     pub dry_run: bool,
     pub policy: Policy,
@@ -81,30 +81,58 @@ pub struct Config {
     pub max_rate: f64,
     /// The run's time budget.
     pub timeout: std::time::Duration,
+    /// Where to write the Prometheus textfile after a run, if anywhere.
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// What the command does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `run`, `snapshot` and `purge`: the backup job, and with `--wait`, how
+    /// long to wait for this run's snapshots to complete.
+    Backup {
+        steps: Steps,
+        wait: Option<std::time::Duration>,
+    },
+    /// `list`: the job's snapshots, optionally of one instance or volume.
+    List(ListArgs),
+    /// `restore`: new volumes from snapshots.
+    Restore(RestoreArgs),
+    /// `check`: is every selected volume's newest completed backup younger
+    /// than `max_age`?
+    Check { max_age: TimeDelta },
+}
+
+fn to_std(duration: TimeDelta) -> std::time::Duration {
+    duration.to_std().unwrap_or(std::time::Duration::MAX)
 }
 
 impl Config {
+    /// The backup steps this command runs (none for list, restore, check).
+    pub fn steps(&self) -> Steps {
+        match self.action {
+            Action::Backup { steps, .. } => steps,
+            _ => Steps {
+                snapshot: false,
+                purge: false,
+            },
+        }
+    }
     pub fn from_cli(cli: Cli) -> Config {
-        let (command, steps) = match cli.command {
-            Command::Run => (
-                "run",
-                Steps {
-                    snapshot: true,
-                    purge: true,
-                },
-            ),
-            Command::Snapshot => (
-                "snapshot",
-                Steps {
-                    snapshot: true,
-                    purge: false,
-                },
-            ),
-            Command::Purge => (
-                "purge",
-                Steps {
-                    snapshot: false,
-                    purge: true,
+        let backup = |snapshot: bool, purge: bool, wait: Option<&WaitArgs>| Action::Backup {
+            steps: Steps { snapshot, purge },
+            wait: wait.filter(|w| w.wait).map(|w| to_std(w.wait_timeout)),
+        };
+        let (command, action) = match cli.command {
+            Command::Run(wait) => ("run", backup(true, true, Some(&wait))),
+            Command::Snapshot(wait) => ("snapshot", backup(true, false, Some(&wait))),
+            Command::Purge => ("purge", backup(false, true, None)),
+            Command::List(args) => ("list", Action::List(args)),
+            Command::Restore(args) => ("restore", Action::Restore(args)),
+            Command::Check(args) => (
+                "check",
+                Action::Check {
+                    max_age: args.max_age,
                 },
             ),
         };
@@ -112,7 +140,7 @@ impl Config {
         let job = args.job.clone();
         Config {
             command,
-            steps,
+            action,
             dry_run: args.dry_run,
             policy: Policy {
                 job: args.job,
@@ -139,7 +167,8 @@ impl Config {
                 default_lock_file(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), &job)
             }),
             max_rate: args.max_rate,
-            timeout: args.timeout.to_std().unwrap_or(std::time::Duration::MAX),
+            timeout: to_std(args.timeout),
+            metrics_file: args.metrics_file,
         }
     }
 }

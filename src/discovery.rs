@@ -160,6 +160,8 @@ fn to_existing_snapshot(snapshot: &Snapshot) -> Option<ExistingSnapshot> {
         job: tag_value(snapshot.tags(), TAG_JOB).map(str::to_owned),
         instance_id: tag_value(snapshot.tags(), TAG_INSTANCE_ID).map(str::to_owned),
         device: tag_value(snapshot.tags(), TAG_DEVICE).map(str::to_owned),
+        progress: snapshot.progress().map(str::to_owned),
+        size_gib: snapshot.volume_size(),
     })
 }
 

@@ -95,6 +95,10 @@ pub struct ExistingSnapshot {
     pub instance_id: Option<String>,
     /// `ebsnap:device`.
     pub device: Option<String>,
+    /// How far along a pending snapshot is, e.g. `42%`.
+    pub progress: Option<String>,
+    /// The size of the volume it was taken of, in GiB.
+    pub size_gib: Option<i32>,
 }
 
 impl ExistingSnapshot {

@@ -5,25 +5,32 @@
 //! A layer only calls down this flow; see DESIGN.md.
 
 pub mod aws;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod discovery;
 pub mod inventory;
+pub mod list;
 pub mod lock;
+pub mod metrics;
 pub mod plan;
 pub mod purge;
 pub mod report;
+pub mod restore;
 pub mod snapshot;
+pub mod wait;
 
 use anyhow::Result;
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use crate::config::Config;
+use crate::config::{Action, Config};
 use crate::control::{Executor, RetryTiming, Stop};
 use crate::report::{RegionRun, Report};
+use crate::snapshot::CreateOutcome;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Runs the configured command in every region and reports what happened.
 /// `Err` means nothing was attempted (e.g. no region configured).
@@ -33,10 +40,11 @@ pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
     let run_id = plan::run_id(now, run_entropy());
     let stop = Stop::new(config.timeout);
     let signals = tokio::spawn(stop_on_signals(stop.clone()));
+    let progress = MultiProgress::new();
     let region_runs = join_all(
         regions
             .iter()
-            .map(|region| run_region(config, &shared, region, &run_id, now, &stop)),
+            .map(|region| run_region(config, &shared, region, &run_id, now, &stop, &progress)),
     )
     .await;
     signals.abort();
@@ -56,6 +64,7 @@ async fn run_region(
     run_id: &str,
     now: DateTime<Utc>,
     stop: &Stop,
+    progress: &MultiProgress,
 ) -> RegionRun {
     let client = aws::client(shared, region);
     let policy = &config.policy;
@@ -63,9 +72,9 @@ async fn run_region(
         &client,
         &policy.selector,
         &policy.job,
-        config.steps.snapshot,
+        config.steps().snapshot,
         // The snapshot step needs the job's snapshots too, for --min-interval.
-        config.steps.purge || policy.min_interval > chrono::TimeDelta::zero(),
+        config.steps().purge || policy.min_interval > chrono::TimeDelta::zero(),
     )
     .await
     {
@@ -82,7 +91,7 @@ async fn run_region(
         snapshots = inventory.snapshots.len(),
         "discovered"
     );
-    let mut plan = plan::build(&inventory, policy, config.steps, now);
+    let mut plan = plan::build(&inventory, policy, config.steps(), now);
     let exec = Executor::new(
         client,
         config.dry_run,
@@ -90,7 +99,44 @@ async fn run_region(
         config.max_rate,
         RetryTiming::STANDARD,
     );
-    let creates = snapshot::create_all(&exec, &plan.creates, &policy.job, run_id).await;
+    let mut creates = snapshot::create_all(&exec, &plan.creates, &policy.job, run_id).await;
+    if let (
+        Action::Backup {
+            wait: Some(timeout),
+            ..
+        },
+        false,
+    ) = (&config.action, config.dry_run)
+    {
+        let created: Vec<String> = creates
+            .iter()
+            .filter_map(|c| match c {
+                CreateOutcome::Created { snapshot_id } => Some(snapshot_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let bar = progress.add(
+            ProgressBar::new(created.len() as u64)
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{prefix} {bar:30} {pos}/{len} snapshots completed ({elapsed})",
+                    )
+                    .expect("a valid progress template"),
+                )
+                .with_prefix(region.to_owned()),
+        );
+        let outcomes = wait::wait_for(
+            &exec.client,
+            &created,
+            *timeout,
+            wait::POLL_INTERVAL,
+            &bar,
+            config.quiet,
+        )
+        .await;
+        bar.finish_and_clear();
+        wait::apply(&mut creates, &outcomes);
+    }
     // Safety rule 3. A dry run checks every delete's permission all the same:
     // a create refused there is a permission to fix, and the operator should
     // learn of every missing permission at once.

@@ -8,7 +8,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use ebsnap::cli::{Cli, OutputFormat};
-use ebsnap::config::Config;
+use ebsnap::config::{Action, Config};
 use ebsnap::report::ExitStatus;
 
 fn main() -> ExitCode {
@@ -25,6 +25,53 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config) -> anyhow::Result<ExitStatus> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let now = chrono::Utc::now();
+    match &config.action {
+        Action::Backup { .. } => backup(config, &runtime, now),
+        Action::List(filter) => {
+            let listing = runtime.block_on(ebsnap::list::run(config, filter, now))?;
+            for failed in &listing.failed {
+                eprintln!("ebsnap: {}: {}", failed.region, failed.reason);
+            }
+            let width = config
+                .stdout_is_terminal
+                .then(|| console::Term::stdout().size().1);
+            print(match config.output {
+                OutputFormat::Text => listing.to_text(now, width),
+                OutputFormat::Json => listing.to_json(),
+            });
+            Ok(listing.exit_status())
+        }
+        Action::Check { max_age } => {
+            let report = runtime.block_on(ebsnap::check::run(config, *max_age, now))?;
+            let status = report.exit_status();
+            // Like a run: quiet when all is well and nobody watches, so cron
+            // mails only bad news.
+            let watched =
+                !config.quiet && (config.stdout_is_terminal || config.output == OutputFormat::Json);
+            if status != ExitStatus::Success || watched {
+                print(match config.output {
+                    OutputFormat::Text => report.to_text(now),
+                    OutputFormat::Json => report.to_json(),
+                });
+            }
+            Ok(status)
+        }
+        Action::Restore(_) => {
+            anyhow::bail!("restore is being built in this release and not usable yet")
+        }
+    }
+}
+
+/// `run`, `snapshot` and `purge`: the backup job.
+fn backup(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<ExitStatus> {
     // A dry run changes nothing, so it needs no lock and may run beside a
     // real run. The lock is held until this function returns.
     let _lock = if config.dry_run {
@@ -35,12 +82,18 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             &config.policy.job,
         )?)
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let now = chrono::Utc::now();
+    let started = std::time::Instant::now();
     let report = runtime.block_on(ebsnap::run(config, now))?;
-    let status = report.exit_status();
+    let mut status = report.exit_status();
+    // A dry run is no backup: it leaves the metrics alone.
+    if let (Some(path), false) = (&config.metrics_file, config.dry_run) {
+        if let Err(err) =
+            ebsnap::metrics::write(path, &report, chrono::Utc::now(), started.elapsed())
+        {
+            eprintln!("ebsnap: {err:#}");
+            status = status.max(ExitStatus::Failure);
+        }
+    }
     if status == ExitStatus::NothingAttempted {
         // No report to read: one line per region on stderr says why.
         for failed in &report.failed {
@@ -55,14 +108,17 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         }
     }
     if report.should_print(config) {
-        let text = match config.output {
+        print(match config.output {
             OutputFormat::Text => report.to_text(now),
             OutputFormat::Json => report.to_json(),
-        };
-        // A closed pipe (`ebsnap run | head`) is not worth a panic.
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        });
     }
     Ok(status)
+}
+
+/// Writes to stdout; a closed pipe (`ebsnap list | head`) is not worth a panic.
+fn print(text: String) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// Logs go to stderr: warnings by default, more with -v, or as RUST_LOG says.

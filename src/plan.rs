@@ -492,6 +492,8 @@ mod tests {
             job: Some("default".into()),
             instance_id: Some("i-1".into()),
             device: Some("/dev/xvda".into()),
+            progress: None,
+            size_gib: Some(8),
         }
     }
 

@@ -105,6 +105,8 @@ mod tests {
                 job: job.map(str::to_owned),
                 instance_id: Some("i-1".into()),
                 device: Some("/dev/sdf".into()),
+                progress: None,
+                size_gib: Some(8),
             },
         }
     }

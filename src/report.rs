@@ -17,7 +17,8 @@ use crate::purge::DeleteOutcome;
 use crate::snapshot::CreateOutcome;
 
 /// The process exit codes (DESIGN.md, safety rule 9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered by severity, so `max` of two is the worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ExitStatus {
     /// Everything planned was done.
     Success = 0,
@@ -220,6 +221,20 @@ impl Report {
     fn add_create(&mut self, region: &str, create: Create, outcome: CreateOutcome) {
         let (snapshot_id, permission) = match outcome {
             CreateOutcome::Created { snapshot_id } => (Some(snapshot_id), None),
+            CreateOutcome::Unfinished {
+                snapshot_id,
+                reason,
+            } => {
+                self.failed.push(FailedEntry {
+                    action: "wait",
+                    snapshot_id: Some(snapshot_id.clone()),
+                    volume_id: Some(create.volume_id.clone()),
+                    instance_id: Some(create.instance_id.clone()),
+                    region: region.to_owned(),
+                    reason,
+                });
+                (Some(snapshot_id), None)
+            }
             CreateOutcome::Allowed => (None, Some("allowed")),
             CreateOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
@@ -485,7 +500,7 @@ fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AwsSettings, Policy, Steps, TagSelector};
+    use crate::config::{Action, AwsSettings, Policy, Steps, TagSelector};
     use crate::inventory::SnapshotState;
     use chrono::{TimeDelta, TimeZone};
 
@@ -496,9 +511,12 @@ mod tests {
     fn config(dry_run: bool) -> Config {
         Config {
             command: "run",
-            steps: Steps {
-                snapshot: true,
-                purge: true,
+            action: Action::Backup {
+                steps: Steps {
+                    snapshot: true,
+                    purge: true,
+                },
+                wait: None,
             },
             dry_run,
             policy: Policy {
@@ -521,6 +539,7 @@ mod tests {
             lock_file: "/tmp/ebsnap-test.lock".into(),
             max_rate: 5.0,
             timeout: std::time::Duration::from_secs(60),
+            metrics_file: None,
         }
     }
     fn snapshot(id: &str, volume: &str, days: i64) -> ExistingSnapshot {
@@ -532,6 +551,8 @@ mod tests {
             job: Some("default".into()),
             instance_id: Some("i-1".into()),
             device: Some("/dev/sdf".into()),
+            progress: None,
+            size_gib: Some(8),
         }
     }
 

@@ -29,6 +29,12 @@ pub enum CreateOutcome {
     Failed {
         reason: String,
     },
+    /// Created, but with `--wait` it ended in error or was still pending at
+    /// the timeout: no good backup, so a failure of the run.
+    Unfinished {
+        snapshot_id: String,
+        reason: String,
+    },
 }
 
 /// What a failed CreateSnapshot means for the next attempt.
@@ -209,7 +215,12 @@ pub fn failed_volumes(creates: &[Create], outcomes: &[CreateOutcome]) -> HashSet
     creates
         .iter()
         .zip(outcomes)
-        .filter(|(_, outcome)| matches!(outcome, CreateOutcome::Failed { .. }))
+        .filter(|(_, outcome)| {
+            matches!(
+                outcome,
+                CreateOutcome::Failed { .. } | CreateOutcome::Unfinished { .. }
+            )
+        })
         .map(|(create, _)| create.volume_id.clone())
         .collect()
 }

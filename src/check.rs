@@ -1,0 +1,349 @@
+//! `ebsnap check --max-age D`: does every selected volume have a completed
+//! backup of this job newer than D? For monitoring, and for cron's MAILTO:
+//! backups that silently stopped must not stay silent.
+
+use anyhow::Result;
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::config::{format_duration, Config, Policy};
+use crate::inventory::{ExistingSnapshot, Instance, SnapshotState};
+use crate::list::RegionFailure;
+use crate::plan::{format_age, is_selected};
+use crate::report::ExitStatus;
+
+/// One selected volume's backup health.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeHealth {
+    pub region: String,
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub volume_id: String,
+    pub device: String,
+    /// `fresh`, `stale` or `never`.
+    pub status: &'static str,
+    /// The newest completed snapshot of the job for this volume.
+    pub newest_snapshot_id: Option<String>,
+    pub newest_start_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub job: String,
+    pub max_age: String,
+    pub regions: Vec<String>,
+    pub volumes: Vec<VolumeHealth>,
+    pub failed: Vec<RegionFailure>,
+}
+
+/// Judges each volume of each selected instance by its newest completed
+/// snapshot of the job: pending and failed snapshots are no backup.
+pub fn assess(
+    region: &str,
+    instances: &[Instance],
+    snapshots: &[ExistingSnapshot],
+    policy: &Policy,
+    max_age: TimeDelta,
+    now: DateTime<Utc>,
+) -> Vec<VolumeHealth> {
+    let selected = instances
+        .iter()
+        .filter(|i| is_selected(&policy.selector, &i.selection_value).is_ok());
+    let mut health = Vec::new();
+    for instance in selected {
+        for volume in &instance.volumes {
+            let newest = snapshots
+                .iter()
+                .filter(|s| s.volume_id == volume.volume_id && s.is_marked_for(&policy.job))
+                .filter(|s| s.state == SnapshotState::Completed)
+                .max_by_key(|s| s.start_time);
+            let status = match newest {
+                None => "never",
+                Some(s) if now - s.start_time > max_age => "stale",
+                Some(_) => "fresh",
+            };
+            health.push(VolumeHealth {
+                region: region.to_owned(),
+                instance_id: instance.id.clone(),
+                instance_name: instance.name.clone(),
+                volume_id: volume.volume_id.clone(),
+                device: volume.device.clone(),
+                status,
+                newest_snapshot_id: newest.map(|s| s.id.clone()),
+                newest_start_time: newest.map(|s| s.start_time),
+            });
+        }
+    }
+    health
+}
+
+/// Reads every region's selected instances and job snapshots and judges them.
+pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Result<CheckReport> {
+    let shared = crate::aws::load_shared_config(&config.aws).await;
+    let regions = crate::aws::regions(&config.aws, &shared)?;
+    let policy = &config.policy;
+    let results = join_all(regions.iter().map(|region| {
+        let client = crate::aws::client(&shared, region);
+        async move {
+            crate::discovery::discover(&client, &policy.selector, &policy.job, true, true).await
+        }
+    }))
+    .await;
+    let mut report = CheckReport {
+        job: policy.job.clone(),
+        max_age: format_duration(max_age),
+        regions: regions.clone(),
+        volumes: vec![],
+        failed: vec![],
+    };
+    for (region, result) in regions.iter().zip(results) {
+        match result {
+            Ok(inventory) => report.volumes.extend(assess(
+                region,
+                &inventory.instances,
+                &inventory.snapshots,
+                policy,
+                max_age,
+                now,
+            )),
+            Err(err) => report.failed.push(RegionFailure {
+                region: region.clone(),
+                reason: format!("{err:#}"),
+            }),
+        }
+    }
+    Ok(report)
+}
+
+impl CheckReport {
+    fn problems(&self) -> impl Iterator<Item = &VolumeHealth> {
+        self.volumes.iter().filter(|v| v.status != "fresh")
+    }
+
+    /// 0 when every selected volume is fresh; 1 when one is stale or never
+    /// backed up, or a region could not be read; 2 when none could be read.
+    pub fn exit_status(&self) -> ExitStatus {
+        if !self.failed.is_empty() && self.failed.len() == self.regions.len() {
+            ExitStatus::NothingAttempted
+        } else if !self.failed.is_empty() || self.problems().next().is_some() {
+            ExitStatus::Failure
+        } else {
+            ExitStatus::Success
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a check report always serializes") + "\n"
+    }
+
+    /// One line per stale or never-backed-up volume, then a summary.
+    pub fn to_text(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        for failed in &self.failed {
+            out += &format!("FAILED  {}: {}\n", failed.region, failed.reason);
+        }
+        for volume in self.problems() {
+            let instance = match &volume.instance_name {
+                Some(name) => format!("{name} ({})", volume.instance_id),
+                None => volume.instance_id.clone(),
+            };
+            let what = match (&volume.newest_snapshot_id, volume.newest_start_time) {
+                (Some(id), Some(start)) => format!(
+                    "newest completed backup {id} is {} old",
+                    format_age(now - start)
+                ),
+                _ => format!("no completed backup of job {}", self.job),
+            };
+            out += &format!(
+                "{:<6}  {} {} of {instance} in {}: {what}\n",
+                volume.status.to_uppercase(),
+                volume.volume_id,
+                volume.device,
+                volume.region
+            );
+        }
+        let fresh = self.volumes.len() - self.problems().count();
+        out += &format!(
+            "{fresh} of {} selected volume(s) have a completed backup of job {} newer than {}.\n",
+            self.volumes.len(),
+            self.job,
+            self.max_age
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TagSelector;
+    use crate::inventory::AttachedVolume;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            job: "default".into(),
+            selector: TagSelector {
+                key: "Scheduled-Snapshots".into(),
+                value: None,
+            },
+            retention: TimeDelta::days(7),
+            keep_min: 1,
+            min_interval: TimeDelta::minutes(10),
+            max_delete: 100,
+            force: false,
+        }
+    }
+
+    fn instance(id: &str, value: &str, volumes: &[&str]) -> Instance {
+        Instance {
+            id: id.into(),
+            name: Some(format!("{id}-name")),
+            selection_value: value.into(),
+            volumes: volumes
+                .iter()
+                .map(|v| AttachedVolume {
+                    volume_id: (*v).into(),
+                    device: "/dev/sdf".into(),
+                    is_root: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn snap(
+        id: &str,
+        volume: &str,
+        hours: i64,
+        state: SnapshotState,
+        job: &str,
+    ) -> ExistingSnapshot {
+        ExistingSnapshot {
+            id: id.into(),
+            volume_id: volume.into(),
+            state,
+            start_time: now() - TimeDelta::hours(hours),
+            job: Some(job.into()),
+            instance_id: None,
+            device: None,
+            progress: None,
+            size_gib: None,
+        }
+    }
+
+    #[test]
+    fn fresh_stale_and_never_backed_up_volumes() {
+        let instances = [
+            instance(
+                "i-1",
+                "true",
+                &["vol-fresh", "vol-stale", "vol-never", "vol-pending-only"],
+            ),
+            instance("i-off", "false", &["vol-ignored"]),
+        ];
+        let snapshots = [
+            snap(
+                "s-fresh",
+                "vol-fresh",
+                2,
+                SnapshotState::Completed,
+                "default",
+            ),
+            snap(
+                "s-old",
+                "vol-fresh",
+                50,
+                SnapshotState::Completed,
+                "default",
+            ),
+            snap(
+                "s-stale",
+                "vol-stale",
+                30,
+                SnapshotState::Completed,
+                "default",
+            ),
+            snap("s-error", "vol-stale", 1, SnapshotState::Error, "default"),
+            snap(
+                "s-other-job",
+                "vol-never",
+                1,
+                SnapshotState::Completed,
+                "weekly",
+            ),
+            snap(
+                "s-pending",
+                "vol-pending-only",
+                1,
+                SnapshotState::Pending,
+                "default",
+            ),
+        ];
+        let health = assess(
+            "us-east-1",
+            &instances,
+            &snapshots,
+            &policy(),
+            TimeDelta::hours(26),
+            now(),
+        );
+        let view: Vec<_> = health
+            .iter()
+            .map(|h| (h.volume_id.as_str(), h.status))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("vol-fresh", "fresh"),
+                ("vol-stale", "stale"),
+                ("vol-never", "never"),
+                ("vol-pending-only", "never")
+            ]
+        );
+        assert_eq!(health[1].newest_snapshot_id.as_deref(), Some("s-stale"));
+
+        let report = CheckReport {
+            job: "default".into(),
+            max_age: "26h".into(),
+            regions: vec!["us-east-1".into()],
+            volumes: health,
+            failed: vec![],
+        };
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+        let text = report.to_text(now());
+        assert!(text.contains("STALE   vol-stale /dev/sdf of i-1-name (i-1) in us-east-1: newest completed backup s-stale is 1d6h old"), "{text}");
+        assert!(text.contains("NEVER   vol-never /dev/sdf of i-1-name (i-1) in us-east-1: no completed backup of job default"), "{text}");
+        assert!(text.ends_with("1 of 4 selected volume(s) have a completed backup of job default newer than 26h.\n"), "{text}");
+    }
+
+    #[test]
+    fn all_fresh_exits_0_and_an_unreadable_region_does_not() {
+        let instances = [instance("i-1", "true", &["vol-1"])];
+        let snapshots = [snap("s-1", "vol-1", 1, SnapshotState::Completed, "default")];
+        let mut report = CheckReport {
+            job: "default".into(),
+            max_age: "26h".into(),
+            regions: vec!["us-east-1".into(), "eu-west-1".into()],
+            volumes: assess(
+                "us-east-1",
+                &instances,
+                &snapshots,
+                &policy(),
+                TimeDelta::hours(26),
+                now(),
+            ),
+            failed: vec![],
+        };
+        assert_eq!(report.exit_status(), ExitStatus::Success);
+        report.failed.push(RegionFailure {
+            region: "eu-west-1".into(),
+            reason: "AuthFailure".into(),
+        });
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+    }
+}

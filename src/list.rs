@@ -1,0 +1,421 @@
+//! `ebsnap list`: the job's snapshots by instance and volume, and what the
+//! next purge will do with each.
+//!
+//! The verdicts come from the same pure plan that purge executes, so the list
+//! can never disagree with what purge will do.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use comfy_table::{presets, ContentArrangement, Table};
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::cli::ListArgs;
+use crate::config::{Config, Policy, Steps};
+use crate::inventory::{ExistingSnapshot, Inventory};
+use crate::plan::{self, format_age, KeepReason};
+use crate::report::ExitStatus;
+
+/// One snapshot of the job, and what purge will do with it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListEntry {
+    pub region: String,
+    pub instance_id: Option<String>,
+    pub volume_id: String,
+    pub device: Option<String>,
+    pub snapshot_id: String,
+    pub start_time: DateTime<Utc>,
+    pub state: String,
+    /// How far along a pending snapshot is, e.g. `42%`.
+    pub progress: Option<String>,
+    pub size_gib: Option<i32>,
+    /// `delete` (at the next purge) or `keep`.
+    pub purge: &'static str,
+    pub reason: String,
+    /// `expired` for a delete; a keep reason code otherwise.
+    pub reason_code: &'static str,
+    /// When purge will delete it, for a snapshot within retention.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listing {
+    pub job: String,
+    pub regions: Vec<String>,
+    pub snapshots: Vec<ListEntry>,
+    /// Regions that could not be read, with the reason.
+    pub failed: Vec<RegionFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionFailure {
+    pub region: String,
+    pub reason: String,
+}
+
+/// The entries of one region: the purge plan's verdict on every job
+/// snapshot, then the `--instance`/`--volume` filters, sorted by instance,
+/// volume and newest first.
+pub fn entries(
+    region: &str,
+    snapshots: Vec<ExistingSnapshot>,
+    policy: &Policy,
+    filter: &ListArgs,
+    now: DateTime<Utc>,
+) -> Vec<ListEntry> {
+    // The plan sees every snapshot of the job, so keep-min and the delete
+    // guard judge as purge will; the filters apply afterwards.
+    let inventory = Inventory {
+        instances: vec![],
+        snapshots,
+    };
+    let plan = plan::build(
+        &inventory,
+        policy,
+        Steps {
+            snapshot: false,
+            purge: true,
+        },
+        now,
+    );
+    let deletes = plan.deletes.into_iter().map(|d| (d.snapshot, None));
+    let kept = plan.kept.into_iter().map(|k| (k.snapshot, Some(k.reason)));
+    let mut entries: Vec<ListEntry> = deletes
+        .chain(kept)
+        .filter(|(s, _)| filter.volume.as_ref().is_none_or(|v| &s.volume_id == v))
+        .filter(|(s, _)| filter.instance.is_none() || s.instance_id == filter.instance)
+        .map(|(snapshot, reason)| entry(region, snapshot, reason))
+        .collect();
+    entries.sort_by(|a, b| {
+        (&a.instance_id, &a.volume_id, b.start_time, &a.snapshot_id).cmp(&(
+            &b.instance_id,
+            &b.volume_id,
+            a.start_time,
+            &b.snapshot_id,
+        ))
+    });
+    entries
+}
+
+fn entry(region: &str, snapshot: ExistingSnapshot, keep: Option<KeepReason>) -> ListEntry {
+    let (purge, reason, reason_code, expires_at) = match keep {
+        None => (
+            "delete",
+            "past retention: deleted at the next purge".to_owned(),
+            "expired",
+            None,
+        ),
+        Some(reason) => {
+            let expires_at = match reason {
+                KeepReason::WithinRetention { expires_at } => Some(expires_at),
+                _ => None,
+            };
+            ("keep", reason.to_string(), reason.code(), expires_at)
+        }
+    };
+    ListEntry {
+        region: region.to_owned(),
+        instance_id: snapshot.instance_id,
+        volume_id: snapshot.volume_id,
+        device: snapshot.device,
+        snapshot_id: snapshot.id,
+        start_time: snapshot.start_time,
+        state: snapshot.state.as_str().to_owned(),
+        progress: snapshot.progress,
+        size_gib: snapshot.size_gib,
+        purge,
+        reason,
+        reason_code,
+        expires_at,
+    }
+}
+
+/// Reads the job's snapshots in every region and judges them.
+pub async fn run(config: &Config, filter: &ListArgs, now: DateTime<Utc>) -> Result<Listing> {
+    let shared = crate::aws::load_shared_config(&config.aws).await;
+    let regions = crate::aws::regions(&config.aws, &shared)?;
+    let results = join_all(regions.iter().map(|region| {
+        let client = crate::aws::client(&shared, region);
+        async move { crate::discovery::job_snapshots(&client, &config.policy.job).await }
+    }))
+    .await;
+    let mut listing = Listing {
+        job: config.policy.job.clone(),
+        regions: regions.clone(),
+        snapshots: vec![],
+        failed: vec![],
+    };
+    for (region, result) in regions.iter().zip(results) {
+        match result {
+            Ok(snapshots) => {
+                listing
+                    .snapshots
+                    .extend(entries(region, snapshots, &config.policy, filter, now))
+            }
+            Err(err) => listing.failed.push(RegionFailure {
+                region: region.clone(),
+                reason: format!("{err:#}"),
+            }),
+        }
+    }
+    Ok(listing)
+}
+
+impl Listing {
+    pub fn exit_status(&self) -> ExitStatus {
+        match (self.failed.len(), self.regions.len()) {
+            (0, _) => ExitStatus::Success,
+            (failed, regions) if failed == regions => ExitStatus::NothingAttempted,
+            _ => ExitStatus::Failure,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a listing always serializes") + "\n"
+    }
+
+    /// A table for people, fitted to `width` columns when given (a terminal),
+    /// then a one-line summary.
+    pub fn to_text(&self, now: DateTime<Utc>, width: Option<u16>) -> String {
+        if self.snapshots.is_empty() {
+            return format!("No snapshots of job {} found.\n", self.job);
+        }
+        let several_regions = self.regions.len() > 1;
+        let mut table = Table::new();
+        table.load_style(presets::NOTHING);
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+        if let Some(width) = width {
+            table.set_width(width);
+        }
+        let mut header = vec![
+            "INSTANCE", "DEVICE", "VOLUME", "SNAPSHOT", "STARTED", "AGE", "STATE", "SIZE", "PURGE",
+        ];
+        if several_regions {
+            header.insert(0, "REGION");
+        }
+        table.set_header(header);
+        for entry in &self.snapshots {
+            let state = match (&entry.progress, entry.state.as_str()) {
+                (Some(progress), "pending") => format!("pending {progress}"),
+                _ => entry.state.clone(),
+            };
+            let mut row = vec![
+                entry.instance_id.clone().unwrap_or_else(|| "-".into()),
+                entry.device.clone().unwrap_or_else(|| "-".into()),
+                entry.volume_id.clone(),
+                entry.snapshot_id.clone(),
+                entry.start_time.format("%Y-%m-%d %H:%M").to_string(),
+                format_age(now - entry.start_time),
+                state,
+                entry
+                    .size_gib
+                    .map(|gib| format!("{gib} GiB"))
+                    .unwrap_or_else(|| "-".into()),
+                purge_column(entry),
+            ];
+            if several_regions {
+                row.insert(0, entry.region.clone());
+            }
+            table.add_row(row);
+        }
+        let due = self
+            .snapshots
+            .iter()
+            .filter(|e| e.purge == "delete")
+            .count();
+        format!(
+            "{table}\n{} snapshot(s) of job {}; {due} due for deletion at the next purge.\n",
+            self.snapshots.len(),
+            self.job
+        )
+    }
+}
+
+/// The PURGE column: short, so the table fits a terminal.
+fn purge_column(entry: &ListEntry) -> String {
+    match (entry.purge, entry.reason_code) {
+        ("delete", _) => "delete (expired)".into(),
+        (_, "within_retention") => match entry.expires_at {
+            Some(at) => format!("keep until {}", at.format("%m-%d %H:%M")),
+            None => "keep".into(),
+        },
+        (_, "keep_min") => "keep (last good)".into(),
+        (_, "pending") => "keep (not finished)".into(),
+        (_, "delete_guard") => "keep (purge refused)".into(),
+        (_, code) => format!("keep ({code})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TagSelector;
+    use crate::inventory::SnapshotState;
+    use chrono::{TimeDelta, TimeZone};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            job: "default".into(),
+            selector: TagSelector {
+                key: "Scheduled-Snapshots".into(),
+                value: None,
+            },
+            retention: TimeDelta::days(7),
+            keep_min: 1,
+            min_interval: TimeDelta::minutes(10),
+            max_delete: 100,
+            force: false,
+        }
+    }
+
+    fn snap(
+        id: &str,
+        instance: &str,
+        volume: &str,
+        days: i64,
+        state: SnapshotState,
+    ) -> ExistingSnapshot {
+        ExistingSnapshot {
+            id: id.into(),
+            volume_id: volume.into(),
+            state,
+            start_time: now() - TimeDelta::days(days),
+            job: Some("default".into()),
+            instance_id: Some(instance.into()),
+            device: Some("/dev/sdf".into()),
+            progress: None,
+            size_gib: Some(100),
+        }
+    }
+
+    fn fleet() -> Vec<ExistingSnapshot> {
+        let mut pending = snap("b-pending", "i-b", "vol-b", 0, SnapshotState::Pending);
+        pending.progress = Some("42%".into());
+        vec![
+            snap("a-old", "i-a", "vol-a", 9, SnapshotState::Completed),
+            snap("a-mid", "i-a", "vol-a", 3, SnapshotState::Completed),
+            snap("a-new", "i-a", "vol-a", 1, SnapshotState::Completed),
+            snap("a-older", "i-a", "vol-a", 10, SnapshotState::Completed),
+            snap("b-last", "i-b", "vol-b", 20, SnapshotState::Completed),
+            pending,
+        ]
+    }
+
+    fn no_filter() -> ListArgs {
+        ListArgs {
+            instance: None,
+            volume: None,
+        }
+    }
+
+    #[test]
+    fn every_snapshot_gets_purges_verdict_sorted_newest_first_per_volume() {
+        let entries = entries("us-east-1", fleet(), &policy(), &no_filter(), now());
+        let view: Vec<_> = entries
+            .iter()
+            .map(|e| (e.snapshot_id.as_str(), e.purge, e.reason_code))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("a-new", "keep", "within_retention"),
+                ("a-mid", "keep", "within_retention"),
+                ("a-old", "delete", "expired"),
+                ("a-older", "delete", "expired"),
+                ("b-pending", "keep", "pending"),
+                ("b-last", "keep", "keep_min"),
+            ]
+        );
+        assert_eq!(entries[0].expires_at, Some(now() + TimeDelta::days(6)));
+    }
+
+    #[test]
+    fn filters_narrow_the_list_after_judging_the_whole_job() {
+        let by_instance = ListArgs {
+            instance: Some("i-b".into()),
+            volume: None,
+        };
+        let entries = entries("us-east-1", fleet(), &policy(), &by_instance, now());
+        assert_eq!(entries.len(), 2);
+        // b-last is kept as vol-b's last good backup, whatever the filter.
+        assert_eq!(entries[1].reason_code, "keep_min");
+        let by_volume = ListArgs {
+            instance: None,
+            volume: Some("vol-a".into()),
+        };
+        assert_eq!(
+            super::entries("us-east-1", fleet(), &policy(), &by_volume, now()).len(),
+            4
+        );
+    }
+
+    fn listing() -> Listing {
+        Listing {
+            job: "default".into(),
+            regions: vec!["us-east-1".into()],
+            snapshots: entries("us-east-1", fleet(), &policy(), &no_filter(), now()),
+            failed: vec![],
+        }
+    }
+
+    #[test]
+    fn the_table_shows_progress_verdicts_and_a_summary() {
+        let text = listing().to_text(now(), None);
+        let header = text.lines().next().unwrap();
+        for column in [
+            "INSTANCE", "DEVICE", "VOLUME", "SNAPSHOT", "STARTED", "AGE", "STATE", "SIZE", "PURGE",
+        ] {
+            assert!(header.contains(column), "{header}");
+        }
+        assert!(text.contains("pending 42%"), "{text}");
+        assert!(text.contains("keep until 11-30 12:00"), "{text}");
+        assert!(text.contains("delete (expired)"), "{text}");
+        assert!(text.contains("keep (last good)"), "{text}");
+        assert!(text.contains("100 GiB"), "{text}");
+        assert!(
+            text.ends_with("6 snapshot(s) of job default; 2 due for deletion at the next purge.\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_table_fits_a_narrow_terminal() {
+        let text = listing().to_text(now(), Some(60));
+        for line in text.lines().filter(|l| !l.contains("snapshot(s) of job")) {
+            assert!(
+                console::measure_text_width(line) <= 60,
+                "{} wide: {line:?}\n{text}",
+                line.len()
+            );
+        }
+        assert!(
+            text.contains("a-new"),
+            "every snapshot still shown:\n{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_job_says_so_and_failed_regions_set_the_exit_code() {
+        let mut empty = Listing {
+            snapshots: vec![],
+            ..listing()
+        };
+        assert_eq!(
+            empty.to_text(now(), None),
+            "No snapshots of job default found.\n"
+        );
+        assert_eq!(empty.exit_status(), ExitStatus::Success);
+        empty.failed.push(RegionFailure {
+            region: "us-east-1".into(),
+            reason: "down".into(),
+        });
+        assert_eq!(empty.exit_status(), ExitStatus::NothingAttempted);
+        let json: serde_json::Value = serde_json::from_str(&listing().to_json()).unwrap();
+        assert_eq!(json["snapshots"][2]["purge"], "delete");
+        assert_eq!(json["snapshots"][4]["progress"], "42%");
+    }
+}

@@ -1,0 +1,333 @@
+//! `--wait`: wait until this run's snapshots are completed.
+//!
+//! A snapshot's point in time is fixed when it is created, but it is a
+//! backup only once completed. With --wait, a snapshot that ends in `error`
+//! (or is still pending at --wait-timeout) fails the run, and its volume's
+//! old snapshots are kept (safety rule 3): the wait happens before the purge.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::Client;
+use indicatif::ProgressBar;
+
+use crate::aws::error_text;
+use crate::inventory::SnapshotState;
+use crate::snapshot::CreateOutcome;
+
+/// How often to ask EC2 how the snapshots are doing.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(15);
+/// How often to say so on stderr when no progress bar is shown.
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// DescribeSnapshots takes at most this many ids per call.
+const IDS_PER_CALL: usize = 200;
+
+/// How one snapshot's wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    Completed,
+    /// It will never complete: ended in `error`, or vanished.
+    Failed {
+        reason: String,
+    },
+    /// Still pending when the wait ran out.
+    TimedOut {
+        progress: String,
+    },
+}
+
+/// Marks each created snapshot whose wait did not end in `completed` as
+/// unfinished, with the reason.
+pub fn apply(creates: &mut [CreateOutcome], outcomes: &BTreeMap<String, WaitOutcome>) {
+    for create in creates.iter_mut() {
+        let CreateOutcome::Created { snapshot_id } = create else {
+            continue;
+        };
+        let reason = match outcomes.get(snapshot_id.as_str()) {
+            Some(WaitOutcome::Failed { reason }) => reason.clone(),
+            Some(WaitOutcome::TimedOut { progress }) => {
+                format!("still pending ({progress}) when --wait-timeout ran out")
+            }
+            Some(WaitOutcome::Completed) | None => continue,
+        };
+        *create = CreateOutcome::Unfinished {
+            snapshot_id: std::mem::take(snapshot_id),
+            reason,
+        };
+    }
+}
+
+/// The snapshots still worth waiting for, given the latest states.
+pub fn still_pending(states: &BTreeMap<String, (SnapshotState, Option<String>)>) -> usize {
+    states
+        .values()
+        .filter(|(state, _)| matches!(state, SnapshotState::Pending))
+        .count()
+}
+
+/// Waits for `snapshot_ids` until all are completed or failed, or `timeout`
+/// passes; polls every `interval`. `progress` counts finished snapshots
+/// (hidden when nobody watches; then a line a minute on stderr, unless
+/// `quiet`).
+pub async fn wait_for(
+    client: &Client,
+    snapshot_ids: &[String],
+    timeout: Duration,
+    interval: Duration,
+    progress: &ProgressBar,
+    quiet: bool,
+) -> BTreeMap<String, WaitOutcome> {
+    let deadline = Instant::now() + timeout;
+    let mut last_log = Instant::now();
+    let mut states: BTreeMap<String, (SnapshotState, Option<String>)> = snapshot_ids
+        .iter()
+        .map(|id| (id.clone(), (SnapshotState::Pending, None)))
+        .collect();
+    let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let pending: Vec<String> = states
+            .iter()
+            .filter(|(_, (state, _))| *state == SnapshotState::Pending)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for ids in pending.chunks(IDS_PER_CALL) {
+            match client
+                .describe_snapshots()
+                .set_snapshot_ids(Some(ids.to_vec()))
+                .send()
+                .await
+            {
+                Ok(output) => {
+                    for snapshot in output.snapshots() {
+                        let Some(id) = snapshot.snapshot_id() else {
+                            continue;
+                        };
+                        let state = SnapshotState::parse(
+                            snapshot.state().map(|s| s.as_str()).unwrap_or("pending"),
+                        );
+                        if state == SnapshotState::Error {
+                            let message = snapshot.state_message().unwrap_or("no reason given");
+                            failures.insert(
+                                id.to_owned(),
+                                format!("the snapshot ended in error: {message}"),
+                            );
+                        }
+                        states.insert(
+                            id.to_owned(),
+                            (state, snapshot.progress().map(str::to_owned)),
+                        );
+                    }
+                }
+                // A failed poll is not a failed snapshot: try again next time.
+                Err(err) => {
+                    tracing::info!(reason = %error_text(&err), "checking snapshot progress failed")
+                }
+            }
+        }
+        let waiting = still_pending(&states);
+        progress.set_position((states.len() - waiting) as u64);
+        if waiting == 0 || Instant::now() >= deadline {
+            break;
+        }
+        if progress.is_hidden() && !quiet && last_log.elapsed() >= LOG_INTERVAL {
+            eprintln!(
+                "ebsnap: waiting for {waiting} of {} snapshot(s) to complete",
+                states.len()
+            );
+            last_log = Instant::now();
+        }
+        tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+    states
+        .into_iter()
+        .map(|(id, (state, progress))| {
+            let outcome = match state {
+                SnapshotState::Completed => WaitOutcome::Completed,
+                SnapshotState::Pending => WaitOutcome::TimedOut {
+                    progress: progress.unwrap_or_else(|| "0%".into()),
+                },
+                other => WaitOutcome::Failed {
+                    reason: failures
+                        .remove(&id)
+                        .unwrap_or_else(|| format!("the snapshot is {}", other.as_str())),
+                },
+            };
+            (id, outcome)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsOutput;
+    use aws_sdk_ec2::types::{Snapshot, SnapshotState as Ec2State};
+    use aws_smithy_mocks::{mock, mock_client};
+
+    fn answer(
+        states: &'static [(&'static str, Ec2State, &'static str)],
+    ) -> impl Fn() -> DescribeSnapshotsOutput {
+        move || {
+            let snapshots = states.iter().map(|(id, state, progress)| {
+                Snapshot::builder()
+                    .snapshot_id(*id)
+                    .state(state.clone())
+                    .progress(*progress)
+                    .state_message("the volume is unreachable")
+                    .build()
+            });
+            DescribeSnapshotsOutput::builder()
+                .set_snapshots(Some(snapshots.collect()))
+                .build()
+        }
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn unfinished_snapshots_fail_their_volume() {
+        let mut creates = vec![
+            CreateOutcome::Created {
+                snapshot_id: "snap-ok".into(),
+            },
+            CreateOutcome::Created {
+                snapshot_id: "snap-bad".into(),
+            },
+            CreateOutcome::Created {
+                snapshot_id: "snap-slow".into(),
+            },
+            CreateOutcome::Failed {
+                reason: "refused".into(),
+            },
+        ];
+        let outcomes = BTreeMap::from([
+            ("snap-ok".to_string(), WaitOutcome::Completed),
+            (
+                "snap-bad".to_string(),
+                WaitOutcome::Failed {
+                    reason: "the snapshot ended in error: x".into(),
+                },
+            ),
+            (
+                "snap-slow".to_string(),
+                WaitOutcome::TimedOut {
+                    progress: "40%".into(),
+                },
+            ),
+        ]);
+        apply(&mut creates, &outcomes);
+        assert_eq!(
+            creates[0],
+            CreateOutcome::Created {
+                snapshot_id: "snap-ok".into()
+            }
+        );
+        assert_eq!(
+            creates[1],
+            CreateOutcome::Unfinished {
+                snapshot_id: "snap-bad".into(),
+                reason: "the snapshot ended in error: x".into()
+            }
+        );
+        assert_eq!(
+            creates[2],
+            CreateOutcome::Unfinished {
+                snapshot_id: "snap-slow".into(),
+                reason: "still pending (40%) when --wait-timeout ran out".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_then_completed() {
+        let rule = mock!(Client::describe_snapshots)
+            .sequence()
+            .output(answer(&[
+                ("snap-1", Ec2State::Pending, "10%"),
+                ("snap-2", Ec2State::Pending, "50%"),
+            ]))
+            .output(answer(&[
+                ("snap-1", Ec2State::Completed, "100%"),
+                ("snap-2", Ec2State::Pending, "90%"),
+            ]))
+            .output(answer(&[("snap-2", Ec2State::Completed, "100%")]))
+            .build();
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let bar = ProgressBar::hidden();
+
+        let outcomes = wait_for(
+            &client,
+            &ids(&["snap-1", "snap-2"]),
+            Duration::from_secs(60),
+            Duration::from_millis(1),
+            &bar,
+            true,
+        )
+        .await;
+
+        assert_eq!(outcomes["snap-1"], WaitOutcome::Completed);
+        assert_eq!(outcomes["snap-2"], WaitOutcome::Completed);
+        assert_eq!(
+            rule.num_calls(),
+            3,
+            "asks only about the snapshots still pending"
+        );
+        assert_eq!(bar.position(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_ends_in_error_fails_with_ec2s_reason() {
+        let rule = mock!(Client::describe_snapshots)
+            .sequence()
+            .output(answer(&[("snap-1", Ec2State::Pending, "10%")]))
+            .output(answer(&[("snap-1", Ec2State::Error, "10%")]))
+            .build();
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+
+        let outcomes = wait_for(
+            &client,
+            &ids(&["snap-1"]),
+            Duration::from_secs(60),
+            Duration::from_millis(1),
+            &ProgressBar::hidden(),
+            true,
+        )
+        .await;
+
+        assert_eq!(
+            outcomes["snap-1"],
+            WaitOutcome::Failed {
+                reason: "the snapshot ended in error: the volume is unreachable".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_still_pending_at_the_timeout_says_how_far_it_got() {
+        let rule = mock!(Client::describe_snapshots)
+            .sequence()
+            .output(answer(&[("snap-1", Ec2State::Pending, "37%")]))
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+
+        let outcomes = wait_for(
+            &client,
+            &ids(&["snap-1"]),
+            Duration::from_millis(30),
+            Duration::from_millis(5),
+            &ProgressBar::hidden(),
+            true,
+        )
+        .await;
+
+        assert_eq!(
+            outcomes["snap-1"],
+            WaitOutcome::TimedOut {
+                progress: "37%".into()
+            }
+        );
+    }
+}
