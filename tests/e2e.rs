@@ -1423,3 +1423,188 @@ fn quiet_silences_success_but_not_a_dry_run() {
     assert_created_one_per_selected_volume(&fleet, &diff, "default", &run);
     assert_eq!(diff.removed_ids(), fleet.expired_default(), "{run}");
 }
+
+// ---------------------------------------------------------------------------
+// list, check and the metrics file (issue 4)
+
+#[test]
+fn list_json_agrees_with_the_emulator_and_with_purge() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+
+    let run = emu.ebsnap(&["list", "--output", "json"]);
+    run.assert_success();
+    let doc = run.json();
+    let listed = entries(&doc, "snapshots", &run);
+    assert_eq!(
+        ids_of(listed, "snapshot_id"),
+        fleet.job_snapshots("default", |_| true),
+        "{run}"
+    );
+    let due: BTreeSet<String> = listed
+        .iter()
+        .filter(|e| str_field(e, "purge") == Some("delete"))
+        .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
+        .collect();
+    assert_eq!(
+        due,
+        fleet.expired_default(),
+        "list must say what purge will delete\n{run}"
+    );
+    for entry in listed {
+        let id = str_field(entry, "snapshot_id").unwrap();
+        let emulated = before
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} not in the emulator"));
+        assert_eq!(
+            str_field(entry, "volume_id"),
+            Some(emulated.volume_id.as_str()),
+            "{entry}"
+        );
+        assert_eq!(str_field(entry, "state"), Some("completed"), "{entry}");
+        assert_eq!(
+            str_field(entry, "instance_id"),
+            emulated.tag("ebsnap:instance-id"),
+            "{entry}"
+        );
+    }
+    assert_eq!(emu.snapshot_state(), before, "list changes nothing");
+
+    // A purge now deletes exactly what list said.
+    let purge = emu.ebsnap(&["purge", "--force"]);
+    purge.assert_success();
+    let gone = before.diff(&emu.snapshot_state()).removed_ids();
+    assert_eq!(gone, due, "{purge}");
+
+    // Filters.
+    let web_only = emu.ebsnap(&["list", "--output", "json", "--instance", &fleet.web]);
+    web_only.assert_success();
+    let doc = web_only.json();
+    let listed = entries(&doc, "snapshots", &web_only);
+    assert!(!listed.is_empty());
+    assert!(
+        listed
+            .iter()
+            .all(|e| str_field(e, "instance_id") == Some(fleet.web.as_str())),
+        "{web_only}"
+    );
+    let one_volume = emu.ebsnap(&["list", "--output", "json", "--volume", &fleet.db_sdf]);
+    let doc = one_volume.json();
+    let listed = entries(&doc, "snapshots", &one_volume);
+    assert!(
+        listed
+            .iter()
+            .all(|e| str_field(e, "volume_id") == Some(fleet.db_sdf.as_str())),
+        "{one_volume}"
+    );
+
+    // The table for people.
+    let table = emu.ebsnap(&["list"]);
+    table.assert_success();
+    let header = table.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("SNAPSHOT") && header.contains("PURGE"),
+        "{table}"
+    );
+    assert!(
+        table.stdout.contains("snapshot(s) of job default"),
+        "{table}"
+    );
+}
+
+#[test]
+fn check_names_stale_and_never_backed_up_volumes_until_a_run() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+
+    let check = emu.ebsnap(&["check", "--max-age", "1d", "--output", "json"]);
+    check.assert_exit(1);
+    let doc = check.json();
+    let status: BTreeMap<String, String> = entries(&doc, "volumes", &check)
+        .iter()
+        .map(|v| {
+            (
+                str_field(v, "volume_id").unwrap().to_string(),
+                str_field(v, "status").unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, String> = [
+        (&fleet.web_root, "fresh"), // 0.5 days
+        (&fleet.web_sdf, "stale"),  // 2.5 days
+        (&fleet.web_sdg, "never"),
+        (&fleet.db_root, "stale"), // 6.5 days
+        (&fleet.db_sdf, "fresh"),  // 0.5 days
+    ]
+    .into_iter()
+    .map(|(v, s)| (v.clone(), s.to_string()))
+    .collect();
+    assert_eq!(
+        status, expected,
+        "only selected instances' volumes are checked\n{check}"
+    );
+
+    // Text, for cron's MAILTO: one line per problem.
+    let text = emu.ebsnap(&["check", "--max-age", "1d"]);
+    text.assert_exit(1);
+    assert!(
+        text.stdout
+            .contains(&format!("NEVER   {} /dev/sdg", fleet.web_sdg)),
+        "{text}"
+    );
+    assert!(
+        text.stdout
+            .contains(&format!("STALE   {} /dev/sdf", fleet.web_sdf)),
+        "{text}"
+    );
+
+    // After a run every selected volume is fresh: exit 0, and silent off a terminal.
+    emu.ebsnap(&["run", "--force"]).assert_success();
+    let fresh = emu.ebsnap(&["check", "--max-age", "1d"]);
+    fresh.assert_success();
+    assert_eq!(fresh.stdout, "", "{fresh}");
+}
+
+#[test]
+fn metrics_file_records_each_run_by_job_and_region() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let dir = TempDir::new("ebsnap-metrics");
+    let path = dir.path().join("ebsnap.prom");
+    let path_arg = path.to_str().unwrap();
+
+    emu.ebsnap(&["run", "--dry-run", "--metrics-file", path_arg])
+        .assert_success();
+    assert!(!path.exists(), "a dry run writes no metrics");
+
+    emu.ebsnap(&["run", "--metrics-file", path_arg])
+        .assert_success();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let value = |name: &str| {
+        let prefix = format!("{name}{{job=\"default\",region=\"us-east-1\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .to_string()
+    };
+    assert_eq!(
+        value("ebsnap_snapshots_created"),
+        fleet.selected().len().to_string(),
+        "{text}"
+    );
+    assert_eq!(
+        value("ebsnap_snapshots_deleted"),
+        fleet.expired_default().len().to_string(),
+        "{text}"
+    );
+    assert_eq!(value("ebsnap_snapshots_failed"), "0");
+    assert_eq!(
+        value("ebsnap_last_run_timestamp_seconds"),
+        value("ebsnap_last_success_timestamp_seconds")
+    );
+    assert!(
+        text.contains("# TYPE ebsnap_run_duration_seconds gauge"),
+        "{text}"
+    );
+}
