@@ -375,8 +375,8 @@ pub fn split_off_root(
         .into_iter()
         .map(|s| Skipped {
             reason: format!(
-                "the root volume ({root}) is not attached to another instance: restore it alone with \
-                 `ebsnap restore --snapshot {}` (without --attach-to) if you need it",
+                "the root volume ({root}) is not attached to another instance (a running instance's root \
+                 cannot be swapped); if you need it, restore it alone: ebsnap restore --snapshot {}",
                 s.id
             ),
             device: s.device().map(str::to_owned),
