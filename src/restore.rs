@@ -338,19 +338,26 @@ pub fn same_device(a: &str, b: &str) -> bool {
 
 /// The device each snapshot goes to on the `--attach-to` instance: `--device`
 /// for a single snapshot, else where it was taken (`ebsnap:device`).
+/// `single`: whether the user may pass `--device` (with `--snapshot`).
 pub fn attach_devices(
     snapshots: &[SourceSnapshot],
     device_flag: Option<&str>,
+    single: bool,
 ) -> Result<Vec<String>, String> {
     snapshots
         .iter()
         .map(|snapshot| match (device_flag, snapshot.device()) {
             (Some(device), _) => Ok(device.to_string()),
             (None, Some(device)) => Ok(device.to_string()),
-            (None, None) => Err(format!(
+            (None, None) if single => Err(format!(
                 "snapshot {} has no {TAG_DEVICE} tag, so the device to attach at is unknown: \
                  pass --device (e.g. /dev/sdf)",
                 snapshot.id
+            )),
+            (None, None) => Err(format!(
+                "snapshot {} has no {TAG_DEVICE} tag, so the device to attach at is unknown: \
+                 restore it on its own with --snapshot {} --device (e.g. /dev/sdf)",
+                snapshot.id, snapshot.id
             )),
         })
         .collect()
@@ -624,7 +631,8 @@ pub async fn restore(
     let devices: Vec<Option<String>> = match &target {
         Some(target) => {
             let devices =
-                attach_devices(&snapshots, args.device.as_deref()).map_err(|e| anyhow!(e))?;
+                attach_devices(&snapshots, args.device.as_deref(), args.snapshot.is_some())
+                    .map_err(|e| anyhow!(e))?;
             let wanted: Vec<(String, String)> = snapshots
                 .iter()
                 .map(|s| s.id.clone())
@@ -1469,15 +1477,23 @@ mod tests {
     #[test]
     fn devices_come_from_the_flag_or_the_snapshot() {
         let s = snap("snap-1", "vol-data", "/dev/sdf", "run-1", t(1));
-        assert_eq!(attach_devices(&[s.clone()], None).unwrap(), ["/dev/sdf"]);
         assert_eq!(
-            attach_devices(&[s.clone()], Some("/dev/sdz")).unwrap(),
+            attach_devices(&[s.clone()], None, true).unwrap(),
+            ["/dev/sdf"]
+        );
+        assert_eq!(
+            attach_devices(&[s.clone()], Some("/dev/sdz"), true).unwrap(),
             ["/dev/sdz"]
         );
         let mut bare = s;
         bare.tags.clear();
-        let err = attach_devices(&[bare], None).unwrap_err();
+        let err = attach_devices(&[bare.clone()], None, true).unwrap_err();
         assert!(err.ends_with("pass --device (e.g. /dev/sdf)"), "{err}");
+        let err = attach_devices(&[bare], None, false).unwrap_err();
+        assert!(
+            err.ends_with("restore it on its own with --snapshot snap-1 --device (e.g. /dev/sdf)"),
+            "{err}"
+        );
     }
 
     #[test]
