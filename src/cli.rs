@@ -20,7 +20,7 @@ use crate::config::{
 #[derive(Debug, Parser)]
 #[command(
     name = "ebsnap",
-    version,
+    version = env!("EBSNAP_VERSION"),
     propagate_version = true,
     max_term_width = 100
 )]
@@ -50,6 +50,31 @@ pub enum Command {
     /// Exit 1 when a selected volume has no completed backup newer than
     /// --max-age (for monitoring and cron's MAILTO).
     Check(CheckArgs),
+    /// Print the least-privilege IAM policy for the job (--job).
+    IamPolicy,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line per event, for people.
+    Text,
+    /// One JSON object per event, for log shippers.
+    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Args)]
@@ -263,6 +288,14 @@ pub struct CommonArgs {
     /// textfile collector), atomically.
     #[arg(long, global = true, env = "EBSNAP_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
+
+    /// Colour in logs and progress on stderr.
+    #[arg(long, global = true, env = "EBSNAP_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// The format of the logs on stderr.
+    #[arg(long, global = true, env = "EBSNAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[cfg(test)]

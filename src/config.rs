@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
-use crate::cli::{Cli, Command, ListArgs, OutputFormat, RestoreArgs, WaitArgs};
+use crate::cli::{
+    Cli, ColorChoice, Command, ListArgs, LogFormat, OutputFormat, RestoreArgs, WaitArgs,
+};
 
 /// Which steps a command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,9 @@ pub struct Config {
     pub timeout: std::time::Duration,
     /// Where to write the Prometheus textfile after a run, if anywhere.
     pub metrics_file: Option<PathBuf>,
+    /// Whether logs and progress on stderr may use colour.
+    pub color: bool,
+    pub log_format: LogFormat,
 }
 
 /// What the command does.
@@ -101,6 +106,21 @@ pub enum Action {
     /// `check`: is every selected volume's newest completed backup younger
     /// than `max_age`?
     Check { max_age: TimeDelta },
+    /// `iam-policy`: print the job's least-privilege policy.
+    IamPolicy,
+    /// `completions SHELL`: print a completion script.
+    Completions(clap_complete::Shell),
+    /// `man`: print the man page.
+    Man,
+}
+
+/// Colour on stderr: as asked, or when it is a terminal and NO_COLOR unset.
+pub fn use_color(choice: ColorChoice, stderr_is_terminal: bool, no_color: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => stderr_is_terminal && !no_color,
+    }
 }
 
 fn to_std(duration: TimeDelta) -> std::time::Duration {
@@ -135,6 +155,9 @@ impl Config {
                     max_age: args.max_age,
                 },
             ),
+            Command::IamPolicy => ("iam-policy", Action::IamPolicy),
+            Command::Completions { shell } => ("completions", Action::Completions(shell)),
+            Command::Man => ("man", Action::Man),
         };
         let args = cli.common;
         let job = args.job.clone();
@@ -169,6 +192,12 @@ impl Config {
             max_rate: args.max_rate,
             timeout: to_std(args.timeout),
             metrics_file: args.metrics_file,
+            color: use_color(
+                args.color,
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            ),
+            log_format: args.log_format,
         }
     }
 }
@@ -451,6 +480,18 @@ mod tests {
             default_lock_file(Some(run_dir.clone()), "x"),
             run_dir.join("ebsnap-x.lock")
         );
+    }
+
+    #[test]
+    fn colour_follows_the_choice_the_terminal_and_no_color() {
+        assert!(use_color(ColorChoice::Auto, true, false));
+        assert!(
+            !use_color(ColorChoice::Auto, false, false),
+            "not a terminal"
+        );
+        assert!(!use_color(ColorChoice::Auto, true, true), "NO_COLOR");
+        assert!(use_color(ColorChoice::Always, false, true));
+        assert!(!use_color(ColorChoice::Never, true, false));
     }
 
     #[test]

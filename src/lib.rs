@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod discovery;
+pub mod iam;
 pub mod inventory;
 pub mod list;
 pub mod lock;

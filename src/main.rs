@@ -1,20 +1,20 @@
 //! The `ebsnap` binary: parse, run, print the report, exit with a code that
 //! tells cron the truth. All the work is in the library.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
-use ebsnap::cli::{Cli, OutputFormat};
+use ebsnap::cli::{Cli, LogFormat, OutputFormat};
 use ebsnap::config::{Action, Config};
 use ebsnap::report::ExitStatus;
 
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2: nothing attempted.
     let config = Config::from_cli(Cli::parse());
-    init_logging(config.verbosity);
+    init_logging(&config);
     match run(&config) {
         Ok(status) => status.into(),
         Err(err) => {
@@ -25,14 +25,16 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config) -> anyhow::Result<ExitStatus> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let now = chrono::Utc::now();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match &config.action {
-        Action::Backup { .. } => backup(config, &runtime, now),
+        Action::Backup { .. } => backup(config, &runtime()?, now),
         Action::List(filter) => {
-            let listing = runtime.block_on(ebsnap::list::run(config, filter, now))?;
+            let listing = runtime()?.block_on(ebsnap::list::run(config, filter, now))?;
             for failed in &listing.failed {
                 eprintln!("ebsnap: {}: {}", failed.region, failed.reason);
             }
@@ -46,7 +48,7 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             Ok(listing.exit_status())
         }
         Action::Check { max_age } => {
-            let report = runtime.block_on(ebsnap::check::run(config, *max_age, now))?;
+            let report = runtime()?.block_on(ebsnap::check::run(config, *max_age, now))?;
             let status = report.exit_status();
             // Like a run: quiet when all is well and nobody watches, so cron
             // mails only bad news.
@@ -62,6 +64,24 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         }
         Action::Restore(_) => {
             anyhow::bail!("restore is being built in this release and not usable yet")
+        }
+        Action::IamPolicy => {
+            print(ebsnap::iam::policy_text(&config.policy.job));
+            Ok(ExitStatus::Success)
+        }
+        // Rendered into memory, then printed like everything else, so that
+        // `ebsnap man | head` is no error.
+        Action::Completions(shell) => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "ebsnap", &mut script);
+            print(String::from_utf8_lossy(&script).into_owned());
+            Ok(ExitStatus::Success)
+        }
+        Action::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            print(String::from_utf8_lossy(&page).into_owned());
+            Ok(ExitStatus::Success)
         }
     }
 }
@@ -121,20 +141,24 @@ fn print(text: String) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-/// Logs go to stderr: warnings by default, more with -v, or as RUST_LOG says.
-fn init_logging(verbosity: u8) {
-    let default = match verbosity {
+/// Logs go to stderr: warnings by default, more with -v, or as RUST_LOG
+/// says; as text, or JSON for log shippers (`--log-format json`).
+fn init_logging(config: &Config) {
+    let default = match config.verbosity {
         0 => "warn",
         1 => "warn,ebsnap=info",
         2 => "info,ebsnap=debug",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
+    // The progress bar on stderr follows the same colour choice.
+    console::set_colors_enabled_stderr(config.color);
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(color)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(config.color).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }

@@ -540,6 +540,8 @@ mod tests {
             max_rate: 5.0,
             timeout: std::time::Duration::from_secs(60),
             metrics_file: None,
+            color: false,
+            log_format: crate::cli::LogFormat::Text,
         }
     }
     fn snapshot(id: &str, volume: &str, days: i64) -> ExistingSnapshot {

@@ -1,0 +1,117 @@
+//! `ebsnap iam-policy`: the least-privilege IAM policy for one job.
+//!
+//! Generated here rather than kept by hand, so it says exactly what the code
+//! calls; examples/iam-policy.json is its output for the default job, and a
+//! test keeps the two identical.
+
+use serde_json::{json, Value};
+
+use crate::inventory::TAG_JOB;
+
+const VOLUMES: &str = "arn:aws:ec2:*:*:volume/*";
+const SNAPSHOTS: &str = "arn:aws:ec2:*::snapshot/*";
+const INSTANCES: &str = "arn:aws:ec2:*:*:instance/*";
+
+/// The policy a role needs to run every ebsnap command for `job`.
+pub fn policy(job: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "Discover",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:DescribeVolumes"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "SnapshotAnyVolume",
+                "Effect": "Allow",
+                "Action": "ec2:CreateSnapshot",
+                "Resource": VOLUMES
+            },
+            {
+                "Sid": "CreateOnlySnapshotsMarkedForThisJob",
+                "Effect": "Allow",
+                "Action": "ec2:CreateSnapshot",
+                "Resource": SNAPSHOTS,
+                "Condition": { "StringEquals": { format!("aws:RequestTag/{TAG_JOB}"): job } }
+            },
+            {
+                "Sid": "TagOnlyWhileCreating",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": [SNAPSHOTS, VOLUMES],
+                "Condition": { "StringEquals": { "ec2:CreateAction": ["CreateSnapshot", "CreateVolume"] } }
+            },
+            {
+                "Sid": "DeleteOnlyThisJobsSnapshots",
+                "Effect": "Allow",
+                "Action": "ec2:DeleteSnapshot",
+                "Resource": SNAPSHOTS,
+                "Condition": { "StringEquals": { format!("ec2:ResourceTag/{TAG_JOB}"): job } }
+            },
+            {
+                "Sid": "RestoreVolumesFromThisJobsSnapshots",
+                "Effect": "Allow",
+                "Action": "ec2:CreateVolume",
+                "Resource": SNAPSHOTS,
+                "Condition": { "StringEquals": { format!("ec2:ResourceTag/{TAG_JOB}"): job } }
+            },
+            {
+                "Sid": "CreateRestoredVolumes",
+                "Effect": "Allow",
+                "Action": "ec2:CreateVolume",
+                "Resource": VOLUMES,
+                "Condition": { "Null": { "aws:RequestTag/ebsnap:restored-from": "false" } }
+            },
+            {
+                "Sid": "AttachOnlyRestoredVolumes",
+                "Effect": "Allow",
+                "Action": "ec2:AttachVolume",
+                "Resource": VOLUMES,
+                "Condition": { "Null": { "ec2:ResourceTag/ebsnap:restored-from": "false" } }
+            },
+            {
+                "Sid": "AttachToAnyInstance",
+                "Effect": "Allow",
+                "Action": "ec2:AttachVolume",
+                "Resource": INSTANCES
+            }
+        ]
+    })
+}
+
+/// The policy as printed: pretty JSON and a final newline.
+pub fn policy_text(job: &str) -> String {
+    serde_json::to_string_pretty(&policy(job)).expect("a policy always serializes") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_policy_is_the_default_jobs_policy() {
+        assert_eq!(
+            policy_text("default"),
+            include_str!("../examples/iam-policy.json"),
+            "regenerate it: cargo run -- iam-policy > examples/iam-policy.json"
+        );
+    }
+
+    #[test]
+    fn the_job_name_narrows_creates_deletes_and_restores() {
+        let text = policy_text("hourly");
+        assert_eq!(
+            text.matches("\"ebsnap:job\"").count(),
+            0,
+            "keys carry the prefix"
+        );
+        assert_eq!(
+            text.matches("/ebsnap:job\": \"hourly\"").count(),
+            3,
+            "{text}"
+        );
+        assert!(!text.contains("\"default\""), "{text}");
+    }
+}
