@@ -382,8 +382,8 @@ pub fn split_off_root(
         .into_iter()
         .map(|s| Skipped {
             reason: format!(
-                "the root volume ({root}) is not attached to another instance (a running instance's root \
-                 cannot be swapped); if you need it, restore it alone: ebsnap restore --snapshot {}",
+                "the root volume ({root}) is not attached by restore (a running instance's root cannot be \
+                 swapped); if you need it, restore it alone: ebsnap restore --snapshot {}",
                 s.id
             ),
             device: s.device().map(str::to_owned),
