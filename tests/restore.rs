@@ -496,3 +496,61 @@ fn a_dry_run_prints_the_plan_and_creates_nothing() {
         assert_eq!(r["availability_zone"], AZ);
     }
 }
+
+#[test]
+fn the_3am_recipe_puts_last_nights_data_volumes_back_in_place() {
+    let emu = Emulator::start();
+    let backed = seed_two_runs(&emu);
+    let (root_device, root) = emu.root_volume(&backed.instance);
+    // Stop the app, unmount, detach the data volumes (the root stays).
+    for (device, volume) in &backed.volumes {
+        if *device != root_device {
+            emu.block_on(
+                emu.client()
+                    .detach_volume()
+                    .volume_id(volume)
+                    .instance_id(&backed.instance)
+                    .device(device)
+                    .send(),
+            )
+            .expect("DetachVolume");
+        }
+    }
+    let at = rfc3339_hours_ago(36);
+    let restore = [
+        "restore",
+        "--instance",
+        &backed.instance,
+        "--at",
+        &at,
+        "--attach-to",
+        &backed.instance,
+    ];
+
+    let run = emu.ebsnap(&restore);
+    run.assert_success();
+
+    let attached = emu.attached_volumes(&backed.instance);
+    assert_eq!(attached.len(), 3, "{run}");
+    let all = volumes(&emu);
+    let state = emu.snapshot_state();
+    for (device, volume) in &attached {
+        if *device == root_device {
+            assert_eq!(*volume, root, "the root volume is left alone\n{run}");
+            continue;
+        }
+        let from = snapshot_of(&all[volume]);
+        assert!(
+            backed.run_a.contains(&from),
+            "{device} is from run-a\n{run}"
+        );
+        assert_eq!(
+            state.get(&from).unwrap().tag("ebsnap:device"),
+            Some(device.as_str())
+        );
+    }
+    // Run again: every device is taken now, so nothing is made.
+    let before = emu.world_state();
+    emu.ebsnap(&restore).assert_exit(2);
+    assert_world_unchanged(&before, &emu.world_state(), &"second restore");
+}
