@@ -529,9 +529,13 @@ impl RestoreReport {
                 _ => String::new(),
             };
             if self.dry_run {
-                let permission = r.permission.as_deref().unwrap_or("not checked");
+                // As in a backup's dry run: EC2 confirmed the credentials may.
+                let permission = match r.permission.as_deref() {
+                    Some("allowed") => "permitted",
+                    _ => "not checked",
+                };
                 let attach = attach.replace("attached", "then attach it");
-                let _ = writeln!(out, "  create a {what}{attach} [{permission}]");
+                let _ = writeln!(out, "  create a {what}{attach}: {permission}");
             } else {
                 let id = r.volume_id.as_deref().unwrap_or("?");
                 let _ = writeln!(out, "  {id}: {what}{attach}");
@@ -1814,7 +1818,7 @@ mod tests {
         let text = report.to_text();
         assert!(text.starts_with("Dry run: nothing was changed."), "{text}");
         assert!(
-            text.contains("then attach it to i-staging at /dev/sdf [allowed]"),
+            text.contains("then attach it to i-staging at /dev/sdf: permitted"),
             "{text}"
         );
     }
