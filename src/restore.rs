@@ -1822,4 +1822,228 @@ mod tests {
             "{text}"
         );
     }
+
+    fn job_snapshot(id: &str, volume: &str, device: &str) -> Snapshot {
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        Snapshot::builder()
+            .snapshot_id(id)
+            .volume_id(volume)
+            .state(Ec2State::Completed)
+            .volume_size(8)
+            .start_time(AwsDateTime::from_secs(1_790_000_000))
+            .tags(tag(TAG_JOB, "default"))
+            .tags(tag(TAG_INSTANCE_ID, "i-prod"))
+            .tags(tag(TAG_DEVICE, device))
+            .tags(tag(TAG_RUN_ID, "run-1"))
+            .build()
+    }
+
+    fn instance(id: &str, zone: &str, devices: &[(&str, &str)]) -> DescribeInstancesOutput {
+        use aws_sdk_ec2::types::{EbsInstanceBlockDevice, InstanceBlockDeviceMapping};
+        let mut builder = aws_sdk_ec2::types::Instance::builder()
+            .instance_id(id)
+            .root_device_name("/dev/xvda")
+            .placement(
+                aws_sdk_ec2::types::Placement::builder()
+                    .availability_zone(zone)
+                    .build(),
+            );
+        for (device, volume) in devices {
+            builder = builder.block_device_mappings(
+                InstanceBlockDeviceMapping::builder()
+                    .device_name(*device)
+                    .ebs(
+                        EbsInstanceBlockDevice::builder()
+                            .volume_id(*volume)
+                            .status(AttachmentStatus::Attached)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        DescribeInstancesOutput::builder()
+            .reservations(
+                aws_sdk_ec2::types::Reservation::builder()
+                    .instances(builder.build())
+                    .build(),
+            )
+            .build()
+    }
+
+    fn volume_in(id: &str, state: VolumeState) -> Volume {
+        Volume::builder().volume_id(id).state(state).build()
+    }
+
+    /// The job's run of i-prod (root, /dev/sdf, /dev/sdg), to be restored onto
+    /// i-staging; the client answers with these and `creates` and `polls`.
+    fn staging_client(
+        creates: &aws_smithy_mocks::Rule,
+        polls: &aws_smithy_mocks::Rule,
+        attach: &aws_smithy_mocks::Rule,
+    ) -> Client {
+        let snapshots = mock!(Client::describe_snapshots).then_output(|| {
+            DescribeSnapshotsOutput::builder()
+                .snapshots(job_snapshot("snap-root", "vol-root", "/dev/xvda"))
+                .snapshots(job_snapshot("snap-f", "vol-f", "/dev/sdf"))
+                .snapshots(job_snapshot("snap-g", "vol-g", "/dev/sdg"))
+                .build()
+        });
+        let prod = mock!(Client::describe_instances)
+            .match_requests(|req| req.instance_ids() == ["i-prod"])
+            .then_output(|| instance("i-prod", "us-east-1a", &[("/dev/xvda", "vol-root")]));
+        let staging = mock!(Client::describe_instances)
+            .match_requests(|req| req.instance_ids() == ["i-staging"])
+            .then_output(|| instance("i-staging", "us-east-1a", &[("/dev/xvda", "vol-sroot")]));
+        let sources = mock!(Client::describe_volumes)
+            .match_requests(|req| !req.filters().is_empty())
+            .then_output(|| DescribeVolumesOutput::builder().build());
+        mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&snapshots, &prod, &staging, &sources, creates, polls, attach]
+        )
+    }
+
+    fn staging_args() -> RestoreArgs {
+        RestoreArgs {
+            instance: Some("i-prod".into()),
+            attach_to: Some("i-staging".into()),
+            ..args()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_set_with_a_failed_volume_is_not_attached_and_exits_1() {
+        let creates = mock!(Client::create_volume).then_output(|| {
+            // Any id will do: the polls below decide each volume's fate.
+            CreateVolumeOutput::builder().volume_id("vol-new").build()
+        });
+        let creates_f = mock!(Client::create_volume)
+            .match_requests(|req| req.snapshot_id() == Some("snap-f"))
+            .then_output(|| CreateVolumeOutput::builder().volume_id("vol-new-f").build());
+        let creates_g = mock!(Client::create_volume)
+            .match_requests(|req| req.snapshot_id() == Some("snap-g"))
+            .then_output(|| CreateVolumeOutput::builder().volume_id("vol-new-g").build());
+        let polls = mock!(Client::describe_volumes)
+            .match_requests(|req| !req.volume_ids().is_empty())
+            .then_output(|| {
+                DescribeVolumesOutput::builder()
+                    .volumes(volume_in("vol-new-f", VolumeState::Available))
+                    .volumes(volume_in("vol-new-g", VolumeState::Error))
+                    .build()
+            });
+        let attach = mock!(Client::attach_volume).then_output(|| {
+            aws_sdk_ec2::operation::attach_volume::AttachVolumeOutput::builder().build()
+        });
+        let snapshots = mock!(Client::describe_snapshots).then_output(|| {
+            DescribeSnapshotsOutput::builder()
+                .snapshots(job_snapshot("snap-root", "vol-root", "/dev/xvda"))
+                .snapshots(job_snapshot("snap-f", "vol-f", "/dev/sdf"))
+                .snapshots(job_snapshot("snap-g", "vol-g", "/dev/sdg"))
+                .build()
+        });
+        let prod = mock!(Client::describe_instances)
+            .match_requests(|req| req.instance_ids() == ["i-prod"])
+            .then_output(|| instance("i-prod", "us-east-1a", &[("/dev/xvda", "vol-root")]));
+        let staging = mock!(Client::describe_instances)
+            .match_requests(|req| req.instance_ids() == ["i-staging"])
+            .then_output(|| instance("i-staging", "us-east-1a", &[("/dev/xvda", "vol-sroot")]));
+        let sources = mock!(Client::describe_volumes)
+            .match_requests(|req| !req.filters().is_empty())
+            .then_output(|| DescribeVolumesOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [
+                &snapshots, &prod, &staging, &sources, &creates_f, &creates_g, &creates, &polls,
+                &attach
+            ]
+        );
+
+        let report = restore(
+            &client,
+            "us-east-1",
+            "default",
+            false,
+            &staging_args(),
+            t(5),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+        assert_eq!(attach.num_calls(), 0, "an incomplete set is never attached");
+        assert_eq!(
+            (
+                creates_f.num_calls(),
+                creates_g.num_calls(),
+                creates.num_calls()
+            ),
+            (1, 1, 0),
+            "the root volume is left out"
+        );
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].snapshot_id, "snap-root");
+        assert_eq!(report.restored.len(), 1);
+        assert_eq!(report.restored[0].volume_id.as_deref(), Some("vol-new-f"));
+        assert_eq!(report.restored[0].attached_to, None);
+        assert_eq!(report.failed.len(), 1);
+        let failed = &report.failed[0];
+        assert_eq!(
+            (failed.snapshot_id.as_str(), failed.volume_id.as_deref()),
+            ("snap-g", Some("vol-new-g"))
+        );
+        assert!(
+            failed.reason.contains("went to state error"),
+            "{}",
+            failed.reason
+        );
+        assert!(failed.reason.contains("not attached"), "{}", failed.reason);
+    }
+
+    #[tokio::test]
+    async fn a_volume_not_ready_within_the_wait_timeout_is_a_failure_that_says_where_to_look() {
+        let creates = mock!(Client::create_volume)
+            .sequence()
+            .output(|| CreateVolumeOutput::builder().volume_id("vol-slow").build())
+            .output(|| {
+                CreateVolumeOutput::builder()
+                    .volume_id("vol-slower")
+                    .build()
+            })
+            .build();
+        let polls = mock!(Client::describe_volumes)
+            .match_requests(|req| req.volume_ids() == ["vol-slow", "vol-slower"])
+            .then_output(|| {
+                DescribeVolumesOutput::builder()
+                    .volumes(volume_in("vol-slow", VolumeState::Creating))
+                    .volumes(volume_in("vol-slower", VolumeState::Creating))
+                    .build()
+            });
+        let attach = mock!(Client::attach_volume).then_output(|| {
+            aws_sdk_ec2::operation::attach_volume::AttachVolumeOutput::builder().build()
+        });
+        let client = staging_client(&creates, &polls, &attach);
+        let mut a = staging_args();
+        a.wait_timeout = TimeDelta::zero();
+
+        let report = restore(&client, "us-east-1", "default", false, &a, t(5))
+            .await
+            .unwrap();
+
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+        assert_eq!(
+            (creates.num_calls(), polls.num_calls(), attach.num_calls()),
+            (2, 1, 0)
+        );
+        assert_eq!(report.failed.len(), 2);
+        assert!(
+            report.failed[0].reason.starts_with(
+                "not ready within --wait-timeout: it may still get there; look with \
+                              aws ec2 describe-volumes --volume-ids vol-slow"
+            ),
+            "{}",
+            report.failed[0].reason
+        );
+    }
 }
