@@ -1482,11 +1482,11 @@ mod tests {
     fn devices_come_from_the_flag_or_the_snapshot() {
         let s = snap("snap-1", "vol-data", "/dev/sdf", "run-1", t(1));
         assert_eq!(
-            attach_devices(&[s.clone()], None, true).unwrap(),
+            attach_devices(std::slice::from_ref(&s), None, true).unwrap(),
             ["/dev/sdf"]
         );
         assert_eq!(
-            attach_devices(&[s.clone()], Some("/dev/sdz"), true).unwrap(),
+            attach_devices(std::slice::from_ref(&s), Some("/dev/sdz"), true).unwrap(),
             ["/dev/sdz"]
         );
         let mut bare = s;
