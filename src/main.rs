@@ -62,8 +62,13 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             }
             Ok(status)
         }
-        Action::Restore(_) => {
-            anyhow::bail!("restore is being built in this release and not usable yet")
+        Action::Restore(args) => {
+            let report = runtime()?.block_on(ebsnap::restore::run(config, args))?;
+            print(match config.output {
+                OutputFormat::Text => report.to_text(),
+                OutputFormat::Json => report.to_json(),
+            });
+            Ok(report.exit_status())
         }
         Action::IamPolicy => {
             print(ebsnap::iam::policy_text(&config.policy.job));
