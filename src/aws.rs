@@ -18,8 +18,12 @@ use crate::config::AwsSettings;
 
 /// How long to wait for a TCP connection before giving up on an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one attempt of a call may take before it counts as lost.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one attempt of a call may take before it counts as lost. A page
+/// of 1,000 snapshots takes a second or two; an endpoint that accepts
+/// connections but never answers must not hold a cron job for minutes.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one call may take, all its retries included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
 /// Attempts per call for the SDK's own retries (creates retry in snapshot.rs).
 const MAX_ATTEMPTS: u32 = 5;
 
@@ -34,6 +38,7 @@ pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
                 .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         );
     if let Some(profile) = &settings.profile {

@@ -8,8 +8,8 @@ use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    parse_duration, parse_job, parse_keep_min, parse_max_rate, parse_min_interval, parse_region,
-    parse_tag_key, parse_tag_value,
+    parse_duration, parse_job, parse_keep_min, parse_max_delete, parse_max_rate,
+    parse_min_interval, parse_region, parse_tag_key, parse_tag_value,
 };
 
 /// Keeps EBS snapshot backups of tagged EC2 instances.
@@ -254,13 +254,8 @@ pub struct CommonArgs {
 
     /// Refuse a purge that would delete more than this many snapshots in a
     /// region (or more than half of the job's snapshots there) without --force.
-    #[arg(
-        long,
-        global = true,
-        env = "EBSNAP_MAX_DELETE",
-        default_value_t = 100,
-        value_name = "N"
-    )]
+    #[arg(long, global = true, env = "EBSNAP_MAX_DELETE", default_value = "100", value_name = "N",
+          value_parser = parse_max_delete)]
     pub max_delete: usize,
 
     /// Purge even past --max-delete or half of the job's snapshots.

@@ -328,6 +328,13 @@ pub fn parse_min_interval(text: &str) -> Result<TimeDelta, String> {
     }
 }
 
+/// `--max-delete`: a whole number, 0 or more.
+pub fn parse_max_delete(text: &str) -> Result<usize, String> {
+    text.trim().parse::<usize>().map_err(|_| {
+        format!("'{text}' is not a whole number: give how many snapshots one purge may delete, e.g. 100")
+    })
+}
+
 /// `--max-rate`: calls per second, more than 0 and at most EC2's burst.
 pub fn parse_max_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {

@@ -138,6 +138,18 @@ impl Stop {
         }
     }
 
+    /// Runs `work` unless the run is stopped first (signal or time budget);
+    /// then `Err` with the reason, and `work` is dropped.
+    pub async fn race<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, String> {
+        let woken = self.wake.notified();
+        self.check()?;
+        tokio::select! {
+            result = work => Ok(result),
+            _ = tokio::time::sleep_until(self.deadline.into()) => Err(self.check().unwrap_err()),
+            _ = woken => Err(self.check().unwrap_err()),
+        }
+    }
+
     /// Sleeps for `duration`, or less when the run is stopped meanwhile.
     pub async fn sleep(&self, duration: Duration) -> Result<(), String> {
         // Registered before the check, so an interrupt between the two still
@@ -294,6 +306,19 @@ mod tests {
             .unwrap();
         assert!(woke.unwrap_err().contains("interrupted"));
         assert!(stop.check().unwrap_err().contains("interrupted"));
+    }
+
+    #[tokio::test]
+    async fn a_race_against_the_budget_ends_work_that_never_answers() {
+        let stop = Stop::new(Duration::from_millis(20));
+        let never = std::future::pending::<()>();
+        let reason = tokio::time::timeout(Duration::from_secs(10), stop.race(never))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(reason.contains("time budget"), "{reason}");
+        let quick = Stop::new(Duration::from_secs(3600));
+        assert_eq!(quick.race(async { 7 }).await, Ok(7));
     }
 
     #[tokio::test]

@@ -69,20 +69,26 @@ async fn run_region(
 ) -> RegionRun {
     let client = aws::client(shared, region);
     let policy = &config.policy;
-    let inventory = match discovery::discover(
-        &client,
-        &policy.selector,
-        &policy.job,
-        config.steps().snapshot,
-        // The snapshot step needs the job's snapshots too, for --min-interval.
-        config.steps().purge || policy.min_interval > chrono::TimeDelta::zero(),
-    )
-    .await
+    let inventory = match stop
+        .race(discovery::discover(
+            &client,
+            &policy.selector,
+            &policy.job,
+            config.steps().snapshot,
+            // The snapshot step needs the job's snapshots too, for --min-interval.
+            config.steps().purge || policy.min_interval > chrono::TimeDelta::zero(),
+        ))
+        .await
     {
-        Ok(inventory) => inventory,
-        Err(err) => {
+        Ok(Ok(inventory)) => inventory,
+        Ok(Err(err)) => {
             return RegionRun::DiscoveryFailed {
                 reason: format!("{err:#}"),
+            }
+        }
+        Err(stopped) => {
+            return RegionRun::DiscoveryFailed {
+                reason: format!("listing instances and snapshots: {stopped}"),
             }
         }
     };
