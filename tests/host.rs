@@ -9,6 +9,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::fs;
 use std::path::Path;
 
 use serde_json::Value;
@@ -330,16 +331,27 @@ fn from_cron_a_run_is_silent_on_success_and_makes_the_snapshots() {
         "{check}"
     );
 
-    // Without the profile files there are no credentials and no region:
-    // nothing is attempted (exit 2), one line says why, nothing changes.
+    // Without the profile's region, endpoint and keys there is nothing to
+    // work with: nothing is attempted (exit 2), one line says why, nothing
+    // changes.
     let bare = TempDir::new("ebsnap-cron-bare-home");
+    fs::create_dir(bare.path().join(".aws")).unwrap();
+    fs::write(
+        bare.path().join(".aws/config"),
+        format!("[default]\n{}", imds_nowhere_line()),
+    )
+    .unwrap();
     let state = emu.snapshot_state();
     let lost = ebsnap_in_cron_env(bare.path(), &["run", "--lock-file", lock]);
     lost.assert_exit(2);
     assert_eq!(lost.stdout, "", "{lost}");
     assert!(
-        lost.stderr.contains("region") || lost.stderr.contains("credentials"),
+        lost.stderr.contains("ebsnap: no AWS region configured"),
         "{lost}"
+    );
+    assert!(
+        !lost.stderr.contains("169.254."),
+        "the test's profile keeps the SDK off the metadata service\n{lost}"
     );
     assert_eq!(emu.snapshot_state(), state, "{lost}");
 }

@@ -2166,15 +2166,29 @@ impl Emulator {
 // ---------------------------------------------------------------------------
 // The binary as cron runs it
 
+/// The `ec2_metadata_service_endpoint` line of a test's `~/.aws/config`: the
+/// binary under `env -i` cannot be given AWS_EC2_METADATA_DISABLED, so should
+/// the SDK ever look for an instance role or region, it asks a port of
+/// 127.0.0.1 nothing listens on, never 169.254.169.254.
+pub fn imds_nowhere_line() -> String {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local_addr").port();
+    format!("ec2_metadata_service_endpoint = http://127.0.0.1:{port}\n")
+}
+
 /// Writes `~/.aws/config` and `~/.aws/credentials` under `home`: a default
 /// profile with region us-east-1, the emulator as its `endpoint_url`, and these
-/// keys.
+/// keys (and the instance metadata service pointed nowhere, see
+/// `imds_nowhere_line`).
 pub fn write_aws_profile(home: &Path, endpoint_url: &str, key: &str, secret: &str) {
     let aws = home.join(".aws");
     fs::create_dir_all(&aws).expect("create ~/.aws");
     fs::write(
         aws.join("config"),
-        format!("[default]\nregion = {REGION}\nendpoint_url = {endpoint_url}\n"),
+        format!(
+            "[default]\nregion = {REGION}\nendpoint_url = {endpoint_url}\n{}",
+            imds_nowhere_line()
+        ),
     )
     .expect("write ~/.aws/config");
     fs::write(
