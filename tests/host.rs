@@ -278,7 +278,7 @@ fn version_names_the_release_and_the_commit_it_was_built_from() {
         );
     }
 
-    // `-V` and the version after a subcommand say the same.
+    // `-V` says the same.
     let short = ebsnap_offline(&["-V"]);
     short.assert_success();
     assert_eq!(short.stdout, run.stdout, "{short}");
@@ -771,22 +771,112 @@ fn harness_moto_judges_ec2_calls_by_action_alone() {
     assert_world_unchanged(&before, &emu.world_state(), &run);
     assert!(run.stdout.contains("DeleteSnapshot"), "{run}");
 
-    // A condition no request meets (the job tag of another job) does not stop
-    // moto from allowing the delete: conditions are not evaluated.
-    let conditioned = emu.create_iam_user(
+    // Conditions no request here meets, on each condition key and operator the
+    // printed policy uses: moto allows every call all the same.
+    let (key, secret) = emu.create_iam_user(
         "conditioned",
         r#"{"Version":"2012-10-17","Statement":[
           {"Effect":"Allow","Action":["ec2:DescribeInstances","ec2:DescribeSnapshots",
             "ec2:DescribeVolumes"],"Resource":"*"},
+          {"Effect":"Allow","Action":"ec2:CreateSnapshot","Resource":"*",
+            "Condition":{"StringEquals":{"aws:RequestTag/ebsnap:job":"another-job"}}},
+          {"Effect":"Allow","Action":"ec2:CreateTags","Resource":"*",
+            "Condition":{"StringEquals":{"ec2:CreateAction":"CreateSnapshot"}}},
           {"Effect":"Allow","Action":"ec2:DeleteSnapshot","Resource":"*",
-            "Condition":{"StringEquals":{"ec2:ResourceTag/ebsnap:job":"another-job"}}}]}"#,
+            "Condition":{"StringEquals":{"ec2:ResourceTag/ebsnap:job":"another-job"}}},
+          {"Effect":"Allow","Action":"ec2:AttachVolume","Resource":"*",
+            "Condition":{"Null":{"ec2:ResourceTag/ebsnap:restored-from":"false"}}}]}"#,
     );
+    let spare = emu.create_volume(4);
+    let client = emu.client_with_keys(&key, &secret);
+    emu.enforce_iam(true);
+    // aws:RequestTag/ebsnap:job: the request's tag says default.
+    let created = emu.block_on(
+        client
+            .create_snapshot()
+            .volume_id(&fleet.web_root)
+            .tag_specifications(tag_spec(
+                aws_sdk_ec2::types::ResourceType::Snapshot,
+                &[("ebsnap:job", "default")],
+            ))
+            .send(),
+    );
+    // ec2:CreateAction: a CreateTags call on its own has none.
+    let tagged = emu.block_on(
+        client
+            .create_tags()
+            .resources(&fleet.web_root)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("probe")
+                    .value("1")
+                    .build(),
+            )
+            .send(),
+    );
+    // Null ec2:ResourceTag/ebsnap:restored-from false: the volume has no such tag.
+    let attached = emu.block_on(
+        client
+            .attach_volume()
+            .volume_id(&spare)
+            .instance_id(&fleet.web)
+            .device("/dev/sdj")
+            .send(),
+    );
+    emu.enforce_iam(false);
+    let created = created.expect("moto evaluated aws:RequestTag on CreateSnapshot");
+    tagged.expect("moto evaluated ec2:CreateAction on CreateTags");
+    attached.expect("moto evaluated a Null condition on AttachVolume");
+    let probe = emu.snapshot(created.snapshot_id().expect("snapshot id"));
+    assert_eq!(probe.tag("ebsnap:job"), Some("default"));
+
+    // ec2:ResourceTag/ebsnap:job: the snapshots' tag says default.
     let before = emu.snapshot_state();
-    let run = as_user(&emu, &proxy, &conditioned, &["purge"]);
+    let run = as_user(&emu, &proxy, &(key, secret), &["purge"]);
     run.assert_success();
     assert_eq!(
         before.diff(&emu.snapshot_state()).removed_ids(),
         fleet.expired,
-        "moto ignored the condition and allowed the deletes\n{run}"
+        "moto evaluated ec2:ResourceTag on DeleteSnapshot\n{run}"
     );
+}
+
+/// Documents the moto 5.2.5 bug `Emulator::start_for_iam` works around: under
+/// IAM enforcement a plain emulator refuses (AuthFailure) a request whose
+/// body holds an encoded space, whoever signs it; the fixed one checks it.
+/// When this fails because the plain emulator accepts it, drop the fix.
+#[test]
+fn harness_signatures_of_bodies_with_spaces_need_the_fix() {
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+      {"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#;
+    for (fixed, emu) in [
+        (false, Emulator::start()),
+        (true, Emulator::start_for_iam()),
+    ] {
+        let volume = emu.create_volume(4);
+        let (key, secret) = emu.create_iam_user("signer", policy);
+        let client = emu.client_with_keys(&key, &secret);
+        let snapshot = |description: &str| {
+            emu.block_on(
+                client
+                    .create_snapshot()
+                    .volume_id(&volume)
+                    .description(description)
+                    .send(),
+            )
+        };
+        emu.enforce_iam(true);
+        let plain = snapshot("no-space");
+        let spaced = snapshot("with a space");
+        emu.enforce_iam(false);
+        assert!(plain.is_ok(), "fixed={fixed}: {plain:?}");
+        match (fixed, spaced) {
+            (true, Ok(_)) => {}
+            (false, Err(e)) => {
+                use aws_sdk_ec2::error::ProvideErrorMetadata;
+                assert_eq!(e.code(), Some("AuthFailure"), "{e:?}");
+            }
+            (fixed, other) => panic!("fixed={fixed}: {other:?}"),
+        }
+    }
 }
