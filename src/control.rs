@@ -230,6 +230,25 @@ impl Executor {
     }
 }
 
+/// An executor for tests of the SDK edge: no pacing to speak of, and retry
+/// waits of milliseconds.
+#[cfg(test)]
+pub fn test_executor(client: Client, dry_run: bool) -> Executor {
+    let fast = RetryTiming {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        busy_delay: Duration::from_millis(2),
+    };
+    Executor::new(
+        client,
+        dry_run,
+        Stop::new(Duration::from_secs(3600)),
+        100.0,
+        fast,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,23 +346,4 @@ mod tests {
         let reason = stop.check().unwrap_err();
         assert!(reason.contains("time budget (--timeout"), "{reason}");
     }
-}
-
-/// An executor for tests of the SDK edge: no pacing to speak of, and retry
-/// waits of milliseconds.
-#[cfg(test)]
-pub fn test_executor(client: Client, dry_run: bool) -> Executor {
-    let fast = RetryTiming {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(5),
-        busy_delay: Duration::from_millis(2),
-    };
-    Executor::new(
-        client,
-        dry_run,
-        Stop::new(Duration::from_secs(3600)),
-        100.0,
-        fast,
-    )
 }
