@@ -177,27 +177,12 @@ impl CheckReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TagSelector;
+    use crate::config::testing::policy;
     use crate::inventory::AttachedVolume;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            job: "default".into(),
-            selector: TagSelector {
-                key: "Scheduled-Snapshots".into(),
-                value: None,
-            },
-            retention: TimeDelta::days(7),
-            keep_min: 1,
-            min_interval: TimeDelta::minutes(10),
-            max_delete: 100,
-            force: false,
-        }
     }
 
     fn instance(id: &str, value: &str, volumes: &[&str]) -> Instance {

@@ -376,6 +376,30 @@ pub fn parse_tag_key(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Fixtures for tests across the crate.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// The policy of `ebsnap run` with every default: job `default`, any
+    /// `Scheduled-Snapshots` value, 7 days, keep-min 1, min-interval 10m,
+    /// max-delete 100, no --force.
+    pub fn policy() -> Policy {
+        Policy {
+            job: "default".into(),
+            selector: TagSelector {
+                key: "Scheduled-Snapshots".into(),
+                value: None,
+            },
+            retention: TimeDelta::days(7),
+            keep_min: 1,
+            min_interval: TimeDelta::minutes(10),
+            max_delete: 100,
+            force: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

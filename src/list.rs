@@ -249,27 +249,12 @@ fn purge_column(entry: &ListEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TagSelector;
+    use crate::config::testing::policy;
     use crate::inventory::SnapshotState;
     use chrono::{TimeDelta, TimeZone};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            job: "default".into(),
-            selector: TagSelector {
-                key: "Scheduled-Snapshots".into(),
-                value: None,
-            },
-            retention: TimeDelta::days(7),
-            keep_min: 1,
-            min_interval: TimeDelta::minutes(10),
-            max_delete: 100,
-            force: false,
-        }
     }
 
     fn snap(

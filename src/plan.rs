@@ -452,19 +452,11 @@ mod tests {
     }
 
     fn policy() -> Policy {
+        // The small fixtures here would trip the delete guard; its own
+        // tests turn it back on.
         Policy {
-            job: "default".into(),
-            selector: TagSelector {
-                key: "Scheduled-Snapshots".into(),
-                value: None,
-            },
-            retention: TimeDelta::days(7),
-            keep_min: 1,
-            min_interval: TimeDelta::minutes(10),
-            max_delete: 100,
-            // The small fixtures here would trip the delete guard; its own
-            // tests turn it back on.
             force: true,
+            ..crate::config::testing::policy()
         }
     }
 

@@ -500,7 +500,7 @@ fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Action, AwsSettings, Policy, Steps, TagSelector};
+    use crate::config::{Action, AwsSettings, Steps};
     use crate::inventory::SnapshotState;
     use chrono::{TimeDelta, TimeZone};
 
@@ -519,18 +519,7 @@ mod tests {
                 wait: None,
             },
             dry_run,
-            policy: Policy {
-                job: "default".into(),
-                selector: TagSelector {
-                    key: "Scheduled-Snapshots".into(),
-                    value: None,
-                },
-                retention: TimeDelta::days(7),
-                keep_min: 1,
-                min_interval: TimeDelta::minutes(10),
-                max_delete: 100,
-                force: false,
-            },
+            policy: crate::config::testing::policy(),
             aws: AwsSettings::default(),
             output: OutputFormat::Text,
             quiet: false,
