@@ -332,8 +332,9 @@ fn from_cron_a_run_is_silent_on_success_and_makes_the_snapshots() {
     );
 
     // Without the profile's region, endpoint and keys there is nothing to
-    // work with: nothing is attempted (exit 2), one line says why, nothing
-    // changes.
+    // work with: nothing is attempted (exit 2), a line says why, nothing
+    // changes. (Before that line the SDK logs its failed look for a region
+    // in the instance metadata, a few WARN lines: not asserted here.)
     let bare = TempDir::new("ebsnap-cron-bare-home");
     fs::create_dir(bare.path().join(".aws")).unwrap();
     fs::write(
