@@ -263,7 +263,7 @@ pub struct CommonArgs {
     pub force: bool,
 
     /// The lock that keeps two runs of one job apart on this host.
-    /// Default: $XDG_RUNTIME_DIR/ebsnap-JOB.lock, else /tmp/ebsnap-JOB.lock.
+    /// Default: $XDG_RUNTIME_DIR/ebsnap-JOB.lock, else ~/.cache/ebsnap-JOB.lock.
     #[arg(long, global = true, value_name = "PATH")]
     pub lock_file: Option<std::path::PathBuf>,
 

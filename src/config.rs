@@ -187,7 +187,14 @@ impl Config {
             verbosity: args.verbose,
             stdout_is_terminal: std::io::stdout().is_terminal(),
             lock_file: args.lock_file.unwrap_or_else(|| {
-                default_lock_file(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), &job)
+                let env_dir = |name: &str| {
+                    std::env::var_os(name)
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                };
+                let cache_dir = env_dir("XDG_CACHE_HOME")
+                    .or_else(|| env_dir("HOME").map(|home| home.join(".cache")));
+                default_lock_file(env_dir("XDG_RUNTIME_DIR"), cache_dir, &job)
             }),
             max_rate: args.max_rate,
             timeout: to_std(args.timeout),
@@ -202,9 +209,15 @@ impl Config {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/ebsnap-JOB.lock`, else `/tmp/ebsnap-JOB.lock`, with the
-/// job name made safe for a file name.
-pub fn default_lock_file(runtime_dir: Option<PathBuf>, job: &str) -> PathBuf {
+/// `$XDG_RUNTIME_DIR/ebsnap-JOB.lock`, else in the user's cache directory
+/// (`$XDG_CACHE_HOME`, `~/.cache`), else `/tmp`; the job name made safe for
+/// a file name. A per-user place, so another user of the host can neither
+/// hold the lock nor be locked out (cron gives no XDG_RUNTIME_DIR).
+pub fn default_lock_file(
+    runtime_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    job: &str,
+) -> PathBuf {
     let safe: String = job
         .chars()
         .map(|c| {
@@ -217,6 +230,7 @@ pub fn default_lock_file(runtime_dir: Option<PathBuf>, job: &str) -> PathBuf {
         .collect();
     runtime_dir
         .filter(|dir| dir.is_dir())
+        .or(cache_dir)
         .unwrap_or_else(|| PathBuf::from("/tmp"))
         .join(format!("ebsnap-{safe}.lock"))
 }
@@ -491,24 +505,30 @@ mod tests {
     }
 
     #[test]
-    fn lock_files_are_per_job_and_safe_names() {
+    fn lock_files_are_per_job_per_user_and_safe_names() {
         let tmp = PathBuf::from("/tmp");
+        let cache = PathBuf::from("/home/backup/.cache");
         assert_eq!(
-            default_lock_file(None, "default"),
+            default_lock_file(None, None, "default"),
             tmp.join("ebsnap-default.lock")
         );
         assert_eq!(
-            default_lock_file(None, "db nightly/a"),
+            default_lock_file(None, None, "db nightly/a"),
             tmp.join("ebsnap-db_nightly_a.lock")
+        );
+        assert_eq!(
+            default_lock_file(None, Some(cache.clone()), "x"),
+            cache.join("ebsnap-x.lock"),
+            "cron"
         );
         let missing = PathBuf::from("/nonexistent-runtime-dir");
         assert_eq!(
-            default_lock_file(Some(missing), "x"),
-            tmp.join("ebsnap-x.lock")
+            default_lock_file(Some(missing), Some(cache.clone()), "x"),
+            cache.join("ebsnap-x.lock")
         );
         let run_dir = std::env::temp_dir();
         assert_eq!(
-            default_lock_file(Some(run_dir.clone()), "x"),
+            default_lock_file(Some(run_dir.clone()), Some(cache), "x"),
             run_dir.join("ebsnap-x.lock")
         );
     }

@@ -22,6 +22,8 @@ pub mod restore;
 pub mod snapshot;
 pub mod wait;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Result;
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
@@ -158,6 +160,26 @@ async fn run_region(
     }
 }
 
+/// Whether ebsnap's own messages on stderr are JSON log events
+/// (`--log-format json`) rather than `ebsnap: ...` lines.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Sends ebsnap's own messages (errors, interruptions) to the log as JSON
+/// events instead of plain lines; set once at start-up.
+pub fn set_json_logs(on: bool) {
+    JSON_LOGS.store(on, Ordering::Relaxed);
+}
+
+/// A message for whoever reads stderr: `ebsnap: message` on a line of its
+/// own, or with `--log-format json` a log event like every other line.
+pub fn notice(message: &str) {
+    if JSON_LOGS.load(Ordering::Relaxed) {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("ebsnap: {message}");
+    }
+}
+
 /// On the first SIGINT or SIGTERM, start nothing new and let the calls in
 /// flight finish, so the report can say exactly what was and was not done.
 /// On a second one, exit at once.
@@ -174,13 +196,13 @@ async fn stop_on_signals(stop: Stop) {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    eprintln!("ebsnap: interrupted: finishing the calls in flight, starting nothing new (again to quit now)");
+    notice("interrupted: finishing the calls in flight, starting nothing new (again to quit now)");
     stop.interrupt();
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    eprintln!("ebsnap: interrupted twice: quitting without a report");
+    notice("interrupted twice: quitting without a report");
     std::process::exit(130);
 }
 

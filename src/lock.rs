@@ -21,6 +21,11 @@ impl JobLock {
     /// Takes the job's lock, or fails at once (never waits) naming the job and
     /// the pid of the run that holds it.
     pub fn acquire(path: &Path, job: &str) -> Result<JobLock> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            // ~/.cache may not exist yet on a fresh host; failing here shows
+            // up as the open error below, with its advice.
+            let _ = std::fs::create_dir_all(dir);
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -91,9 +96,13 @@ mod tests {
 
     #[test]
     fn an_unwritable_place_says_how_to_fix_it() {
-        let err = JobLock::acquire(Path::new("/nonexistent-dir/x.lock"), "default")
+        // A regular file as the parent: no directory can be made there.
+        let file = std::env::temp_dir().join(format!("ebsnap-lock-parent-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let err = JobLock::acquire(&file.join("x.lock"), "default")
             .unwrap_err()
             .to_string();
+        let _ = std::fs::remove_file(&file);
         assert!(err.contains("--lock-file"), "{err}");
     }
 }

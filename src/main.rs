@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match run(&config) {
         Ok(status) => status.into(),
         Err(err) => {
-            eprintln!("ebsnap: {err:#}");
+            ebsnap::notice(&format!("{err:#}"));
             ExitStatus::NothingAttempted.into()
         }
     }
@@ -36,7 +36,7 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         Action::List(filter) => {
             let listing = runtime()?.block_on(ebsnap::list::run(config, filter, now))?;
             for failed in &listing.failed {
-                eprintln!("ebsnap: {}: {}", failed.region, failed.reason);
+                ebsnap::notice(&format!("{}: {}", failed.region, failed.reason));
             }
             let width = config
                 .stdout_is_terminal
@@ -64,11 +64,15 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         }
         Action::Restore(args) => {
             let report = runtime()?.block_on(ebsnap::restore::run(config, args))?;
-            print(match config.output {
-                OutputFormat::Text => report.to_text(),
-                OutputFormat::Json => report.to_json(),
-            });
-            Ok(report.exit_status())
+            let status = report.exit_status();
+            // A person asked for it, so it prints unless -q; failures always.
+            if !config.quiet || status != ExitStatus::Success || config.dry_run {
+                print(match config.output {
+                    OutputFormat::Text => report.to_text(),
+                    OutputFormat::Json => report.to_json(),
+                });
+            }
+            Ok(status)
         }
         Action::IamPolicy => {
             print(ebsnap::iam::policy_text(&config.policy.job));
@@ -115,21 +119,21 @@ fn backup(
         if let Err(err) =
             ebsnap::metrics::write(path, &report, chrono::Utc::now(), started.elapsed())
         {
-            eprintln!("ebsnap: {err:#}");
+            ebsnap::notice(&format!("{err:#}"));
             status = status.max(ExitStatus::Failure);
         }
     }
     if status == ExitStatus::NothingAttempted {
         // No report to read: one line per region on stderr says why.
         for failed in &report.failed {
-            eprintln!("ebsnap: {}: {}", failed.region, failed.describe());
+            ebsnap::notice(&format!("{}: {}", failed.region, failed.describe()));
         }
         return Ok(status);
     }
     if config.output == OutputFormat::Json {
         // The document lists failures; stderr gets them too, for people.
         for failed in &report.failed {
-            eprintln!("ebsnap: {}: {}", failed.region, failed.describe());
+            ebsnap::notice(&format!("{}: {}", failed.region, failed.describe()));
         }
     }
     if report.should_print(config) {
@@ -149,8 +153,11 @@ fn print(text: String) {
 /// Logs go to stderr: warnings by default, more with -v, or as RUST_LOG
 /// says; as text, or JSON for log shippers (`--log-format json`).
 fn init_logging(config: &Config) {
+    // By default only ebsnap's own warnings: the SDK's (a region not found
+    // in instance metadata, say) would only repeat, in debug form, what
+    // ebsnap then says in one line.
     let default = match config.verbosity {
-        0 => "warn",
+        0 => "ebsnap=warn",
         1 => "warn,ebsnap=info",
         2 => "info,ebsnap=debug",
         _ => "debug",
@@ -158,6 +165,7 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // The progress bar on stderr follows the same colour choice.
     console::set_colors_enabled_stderr(config.color);
+    ebsnap::set_json_logs(config.log_format == LogFormat::Json);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

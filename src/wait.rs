@@ -130,10 +130,10 @@ pub async fn wait_for(
             break;
         }
         if progress.is_hidden() && !quiet && last_log.elapsed() >= LOG_INTERVAL {
-            eprintln!(
-                "ebsnap: waiting for {waiting} of {} snapshot(s) to complete",
+            crate::notice(&format!(
+                "waiting for {waiting} of {} snapshot(s) to complete",
                 states.len()
-            );
+            ));
             last_log = Instant::now();
         }
         tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now()))).await;
