@@ -10,20 +10,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+use support::ages::*;
 use support::*;
-
-/// The default retention (7 days) in hours.
-const RETENTION_H: u32 = 168;
-
-/// Ages (hours) of the job's seeded snapshots: 0.5, 2.5, 6.5, 7.5, 9.5 days.
-/// 12 h margins on each side of the 7-day line, so no test depends on timing.
-const H_0_5D: u32 = 12;
-const H_1_5D: u32 = 36;
-const H_2_5D: u32 = 60;
-const H_6_5D: u32 = 156;
-const H_7_5D: u32 = 180;
-const H_8_5D: u32 = 204;
-const H_9_5D: u32 = 228;
 
 #[derive(Clone, Debug)]
 struct Seeded {
@@ -75,15 +63,6 @@ struct Fleet {
     bare_root: String,
     orphan_vol: String,
     seeded: Vec<Seeded>,
-}
-
-fn job_tags<'a>(job: &'a str, instance_id: &'a str, device: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("ebsnap:job", job),
-        ("ebsnap:instance-id", instance_id),
-        ("ebsnap:device", device),
-        ("ebsnap:run-id", "seeded-run"),
-    ]
 }
 
 impl Fleet {

@@ -13,21 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::ages::*;
 use support::*;
 
 /// Safety net for waits on the proxy: never reached when ebsnap behaves.
 const WAIT: Duration = Duration::from_secs(90);
-
-// Ages (hours) of seeded snapshots: 12 h margins around the 7-day retention.
-const H_0_5D: u32 = 12;
-const H_1_5D: u32 = 36;
-const H_2_5D: u32 = 60;
-const H_6_5D: u32 = 156;
-const H_7_5D: u32 = 180;
-const H_8_5D: u32 = 204;
-const H_9_5D: u32 = 228;
-/// The default retention (7 days) in hours.
-const RETENTION_H: u32 = 168;
 
 #[derive(Clone, Debug)]
 struct Seeded {
@@ -41,15 +31,6 @@ struct Selected {
     instance_id: String,
     device: String,
     volume_id: String,
-}
-
-fn job_tags<'a>(job: &'a str, instance_id: &'a str, device: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("ebsnap:job", job),
-        ("ebsnap:instance-id", instance_id),
-        ("ebsnap:device", device),
-        ("ebsnap:run-id", "seeded-run"),
-    ]
 }
 
 /// The fleet of tests/e2e.rs, trimmed:

@@ -2298,3 +2298,31 @@ pub fn ebsnap_on_a_terminal(
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Ages (hours) of seeded snapshots around the default 7-day retention, with
+/// 12 h margins on each side of the line, so no test depends on timing.
+pub mod ages {
+    pub const H_0_5D: u32 = 12;
+    pub const H_1_5D: u32 = 36;
+    pub const H_2_5D: u32 = 60;
+    pub const H_6_5D: u32 = 156;
+    pub const H_7_5D: u32 = 180;
+    pub const H_8_5D: u32 = 204;
+    pub const H_9_5D: u32 = 228;
+    /// The default retention (7 days) in hours.
+    pub const RETENTION_H: u32 = 168;
+}
+
+/// The tags ebsnap puts on a job's snapshot, for seeding one by hand.
+pub fn job_tags<'a>(
+    job: &'a str,
+    instance_id: &'a str,
+    device: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ebsnap:job", job),
+        ("ebsnap:instance-id", instance_id),
+        ("ebsnap:device", device),
+        ("ebsnap:run-id", "seeded-run"),
+    ]
+}
