@@ -85,7 +85,7 @@ pub struct WaitArgs {
     pub wait: bool,
 
     /// How long --wait waits before it gives up (the snapshots go on).
-    #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration,
+    #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true,
           requires = "wait")]
     pub wait_timeout: TimeDelta,
 }
@@ -105,7 +105,7 @@ pub struct ListArgs {
 pub struct CheckArgs {
     /// The oldest a volume's newest completed backup may be, e.g. 26h for a
     /// daily job.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub max_age: TimeDelta,
 }
 
@@ -161,8 +161,33 @@ pub struct RestoreArgs {
     pub device: Option<String>,
 
     /// How long to wait for the volumes to be available (and attached).
-    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub wait_timeout: TimeDelta,
+}
+
+/// A usage error in one line, as every error of ebsnap is: clap's message,
+/// the values it accepts or its tip, and where to read more unless the
+/// message already says how to fix it (ebsnap's own value parsers do).
+pub fn one_line_usage_error(rendered: &str, says_how_to_fix: bool) -> String {
+    // The error line and its continuation (the missing arguments, the
+    // possible values) up to the first blank line, then clap's tip.
+    let mut parts: Vec<&str> = Vec::new();
+    let mut in_error = false;
+    for line in rendered.lines().map(str::trim) {
+        if let Some(what) = line.strip_prefix("error: ") {
+            parts.push(what);
+            in_error = true;
+        } else if line.is_empty() {
+            in_error = false;
+        } else if in_error || line.starts_with("tip:") {
+            parts.push(line);
+        }
+    }
+    let mut text = parts.join(" ");
+    if !says_how_to_fix {
+        text.push_str("; see 'ebsnap --help'");
+    }
+    text
 }
 
 /// An RFC 3339 time, e.g. `2026-11-24T03:00:00Z`.
@@ -211,13 +236,13 @@ pub struct CommonArgs {
     /// Delete the job's snapshots older than this: s, m, h, d or w, e.g. 7d,
     /// 36h, 2w.
     #[arg(long, global = true, env = "EBSNAP_RETENTION", default_value = "7d",
-          value_name = "DURATION", value_parser = parse_duration)]
+          value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub retention: TimeDelta,
 
     /// Always keep this many newest completed snapshots of each volume, however
     /// old: a volume whose backups stopped keeps its last good one. At least 1.
     #[arg(long, global = true, env = "EBSNAP_KEEP_MIN", default_value = "1",
-          value_name = "N", value_parser = parse_keep_min)]
+          value_name = "N", value_parser = parse_keep_min, allow_hyphen_values = true)]
     pub keep_min: usize,
 
     /// A region to work in; repeat for several. Default: the region of the
@@ -249,13 +274,13 @@ pub struct CommonArgs {
     /// pending) newer than this, so an immediate re-run after a crash or a
     /// cron entry that fires twice does no work twice. 0 disables.
     #[arg(long, global = true, env = "EBSNAP_MIN_INTERVAL", default_value = "10m",
-          value_name = "DURATION", value_parser = parse_min_interval)]
+          value_name = "DURATION", value_parser = parse_min_interval, allow_hyphen_values = true)]
     pub min_interval: TimeDelta,
 
     /// Refuse a purge that would delete more than this many snapshots in a
     /// region (or more than half of the job's snapshots there) without --force.
     #[arg(long, global = true, env = "EBSNAP_MAX_DELETE", default_value = "100", value_name = "N",
-          value_parser = parse_max_delete)]
+          value_parser = parse_max_delete, allow_hyphen_values = true)]
     pub max_delete: usize,
 
     /// Purge even past --max-delete or half of the job's snapshots.
@@ -270,13 +295,13 @@ pub struct CommonArgs {
     /// At most this many snapshot creates, and as many deletes, per second
     /// in each region (EC2 refills its buckets at 5 per second).
     #[arg(long, global = true, env = "EBSNAP_MAX_RATE", default_value = "5", value_name = "N",
-          value_parser = parse_max_rate)]
+          value_parser = parse_max_rate, allow_hyphen_values = true)]
     pub max_rate: f64,
 
     /// The run's time budget: past it, nothing new is started, and the report
     /// says what was not done.
     #[arg(long, global = true, env = "EBSNAP_TIMEOUT", default_value = "30m",
-          value_name = "DURATION", value_parser = parse_duration)]
+          value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: TimeDelta,
 
     /// After each run, write a Prometheus textfile here (for node_exporter's
@@ -330,6 +355,50 @@ mod tests {
             assert_eq!(cli.command, Command::Purge);
             assert!(cli.common.dry_run);
             assert_eq!(cli.common.retention, TimeDelta::hours(36));
+        }
+    }
+
+    fn one_line(args: &[&str]) -> String {
+        let err = parse(args).unwrap_err();
+        let says_how = err.kind() == clap::error::ErrorKind::ValueValidation;
+        one_line_usage_error(&err.render().to_string(), says_how)
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line_and_say_what_to_do() {
+        assert_eq!(
+            one_line(&["run", "--output", "yaml"]),
+            "invalid value 'yaml' for '--output <OUTPUT>' [possible values: text, json]; see 'ebsnap --help'"
+        );
+        assert_eq!(
+            one_line(&["run", "--retention", "7x"]),
+            "invalid value '7x' for '--retention <DURATION>': unknown unit 'x' in '7x': \
+             write a whole number and a unit (s, m, h, d or w), e.g. 7d or 36h"
+        );
+        assert_eq!(
+            one_line(&["frobnicate"]),
+            "unrecognized subcommand 'frobnicate'; see 'ebsnap --help'"
+        );
+        assert_eq!(
+            one_line(&["restore"]),
+            "the following required arguments were not provided: <--snapshot <SNAP>|--instance <ID>>; see 'ebsnap --help'"
+        );
+        // Negative numbers reach ebsnap's own parsers, which say how to fix them.
+        assert!(one_line(&["run", "--max-delete", "-1"]).contains("'-1' is not a whole number"));
+        assert!(one_line(&["run", "--keep-min", "-1"]).contains("'-1' is not a whole number"));
+        assert!(one_line(&["run", "--retention", "-1d"]).contains("'-1d' is not a duration"));
+        let conflict = one_line(&["run", "-q", "-v"]);
+        assert!(
+            conflict.starts_with("the argument '--quiet' cannot be used with '--verbose"),
+            "{conflict}"
+        );
+        for args in [
+            &["run", "--output", "yaml"][..],
+            &["frobnicate"],
+            &["run", "-q", "-v"],
+            &["run", "--keep-min", "0"],
+        ] {
+            assert!(!one_line(args).contains('\n'), "{args:?}");
         }
     }
 

@@ -12,14 +12,40 @@ use ebsnap::config::{Action, Config};
 use ebsnap::report::ExitStatus;
 
 fn main() -> ExitCode {
-    // clap prints usage errors itself and exits 2: nothing attempted.
-    let config = Config::from_cli(Cli::parse());
+    let config = Config::from_cli(parse_cli());
     init_logging(&config);
     match run(&config) {
         Ok(status) => status.into(),
         Err(err) => {
             ebsnap::notice(&format!("{err:#}"));
             ExitStatus::NothingAttempted.into()
+        }
+    }
+}
+
+/// The command line, or exit 2 with a one-line error: nothing attempted.
+/// Help and version go to stdout as clap prints them.
+fn parse_cli() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            err.exit()
+        }
+        Err(err) => {
+            let says_how_to_fix = err.kind() == ErrorKind::ValueValidation;
+            eprintln!(
+                "ebsnap: {}",
+                ebsnap::cli::one_line_usage_error(&err.render().to_string(), says_how_to_fix)
+            );
+            std::process::exit(ExitStatus::NothingAttempted as i32);
         }
     }
 }

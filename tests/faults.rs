@@ -997,6 +997,11 @@ fn interrupted_mid_run(signal: &str) {
 fn assert_refused(run: &EbsnapRun, all: &[&str], any: &[&str]) {
     run.assert_exit(2);
     assert_eq!(run.stdout, "", "exit 2: nothing on stdout\n{run}");
+    assert_eq!(
+        run.stderr.lines().count(),
+        1,
+        "bad input: one line on stderr, nothing else\n{run}"
+    );
     let error_lines: Vec<&str> = run
         .stderr
         .lines()
