@@ -32,8 +32,7 @@ use futures_util::future::join_all;
 use crate::config::{Action, Config};
 use crate::control::{Executor, RetryTiming, Stop};
 use crate::report::{RegionRun, Report};
-use crate::snapshot::CreateOutcome;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::MultiProgress;
 
 /// Runs the configured command in every region and reports what happened.
 /// `Err` means nothing was attempted (e.g. no region configured).
@@ -41,7 +40,14 @@ pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
     let shared = aws::load_shared_config(&config.aws).await;
     let regions = aws::regions(&config.aws, &shared)?;
     let run_id = plan::run_id(now, run_entropy());
-    let stop = Stop::new(config.timeout);
+    // With --wait, the wait comes on top of the run's own budget.
+    let wait = match config.action {
+        Action::Backup {
+            wait: Some(wait), ..
+        } => wait,
+        _ => std::time::Duration::ZERO,
+    };
+    let stop = Stop::new(config.timeout.saturating_add(wait));
     let signals = tokio::spawn(stop_on_signals(stop.clone()));
     let progress = MultiProgress::new();
     let region_runs = join_all(
@@ -117,34 +123,15 @@ async fn run_region(
         false,
     ) = (&config.action, config.dry_run)
     {
-        let created: Vec<String> = creates
-            .iter()
-            .filter_map(|c| match c {
-                CreateOutcome::Created { snapshot_id } => Some(snapshot_id.clone()),
-                _ => None,
-            })
-            .collect();
-        let bar = progress.add(
-            ProgressBar::new(created.len() as u64)
-                .with_style(
-                    ProgressStyle::with_template(
-                        "{prefix} {bar:30} {pos}/{len} snapshots completed ({elapsed})",
-                    )
-                    .expect("a valid progress template"),
-                )
-                .with_prefix(region.to_owned()),
-        );
-        let outcomes = wait::wait_for(
-            &exec.client,
-            &created,
+        wait::wait_for_created(
+            &exec,
+            &mut creates,
             *timeout,
-            wait::POLL_INTERVAL,
-            &bar,
+            progress,
+            region,
             config.quiet,
         )
         .await;
-        bar.finish_and_clear();
-        wait::apply(&mut creates, &outcomes);
     }
     // Safety rule 3. A dry run checks every delete's permission all the same:
     // a create refused there is a permission to fix, and the operator should

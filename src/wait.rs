@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::Client;
-use indicatif::ProgressBar;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::aws::error_text;
+use crate::control::{Executor, Stop};
 use crate::inventory::SnapshotState;
 use crate::snapshot::CreateOutcome;
 
@@ -57,6 +58,46 @@ pub fn apply(creates: &mut [CreateOutcome], outcomes: &BTreeMap<String, WaitOutc
     }
 }
 
+/// With `--wait`: waits for the snapshots this run created in one region,
+/// with a progress bar on a terminal, and marks those that did not complete.
+pub async fn wait_for_created(
+    exec: &Executor,
+    creates: &mut [CreateOutcome],
+    timeout: Duration,
+    progress: &MultiProgress,
+    region: &str,
+    quiet: bool,
+) {
+    let created: Vec<String> = creates
+        .iter()
+        .filter_map(|c| match c {
+            CreateOutcome::Created { snapshot_id } => Some(snapshot_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let style = ProgressStyle::with_template(
+        "{prefix} {bar:30} {pos}/{len} snapshots completed ({elapsed})",
+    )
+    .expect("a valid progress template");
+    let bar = progress.add(
+        ProgressBar::new(created.len() as u64)
+            .with_style(style)
+            .with_prefix(region.to_owned()),
+    );
+    let outcomes = wait_for(
+        &exec.client,
+        &created,
+        timeout,
+        POLL_INTERVAL,
+        &bar,
+        quiet,
+        &exec.stop,
+    )
+    .await;
+    bar.finish_and_clear();
+    apply(creates, &outcomes);
+}
+
 /// The snapshots still worth waiting for, given the latest states.
 pub fn still_pending(states: &BTreeMap<String, (SnapshotState, Option<String>)>) -> usize {
     states
@@ -76,8 +117,11 @@ pub async fn wait_for(
     interval: Duration,
     progress: &ProgressBar,
     quiet: bool,
+    stop: &Stop,
 ) -> BTreeMap<String, WaitOutcome> {
     let deadline = Instant::now() + timeout;
+    // Set when a signal or the run's budget ends the wait early.
+    let mut stopped: Option<String> = None;
     let mut last_log = Instant::now();
     let mut states: BTreeMap<String, (SnapshotState, Option<String>)> = snapshot_ids
         .iter()
@@ -136,15 +180,26 @@ pub async fn wait_for(
             ));
             last_log = Instant::now();
         }
-        tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now()))).await;
+        if let Err(reason) = stop
+            .sleep(interval.min(deadline.saturating_duration_since(Instant::now())))
+            .await
+        {
+            stopped = Some(reason);
+            break;
+        }
     }
     states
         .into_iter()
         .map(|(id, (state, progress))| {
             let outcome = match state {
                 SnapshotState::Completed => WaitOutcome::Completed,
-                SnapshotState::Pending => WaitOutcome::TimedOut {
-                    progress: progress.unwrap_or_else(|| "0%".into()),
+                SnapshotState::Pending => match &stopped {
+                    Some(reason) => WaitOutcome::Failed {
+                        reason: format!("still pending when the wait ended: {reason}"),
+                    },
+                    None => WaitOutcome::TimedOut {
+                        progress: progress.unwrap_or_else(|| "0%".into()),
+                    },
                 },
                 other => WaitOutcome::Failed {
                     reason: failures
@@ -180,6 +235,44 @@ mod tests {
                 .set_snapshots(Some(snapshots.collect()))
                 .build()
         }
+    }
+
+    /// A run budget far away: these tests are not about stopping.
+    fn far() -> Stop {
+        Stop::new(Duration::from_secs(3600))
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_ends_the_wait_and_fails_what_is_still_pending() {
+        let rule = mock!(Client::describe_snapshots)
+            .sequence()
+            .output(answer(&[("snap-1", Ec2State::Pending, "10%")]))
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let stop = far();
+        stop.interrupt();
+
+        let outcomes = wait_for(
+            &client,
+            &ids(&["snap-1"]),
+            Duration::from_secs(3600),
+            Duration::from_secs(60),
+            &ProgressBar::hidden(),
+            true,
+            &stop,
+        )
+        .await;
+
+        let WaitOutcome::Failed { reason } = &outcomes["snap-1"] else {
+            panic!("{outcomes:?}")
+        };
+        assert!(
+            reason.starts_with(
+                "still pending when the wait ended: not started: the run was interrupted"
+            ),
+            "{reason}"
+        );
     }
 
     fn ids(list: &[&str]) -> Vec<String> {
@@ -264,6 +357,7 @@ mod tests {
             Duration::from_millis(1),
             &bar,
             true,
+            &far(),
         )
         .await;
 
@@ -293,6 +387,7 @@ mod tests {
             Duration::from_millis(1),
             &ProgressBar::hidden(),
             true,
+            &far(),
         )
         .await;
 
@@ -320,6 +415,7 @@ mod tests {
             Duration::from_millis(5),
             &ProgressBar::hidden(),
             true,
+            &far(),
         )
         .await;
 
