@@ -149,18 +149,16 @@ fn backup(
             status = status.max(ExitStatus::Failure);
         }
     }
-    if status == ExitStatus::NothingAttempted {
-        // No report to read: one line per region on stderr says why.
+    // Failures reach stderr when there is no report to read them in (nothing
+    // was attempted: one line per region says why), or the report is JSON.
+    let nothing_attempted = status == ExitStatus::NothingAttempted;
+    if nothing_attempted || config.output == OutputFormat::Json {
         for failed in &report.failed {
             ebsnap::notice(&format!("{}: {}", failed.region, failed.describe()));
         }
-        return Ok(status);
     }
-    if config.output == OutputFormat::Json {
-        // The document lists failures; stderr gets them too, for people.
-        for failed in &report.failed {
-            ebsnap::notice(&format!("{}: {}", failed.region, failed.describe()));
-        }
+    if nothing_attempted {
+        return Ok(status);
     }
     if report.should_print(config) {
         print(match config.output {
