@@ -8,7 +8,9 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::config::{format_duration, Config, Policy};
-use crate::inventory::{ExistingSnapshot, Instance, SnapshotState};
+use std::collections::BTreeSet;
+
+use crate::inventory::{AttachedVolume, ExistingSnapshot, Instance, SnapshotState};
 use crate::list::RegionFailure;
 use crate::plan::{format_age, is_selected};
 use crate::report::ExitStatus;
@@ -43,6 +45,7 @@ pub fn assess(
     region: &str,
     instances: &[Instance],
     snapshots: &[ExistingSnapshot],
+    skip_volume_ids: &BTreeSet<String>,
     policy: &Policy,
     max_age: TimeDelta,
     now: DateTime<Utc>,
@@ -52,7 +55,11 @@ pub fn assess(
         .filter(|i| is_selected(&policy.selector, &i.selection_value).is_ok());
     let mut health = Vec::new();
     for instance in selected {
-        for volume in &instance.volumes {
+        // A volume left out of every backup on purpose is no stale backup.
+        let checked = instance.volumes.iter().filter(|v| {
+            !inventory_skips(skip_volume_ids, v) && !(policy.exclude_boot && v.is_root)
+        });
+        for volume in checked {
             let newest = snapshots
                 .iter()
                 .filter(|s| s.volume_id == volume.volume_id && s.is_marked_for(&policy.job))
@@ -76,6 +83,10 @@ pub fn assess(
         }
     }
     health
+}
+
+fn inventory_skips(skip_volume_ids: &BTreeSet<String>, volume: &AttachedVolume) -> bool {
+    skip_volume_ids.contains(&volume.volume_id)
 }
 
 /// Reads every region's selected instances and job snapshots and judges them.
@@ -103,6 +114,7 @@ pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Res
                 region,
                 &inventory.instances,
                 &inventory.snapshots,
+                &inventory.skip_volume_ids,
                 policy,
                 max_age,
                 now,
@@ -273,6 +285,7 @@ mod tests {
             "us-east-1",
             &instances,
             &snapshots,
+            &BTreeSet::new(),
             &policy(),
             TimeDelta::hours(26),
             now(),
@@ -307,6 +320,56 @@ mod tests {
     }
 
     #[test]
+    fn volumes_left_out_on_purpose_are_not_checked() {
+        let mut instances = [instance(
+            "i-1",
+            "true",
+            &["vol-root", "vol-data", "vol-scratch"],
+        )];
+        instances[0].volumes[0].is_root = true;
+        let snapshots = [snap(
+            "s-data",
+            "vol-data",
+            1,
+            SnapshotState::Completed,
+            "default",
+        )];
+        let skip: BTreeSet<String> = ["vol-scratch".to_string()].into();
+        let data_only = Policy {
+            exclude_boot: true,
+            ..policy()
+        };
+        let health = assess(
+            "us-east-1",
+            &instances,
+            &snapshots,
+            &skip,
+            &data_only,
+            TimeDelta::hours(26),
+            now(),
+        );
+        let checked: Vec<_> = health
+            .iter()
+            .map(|h| (h.volume_id.as_str(), h.status))
+            .collect();
+        assert_eq!(checked, [("vol-data", "fresh")]);
+        let with_boot = assess(
+            "us-east-1",
+            &instances,
+            &snapshots,
+            &skip,
+            &policy(),
+            TimeDelta::hours(26),
+            now(),
+        );
+        assert_eq!(
+            with_boot.len(),
+            2,
+            "the root is checked unless --exclude-boot"
+        );
+    }
+
+    #[test]
     fn all_fresh_exits_0_and_an_unreadable_region_does_not() {
         let instances = [instance("i-1", "true", &["vol-1"])];
         let snapshots = [snap("s-1", "vol-1", 1, SnapshotState::Completed, "default")];
@@ -318,6 +381,7 @@ mod tests {
                 "us-east-1",
                 &instances,
                 &snapshots,
+                &BTreeSet::new(),
                 &policy(),
                 TimeDelta::hours(26),
                 now(),

@@ -283,6 +283,11 @@ pub struct CommonArgs {
           value_parser = parse_max_delete, allow_hyphen_values = true)]
     pub max_delete: usize,
 
+    /// Leave out each instance's root (boot) volume: back up data only.
+    /// A volume tagged ebsnap:skip=true is always left out.
+    #[arg(long, global = true)]
+    pub exclude_boot: bool,
+
     /// Purge even past --max-delete or half of the job's snapshots.
     #[arg(long, global = true)]
     pub force: bool,

@@ -48,6 +48,8 @@ pub struct Policy {
     pub max_delete: usize,
     /// `--force`: lift the delete guard.
     pub force: bool,
+    /// `--exclude-boot`: leave out each instance's root volume.
+    pub exclude_boot: bool,
 }
 
 /// Where and as whom to talk to EC2; unset fields fall back to the standard
@@ -176,6 +178,7 @@ impl Config {
                 min_interval: args.min_interval,
                 max_delete: args.max_delete,
                 force: args.force,
+                exclude_boot: args.exclude_boot,
             },
             aws: AwsSettings {
                 regions: dedup_keep_order(args.region),
@@ -410,6 +413,7 @@ pub mod testing {
             min_interval: TimeDelta::minutes(10),
             max_delete: 100,
             force: false,
+            exclude_boot: false,
         }
     }
 }

@@ -14,11 +14,13 @@ use crate::aws::error_text;
 use crate::config::TagSelector;
 use crate::inventory::{
     AttachedVolume, ExistingSnapshot, Instance, Inventory, SnapshotState, TAG_DEVICE,
-    TAG_INSTANCE_ID, TAG_JOB, TAG_NAME,
+    TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_SKIP,
 };
 
 /// DescribeSnapshots' largest page.
 const SNAPSHOT_PAGE_SIZE: i32 = 1000;
+/// DescribeVolumes' largest page.
+const VOLUME_PAGE_SIZE: i32 = 500;
 /// DescribeInstances' largest page.
 const INSTANCE_PAGE_SIZE: i32 = 1000;
 
@@ -36,6 +38,11 @@ pub async fn discover(
     } else {
         vec![]
     };
+    let skip_volume_ids = if with_instances {
+        skip_tagged_volumes(client).await?
+    } else {
+        Default::default()
+    };
     let snapshots = if with_snapshots {
         job_snapshots(client, job).await?
     } else {
@@ -44,6 +51,7 @@ pub async fn discover(
     Ok(Inventory {
         instances,
         snapshots,
+        skip_volume_ids,
     })
 }
 
@@ -88,6 +96,34 @@ pub async fn tagged_instances(client: &Client, selector: &TagSelector) -> Result
         );
     }
     Ok(instances)
+}
+
+/// The volumes tagged `ebsnap:skip=true` (filtered on the server: one
+/// call, whatever the fleet's size).
+pub async fn skip_tagged_volumes(client: &Client) -> Result<std::collections::BTreeSet<String>> {
+    let mut pages = client
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_SKIP}"))
+                .set_values(Some(vec!["true".into(), "True".into(), "TRUE".into()]))
+                .build(),
+        )
+        .max_results(VOLUME_PAGE_SIZE)
+        .into_paginator()
+        .items()
+        .send();
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(volume) = pages.next().await {
+        let volume = volume.map_err(|err| {
+            anyhow!(
+                "listing the volumes tagged {TAG_SKIP}=true: {}",
+                error_text(&err)
+            )
+        })?;
+        ids.extend(volume.volume_id().map(str::to_owned));
+    }
+    Ok(ids)
 }
 
 /// The snapshots this account owns that carry this job's marker.
@@ -288,6 +324,23 @@ mod tests {
             instances[2].selection_value, "off",
             "the plan, not discovery, judges the value"
         );
+    }
+
+    #[tokio::test]
+    async fn volumes_tagged_to_skip_are_found_with_one_filtered_call() {
+        use aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput;
+        use aws_sdk_ec2::types::Volume;
+        let rule = mock!(Client::describe_volumes)
+            .match_requests(|req| has_filter(req.filters(), "tag:ebsnap:skip", "true"))
+            .then_output(|| {
+                DescribeVolumesOutput::builder()
+                    .volumes(Volume::builder().volume_id("vol-scratch").build())
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let ids = skip_tagged_volumes(&client).await.unwrap();
+        assert_eq!(ids, ["vol-scratch".to_string()].into());
+        assert_eq!(rule.num_calls(), 1);
     }
 
     #[tokio::test]

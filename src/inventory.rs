@@ -13,6 +13,8 @@ pub const TAG_INSTANCE_ID: &str = "ebsnap:instance-id";
 pub const TAG_DEVICE: &str = "ebsnap:device";
 pub const TAG_RUN_ID: &str = "ebsnap:run-id";
 pub const TAG_NAME: &str = "Name";
+/// On a volume: `true` leaves it out of every backup.
+pub const TAG_SKIP: &str = "ebsnap:skip";
 
 /// Everything one region holds that a run needs to decide.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +25,8 @@ pub struct Inventory {
     /// Snapshots returned by the job's server-side filter. The plan checks
     /// the marker again before it deletes any of them (safety rule 1).
     pub snapshots: Vec<ExistingSnapshot>,
+    /// Volumes tagged `ebsnap:skip=true`: never snapshotted.
+    pub skip_volume_ids: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -66,8 +66,8 @@ pub fn entries(
     // The plan sees every snapshot of the job, so keep-min and the delete
     // guard judge as purge will; the filters apply afterwards.
     let inventory = Inventory {
-        instances: vec![],
         snapshots,
+        ..Inventory::default()
     };
     let plan = plan::build(
         &inventory,

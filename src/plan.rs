@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::{format_duration, Policy, Steps, TagSelector};
 use crate::inventory::{
-    ExistingSnapshot, Instance, Inventory, SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB,
-    TAG_NAME, TAG_RUN_ID,
+    AttachedVolume, ExistingSnapshot, Inventory, SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID,
+    TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
 };
 
 /// What one run will do in one region.
@@ -196,7 +196,7 @@ pub fn build(inventory: &Inventory, policy: &Policy, steps: Steps, now: DateTime
     let mut plan = Plan::default();
     if steps.snapshot {
         let recent = recent_snapshots(&inventory.snapshots, policy, now);
-        plan_creates(&inventory.instances, &policy.selector, &recent, &mut plan);
+        plan_creates(inventory, policy, &recent, &mut plan);
     }
     if steps.purge {
         plan_purge(&inventory.snapshots, policy, now, &mut plan);
@@ -269,14 +269,43 @@ fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
     }));
 }
 
+/// Why a volume of a selected instance is left out of this run, if it is:
+/// a `(reason_code, reason)` pair.
+fn skip_reason(
+    volume: &AttachedVolume,
+    inventory: &Inventory,
+    policy: &Policy,
+    recent: &BTreeMap<&str, &ExistingSnapshot>,
+) -> Option<(&'static str, String)> {
+    if inventory.skip_volume_ids.contains(&volume.volume_id) {
+        return Some(("skip_tag", format!("tagged {TAG_SKIP}=true")));
+    }
+    if policy.exclude_boot && volume.is_root {
+        return Some((
+            "excluded_boot",
+            "the boot volume, left out by --exclude-boot".into(),
+        ));
+    }
+    recent.get(volume.volume_id.as_str()).map(|snapshot| {
+        let started = snapshot.start_time.format("%Y-%m-%d %H:%M UTC");
+        (
+            "recent",
+            format!(
+                "{} of this job started {started}, within --min-interval",
+                snapshot.id
+            ),
+        )
+    })
+}
+
 fn plan_creates(
-    instances: &[Instance],
-    selector: &TagSelector,
+    inventory: &Inventory,
+    policy: &Policy,
     recent: &BTreeMap<&str, &ExistingSnapshot>,
     plan: &mut Plan,
 ) {
-    for instance in instances {
-        if let Err(reason) = is_selected(selector, &instance.selection_value) {
+    for instance in &inventory.instances {
+        if let Err(reason) = is_selected(&policy.selector, &instance.selection_value) {
             plan.skipped_instances.push(SkippedInstance {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
@@ -298,18 +327,14 @@ fn plan_creates(
             .iter()
             .filter(|v| seen.insert(&v.volume_id))
         {
-            if let Some(snapshot) = recent.get(volume.volume_id.as_str()) {
+            if let Some((reason_code, reason)) = skip_reason(volume, inventory, policy, recent) {
                 plan.skipped_volumes.push(SkippedVolume {
                     instance_id: instance.id.clone(),
                     instance_name: instance.name.clone(),
                     volume_id: volume.volume_id.clone(),
                     device: volume.device.clone(),
-                    reason_code: "recent",
-                    reason: format!(
-                        "{} of this job started {}, within --min-interval",
-                        snapshot.id,
-                        snapshot.start_time.format("%Y-%m-%d %H:%M UTC")
-                    ),
+                    reason_code,
+                    reason,
                 });
                 continue;
             }
@@ -444,7 +469,7 @@ pub fn describe_policy(policy: &Policy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::AttachedVolume;
+    use crate::inventory::{AttachedVolume, Instance};
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -515,6 +540,7 @@ mod tests {
             &Inventory {
                 instances: vec![],
                 snapshots,
+                ..Inventory::default()
             },
             policy,
             PURGE,
@@ -575,6 +601,7 @@ mod tests {
                 instance("i-twice", "yes", &["vol-e", "vol-e"]),
             ],
             snapshots: vec![],
+            ..Inventory::default()
         };
         let plan = build(&inventory, &policy(), SNAPSHOT, now());
         let volumes: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
@@ -593,6 +620,7 @@ mod tests {
         let inventory = Inventory {
             instances: vec![instance("i-1", "true", &[])],
             snapshots: vec![],
+            ..Inventory::default()
         };
         let plan = build(&inventory, &policy(), SNAPSHOT, now());
         assert!(plan.creates.is_empty());
@@ -809,6 +837,7 @@ mod tests {
                 completed("new", "vol-1", TimeDelta::days(1)),
                 completed("old", "vol-1", TimeDelta::days(9)),
             ],
+            ..Inventory::default()
         };
         let snapshot_only = build(&inventory, &policy(), SNAPSHOT, now());
         assert_eq!(snapshot_only.creates.len(), 1);
@@ -870,6 +899,7 @@ mod tests {
                     SnapshotState::Error,
                 ),
             ],
+            ..Inventory::default()
         };
         let plan = build(&inventory, &policy(), SNAPSHOT, now());
         let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
@@ -981,6 +1011,41 @@ mod tests {
             .deletes
             .len(),
             3
+        );
+    }
+
+    #[test]
+    fn skip_tagged_and_excluded_boot_volumes_are_left_out_with_their_reason() {
+        let inventory = Inventory {
+            instances: vec![instance(
+                "i-1",
+                "true",
+                &["vol-root", "vol-data", "vol-scratch"],
+            )],
+            snapshots: vec![],
+            skip_volume_ids: ["vol-scratch".to_string()].into(),
+        };
+        let plan = build(&inventory, &policy(), SNAPSHOT, now());
+        let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
+        assert_eq!(created, ["vol-root", "vol-data"]);
+        assert_eq!(plan.skipped_volumes[0].reason_code, "skip_tag");
+        assert_eq!(plan.skipped_volumes[0].reason, "tagged ebsnap:skip=true");
+
+        let data_only = Policy {
+            exclude_boot: true,
+            ..policy()
+        };
+        let plan = build(&inventory, &data_only, SNAPSHOT, now());
+        let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
+        assert_eq!(created, ["vol-data"]);
+        let codes: Vec<_> = plan
+            .skipped_volumes
+            .iter()
+            .map(|s| (s.volume_id.as_str(), s.reason_code))
+            .collect();
+        assert_eq!(
+            codes,
+            [("vol-root", "excluded_boot"), ("vol-scratch", "skip_tag")]
         );
     }
 

@@ -1587,3 +1587,72 @@ fn metrics_file_records_each_run_by_job_and_region() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Leaving volumes out: ebsnap:skip=true and --exclude-boot (issue 5)
+
+#[test]
+fn skip_tagged_and_boot_volumes_are_left_out_and_not_checked() {
+    let emu = Emulator::start();
+    let db = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "db")]);
+    let root = emu.root_volume(&db).1;
+    let data = emu.attach_new_volume(&db, "/dev/sdf");
+    let scratch = emu.attach_new_volume(&db, "/dev/sdg");
+    emu.create_tags(&scratch, &[("ebsnap:skip", "true")]);
+    let snapshotted = |run: &EbsnapRun| -> BTreeSet<String> {
+        let doc = run.json();
+        ids_of(entries(&doc, "created", run), "volume_id")
+    };
+    let skipped = |run: &EbsnapRun| -> BTreeMap<String, String> {
+        let doc = run.json();
+        entries(&doc, "skipped_volumes", run)
+            .iter()
+            .map(|v| {
+                (
+                    str_field(v, "volume_id").unwrap().to_string(),
+                    str_field(v, "reason_code").unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let run = emu.ebsnap(&["snapshot", "--output", "json"]);
+    run.assert_success();
+    assert_eq!(
+        snapshotted(&run),
+        [root.clone(), data.clone()].into(),
+        "{run}"
+    );
+    assert_eq!(
+        skipped(&run),
+        [(scratch.clone(), "skip_tag".to_string())].into(),
+        "{run}"
+    );
+    assert!(
+        emu.snapshot_state().of_volume(&scratch).is_empty(),
+        "no snapshot of a skipped volume"
+    );
+
+    let data_only = emu.ebsnap(&[
+        "snapshot",
+        "--exclude-boot",
+        "--min-interval",
+        "0",
+        "--output",
+        "json",
+    ]);
+    data_only.assert_success();
+    assert_eq!(
+        snapshotted(&data_only),
+        [data.clone()].into(),
+        "{data_only}"
+    );
+    assert_eq!(skipped(&data_only)[&root], "excluded_boot", "{data_only}");
+
+    // check never calls a volume left out on purpose stale or never backed up.
+    let check = emu.ebsnap(&["check", "--max-age", "1d", "--output", "json"]);
+    check.assert_success();
+    let doc = check.json();
+    let checked = ids_of(entries(&doc, "volumes", &check), "volume_id");
+    assert_eq!(checked, [root, data].into(), "{check}");
+}
