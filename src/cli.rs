@@ -283,6 +283,28 @@ pub struct CommonArgs {
           value_parser = parse_max_delete, allow_hyphen_values = true)]
     pub max_delete: usize,
 
+    /// A command run (through sh -c, on this host) before each instance's
+    /// snapshot, e.g. to lock a database: ssh db1 mongosh --eval 'db.fsyncLock()'.
+    /// EBSNAP_INSTANCE_ID, EBSNAP_INSTANCE_NAME, EBSNAP_REGION and EBSNAP_JOB
+    /// are in its environment.
+    #[arg(long, global = true, env = "EBSNAP_PRE_HOOK", value_name = "CMD")]
+    pub pre_hook: Option<String>,
+
+    /// A command run as soon as the instance's snapshot calls return (the
+    /// point in time is fixed then); always, once the pre-hook has started.
+    #[arg(long, global = true, env = "EBSNAP_POST_HOOK", value_name = "CMD")]
+    pub post_hook: Option<String>,
+
+    /// How long a hook may run before it is killed (and fails).
+    #[arg(long, global = true, default_value = "2m", value_name = "DURATION",
+          value_parser = parse_duration, allow_hyphen_values = true)]
+    pub hook_timeout: TimeDelta,
+
+    /// When the pre-hook fails: snapshot anyway (crash-consistent) or skip
+    /// the instance; either way the run fails.
+    #[arg(long, global = true, value_enum, default_value_t = crate::hooks::HookFailure::Snapshot)]
+    pub hook_failure: crate::hooks::HookFailure,
+
     /// Leave out each instance's root (boot) volume: back up data only.
     /// A volume tagged ebsnap:skip=true is always left out.
     #[arg(long, global = true)]

@@ -87,6 +87,8 @@ pub struct Config {
     pub timeout: std::time::Duration,
     /// Where to write the Prometheus textfile after a run, if anywhere.
     pub metrics_file: Option<PathBuf>,
+    /// `--pre-hook`/`--post-hook`, when either is given.
+    pub hooks: Option<crate::hooks::Hooks>,
     /// Whether logs and progress on stderr may use colour.
     pub color: bool,
     pub log_format: LogFormat,
@@ -202,6 +204,14 @@ impl Config {
             max_rate: args.max_rate,
             timeout: to_std(args.timeout),
             metrics_file: args.metrics_file,
+            hooks: (args.pre_hook.is_some() || args.post_hook.is_some()).then(|| {
+                crate::hooks::Hooks {
+                    pre: args.pre_hook,
+                    post: args.post_hook,
+                    timeout: to_std(args.hook_timeout),
+                    on_failure: args.hook_failure,
+                }
+            }),
             color: use_color(
                 args.color,
                 std::io::stderr().is_terminal(),

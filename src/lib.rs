@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod discovery;
+pub mod hooks;
 pub mod iam;
 pub mod inventory;
 pub mod list;
@@ -114,7 +115,24 @@ async fn run_region(
         config.max_rate,
         RetryTiming::STANDARD,
     );
-    let mut creates = snapshot::create_all(&exec, &plan.creates, &policy.job, run_id).await;
+    // Hooks never run in a dry run: they would lock the databases.
+    let (mut creates, hook_failures) = match (&config.hooks, config.dry_run) {
+        (Some(hooks), false) => {
+            snapshot::create_all_with_hooks(
+                &exec,
+                &plan.creates,
+                &policy.job,
+                run_id,
+                hooks,
+                region,
+            )
+            .await
+        }
+        _ => (
+            snapshot::create_all(&exec, &plan.creates, &policy.job, run_id).await,
+            vec![],
+        ),
+    };
     if let (
         Action::Backup {
             wait: Some(timeout),
@@ -144,6 +162,7 @@ async fn run_region(
         plan,
         creates,
         deletes,
+        hook_failures,
     }
 }
 

@@ -148,6 +148,7 @@ mod tests {
                 plan,
                 creates: vec![],
                 deletes: outcomes,
+                hook_failures: vec![],
             },
         );
         assert_eq!(report.exit_status(), ExitStatus::Success);

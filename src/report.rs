@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::inventory::ExistingSnapshot;
 use crate::plan::{format_age, Create, Delete, KeepReason, Kept, Plan};
 use crate::purge::DeleteOutcome;
-use crate::snapshot::CreateOutcome;
+use crate::snapshot::{CreateOutcome, HookFailed};
 
 /// The process exit codes (DESIGN.md, safety rule 9).
 /// Ordered by severity, so `max` of two is the worse.
@@ -44,6 +44,8 @@ pub enum RegionRun {
         plan: Plan,
         creates: Vec<CreateOutcome>,
         deletes: Vec<DeleteOutcome>,
+        /// Pre- and post-hooks that failed, per instance.
+        hook_failures: Vec<HookFailed>,
     },
 }
 
@@ -175,7 +177,20 @@ impl Report {
                 plan,
                 creates,
                 deletes,
-            } => (plan, creates, deletes),
+                hook_failures,
+            } => {
+                for failed in hook_failures {
+                    self.failed.push(FailedEntry {
+                        action: failed.which,
+                        snapshot_id: None,
+                        volume_id: None,
+                        instance_id: Some(failed.instance_id),
+                        region: region.to_owned(),
+                        reason: failed.reason,
+                    });
+                }
+                (plan, creates, deletes)
+            }
         };
         self.regions_attempted += 1;
         for skipped in plan.skipped_instances {
@@ -529,6 +544,7 @@ mod tests {
             max_rate: 5.0,
             timeout: std::time::Duration::from_secs(60),
             metrics_file: None,
+            hooks: None,
             color: false,
             log_format: crate::cli::LogFormat::Text,
         }
@@ -590,6 +606,7 @@ mod tests {
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
+            hook_failures: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -638,6 +655,7 @@ mod tests {
                 },
             ],
             deletes: vec![DeleteOutcome::Deleted],
+            hook_failures: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -659,6 +677,7 @@ mod tests {
             deletes: vec![DeleteOutcome::InUse {
                 message: "used by ami-1".into(),
             }],
+            hook_failures: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -680,6 +699,7 @@ mod tests {
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::AlreadyGone],
+            hook_failures: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -714,6 +734,7 @@ mod tests {
                 plan: Plan::default(),
                 creates: vec![],
                 deletes: vec![],
+                hook_failures: vec![],
             },
         );
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -736,6 +757,7 @@ mod tests {
                 },
             ],
             deletes: vec![DeleteOutcome::Allowed],
+            hook_failures: vec![],
         };
         let report = report(true, run);
         assert!(report.should_print(&Config {
@@ -774,6 +796,7 @@ mod tests {
             plan,
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![],
+            hook_failures: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -792,11 +815,36 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_hook_fails_the_run_and_names_the_instance() {
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::Deleted],
+            hook_failures: vec![HookFailed {
+                instance_id: "i-1".into(),
+                which: "post-hook",
+                reason: "the post-hook failed (exit status: 1): unlock refused".into(),
+            }],
+        };
+        let report = report(false, run);
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+        assert_eq!(
+            report.deleted.len(),
+            1,
+            "a hook failure withholds no delete: the snapshots exist"
+        );
+        assert!(report.to_text(now()).contains(
+            "FAILED  post-hook i-1: the post-hook failed (exit status: 1): unlock refused"
+        ));
+    }
+
+    #[test]
     fn json_has_the_documented_fields() {
         let run = RegionRun::Executed {
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
+            hook_failures: vec![],
         };
         let json: serde_json::Value = serde_json::from_str(&report(false, run).to_json()).unwrap();
         for key in [

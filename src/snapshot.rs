@@ -16,6 +16,7 @@ use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
 use crate::control::Executor;
+use crate::hooks::{HookEnv, HookFailure, Hooks};
 use crate::inventory::TAG_RUN_ID;
 use crate::plan::Create;
 
@@ -82,6 +83,126 @@ pub async fn create_all(
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await
+}
+
+/// A hook that failed for an instance: a failure of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookFailed {
+    pub instance_id: String,
+    /// `pre-hook` or `post-hook`.
+    pub which: &'static str,
+    pub reason: String,
+}
+
+/// With `--pre-hook`/`--post-hook`: per instance, the pre-hook, that
+/// instance's creates, and the post-hook as soon as they return. The
+/// post-hook always runs once the pre-hook has started, whatever happened
+/// since. Outcomes come back in the order of `creates`.
+pub async fn create_all_with_hooks(
+    exec: &Executor,
+    creates: &[Create],
+    job: &str,
+    run_id: &str,
+    hooks: &Hooks,
+    region: &str,
+) -> (Vec<CreateOutcome>, Vec<HookFailed>) {
+    let mut by_instance: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (index, create) in creates.iter().enumerate() {
+        match by_instance
+            .iter_mut()
+            .find(|(id, _)| *id == create.instance_id)
+        {
+            Some((_, indices)) => indices.push(index),
+            None => by_instance.push((&create.instance_id, vec![index])),
+        }
+    }
+    let results: Vec<(Vec<(usize, CreateOutcome)>, Vec<HookFailed>)> = stream::iter(by_instance)
+        .map(|(_, indices)| snapshot_instance(exec, creates, indices, job, run_id, hooks, region))
+        .buffer_unordered(MAX_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; creates.len()];
+    let mut failures = Vec::new();
+    for (instance_outcomes, instance_failures) in results {
+        for (index, outcome) in instance_outcomes {
+            outcomes[index] = Some(outcome);
+        }
+        failures.extend(instance_failures);
+    }
+    (
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every create has an outcome"))
+            .collect(),
+        failures,
+    )
+}
+
+async fn snapshot_instance(
+    exec: &Executor,
+    creates: &[Create],
+    indices: Vec<usize>,
+    job: &str,
+    run_id: &str,
+    hooks: &Hooks,
+    region: &str,
+) -> (Vec<(usize, CreateOutcome)>, Vec<HookFailed>) {
+    let first = &creates[indices[0]];
+    let env = HookEnv {
+        instance_id: first.instance_id.clone(),
+        instance_name: first.instance_name.clone(),
+        region: region.to_owned(),
+        job: job.to_owned(),
+    };
+    let mut failures = Vec::new();
+    let mut fail = |which: &'static str, reason: String| {
+        failures.push(HookFailed {
+            instance_id: env.instance_id.clone(),
+            which,
+            reason,
+        });
+    };
+    let all_failed = |reason: &str| -> Vec<(usize, CreateOutcome)> {
+        indices
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    CreateOutcome::Failed {
+                        reason: reason.to_owned(),
+                    },
+                )
+            })
+            .collect()
+    };
+    // Nothing starts once the run is stopped: no pre-hook, so no post-hook.
+    if let Err(reason) = exec.stop.check() {
+        return (all_failed(&reason), failures);
+    }
+    let mut skip = None;
+    if let Some(pre) = &hooks.pre {
+        if let Err(reason) = crate::hooks::run(pre, "pre-hook", &env, hooks.timeout).await {
+            if hooks.on_failure == HookFailure::Skip {
+                skip = Some(format!("not snapshotted: {reason}"));
+            }
+            fail("pre-hook", reason);
+        }
+    }
+    let outcomes = match &skip {
+        Some(reason) => all_failed(reason),
+        None => {
+            let instance_creates = indices
+                .iter()
+                .map(|&i| async move { (i, create_one(exec, &creates[i], job, run_id).await) });
+            futures_util::future::join_all(instance_creates).await
+        }
+    };
+    if let Some(post) = &hooks.post {
+        if let Err(reason) = crate::hooks::run(post, "post-hook", &env, hooks.timeout).await {
+            fail("post-hook", reason);
+        }
+    }
+    (outcomes, failures)
 }
 
 async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -> CreateOutcome {
@@ -602,6 +723,189 @@ mod tests {
             matches!(&outcomes[0], CreateOutcome::Failed { reason } if reason.contains("interrupted"))
         );
         assert_eq!(rule.num_calls(), 0);
+    }
+
+    /// Hooks that append `pre-<instance>` / `post-<instance>` to `log`.
+    fn logging_hooks(log: &std::path::Path, pre: &str, on_failure: HookFailure) -> Hooks {
+        Hooks {
+            pre: Some(format!(
+                "{pre}echo pre-$EBSNAP_INSTANCE_ID >> {}",
+                log.display()
+            )),
+            post: Some(format!(
+                "echo post-$EBSNAP_INSTANCE_ID >> {}",
+                log.display()
+            )),
+            timeout: std::time::Duration::from_secs(10),
+            on_failure,
+        }
+    }
+
+    fn hook_log(name: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("ebsnap-hooks-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A create that records itself in the hooks' log, so the order shows.
+    fn logged_create(log: &std::path::Path) -> Rule {
+        let log = log.to_owned();
+        mock!(Client::create_snapshot)
+            .match_requests(move |req| {
+                use std::io::Write;
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&log)
+                    .unwrap();
+                writeln!(file, "create-{}", req.volume_id().unwrap_or_default()).unwrap();
+                true
+            })
+            .then_output(created("snap-1"))
+    }
+
+    #[tokio::test]
+    async fn hooks_run_pre_then_the_instances_creates_then_post() {
+        let log = hook_log("order");
+        let rule = logged_create(&log);
+        let exec = test_executor(
+            mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]),
+            false,
+        );
+        let hooks = logging_hooks(&log, "", HookFailure::Snapshot);
+
+        let (outcomes, failures) = create_all_with_hooks(
+            &exec,
+            &[create("vol-a"), create("vol-b")],
+            "default",
+            "run-1",
+            &hooks,
+            "us-east-1",
+        )
+        .await;
+
+        let order = lines(&log);
+        assert_eq!(
+            order.first().map(String::as_str),
+            Some("pre-i-1"),
+            "{order:?}"
+        );
+        assert_eq!(
+            order.last().map(String::as_str),
+            Some("post-i-1"),
+            "{order:?}"
+        );
+        let mut middle = order[1..order.len() - 1].to_vec();
+        middle.sort();
+        assert_eq!(middle, ["create-vol-a", "create-vol-b"]);
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, CreateOutcome::Created { .. })));
+        assert!(failures.is_empty());
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[tokio::test]
+    async fn a_failed_pre_hook_snapshots_anyway_and_fails_the_run_or_skips_the_instance() {
+        let log = hook_log("pre-fails");
+        let rule = logged_create(&log);
+        let exec = test_executor(
+            mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]),
+            false,
+        );
+
+        let anyway = logging_hooks(&log, "exit 4; ", HookFailure::Snapshot);
+        let (outcomes, failures) =
+            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &anyway, "r")
+                .await;
+        assert!(
+            matches!(outcomes[0], CreateOutcome::Created { .. }),
+            "crash-consistent snapshot all the same"
+        );
+        assert_eq!(failures[0].which, "pre-hook");
+        assert!(
+            failures[0]
+                .reason
+                .starts_with("the pre-hook failed (exit status: 4)"),
+            "{:?}",
+            failures
+        );
+        assert_eq!(
+            lines(&log),
+            ["create-vol-a", "post-i-1"],
+            "the post-hook runs after a failed pre-hook"
+        );
+
+        let _ = std::fs::remove_file(&log);
+        let skip = logging_hooks(&log, "exit 4; ", HookFailure::Skip);
+        let (outcomes, failures) =
+            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &skip, "r").await;
+        assert!(
+            matches!(&outcomes[0], CreateOutcome::Failed { reason } if reason.starts_with("not snapshotted: the pre-hook failed"))
+        );
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            lines(&log),
+            ["post-i-1"],
+            "no create, but the post-hook still runs"
+        );
+        assert_eq!(rule.num_calls(), 1, "only the first round created");
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[tokio::test]
+    async fn the_post_hook_runs_after_a_failed_create() {
+        let log = hook_log("create-fails");
+        let rule = mock!(Client::create_snapshot).then_error(|| {
+            CreateSnapshotError::generic(ec2_error("IncorrectState", "volume busy"))
+        });
+        let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
+        let hooks = logging_hooks(&log, "", HookFailure::Snapshot);
+
+        let (outcomes, failures) =
+            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &hooks, "r").await;
+
+        assert!(matches!(outcomes[0], CreateOutcome::Failed { .. }));
+        assert!(failures.is_empty());
+        assert_eq!(lines(&log), ["pre-i-1", "post-i-1"]);
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_during_the_pre_hook_starts_no_create_but_runs_the_post_hook() {
+        let log = hook_log("interrupted");
+        let rule = logged_create(&log);
+        let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
+        let hooks = logging_hooks(&log, "sleep 0.5; ", HookFailure::Snapshot);
+        let stop = exec.stop.clone();
+        let interrupter = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            stop.interrupt();
+        });
+
+        let (outcomes, _) =
+            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &hooks, "r").await;
+        interrupter.await.unwrap();
+
+        assert!(
+            matches!(&outcomes[0], CreateOutcome::Failed { reason } if reason.contains("interrupted")),
+            "{outcomes:?}"
+        );
+        assert_eq!(rule.num_calls(), 0);
+        assert_eq!(
+            lines(&log),
+            ["pre-i-1", "post-i-1"],
+            "the pre-hook finishes, then the post-hook runs"
+        );
+        let _ = std::fs::remove_file(log);
     }
 
     #[test]

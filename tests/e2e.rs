@@ -1656,3 +1656,83 @@ fn skip_tagged_and_boot_volumes_are_left_out_and_not_checked() {
     let checked = ids_of(entries(&doc, "volumes", &check), "volume_id");
     assert_eq!(checked, [root, data].into(), "{check}");
 }
+
+#[test]
+fn hooks_run_around_each_instances_snapshot_with_its_environment() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let dir = TempDir::new("ebsnap-hooks");
+    let log = dir.path().join("hooks.log");
+    let pre = format!(
+        "echo \"pre $EBSNAP_INSTANCE_ID $EBSNAP_REGION $EBSNAP_JOB\" >> {}; echo to-stdout",
+        log.display()
+    );
+    let post = format!("echo \"post $EBSNAP_INSTANCE_ID\" >> {}", log.display());
+
+    let dry = emu.ebsnap(&[
+        "snapshot",
+        "--dry-run",
+        "--pre-hook",
+        &pre,
+        "--post-hook",
+        &post,
+    ]);
+    dry.assert_success();
+    assert!(!log.exists(), "a dry run runs no hook\n{dry}");
+
+    let run = emu.ebsnap(&["snapshot", "--pre-hook", &pre, "--post-hook", &post]);
+    run.assert_success();
+    assert_eq!(
+        run.stdout, "",
+        "hook output goes to the log, never to stdout\n{run}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    let expected_pre = |id: &str| format!("pre {id} us-east-1 default");
+    let mut expected = vec![
+        expected_pre(&fleet.web),
+        expected_pre(&fleet.db),
+        format!("post {}", fleet.web),
+        format!("post {}", fleet.db),
+    ];
+    expected.sort();
+    assert_eq!(
+        lines, expected,
+        "one pre and one post per selected instance\n{run}"
+    );
+
+    // A failing pre-hook with --hook-failure skip: no snapshot, exit 1, post still runs.
+    std::fs::remove_file(&log).unwrap();
+    let before = emu.snapshot_state();
+    let skip = emu.ebsnap(&[
+        "snapshot",
+        "--min-interval",
+        "0",
+        "--hook-failure",
+        "skip",
+        "--pre-hook",
+        "exit 3",
+        "--post-hook",
+        &post,
+        "--output",
+        "json",
+    ]);
+    skip.assert_exit(1);
+    assert_eq!(
+        before.diff(&emu.snapshot_state()).added_ids(),
+        BTreeSet::new(),
+        "{skip}"
+    );
+    let doc = skip.json();
+    let hook_failures = entries(&doc, "failed", &skip)
+        .iter()
+        .filter(|f| str_field(f, "action") == Some("pre-hook"))
+        .count();
+    assert_eq!(hook_failures, 2, "{skip}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        2,
+        "post-hooks ran"
+    );
+}
