@@ -56,9 +56,10 @@ pub fn assess(
     let mut health = Vec::new();
     for instance in selected {
         // A volume left out of every backup on purpose is no stale backup.
-        let checked = instance.volumes.iter().filter(|v| {
-            !inventory_skips(skip_volume_ids, v) && !(policy.exclude_boot && v.is_root)
-        });
+        let checked = instance
+            .volumes
+            .iter()
+            .filter(|v| !left_out(v, skip_volume_ids, policy));
         for volume in checked {
             let newest = snapshots
                 .iter()
@@ -85,8 +86,10 @@ pub fn assess(
     health
 }
 
-fn inventory_skips(skip_volume_ids: &BTreeSet<String>, volume: &AttachedVolume) -> bool {
-    skip_volume_ids.contains(&volume.volume_id)
+/// A volume left out of every backup on purpose: tagged ebsnap:skip=true, or
+/// the root with --exclude-boot.
+fn left_out(volume: &AttachedVolume, skip_volume_ids: &BTreeSet<String>, policy: &Policy) -> bool {
+    skip_volume_ids.contains(&volume.volume_id) || (policy.exclude_boot && volume.is_root)
 }
 
 /// Reads every region's selected instances and job snapshots and judges them.

@@ -116,7 +116,7 @@ pub async fn create_all_with_hooks(
             None => by_instance.push((&create.instance_id, vec![index])),
         }
     }
-    let results: Vec<(Vec<(usize, CreateOutcome)>, Vec<HookFailed>)> = stream::iter(by_instance)
+    let results: Vec<InstanceOutcome> = stream::iter(by_instance)
         .map(|(_, indices)| snapshot_instance(exec, creates, indices, job, run_id, hooks, region))
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect()
@@ -138,6 +138,10 @@ pub async fn create_all_with_hooks(
     )
 }
 
+/// One instance's outcomes, by index into the run's creates, and its hooks'
+/// failures.
+type InstanceOutcome = (Vec<(usize, CreateOutcome)>, Vec<HookFailed>);
+
 async fn snapshot_instance(
     exec: &Executor,
     creates: &[Create],
@@ -146,7 +150,7 @@ async fn snapshot_instance(
     run_id: &str,
     hooks: &Hooks,
     region: &str,
-) -> (Vec<(usize, CreateOutcome)>, Vec<HookFailed>) {
+) -> InstanceOutcome {
     let first = &creates[indices[0]];
     let env = HookEnv {
         instance_id: first.instance_id.clone(),
