@@ -100,7 +100,8 @@ pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Res
     let results = join_all(regions.iter().map(|region| {
         let client = crate::aws::client(&shared, region);
         async move {
-            crate::discovery::discover(&client, &policy.selector, &policy.job, true, true).await
+            crate::discovery::discover(&client, &policy.selector, &policy.job, true, true, false)
+                .await
         }
     }))
     .await;
@@ -205,6 +206,7 @@ mod tests {
             id: id.into(),
             name: Some(format!("{id}-name")),
             selection_value: value.into(),
+            tags: vec![],
             volumes: volumes
                 .iter()
                 .map(|v| AttachedVolume {

@@ -61,6 +61,17 @@ pub enum Command {
     Man,
 }
 
+/// Whose tags `--copy-tags` copies onto the snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CopyTags {
+    /// The source volume's tags.
+    Volume,
+    /// The instance's tags.
+    Instance,
+    /// Both; the volume's value wins where both have a key.
+    Both,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     /// Colour when stderr is a terminal and NO_COLOR is not set.
@@ -304,6 +315,17 @@ pub struct CommonArgs {
     /// the instance; either way the run fails.
     #[arg(long, global = true, value_enum, default_value_t = crate::hooks::HookFailure::Snapshot)]
     pub hook_failure: crate::hooks::HookFailure,
+
+    /// Copy the source's tags onto its snapshots (never aws: tags; ebsnap's
+    /// own tags win, within EC2's 50 tags a resource).
+    #[arg(
+        long,
+        global = true,
+        env = "EBSNAP_COPY_TAGS",
+        value_enum,
+        value_name = "WHOSE"
+    )]
+    pub copy_tags: Option<CopyTags>,
 
     /// Leave out each instance's root (boot) volume: back up data only.
     /// A volume tagged ebsnap:skip=true is always left out.

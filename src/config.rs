@@ -50,6 +50,8 @@ pub struct Policy {
     pub force: bool,
     /// `--exclude-boot`: leave out each instance's root volume.
     pub exclude_boot: bool,
+    /// `--copy-tags`: whose tags to copy onto the snapshots.
+    pub copy_tags: Option<crate::cli::CopyTags>,
 }
 
 /// Where and as whom to talk to EC2; unset fields fall back to the standard
@@ -181,6 +183,7 @@ impl Config {
                 max_delete: args.max_delete,
                 force: args.force,
                 exclude_boot: args.exclude_boot,
+                copy_tags: args.copy_tags,
             },
             aws: AwsSettings {
                 regions: dedup_keep_order(args.region),
@@ -424,6 +427,7 @@ pub mod testing {
             max_delete: 100,
             force: false,
             exclude_boot: false,
+            copy_tags: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub async fn discover(
     job: &str,
     with_instances: bool,
     with_snapshots: bool,
+    with_volume_tags: bool,
 ) -> Result<Inventory> {
     let instances = if with_instances {
         tagged_instances(client, selector).await?
@@ -48,10 +49,17 @@ pub async fn discover(
     } else {
         vec![]
     };
+    let volume_tags = if with_volume_tags {
+        let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+        attached_volume_tags(client, &ids).await?
+    } else {
+        Default::default()
+    };
     Ok(Inventory {
         instances,
         snapshots,
         skip_volume_ids,
+        volume_tags,
     })
 }
 
@@ -126,6 +134,53 @@ pub async fn skip_tagged_volumes(client: &Client) -> Result<std::collections::BT
     Ok(ids)
 }
 
+/// The tags of the volumes attached to `instance_ids`, by volume id: one
+/// DescribeVolumes pass filtered on the server by attachment.
+pub async fn attached_volume_tags(
+    client: &Client,
+    instance_ids: &[String],
+) -> Result<std::collections::BTreeMap<String, Vec<(String, String)>>> {
+    let mut tags = std::collections::BTreeMap::new();
+    // A filter takes at most 200 values.
+    for ids in instance_ids.chunks(200) {
+        let mut pages = client
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("attachment.instance-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            )
+            .max_results(VOLUME_PAGE_SIZE)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(volume) = pages.next().await {
+            let volume = volume.map_err(|err| {
+                anyhow!(
+                    "reading the volumes' tags for --copy-tags: {}",
+                    error_text(&err)
+                )
+            })?;
+            let Some(id) = volume.volume_id() else {
+                continue;
+            };
+            let pairs = volume
+                .tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect();
+            tags.insert(id.to_owned(), pairs);
+        }
+    }
+    Ok(tags)
+}
+
 /// The snapshots this account owns that carry this job's marker.
 pub async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSnapshot>> {
     let mut pages = client
@@ -178,11 +233,22 @@ fn to_instance(instance: &Ec2Instance, tag_key: &str) -> Option<Instance> {
             })
         })
         .collect();
+    let tags = instance
+        .tags()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect();
     Some(Instance {
         id,
         name: tag_value(instance.tags(), TAG_NAME).map(str::to_owned),
         selection_value,
         volumes,
+        tags,
     })
 }
 
@@ -340,6 +406,36 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let ids = skip_tagged_volumes(&client).await.unwrap();
         assert_eq!(ids, ["vol-scratch".to_string()].into());
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn volume_tags_are_read_by_attachment_in_one_filtered_pass() {
+        use aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput;
+        use aws_sdk_ec2::types::Volume;
+        let rule = mock!(Client::describe_volumes)
+            .match_requests(|req| {
+                has_filter(req.filters(), "attachment.instance-id", "i-1")
+                    && has_filter(req.filters(), "attachment.instance-id", "i-2")
+            })
+            .then_output(|| {
+                DescribeVolumesOutput::builder()
+                    .volumes(
+                        Volume::builder()
+                            .volume_id("vol-1")
+                            .tags(tag("disk", "data"))
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let tags = attached_volume_tags(&client, &["i-1".to_string(), "i-2".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(
+            tags["vol-1"],
+            vec![("disk".to_string(), "data".to_string())]
+        );
         assert_eq!(rule.num_calls(), 1);
     }
 

@@ -27,6 +27,9 @@ pub struct Inventory {
     pub snapshots: Vec<ExistingSnapshot>,
     /// Volumes tagged `ebsnap:skip=true`: never snapshotted.
     pub skip_volume_ids: std::collections::BTreeSet<String>,
+    /// The attached volumes' tags, by volume id, read only for
+    /// `--copy-tags volume` or `both`.
+    pub volume_tags: std::collections::BTreeMap<String, Vec<(String, String)>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +40,8 @@ pub struct Instance {
     /// The value of the selection tag (`Scheduled-Snapshots` by default).
     pub selection_value: String,
     pub volumes: Vec<AttachedVolume>,
+    /// All its tags, for `--copy-tags instance`.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Instance {

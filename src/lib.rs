@@ -86,6 +86,11 @@ async fn run_region(
             config.steps().snapshot,
             // The snapshot step needs the job's snapshots too, for --min-interval.
             config.steps().purge || policy.min_interval > chrono::TimeDelta::zero(),
+            config.steps().snapshot
+                && matches!(
+                    policy.copy_tags,
+                    Some(crate::cli::CopyTags::Volume | crate::cli::CopyTags::Both)
+                ),
         ))
         .await
     {

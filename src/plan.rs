@@ -10,6 +10,7 @@ use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::cli::CopyTags;
 use crate::config::{format_duration, Policy, Steps, TagSelector};
 use crate::inventory::{
     AttachedVolume, ExistingSnapshot, Inventory, SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID,
@@ -36,20 +37,26 @@ pub struct Create {
     pub instance_name: Option<String>,
     pub volume_id: String,
     pub device: String,
+    /// Tags copied from the source (`--copy-tags`), after the contract's.
+    pub copied_tags: Vec<(String, String)>,
 }
 
 impl Create {
     /// Every tag of the contract, set in the create call itself so that no
     /// snapshot of ebsnap ever exists without its marker.
-    pub fn tags(&self, job: &str, run_id: &str) -> Vec<(&'static str, String)> {
+    pub fn tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
         let label = self.instance_name.as_deref().unwrap_or(&self.instance_id);
-        vec![
+        let contract = [
             (TAG_JOB, job.to_owned()),
             (TAG_INSTANCE_ID, self.instance_id.clone()),
             (TAG_DEVICE, self.device.clone()),
             (TAG_RUN_ID, run_id.to_owned()),
             (TAG_NAME, format!("{label} {}", self.device)),
-        ]
+        ];
+        let contract = contract
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value));
+        contract.chain(self.copied_tags.iter().cloned()).collect()
     }
 
     /// The snapshot's description: who made it, for which job, of what.
@@ -173,6 +180,44 @@ pub struct SkippedVolume {
     /// A stable identifier for programs: `recent`.
     pub reason_code: &'static str,
     pub reason: String,
+}
+
+/// EC2's limit of tags on one resource.
+const MAX_TAGS: usize = 50;
+/// The tags of the contract, on every snapshot.
+const CONTRACT_TAGS: usize = 5;
+
+/// The tags `--copy-tags` puts on a volume's snapshot: the instance's and/or
+/// the volume's (the volume's value wins), never `aws:` tags (reserved) nor
+/// the contract's own keys (ebsnap's tags win), sorted, and no more than fit
+/// beside the contract within EC2's 50.
+pub fn copied_tags(
+    mode: Option<CopyTags>,
+    instance_tags: &[(String, String)],
+    volume_tags: &[(String, String)],
+) -> Vec<(String, String)> {
+    let (from_instance, from_volume) = match mode {
+        None => return vec![],
+        Some(CopyTags::Instance) => (instance_tags, &[][..]),
+        Some(CopyTags::Volume) => (&[][..], volume_tags),
+        Some(CopyTags::Both) => (instance_tags, volume_tags),
+    };
+    let copyable = |key: &str| {
+        let lower = key.to_ascii_lowercase();
+        !lower.starts_with("aws:") && !lower.starts_with("ebsnap:") && key != TAG_NAME
+    };
+    let mut tags: BTreeMap<&str, &str> = BTreeMap::new();
+    for (key, value) in from_instance
+        .iter()
+        .chain(from_volume)
+        .filter(|(k, _)| copyable(k))
+    {
+        tags.insert(key, value);
+    }
+    tags.into_iter()
+        .take(MAX_TAGS - CONTRACT_TAGS)
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// The values of the selection tag that mean "do not back up".
@@ -338,11 +383,17 @@ fn plan_creates(
                 });
                 continue;
             }
+            let volume_tags = inventory
+                .volume_tags
+                .get(&volume.volume_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             plan.creates.push(Create {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
                 volume_id: volume.volume_id.clone(),
                 device: volume.device.clone(),
+                copied_tags: copied_tags(policy.copy_tags, &instance.tags, volume_tags),
             });
         }
     }
@@ -523,6 +574,7 @@ mod tests {
             id: id.into(),
             name: None,
             selection_value: value.into(),
+            tags: vec![],
             volumes: volumes
                 .iter()
                 .enumerate()
@@ -634,18 +686,17 @@ mod tests {
             instance_name: Some("mongo-1".into()),
             volume_id: "vol-1".into(),
             device: "/dev/xvdf".into(),
+            copied_tags: vec![],
         };
         let tags = create.tags("hourly", "r1");
-        assert_eq!(
-            tags,
-            vec![
-                ("ebsnap:job", "hourly".to_string()),
-                ("ebsnap:instance-id", "i-1".into()),
-                ("ebsnap:device", "/dev/xvdf".into()),
-                ("ebsnap:run-id", "r1".into()),
-                ("Name", "mongo-1 /dev/xvdf".into()),
-            ]
-        );
+        let expected = [
+            ("ebsnap:job", "hourly"),
+            ("ebsnap:instance-id", "i-1"),
+            ("ebsnap:device", "/dev/xvdf"),
+            ("ebsnap:run-id", "r1"),
+            ("Name", "mongo-1 /dev/xvdf"),
+        ];
+        assert_eq!(tags, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert_eq!(
             create.description("hourly"),
             "ebsnap job=hourly instance=i-1 (mongo-1) device=/dev/xvdf"
@@ -1024,6 +1075,7 @@ mod tests {
             )],
             snapshots: vec![],
             skip_volume_ids: ["vol-scratch".to_string()].into(),
+            ..Inventory::default()
         };
         let plan = build(&inventory, &policy(), SNAPSHOT, now());
         let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
@@ -1046,6 +1098,84 @@ mod tests {
         assert_eq!(
             codes,
             [("vol-root", "excluded_boot"), ("vol-scratch", "skip_tag")]
+        );
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn copied_tags_never_take_aws_or_contract_keys_and_the_volume_wins() {
+        let instance = pairs(&[
+            ("team", "db"),
+            ("env", "prod"),
+            ("Name", "mongo-1"),
+            ("aws:cloudformation:stack-name", "x"),
+        ]);
+        let volume = pairs(&[
+            ("env", "prod-data"),
+            ("ebsnap:skip", "false"),
+            ("AWS:backup", "y"),
+            ("tier", "hot"),
+        ]);
+        assert_eq!(copied_tags(None, &instance, &volume), vec![]);
+        assert_eq!(
+            copied_tags(Some(CopyTags::Instance), &instance, &volume),
+            pairs(&[("env", "prod"), ("team", "db")])
+        );
+        assert_eq!(
+            copied_tags(Some(CopyTags::Volume), &instance, &volume),
+            pairs(&[("env", "prod-data"), ("tier", "hot")])
+        );
+        assert_eq!(
+            copied_tags(Some(CopyTags::Both), &instance, &volume),
+            pairs(&[("env", "prod-data"), ("team", "db"), ("tier", "hot")])
+        );
+    }
+
+    #[test]
+    fn copied_tags_stay_within_ec2s_fifty_beside_the_contract() {
+        let many: Vec<(String, String)> = (0..60)
+            .map(|i| (format!("k{i:02}"), "v".to_owned()))
+            .collect();
+        let copied = copied_tags(Some(CopyTags::Instance), &many, &[]);
+        assert_eq!(copied.len(), 45);
+        let create = Create {
+            instance_id: "i-1".into(),
+            instance_name: None,
+            volume_id: "vol-1".into(),
+            device: "/dev/sdf".into(),
+            copied_tags: copied,
+        };
+        let tags = create.tags("default", "r1");
+        assert_eq!(tags.len(), 50);
+        assert_eq!(
+            tags[0],
+            ("ebsnap:job".to_owned(), "default".to_owned()),
+            "the contract comes first"
+        );
+    }
+
+    #[test]
+    fn plan_copies_the_sources_tags_onto_each_create() {
+        let mut web = instance("i-1", "true", &["vol-a"]);
+        web.tags = pairs(&[("team", "web")]);
+        let inventory = Inventory {
+            instances: vec![web],
+            volume_tags: [("vol-a".to_string(), pairs(&[("disk", "data")]))].into(),
+            ..Inventory::default()
+        };
+        let both = Policy {
+            copy_tags: Some(CopyTags::Both),
+            ..policy()
+        };
+        let plan = build(&inventory, &both, SNAPSHOT, now());
+        assert_eq!(
+            plan.creates[0].copied_tags,
+            pairs(&[("disk", "data"), ("team", "web")])
         );
     }
 

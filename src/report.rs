@@ -569,6 +569,7 @@ mod tests {
             instance_name: Some("mongo-1".into()),
             volume_id: volume.into(),
             device: "/dev/sdf".into(),
+            copied_tags: vec![],
         }
     }
 

@@ -371,6 +371,7 @@ mod tests {
             instance_name: Some("redis-1".into()),
             volume_id: volume.into(),
             device: "/dev/sdf".into(),
+            copied_tags: vec![],
         }
     }
 

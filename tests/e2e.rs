@@ -1736,3 +1736,54 @@ fn hooks_run_around_each_instances_snapshot_with_its_environment() {
         "post-hooks ran"
     );
 }
+
+#[test]
+fn copy_tags_puts_the_sources_tags_on_the_snapshots_but_never_over_ebsnaps() {
+    let emu = Emulator::start();
+    let db = emu.launch_instance(&[
+        ("Scheduled-Snapshots", "true"),
+        ("Name", "db"),
+        ("team", "data"),
+    ]);
+    let data = emu.attach_new_volume(&db, "/dev/sdf");
+    emu.create_tags(
+        &data,
+        &[
+            ("tier", "hot"),
+            ("team", "storage"),
+            ("ebsnap:device", "/dev/forged"),
+        ],
+    );
+
+    let run = emu.ebsnap(&["snapshot", "--copy-tags", "both"]);
+    run.assert_success();
+    let state = emu.snapshot_state();
+    let snaps = state.of_volume(&data);
+    assert_eq!(snaps.len(), 1, "{run}");
+    let snap = snaps[0];
+    assert_eq!(snap.tag("tier"), Some("hot"), "the volume's tag");
+    assert_eq!(
+        snap.tag("team"),
+        Some("storage"),
+        "the volume's value wins over the instance's"
+    );
+    assert_eq!(
+        snap.tag("ebsnap:device"),
+        Some("/dev/sdf"),
+        "ebsnap's own tags win"
+    );
+    assert_eq!(snap.tag("Name"), Some("db /dev/sdf"));
+
+    let root = emu.root_volume(&db).1;
+    let instance_only = emu.ebsnap(&["snapshot", "--copy-tags", "instance", "--min-interval", "0"]);
+    instance_only.assert_success();
+    let state = emu.snapshot_state();
+    let newest = state
+        .of_volume(&root)
+        .into_iter()
+        .max_by_key(|s| s.start_time.clone())
+        .unwrap()
+        .clone();
+    assert_eq!(newest.tag("team"), Some("data"), "{instance_only}");
+    assert_eq!(newest.tag("tier"), None);
+}
