@@ -327,6 +327,12 @@ pub struct CommonArgs {
     )]
     pub copy_tags: Option<CopyTags>,
 
+    /// Snapshot each volume on its own (one CreateSnapshot per volume)
+    /// instead of all of an instance's volumes at one instant (one
+    /// CreateSnapshots per instance, the default).
+    #[arg(long, global = true)]
+    pub per_volume: bool,
+
     /// Leave out each instance's root (boot) volume: back up data only.
     /// A volume tagged ebsnap:skip=true is always left out.
     #[arg(long, global = true)]

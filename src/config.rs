@@ -89,6 +89,9 @@ pub struct Config {
     pub timeout: std::time::Duration,
     /// Where to write the Prometheus textfile after a run, if anywhere.
     pub metrics_file: Option<PathBuf>,
+    /// `--per-volume`: one CreateSnapshot per volume, not one CreateSnapshots
+    /// per instance.
+    pub per_volume: bool,
     /// `--pre-hook`/`--post-hook`, when either is given.
     pub hooks: Option<crate::hooks::Hooks>,
     /// Whether logs and progress on stderr may use colour.
@@ -207,6 +210,7 @@ impl Config {
             max_rate: args.max_rate,
             timeout: to_std(args.timeout),
             metrics_file: args.metrics_file,
+            per_volume: args.per_volume,
             hooks: (args.pre_hook.is_some() || args.post_hook.is_some()).then(|| {
                 crate::hooks::Hooks {
                     pre: args.pre_hook,

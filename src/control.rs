@@ -208,6 +208,11 @@ pub struct Executor {
     pub stop: Stop,
     pub create_pacer: Pacer,
     pub delete_pacer: Pacer,
+    /// CreateTags has a bucket of its own (100 burst, 10 a second).
+    pub tag_pacer: Pacer,
+    /// `--per-volume`: one CreateSnapshot per volume instead of one
+    /// CreateSnapshots per instance.
+    pub per_volume: bool,
     pub retry: RetryTiming,
 }
 
@@ -225,6 +230,8 @@ impl Executor {
             stop,
             create_pacer: Pacer::new(Bucket::for_rate(max_rate)),
             delete_pacer: Pacer::new(Bucket::for_rate(max_rate)),
+            tag_pacer: Pacer::new(Bucket::for_rate(max_rate * 2.0)),
+            per_volume: false,
             retry,
         }
     }
@@ -240,13 +247,16 @@ pub fn test_executor(client: Client, dry_run: bool) -> Executor {
         max_delay: Duration::from_millis(5),
         busy_delay: Duration::from_millis(2),
     };
-    Executor::new(
+    // The per-volume path unless a test asks for CreateSnapshots.
+    let mut exec = Executor::new(
         client,
         dry_run,
         Stop::new(Duration::from_secs(3600)),
         100.0,
         fast,
-    )
+    );
+    exec.per_volume = true;
+    exec
 }
 
 #[cfg(test)]

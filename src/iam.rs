@@ -24,15 +24,15 @@ pub fn policy(job: &str) -> Value {
                 "Resource": "*"
             },
             {
-                "Sid": "SnapshotAnyVolume",
+                "Sid": "SnapshotAnyInstanceOrVolume",
                 "Effect": "Allow",
-                "Action": "ec2:CreateSnapshot",
-                "Resource": VOLUMES
+                "Action": ["ec2:CreateSnapshot", "ec2:CreateSnapshots"],
+                "Resource": [INSTANCES, VOLUMES]
             },
             {
                 "Sid": "CreateOnlySnapshotsMarkedForThisJob",
                 "Effect": "Allow",
-                "Action": "ec2:CreateSnapshot",
+                "Action": ["ec2:CreateSnapshot", "ec2:CreateSnapshots"],
                 "Resource": SNAPSHOTS,
                 "Condition": { "StringEquals": { format!("aws:RequestTag/{TAG_JOB}"): job } }
             },
@@ -42,6 +42,13 @@ pub fn policy(job: &str) -> Value {
                 "Action": "ec2:CreateTags",
                 "Resource": [SNAPSHOTS, VOLUMES],
                 "Condition": { "StringEquals": { "ec2:CreateAction": ["CreateSnapshot", "CreateVolume"] } }
+            },
+            {
+                "Sid": "TagOnlyThisJobsSnapshots",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": SNAPSHOTS,
+                "Condition": { "StringEquals": { format!("ec2:ResourceTag/{TAG_JOB}"): job } }
             },
             {
                 "Sid": "DeleteOnlyThisJobsSnapshots",
@@ -109,7 +116,7 @@ mod tests {
         );
         assert_eq!(
             text.matches("/ebsnap:job\": \"hourly\"").count(),
-            3,
+            4,
             "{text}"
         );
         assert!(!text.contains("\"default\""), "{text}");

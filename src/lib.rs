@@ -113,31 +113,22 @@ async fn run_region(
         "discovered"
     );
     let mut plan = plan::build(&inventory, policy, config.steps(), now);
-    let exec = Executor::new(
+    let mut exec = Executor::new(
         client,
         config.dry_run,
         stop.clone(),
         config.max_rate,
         RetryTiming::STANDARD,
     );
+    exec.per_volume = config.per_volume;
     // Hooks never run in a dry run: they would lock the databases.
-    let (mut creates, hook_failures) = match (&config.hooks, config.dry_run) {
-        (Some(hooks), false) => {
-            snapshot::create_all_with_hooks(
-                &exec,
-                &plan.creates,
-                &policy.job,
-                run_id,
-                hooks,
-                region,
-            )
-            .await
-        }
-        _ => (
-            snapshot::create_all(&exec, &plan.creates, &policy.job, run_id).await,
-            vec![],
-        ),
-    };
+    let hooks = config
+        .hooks
+        .as_ref()
+        .filter(|_| !config.dry_run)
+        .map(|hooks| snapshot::RunHooks { hooks, region });
+    let (mut creates, hook_failures) =
+        snapshot::create_all(&exec, &plan.creates, &plan.sets, &policy.job, run_id, hooks).await;
     if let (
         Action::Backup {
             wait: Some(timeout),

@@ -29,6 +29,23 @@ pub struct Plan {
     /// Why the purge was refused (safety rule 8), naming the numbers; its
     /// deletes are then in `kept` with [`KeepReason::DeleteGuard`].
     pub purge_refused: Option<String>,
+    /// The creates grouped by instance: each set is snapshotted together.
+    pub sets: Vec<SnapshotSet>,
+}
+
+/// The creates of one instance, snapshotted together: by one CreateSnapshots
+/// call at one instant (crash-consistent across the volumes), which must be
+/// told what to leave out; or, with `--per-volume`, one CreateSnapshot per
+/// volume. Hooks run around a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSet {
+    pub instance_id: String,
+    /// Indices into [`Plan::creates`].
+    pub creates: Vec<usize>,
+    /// The instance's root volume is not among the creates.
+    pub exclude_boot: bool,
+    /// Attached data volumes that are not among the creates.
+    pub exclude_data_volume_ids: Vec<String>,
 }
 /// A snapshot to take: one per attached EBS volume of a selected instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -365,6 +382,8 @@ fn plan_creates(
                 reason: "no EBS volume attached".into(),
             });
         }
+        let first_create = plan.creates.len();
+        let mut left_out = Vec::new();
         // A volume attached twice in the mappings is still one volume.
         let mut seen = HashSet::new();
         for volume in instance
@@ -373,6 +392,7 @@ fn plan_creates(
             .filter(|v| seen.insert(&v.volume_id))
         {
             if let Some((reason_code, reason)) = skip_reason(volume, inventory, policy, recent) {
+                left_out.push(volume);
                 plan.skipped_volumes.push(SkippedVolume {
                     instance_id: instance.id.clone(),
                     instance_name: instance.name.clone(),
@@ -394,6 +414,18 @@ fn plan_creates(
                 volume_id: volume.volume_id.clone(),
                 device: volume.device.clone(),
                 copied_tags: copied_tags(policy.copy_tags, &instance.tags, volume_tags),
+            });
+        }
+        if plan.creates.len() > first_create {
+            plan.sets.push(SnapshotSet {
+                instance_id: instance.id.clone(),
+                creates: (first_create..plan.creates.len()).collect(),
+                exclude_boot: left_out.iter().any(|v| v.is_root),
+                exclude_data_volume_ids: left_out
+                    .iter()
+                    .filter(|v| !v.is_root)
+                    .map(|v| v.volume_id.clone())
+                    .collect(),
             });
         }
     }
@@ -1177,6 +1209,54 @@ mod tests {
             plan.creates[0].copied_tags,
             pairs(&[("disk", "data"), ("team", "web")])
         );
+    }
+
+    #[test]
+    fn each_instances_creates_form_a_set_that_names_what_it_leaves_out() {
+        let inventory = Inventory {
+            instances: vec![
+                instance(
+                    "i-1",
+                    "true",
+                    &["vol-root", "vol-data", "vol-scratch", "vol-recent"],
+                ),
+                instance("i-2", "true", &["vol-2root"]),
+            ],
+            snapshots: vec![completed("recent", "vol-recent", TimeDelta::minutes(1))],
+            skip_volume_ids: ["vol-scratch".to_string()].into(),
+            ..Inventory::default()
+        };
+        let data_only = Policy {
+            exclude_boot: true,
+            ..policy()
+        };
+        let plan = build(&inventory, &data_only, SNAPSHOT, now());
+        assert_eq!(
+            plan.sets,
+            [SnapshotSet {
+                instance_id: "i-1".into(),
+                creates: vec![0],
+                exclude_boot: true,
+                exclude_data_volume_ids: vec!["vol-scratch".into(), "vol-recent".into()],
+            }],
+            "i-2 has nothing left to snapshot, so no set"
+        );
+        assert_eq!(plan.creates[0].volume_id, "vol-data");
+
+        let all = build(
+            &Inventory {
+                skip_volume_ids: Default::default(),
+                snapshots: vec![],
+                ..inventory
+            },
+            &policy(),
+            SNAPSHOT,
+            now(),
+        );
+        assert_eq!(all.sets.len(), 2);
+        assert_eq!(all.sets[0].creates, [0, 1, 2, 3]);
+        assert_eq!(all.sets[1].creates, [4]);
+        assert!(!all.sets[0].exclude_boot && all.sets[0].exclude_data_volume_ids.is_empty());
     }
 
     #[test]

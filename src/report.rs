@@ -34,8 +34,10 @@ impl From<ExitStatus> for std::process::ExitCode {
     }
 }
 
-/// What one region's run produced.
+/// What one region's run produced: one per region, short-lived, so the
+/// size of `Executed` costs nothing worth a box.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum RegionRun {
     /// Discovery failed: nothing was planned or changed in the region.
     DiscoveryFailed { reason: String },
@@ -544,6 +546,7 @@ mod tests {
             max_rate: 5.0,
             timeout: std::time::Duration::from_secs(60),
             metrics_file: None,
+            per_volume: false,
             hooks: None,
             color: false,
             log_format: crate::cli::LogFormat::Text,

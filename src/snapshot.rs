@@ -11,14 +11,16 @@ use std::collections::HashSet;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, InstanceSpecification, ResourceType, Tag, TagSpecification};
 use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
 use crate::control::Executor;
 use crate::hooks::{HookEnv, HookFailure, Hooks};
 use crate::inventory::TAG_RUN_ID;
+use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB};
 use crate::plan::Create;
+use crate::plan::SnapshotSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -70,21 +72,6 @@ fn failure_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Creat
     classify_create_failure(err.code(), err.raw_response().map(|r| r.status().as_u16()))
 }
 
-/// Carries out (or, in a dry run, checks) every create; outcomes come back
-/// in the order of `creates`.
-pub async fn create_all(
-    exec: &Executor,
-    creates: &[Create],
-    job: &str,
-    run_id: &str,
-) -> Vec<CreateOutcome> {
-    stream::iter(creates)
-        .map(|create| create_one(exec, create, job, run_id))
-        .buffered(MAX_IN_FLIGHT)
-        .collect()
-        .await
-}
-
 /// A hook that failed for an instance: a failure of the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookFailed {
@@ -94,119 +81,275 @@ pub struct HookFailed {
     pub reason: String,
 }
 
-/// With `--pre-hook`/`--post-hook`: per instance, the pre-hook, that
-/// instance's creates, and the post-hook as soon as they return. The
-/// post-hook always runs once the pre-hook has started, whatever happened
-/// since. Outcomes come back in the order of `creates`.
-pub async fn create_all_with_hooks(
+/// The hooks of a run and the region they are told about.
+#[derive(Debug, Clone, Copy)]
+pub struct RunHooks<'a> {
+    pub hooks: &'a Hooks,
+    pub region: &'a str,
+}
+
+/// Carries out (or, in a dry run, checks) every create, set by set: with
+/// hooks, the pre-hook, the set's snapshot calls, and the post-hook as soon
+/// as they return. Outcomes come back in the order of `creates`, with the
+/// hooks' failures.
+pub async fn create_all(
     exec: &Executor,
     creates: &[Create],
+    sets: &[SnapshotSet],
     job: &str,
     run_id: &str,
-    hooks: &Hooks,
-    region: &str,
+    hooks: Option<RunHooks<'_>>,
 ) -> (Vec<CreateOutcome>, Vec<HookFailed>) {
-    let mut by_instance: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (index, create) in creates.iter().enumerate() {
-        match by_instance
-            .iter_mut()
-            .find(|(id, _)| *id == create.instance_id)
-        {
-            Some((_, indices)) => indices.push(index),
-            None => by_instance.push((&create.instance_id, vec![index])),
-        }
-    }
-    let results: Vec<InstanceOutcome> = stream::iter(by_instance)
-        .map(|(_, indices)| snapshot_instance(exec, creates, indices, job, run_id, hooks, region))
+    let results: Vec<SetOutcome> = stream::iter(sets)
+        .map(|set| snapshot_set(exec, creates, set, job, run_id, hooks))
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect()
         .await;
     let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; creates.len()];
     let mut failures = Vec::new();
-    for (instance_outcomes, instance_failures) in results {
-        for (index, outcome) in instance_outcomes {
+    for (set_outcomes, set_failures) in results {
+        for (index, outcome) in set_outcomes {
             outcomes[index] = Some(outcome);
         }
-        failures.extend(instance_failures);
+        failures.extend(set_failures);
     }
-    (
-        outcomes
-            .into_iter()
-            .map(|o| o.expect("every create has an outcome"))
-            .collect(),
-        failures,
-    )
+    let outcomes = outcomes.into_iter().map(|o| {
+        o.unwrap_or(CreateOutcome::Failed {
+            reason: "in no snapshot set".into(),
+        })
+    });
+    (outcomes.collect(), failures)
 }
 
-/// One instance's outcomes, by index into the run's creates, and its hooks'
+/// One set's outcomes, by index into the run's creates, and its hooks'
 /// failures.
-type InstanceOutcome = (Vec<(usize, CreateOutcome)>, Vec<HookFailed>);
+type SetOutcome = (Vec<(usize, CreateOutcome)>, Vec<HookFailed>);
 
-async fn snapshot_instance(
+async fn snapshot_set(
     exec: &Executor,
     creates: &[Create],
-    indices: Vec<usize>,
+    set: &SnapshotSet,
     job: &str,
     run_id: &str,
-    hooks: &Hooks,
-    region: &str,
-) -> InstanceOutcome {
-    let first = &creates[indices[0]];
-    let env = HookEnv {
-        instance_id: first.instance_id.clone(),
-        instance_name: first.instance_name.clone(),
-        region: region.to_owned(),
-        job: job.to_owned(),
-    };
-    let mut failures = Vec::new();
-    let mut fail = |which: &'static str, reason: String| {
-        failures.push(HookFailed {
-            instance_id: env.instance_id.clone(),
-            which,
-            reason,
-        });
-    };
-    let all_failed = |reason: &str| -> Vec<(usize, CreateOutcome)> {
-        indices
-            .iter()
-            .map(|&i| {
-                (
-                    i,
-                    CreateOutcome::Failed {
-                        reason: reason.to_owned(),
-                    },
-                )
-            })
-            .collect()
+    hooks: Option<RunHooks<'_>>,
+) -> SetOutcome {
+    let all = |outcome: CreateOutcome| -> Vec<(usize, CreateOutcome)> {
+        set.creates.iter().map(|&i| (i, outcome.clone())).collect()
     };
     // Nothing starts once the run is stopped: no pre-hook, so no post-hook.
     if let Err(reason) = exec.stop.check() {
-        return (all_failed(&reason), failures);
+        return (all(CreateOutcome::Failed { reason }), vec![]);
     }
+    let first = &creates[set.creates[0]];
+    let env = hooks.map(|h| HookEnv {
+        instance_id: set.instance_id.clone(),
+        instance_name: first.instance_name.clone(),
+        region: h.region.to_owned(),
+        job: job.to_owned(),
+    });
+    let mut failures = Vec::new();
     let mut skip = None;
-    if let Some(pre) = &hooks.pre {
-        if let Err(reason) = crate::hooks::run(pre, "pre-hook", &env, hooks.timeout).await {
-            if hooks.on_failure == HookFailure::Skip {
-                skip = Some(format!("not snapshotted: {reason}"));
+    if let (Some(RunHooks { hooks, .. }), Some(env)) = (hooks, &env) {
+        if let Some(pre) = &hooks.pre {
+            if let Err(reason) = crate::hooks::run(pre, "pre-hook", env, hooks.timeout).await {
+                if hooks.on_failure == HookFailure::Skip {
+                    skip = Some(format!("not snapshotted: {reason}"));
+                }
+                failures.push(HookFailed {
+                    instance_id: set.instance_id.clone(),
+                    which: "pre-hook",
+                    reason,
+                });
             }
-            fail("pre-hook", reason);
         }
     }
-    let outcomes = match &skip {
-        Some(reason) => all_failed(reason),
-        None => {
-            let instance_creates = indices
+    let outcomes = match skip {
+        Some(reason) => all(CreateOutcome::Failed { reason }),
+        None if exec.per_volume => {
+            let each = set
+                .creates
                 .iter()
                 .map(|&i| async move { (i, create_one(exec, &creates[i], job, run_id).await) });
-            futures_util::future::join_all(instance_creates).await
+            futures_util::future::join_all(each).await
         }
+        None => create_at_once(exec, creates, set, job, run_id).await,
     };
-    if let Some(post) = &hooks.post {
-        if let Err(reason) = crate::hooks::run(post, "post-hook", &env, hooks.timeout).await {
-            fail("post-hook", reason);
+    if let (Some(RunHooks { hooks, .. }), Some(env)) = (hooks, &env) {
+        if let Some(post) = &hooks.post {
+            if let Err(reason) = crate::hooks::run(post, "post-hook", env, hooks.timeout).await {
+                failures.push(HookFailed {
+                    instance_id: set.instance_id.clone(),
+                    which: "post-hook",
+                    reason,
+                });
+            }
         }
     }
     (outcomes, failures)
+}
+
+/// A set by one CreateSnapshots call: all its volumes at one instant. The
+/// marker, instance and run id go in the call; each snapshot's device, Name
+/// and copied tags follow in one CreateTags each (CreateSnapshots tags all
+/// of an instance's snapshots alike). The call has no client token either,
+/// so a lost answer is followed by a look for the instance's snapshots of
+/// this run before any new attempt (safety rule 7).
+async fn create_at_once(
+    exec: &Executor,
+    creates: &[Create],
+    set: &SnapshotSet,
+    job: &str,
+    run_id: &str,
+) -> Vec<(usize, CreateOutcome)> {
+    let all = |outcome: CreateOutcome| -> Vec<(usize, CreateOutcome)> {
+        set.creates.iter().map(|&i| (i, outcome.clone())).collect()
+    };
+    let first = &creates[set.creates[0]];
+    let mut attempt = 0;
+    let made: Vec<(String, String)> = loop {
+        attempt += 1;
+        if let Err(reason) = exec.create_pacer.acquire(&exec.stop).await {
+            return all(CreateOutcome::Failed { reason });
+        }
+        let request = set_request(exec, first, set, job, run_id);
+        if exec.dry_run {
+            return all(match dry_run_verdict(request.send().await) {
+                Ok(()) => CreateOutcome::Allowed,
+                Err(reason) => CreateOutcome::Failed { reason },
+            });
+        }
+        let err = match request
+            .customize()
+            .config_override(
+                aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
+            .send()
+            .await
+        {
+            Ok(output) => {
+                break output
+                    .snapshots()
+                    .iter()
+                    .filter_map(|s| Some((s.volume_id()?.to_owned(), s.snapshot_id()?.to_owned())))
+                    .collect();
+            }
+            Err(err) => err,
+        };
+        let failure = failure_of(&err);
+        let reason = error_text(&err);
+        tracing::info!(instance = %set.instance_id, attempt, ?failure, %reason, "create snapshots failed");
+        if failure == CreateFailure::Refused || attempt >= exec.retry.max_attempts {
+            return all(CreateOutcome::Failed { reason });
+        }
+        let delay = exec
+            .retry
+            .delay(attempt, failure == CreateFailure::VolumeBusy);
+        if let Err(stopped) = exec.stop.sleep(delay).await {
+            return all(CreateOutcome::Failed {
+                reason: format!("{reason}; then {stopped}"),
+            });
+        }
+        if failure == CreateFailure::MaybeApplied {
+            match find_snapshots_of_run(exec, &[(TAG_INSTANCE_ID, &set.instance_id)], run_id).await
+            {
+                Ok(found) if !found.is_empty() => break found,
+                Ok(_) => {}
+                Err(lookup) => {
+                    return all(CreateOutcome::Failed {
+                        reason: format!("{reason}; and looking for the snapshots it may have made failed: {lookup}"),
+                    });
+                }
+            }
+        }
+    };
+    let tag_each = set.creates.iter().map(|&i| {
+        let create = &creates[i];
+        let made = made.iter().find(|(volume, _)| *volume == create.volume_id).map(|(_, id)| id.clone());
+        async move {
+            let outcome = match made {
+                None => CreateOutcome::Failed { reason: "CreateSnapshots made no snapshot of this volume".into() },
+                Some(snapshot_id) => match tag_snapshot(exec, &snapshot_id, create, job, run_id).await {
+                    Ok(()) => {
+                        tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
+                        CreateOutcome::Created { snapshot_id }
+                    }
+                    Err(reason) => CreateOutcome::Unfinished {
+                        snapshot_id,
+                        reason: format!("created, but tagging it failed: {reason}"),
+                    },
+                },
+            };
+            (i, outcome)
+        }
+    });
+    futures_util::future::join_all(tag_each).await
+}
+
+fn set_request(
+    exec: &Executor,
+    first: &Create,
+    set: &SnapshotSet,
+    job: &str,
+    run_id: &str,
+) -> aws_sdk_ec2::operation::create_snapshots::builders::CreateSnapshotsFluentBuilder {
+    let common = [
+        (TAG_JOB, job),
+        (TAG_INSTANCE_ID, set.instance_id.as_str()),
+        (TAG_RUN_ID, run_id),
+    ];
+    let tags = common
+        .into_iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build());
+    let description = match &first.instance_name {
+        Some(name) => format!("ebsnap job={job} instance={} ({name})", set.instance_id),
+        None => format!("ebsnap job={job} instance={}", set.instance_id),
+    };
+    exec.client
+        .create_snapshots()
+        .instance_specification(
+            InstanceSpecification::builder()
+                .instance_id(&set.instance_id)
+                .exclude_boot_volume(set.exclude_boot)
+                .set_exclude_data_volume_ids(
+                    (!set.exclude_data_volume_ids.is_empty())
+                        .then(|| set.exclude_data_volume_ids.clone()),
+                )
+                .build(),
+        )
+        .description(description)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Snapshot)
+                .set_tags(Some(tags.collect()))
+                .build(),
+        )
+        .dry_run(exec.dry_run)
+}
+
+/// The per-volume half of the tag contract on a snapshot CreateSnapshots
+/// made: device, Name and copied tags (the whole contract, so a snapshot
+/// found after a lost answer gets everything). The SDK retries it: tagging
+/// twice is harmless.
+async fn tag_snapshot(
+    exec: &Executor,
+    snapshot_id: &str,
+    create: &Create,
+    job: &str,
+    run_id: &str,
+) -> Result<(), String> {
+    exec.tag_pacer.acquire(&exec.stop).await?;
+    let tags = create
+        .tags(job, run_id)
+        .into_iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build());
+    exec.client
+        .create_tags()
+        .resources(snapshot_id)
+        .set_tags(Some(tags.collect()))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|err| error_text(&err))
 }
 
 async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -> CreateOutcome {
@@ -261,7 +404,9 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
             };
         }
         if failure == CreateFailure::MaybeApplied {
-            match find_snapshot_of_run(exec, &create.volume_id, run_id).await {
+            let found =
+                find_snapshots_of_run(exec, &[("volume-id", &create.volume_id)], run_id).await;
+            match found.map(|made| made.into_iter().next().map(|(_, id)| id)) {
                 Ok(Some(snapshot_id)) => {
                     tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "found the snapshot a lost answer had made");
                     return CreateOutcome::Created { snapshot_id };
@@ -301,37 +446,36 @@ fn create_request(
         .dry_run(exec.dry_run)
 }
 
-/// The snapshot of `volume_id` made by this run, if a create whose answer was
-/// lost did make one.
-async fn find_snapshot_of_run(
+/// The snapshots this run made that match `filters` (a volume, or an
+/// instance), as (volume id, snapshot id): what a create whose answer was
+/// lost may have made.
+async fn find_snapshots_of_run(
     exec: &Executor,
-    volume_id: &str,
+    filters: &[(&str, &str)],
     run_id: &str,
-) -> Result<Option<String>, String> {
-    let output = exec
-        .client
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_RUN_ID}"))
-                .values(run_id)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("volume-id")
-                .values(volume_id)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|err| error_text(&err))?;
+) -> Result<Vec<(String, String)>, String> {
+    let name = |key: &str| {
+        if key.starts_with("ebsnap:") {
+            format!("tag:{key}")
+        } else {
+            key.to_owned()
+        }
+    };
+    let mut request = exec.client.describe_snapshots().owner_ids("self").filters(
+        Filter::builder()
+            .name(format!("tag:{TAG_RUN_ID}"))
+            .values(run_id)
+            .build(),
+    );
+    for (key, value) in filters {
+        request = request.filters(Filter::builder().name(name(key)).values(*value).build());
+    }
+    let output = request.send().await.map_err(|err| error_text(&err))?;
     Ok(output
         .snapshots()
         .iter()
-        .find_map(|s| s.snapshot_id())
-        .map(str::to_owned))
+        .filter_map(|s| Some((s.volume_id()?.to_owned(), s.snapshot_id()?.to_owned())))
+        .collect())
 }
 
 /// The volumes this run failed to snapshot: their deletes are withheld
@@ -358,12 +502,55 @@ mod tests {
     use aws_sdk_ec2::operation::create_snapshot::{
         CreateSnapshotError, CreateSnapshotInput, CreateSnapshotOutput,
     };
+    use aws_sdk_ec2::operation::create_snapshots::{CreateSnapshotsError, CreateSnapshotsOutput};
+    use aws_sdk_ec2::operation::create_tags::{CreateTagsError, CreateTagsOutput};
     use aws_sdk_ec2::operation::describe_snapshots::{
         DescribeSnapshotsError, DescribeSnapshotsInput, DescribeSnapshotsOutput,
     };
     use aws_sdk_ec2::types::Snapshot;
+    use aws_sdk_ec2::types::SnapshotInfo;
     use aws_sdk_ec2::Client;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    /// The creates of one instance as one set, as the plan makes them.
+    fn set_of(creates: &[Create]) -> Vec<SnapshotSet> {
+        vec![SnapshotSet {
+            instance_id: "i-1".into(),
+            creates: (0..creates.len()).collect(),
+            exclude_boot: false,
+            exclude_data_volume_ids: vec![],
+        }]
+    }
+
+    async fn run_creates(
+        exec: &Executor,
+        creates: &[Create],
+        job: &str,
+        run_id: &str,
+    ) -> Vec<CreateOutcome> {
+        create_all(exec, creates, &set_of(creates), job, run_id, None)
+            .await
+            .0
+    }
+
+    async fn with_hooks(
+        exec: &Executor,
+        creates: &[Create],
+        job: &str,
+        run_id: &str,
+        hooks: &Hooks,
+        region: &str,
+    ) -> (Vec<CreateOutcome>, Vec<HookFailed>) {
+        create_all(
+            exec,
+            creates,
+            &set_of(creates),
+            job,
+            run_id,
+            Some(RunHooks { hooks, region }),
+        )
+        .await
+    }
 
     fn create(volume: &str) -> Create {
         Create {
@@ -448,7 +635,7 @@ mod tests {
             .then_output(created("snap-new"));
         let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
 
-        let outcomes = create_all(&exec, &[create("vol-1")], "nightly", "run-1").await;
+        let outcomes = run_creates(&exec, &[create("vol-1")], "nightly", "run-1").await;
 
         assert_eq!(
             outcomes,
@@ -473,7 +660,7 @@ mod tests {
             [&create_rule, &lookup_rule]
         );
 
-        let outcomes = create_all(
+        let outcomes = run_creates(
             &test_executor(client, false),
             &[create("vol-1")],
             "default",
@@ -510,7 +697,7 @@ mod tests {
             [&create_rule, &lookup_rule]
         );
 
-        let outcomes = create_all(
+        let outcomes = run_creates(
             &test_executor(client, false),
             &[create("vol-1")],
             "default",
@@ -546,7 +733,7 @@ mod tests {
             [&create_rule, &lookup_rule]
         );
 
-        let outcomes = create_all(
+        let outcomes = run_creates(
             &test_executor(client, false),
             &[create("vol-1")],
             "default",
@@ -579,7 +766,7 @@ mod tests {
             [&create_rule, &lookup_rule]
         );
 
-        let outcomes = create_all(
+        let outcomes = run_creates(
             &test_executor(client, false),
             &[create("vol-1")],
             "default",
@@ -620,7 +807,7 @@ mod tests {
             .then_output(created("snap-free"));
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&busy, &free]);
 
-        let outcomes = create_all(
+        let outcomes = run_creates(
             &test_executor(client, false),
             &[create("vol-busy"), create("vol-free")],
             "default",
@@ -659,7 +846,7 @@ mod tests {
         let creates = [create("vol-a"), create("vol-b")];
 
         let outcomes =
-            create_all(&test_executor(client, false), &creates, "default", "run-1").await;
+            run_creates(&test_executor(client, false), &creates, "default", "run-1").await;
 
         assert_eq!(
             outcomes[0],
@@ -703,7 +890,8 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&allowed, &denied]);
         let creates = [create("vol-ok"), create("vol-denied")];
 
-        let outcomes = create_all(&test_executor(client, true), &creates, "default", "run-1").await;
+        let outcomes =
+            run_creates(&test_executor(client, true), &creates, "default", "run-1").await;
 
         assert_eq!(
             outcomes,
@@ -722,7 +910,7 @@ mod tests {
         let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
         exec.stop.interrupt();
 
-        let outcomes = create_all(&exec, &[create("vol-1")], "default", "run-1").await;
+        let outcomes = run_creates(&exec, &[create("vol-1")], "default", "run-1").await;
 
         assert!(
             matches!(&outcomes[0], CreateOutcome::Failed { reason } if reason.contains("interrupted"))
@@ -787,7 +975,7 @@ mod tests {
         );
         let hooks = logging_hooks(&log, "", HookFailure::Snapshot);
 
-        let (outcomes, failures) = create_all_with_hooks(
+        let (outcomes, failures) = with_hooks(
             &exec,
             &[create("vol-a"), create("vol-b")],
             "default",
@@ -829,8 +1017,7 @@ mod tests {
 
         let anyway = logging_hooks(&log, "exit 4; ", HookFailure::Snapshot);
         let (outcomes, failures) =
-            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &anyway, "r")
-                .await;
+            with_hooks(&exec, &[create("vol-a")], "default", "run-1", &anyway, "r").await;
         assert!(
             matches!(outcomes[0], CreateOutcome::Created { .. }),
             "crash-consistent snapshot all the same"
@@ -852,7 +1039,7 @@ mod tests {
         let _ = std::fs::remove_file(&log);
         let skip = logging_hooks(&log, "exit 4; ", HookFailure::Skip);
         let (outcomes, failures) =
-            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &skip, "r").await;
+            with_hooks(&exec, &[create("vol-a")], "default", "run-1", &skip, "r").await;
         assert!(
             matches!(&outcomes[0], CreateOutcome::Failed { reason } if reason.starts_with("not snapshotted: the pre-hook failed"))
         );
@@ -876,7 +1063,7 @@ mod tests {
         let hooks = logging_hooks(&log, "", HookFailure::Snapshot);
 
         let (outcomes, failures) =
-            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &hooks, "r").await;
+            with_hooks(&exec, &[create("vol-a")], "default", "run-1", &hooks, "r").await;
 
         assert!(matches!(outcomes[0], CreateOutcome::Failed { .. }));
         assert!(failures.is_empty());
@@ -897,7 +1084,7 @@ mod tests {
         });
 
         let (outcomes, _) =
-            create_all_with_hooks(&exec, &[create("vol-a")], "default", "run-1", &hooks, "r").await;
+            with_hooks(&exec, &[create("vol-a")], "default", "run-1", &hooks, "r").await;
         interrupter.await.unwrap();
 
         assert!(
@@ -911,6 +1098,215 @@ mod tests {
             "the pre-hook finishes, then the post-hook runs"
         );
         let _ = std::fs::remove_file(log);
+    }
+
+    fn at_once(client: Client) -> Executor {
+        let mut exec = test_executor(client, false);
+        exec.per_volume = false;
+        exec
+    }
+
+    fn made(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn() -> CreateSnapshotsOutput + Send + Sync + 'static {
+        move || {
+            let infos = pairs.iter().map(|(volume, snapshot)| {
+                SnapshotInfo::builder()
+                    .volume_id(*volume)
+                    .snapshot_id(*snapshot)
+                    .build()
+            });
+            CreateSnapshotsOutput::builder()
+                .set_snapshots(Some(infos.collect()))
+                .build()
+        }
+    }
+
+    fn tags_ok() -> Rule {
+        mock!(Client::create_tags).then_output(|| CreateTagsOutput::builder().build())
+    }
+
+    fn set_with_exclusions(creates: &[Create]) -> Vec<SnapshotSet> {
+        vec![SnapshotSet {
+            instance_id: "i-1".into(),
+            creates: (0..creates.len()).collect(),
+            exclude_boot: true,
+            exclude_data_volume_ids: vec!["vol-scratch".into()],
+        }]
+    }
+
+    #[tokio::test]
+    async fn an_instance_is_snapshotted_at_one_instant_then_each_snapshot_tagged() {
+        let set_call = mock!(Client::create_snapshots)
+            .match_requests(|req| {
+                let spec = req.instance_specification().unwrap();
+                let tags: Vec<_> = req
+                    .tag_specifications()
+                    .iter()
+                    .flat_map(|t| t.tags())
+                    .map(|t| t.key().unwrap_or_default())
+                    .collect();
+                spec.instance_id() == Some("i-1")
+                    && spec.exclude_boot_volume() == Some(true)
+                    && spec.exclude_data_volume_ids() == ["vol-scratch"]
+                    && tags == ["ebsnap:job", "ebsnap:instance-id", "ebsnap:run-id"]
+                    && req.description() == Some("ebsnap job=default instance=i-1 (redis-1)")
+            })
+            .then_output(made(&[("vol-a", "snap-a"), ("vol-b", "snap-b")]));
+        let tag_calls = mock!(Client::create_tags)
+            .match_requests(|req| {
+                let keys: Vec<_> = req
+                    .tags()
+                    .iter()
+                    .map(|t| t.key().unwrap_or_default())
+                    .collect();
+                req.resources().len() == 1
+                    && keys.contains(&"ebsnap:device")
+                    && keys.contains(&"Name")
+            })
+            .then_output(|| CreateTagsOutput::builder().build());
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &tag_calls]
+        ));
+        let creates = [create("vol-a"), create("vol-b")];
+
+        let (outcomes, _) = create_all(
+            &exec,
+            &creates,
+            &set_with_exclusions(&creates),
+            "default",
+            "run-1",
+            None,
+        )
+        .await;
+
+        assert_eq!(
+            outcomes,
+            [
+                CreateOutcome::Created {
+                    snapshot_id: "snap-a".into()
+                },
+                CreateOutcome::Created {
+                    snapshot_id: "snap-b".into()
+                },
+            ]
+        );
+        assert_eq!(
+            (set_call.num_calls(), tag_calls.num_calls()),
+            (1, 2),
+            "1 + N calls per instance"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_create_snapshots_is_found_by_run_and_instance_instead_of_made_twice() {
+        let set_call = mock!(Client::create_snapshots)
+            .sequence()
+            .http_status(500, ec2_error_body("InternalError"))
+            .output(made(&[("vol-a", "snap-second")]))
+            .build();
+        let lookup = mock!(Client::describe_snapshots)
+            .match_requests(|req| {
+                let has = |name: &str, value: &str| {
+                    req.filters()
+                        .iter()
+                        .any(|f| f.name() == Some(name) && f.values().iter().any(|v| v == value))
+                };
+                has("tag:ebsnap:run-id", "run-1") && has("tag:ebsnap:instance-id", "i-1")
+            })
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(
+                        Snapshot::builder()
+                            .snapshot_id("snap-made")
+                            .volume_id("vol-a")
+                            .build(),
+                    )
+                    .build()
+            });
+        let tags = tags_ok();
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &lookup, &tags]
+        ));
+        let creates = [create("vol-a")];
+
+        let (outcomes, _) =
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-made".into()
+            }]
+        );
+        assert_eq!(
+            set_call.num_calls(),
+            1,
+            "never a second CreateSnapshots once its snapshots exist"
+        );
+        assert_eq!(
+            tags.num_calls(),
+            1,
+            "the found snapshot still gets its device and Name"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_volume_missing_from_the_answer_fails_and_a_failed_tagging_is_unfinished() {
+        let set_call = mock!(Client::create_snapshots).then_output(made(&[("vol-a", "snap-a")]));
+        let tags = mock!(Client::create_tags).then_error(|| {
+            CreateTagsError::generic(ec2_error("UnauthorizedOperation", "no CreateTags"))
+        });
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &tags]
+        ));
+        let creates = [create("vol-a"), create("vol-gone")];
+
+        let (outcomes, _) =
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+
+        assert!(
+            matches!(&outcomes[0], CreateOutcome::Unfinished { snapshot_id, reason } if snapshot_id == "snap-a" && reason.starts_with("created, but tagging it failed: UnauthorizedOperation")),
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            outcomes[1],
+            CreateOutcome::Failed {
+                reason: "CreateSnapshots made no snapshot of this volume".into()
+            }
+        );
+        assert_eq!(
+            failed_volumes(&creates, &outcomes).len(),
+            2,
+            "both keep their old snapshots (rule 3)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_checks_create_snapshots_once_for_the_instance() {
+        let set_call = mock!(Client::create_snapshots)
+            .match_requests(|req| req.dry_run() == Some(true))
+            .then_error(|| {
+                CreateSnapshotsError::generic(ec2_error(
+                    "DryRunOperation",
+                    "Request would have succeeded",
+                ))
+            });
+        let mut exec = at_once(mock_client!(aws_sdk_ec2, [&set_call]));
+        exec.dry_run = true;
+        let creates = [create("vol-a"), create("vol-b")];
+
+        let (outcomes, _) =
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+
+        assert_eq!(outcomes, [CreateOutcome::Allowed, CreateOutcome::Allowed]);
+        assert_eq!(set_call.num_calls(), 1);
     }
 
     #[test]

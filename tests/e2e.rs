@@ -1787,3 +1787,57 @@ fn copy_tags_puts_the_sources_tags_on_the_snapshots_but_never_over_ebsnaps() {
     assert_eq!(newest.tag("team"), Some("data"), "{instance_only}");
     assert_eq!(newest.tag("tier"), None);
 }
+
+#[test]
+fn per_volume_and_whole_instance_modes_leave_the_same_contract() {
+    let emu = Emulator::start();
+    let db = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "db")]);
+    let root = emu.root_volume(&db).1;
+    let data = emu.attach_new_volume(&db, "/dev/sdf");
+    let logs = emu.attach_new_volume(&db, "/dev/sdg");
+
+    // Default: one CreateSnapshots for the instance; three snapshots, one run.
+    let at_once = emu.ebsnap(&["snapshot"]);
+    at_once.assert_success();
+    let state = emu.snapshot_state();
+    let mut run_ids = BTreeSet::new();
+    for (volume, device) in [
+        (&root, "/dev/sda1"),
+        (&data, "/dev/sdf"),
+        (&logs, "/dev/sdg"),
+    ] {
+        let snaps = state.of_volume(volume);
+        assert_eq!(snaps.len(), 1, "{at_once}");
+        let s = snaps[0];
+        assert_eq!(s.tag("ebsnap:device"), Some(device));
+        assert_eq!(s.tag("Name"), Some(format!("db {device}").as_str()));
+        assert_eq!(s.tag("ebsnap:instance-id"), Some(db.as_str()));
+        assert_eq!(
+            s.description,
+            format!("ebsnap job=default instance={db} (db)"),
+            "one call for the instance"
+        );
+        run_ids.insert(s.tag("ebsnap:run-id").unwrap().to_string());
+    }
+    assert_eq!(
+        run_ids.len(),
+        1,
+        "one run id shared by the instance's snapshots"
+    );
+
+    // --per-volume: one CreateSnapshot per volume, the device in each description.
+    let per_volume = emu.ebsnap(&["snapshot", "--per-volume", "--min-interval", "0"]);
+    per_volume.assert_success();
+    let state = emu.snapshot_state();
+    let newest = state
+        .of_volume(&data)
+        .into_iter()
+        .find(|s| s.description.contains("device="))
+        .cloned();
+    let newest = newest.unwrap_or_else(|| panic!("no per-volume snapshot of {data}\n{per_volume}"));
+    assert_eq!(
+        newest.description,
+        format!("ebsnap job=default instance={db} (db) device=/dev/sdf")
+    );
+    assert_eq!(newest.tag("ebsnap:device"), Some("/dev/sdf"));
+}

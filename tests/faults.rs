@@ -481,7 +481,7 @@ fn faulted_run_converges_to_the_state_of_a_clean_run() {
     );
 
     let run = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx(&proxy, &run);
@@ -521,7 +521,7 @@ fn lost_answer_on_every_first_create_leaves_one_snapshot_per_volume() {
     let proxy = emu.proxy(FaultPlan::none().first_attempts("CreateSnapshot", Fault::LostAnswer, 1));
 
     let run = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx(&proxy, &run);
@@ -585,7 +585,7 @@ fn lost_answer_on_deletes_counts_as_deleted() {
     let proxy = emu.proxy(FaultPlan::none().first_attempts("DeleteSnapshot", Fault::LostAnswer, 1));
 
     let run = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx(&proxy, &run);
@@ -622,7 +622,7 @@ fn connection_reset_after_each_first_create_and_delete_still_converges() {
     );
 
     let run = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx(&proxy, &run);
@@ -650,7 +650,7 @@ fn throttled_twice_on_every_call_still_converges() {
     );
 
     let run = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx(&proxy, &run);
@@ -682,7 +682,7 @@ fn per_volume_snapshot_limits_wait_and_retry_that_volume() {
     );
 
     let run = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx(&proxy, &run);
@@ -721,7 +721,7 @@ fn a_second_run_of_the_same_job_exits_2_while_the_first_holds_the_lock() {
     // Run A's mutating calls are held at the proxy until released.
     let proxy_a = emu.proxy(FaultPlan::none().gate_after(0));
     let a = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy_a)
         .spawn();
     proxy_a.wait_for("run A's first mutating call", WAIT, |r| {
@@ -786,7 +786,7 @@ fn runs_of_different_jobs_do_not_block_each_other() {
     let before = emu.world_state();
     let proxy_a = emu.proxy(FaultPlan::none().gate_after(0));
     let a = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy_a)
         .spawn();
     proxy_a.wait_for("run A's first mutating call", WAIT, |r| {
@@ -820,7 +820,7 @@ fn a_run_killed_half_way_then_run_again_converges() {
     // then dropped: they never reach EC2.
     let proxy = emu.proxy(FaultPlan::none().gate_after(2));
     let first = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .spawn();
     proxy.wait_for("two calls done and one held", WAIT, |r| {
@@ -886,7 +886,7 @@ fn interrupted_mid_run(signal: &str) {
     let before = emu.world_state();
     let proxy = emu.proxy(FaultPlan::none().gate_after(0));
     let running = emu
-        .ebsnap_cmd(&["run", "--output", "json"])
+        .ebsnap_cmd(&["run", "--per-volume", "--output", "json"])
         .via(&proxy)
         .spawn();
     // Wait until the run is blocked on held calls: one is held and nothing new
@@ -1415,4 +1415,56 @@ fn min_interval_counts_only_the_jobs_own_snapshots() {
         BTreeSet::from([fleet.web_root.clone()]),
         "{run}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The default: one CreateSnapshots per instance, then CreateTags per snapshot
+
+#[test]
+fn create_snapshots_lost_answers_and_throttled_tags_still_converge() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .first_attempts("CreateSnapshots", Fault::LostAnswer, 1)
+            .first_attempts("CreateTags", Fault::Throttle, 1),
+    );
+
+    let run = emu
+        .ebsnap_cmd(&["run", "--output", "json"])
+        .via(&proxy)
+        .run();
+    let ctx = Ctx(&proxy, &run);
+    eprintln!("CreateSnapshots faults: {}", fault_summary(&proxy));
+    run.assert_success();
+    let instances: BTreeSet<String> = fleet
+        .selected()
+        .iter()
+        .map(|s| s.instance_id.clone())
+        .collect();
+    assert_eq!(proxy.faulted(&Fault::LostAnswer), instances.len(), "{ctx}");
+    assert!(proxy.faulted(&Fault::Throttle) > 0, "{ctx}");
+    // Exactly one new snapshot per selected volume, every tag of the contract,
+    // exactly the expired ones gone, nothing else changed.
+    assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+    let doc = run.json();
+    assert!(entries(&doc, "failed", &ctx).is_empty(), "{ctx}");
+    // Safety rule 7: each instance's CreateSnapshots took effect the first
+    // time; the look after the lost answer found its snapshots.
+    for instance in &instances {
+        let calls = proxy
+            .records()
+            .iter()
+            .filter(|r| {
+                r.action == "CreateSnapshots"
+                    && !r.dry_run
+                    && r.resource.as_deref() == Some(instance.as_str())
+            })
+            .count();
+        assert_eq!(
+            calls, 1,
+            "instance {instance}: looked up, not sent again\n{ctx}"
+        );
+    }
 }

@@ -673,22 +673,34 @@ fn under_the_printed_policy_every_command_does_its_work() {
     let of = |action: &str| -> Vec<&ProxyRecord> {
         records.iter().filter(|r| r.action == action).collect()
     };
-    // CreateOnlySnapshotsMarkedForThisJob: aws:RequestTag/ebsnap:job = default.
-    // TagOnlyWhileCreating: every tag is set in the create call itself.
-    assert_eq!(of("CreateSnapshot").len(), 2, "{}", proxy.log());
-    for r in of("CreateSnapshot") {
+    // CreateOnlySnapshotsMarkedForThisJob: aws:RequestTag/ebsnap:job = default,
+    // in the create call itself: one CreateSnapshots for the instance's volumes.
+    assert!(of("CreateSnapshot").is_empty(), "{}", proxy.log());
+    assert!(!of("CreateSnapshots").is_empty(), "{}", proxy.log());
+    for r in of("CreateSnapshots") {
         let tags = request_tags(r, "snapshot");
         assert!(
             tags.contains(&("ebsnap:job".into(), "default".into())),
-            "CreateSnapshot without the job's tag in the request: {:?}",
+            "CreateSnapshots without the job's tag in the request: {:?}",
             r.params
         );
     }
-    assert!(
-        of("CreateTags").is_empty(),
-        "tags set after the fact\n{}",
+    // TagOnlyThisJobsSnapshots: the device and Name that follow CreateSnapshots
+    // go only on snapshots that already carry the job's marker.
+    assert_eq!(
+        of("CreateTags").len(),
+        2,
+        "one per new snapshot\n{}",
         proxy.log()
     );
+    for r in of("CreateTags") {
+        let id = r.param("ResourceId.1").unwrap_or_default();
+        assert_eq!(
+            job_of.get(id).cloned().flatten().as_deref(),
+            Some("default"),
+            "tagged {id}, not the job's"
+        );
+    }
     // DeleteOnlyThisJobsSnapshots: ec2:ResourceTag/ebsnap:job = default.
     assert_eq!(of("DeleteSnapshot").len(), 4, "{}", proxy.log());
     for r in of("DeleteSnapshot") {

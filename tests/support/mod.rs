@@ -107,13 +107,45 @@ fn required_env_path(var: &str) -> PathBuf {
     path
 }
 
-/// Python run before moto's server: exits the process when stdin reaches EOF.
-const LIFELINE_WRAPPER: &str = "\
+/// moto 5.2.5's CreateSnapshots ignores `ExcludeDataVolumeIds` (it honours
+/// `ExcludeBootVolume`): it would snapshot a volume ebsnap left out
+/// (`ebsnap:skip`, `--min-interval`). This fix, in the emulator's process
+/// only, leaves those volumes out as EC2 does.
+macro_rules! exclude_data_volumes_fix {
+    () => {
+        "\
+import moto.ec2.models.elastic_block_store as _ebs
+_create_snapshots = _ebs.EBSBackend.create_snapshots
+def _create_snapshots_excluding(self, instance_spec, description, tags):
+    excluded = set(instance_spec.get('ExcludeDataVolumeIds') or [])
+    if not excluded:
+        return _create_snapshots(self, instance_spec, description, tags)
+    instance = self.get_instance(instance_spec['InstanceId'])
+    exclude_boot = str(instance_spec.get('ExcludeBootVolume', False)).lower() == 'true'
+    volumes = [m.volume_id for k, m in instance.get_block_device_mapping
+               if m.volume_id not in excluded and not (exclude_boot and k == instance.root_device_name)]
+    snapshots = [self.create_snapshot(v, description=description) for v in volumes]
+    for snapshot in snapshots:
+        snapshot.add_tags(tags)
+    return snapshots
+_ebs.EBSBackend.create_snapshots = _create_snapshots_excluding
+"
+    };
+}
+
+/// Python run before moto's server: exits the process when stdin reaches EOF,
+/// and applies EXCLUDE_DATA_VOLUMES_FIX.
+const LIFELINE_WRAPPER: &str = concat!(
+    "\
 import os, runpy, sys, threading
 threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
+",
+    exclude_data_volumes_fix!(),
+    "\
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name='__main__')
-";
+"
+);
 
 /// The command that runs moto's server script. When the script names a Python
 /// interpreter (it does in the virtualenv), run it through LIFELINE_WRAPPER;
@@ -856,7 +888,7 @@ pub fn assert_world_unchanged(before: &WorldState, after: &WorldState, context: 
         return;
     }
     let diff = before.snapshots.diff(&after.snapshots);
-    let mut msg = format!("the emulator's state changed\n");
+    let mut msg = "the emulator's state changed\n".to_string();
     for s in &diff.added {
         msg.push_str(&format!("  snapshot added:   {s:?}\n"));
     }
@@ -2065,9 +2097,13 @@ impl Emulator {
 /// bare, which is Python's `quote(safe='')`), in the order the fields came.
 /// Only the signature check sees the rebuilt body; nothing else in moto
 /// changes, and the patch lives only in this emulator's process.
-const IAM_WRAPPER: &str = "\
+const IAM_WRAPPER: &str = concat!(
+    "\
 import os, runpy, sys, threading
 threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
+",
+    exclude_data_volumes_fix!(),
+    "\
 from urllib.parse import quote, urlencode
 from moto.iam.access_control import IAMRequestBase
 _create_aws_request = IAMRequestBase._create_aws_request
@@ -2078,7 +2114,8 @@ def _sdk_encoded_body(self):
 IAMRequestBase._create_aws_request = _sdk_encoded_body
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name='__main__')
-";
+"
+);
 
 impl Emulator {
     /// Like `Emulator::start`, with moto's signature check fixed for the AWS SDK
