@@ -337,7 +337,9 @@ async fn tag_snapshot(
     job: &str,
     run_id: &str,
 ) -> Result<(), String> {
-    exec.tag_pacer.acquire(&exec.stop).await?;
+    // Tagging completes a create already made, so it goes ahead even once
+    // the run is stopped (then unpaced: acquire returns at once).
+    let _ = exec.tag_pacer.acquire(&exec.stop).await;
     let tags = create
         .tags(job, run_id)
         .into_iter()
@@ -1286,6 +1288,42 @@ mod tests {
             2,
             "both keep their old snapshots (rule 3)"
         );
+    }
+
+    #[tokio::test]
+    async fn snapshots_made_before_an_interrupt_still_get_their_tags() {
+        let client_stop: std::sync::Arc<std::sync::Mutex<Option<crate::control::Stop>>> =
+            Default::default();
+        let stop_slot = client_stop.clone();
+        // The interrupt arrives while CreateSnapshots is in flight.
+        let set_call = mock!(Client::create_snapshots)
+            .match_requests(move |_| {
+                if let Some(stop) = stop_slot.lock().unwrap().as_ref() {
+                    stop.interrupt();
+                }
+                true
+            })
+            .then_output(made(&[("vol-a", "snap-a")]));
+        let tags = tags_ok();
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &tags]
+        ));
+        *client_stop.lock().unwrap() = Some(exec.stop.clone());
+        let creates = [create("vol-a")];
+
+        let (outcomes, _) =
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+
+        assert!(exec.stop.check().is_err(), "the run was interrupted");
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-a".into()
+            }]
+        );
+        assert_eq!(tags.num_calls(), 1, "device and Name still set");
     }
 
     #[tokio::test]
