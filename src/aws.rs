@@ -50,15 +50,47 @@ pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
-/// The regions this run covers: `--region` flags, else the chain's region.
-pub fn regions(settings: &AwsSettings, shared: &SdkConfig) -> Result<Vec<String>> {
+/// The regions this run covers: `--region` flags; with `--all-regions`,
+/// every region enabled for the account (DescribeRegions, asked in the
+/// chain's region or us-east-1); else the chain's region.
+pub async fn regions(settings: &AwsSettings, shared: &SdkConfig) -> Result<Vec<String>> {
     if !settings.regions.is_empty() {
         return Ok(settings.regions.clone());
     }
-    match shared.region() {
-        Some(region) => Ok(vec![region.to_string()]),
+    let home = shared.region().map(|r| r.to_string());
+    if settings.all_regions {
+        return enabled_regions(&client(shared, home.as_deref().unwrap_or("us-east-1"))).await;
+    }
+    match home {
+        Some(region) => Ok(vec![region]),
         None => bail!("no AWS region configured: pass --region REGION, or set AWS_REGION or a region in your AWS profile"),
     }
+}
+
+/// The regions enabled for the account (opt-in regions only once opted in).
+pub async fn enabled_regions(client: &Client) -> Result<Vec<String>> {
+    let output = client
+        .describe_regions()
+        .all_regions(false)
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "listing the account's regions for --all-regions: {}",
+                error_text(&err)
+            )
+        })?;
+    let mut names: Vec<String> = output
+        .regions()
+        .iter()
+        .filter_map(|r| r.region_name())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("EC2 listed no enabled region for --all-regions: pass --region REGION instead");
+    }
+    Ok(names)
 }
 
 /// An EC2 client for one region.
@@ -176,6 +208,26 @@ mod tests {
             DescribeInstancesError::generic(testing::ec2_error(code, message)),
             response,
         )
+    }
+
+    #[tokio::test]
+    async fn all_regions_are_the_enabled_ones_sorted() {
+        use aws_sdk_ec2::operation::describe_regions::DescribeRegionsOutput;
+        use aws_sdk_ec2::types::Region as Ec2Region;
+        use aws_smithy_mocks::{mock, mock_client};
+        let rule = mock!(Client::describe_regions)
+            .match_requests(|req| req.all_regions() == Some(false))
+            .then_output(|| {
+                DescribeRegionsOutput::builder()
+                    .regions(Ec2Region::builder().region_name("us-east-1").build())
+                    .regions(Ec2Region::builder().region_name("eu-west-1").build())
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        assert_eq!(
+            enabled_regions(&client).await.unwrap(),
+            ["eu-west-1", "us-east-1"]
+        );
     }
 
     #[test]

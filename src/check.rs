@@ -95,7 +95,7 @@ fn left_out(volume: &AttachedVolume, skip_volume_ids: &BTreeSet<String>, policy:
 /// Reads every region's selected instances and job snapshots and judges them.
 pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Result<CheckReport> {
     let shared = crate::aws::load_shared_config(&config.aws).await;
-    let regions = crate::aws::regions(&config.aws, &shared)?;
+    let regions = crate::aws::regions(&config.aws, &shared).await?;
     let policy = &config.policy;
     let results = join_all(regions.iter().map(|region| {
         let client = crate::aws::client(&shared, region);

@@ -261,6 +261,11 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "REGION", value_parser = parse_region)]
     pub region: Vec<String>,
 
+    /// Every region enabled for the account (DescribeRegions), each handled
+    /// in the same run with its own rate limits.
+    #[arg(long, global = true, conflicts_with = "region")]
+    pub all_regions: bool,
+
     /// The AWS profile to use (default: the standard chain, AWS_PROFILE).
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
@@ -451,6 +456,7 @@ mod tests {
             &["run", "--output", "yaml"][..],
             &["frobnicate"],
             &["run", "-q", "-v"],
+            &["run", "--all-regions", "--region", "us-east-1"],
             &["run", "--keep-min", "0"],
         ] {
             assert!(!one_line(args).contains('\n'), "{args:?}");

@@ -60,6 +60,8 @@ pub struct Policy {
 pub struct AwsSettings {
     /// Regions to handle in this run; empty means the chain's one region.
     pub regions: Vec<String>,
+    /// `--all-regions`: every region enabled for the account.
+    pub all_regions: bool,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
 }
@@ -190,6 +192,7 @@ impl Config {
             },
             aws: AwsSettings {
                 regions: dedup_keep_order(args.region),
+                all_regions: args.all_regions,
                 profile: args.profile,
                 endpoint_url: args.endpoint_url,
             },

@@ -39,7 +39,7 @@ use indicatif::MultiProgress;
 /// `Err` means nothing was attempted (e.g. no region configured).
 pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
     let shared = aws::load_shared_config(&config.aws).await;
-    let regions = aws::regions(&config.aws, &shared)?;
+    let regions = aws::regions(&config.aws, &shared).await?;
     let run_id = plan::run_id(now, run_entropy());
     // With --wait, the wait comes on top of the run's own budget.
     let wait = match config.action {

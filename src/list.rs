@@ -133,7 +133,7 @@ fn entry(region: &str, snapshot: ExistingSnapshot, keep: Option<KeepReason>) -> 
 /// Reads the job's snapshots in every region and judges them.
 pub async fn run(config: &Config, filter: &ListArgs, now: DateTime<Utc>) -> Result<Listing> {
     let shared = crate::aws::load_shared_config(&config.aws).await;
-    let regions = crate::aws::regions(&config.aws, &shared)?;
+    let regions = crate::aws::regions(&config.aws, &shared).await?;
     let results = join_all(regions.iter().map(|region| {
         let client = crate::aws::client(&shared, region);
         async move { crate::discovery::job_snapshots(&client, &config.policy.job).await }

@@ -570,7 +570,7 @@ impl RestoreReport {
 /// taken); the report tells what was done otherwise.
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<RestoreReport> {
     let shared = aws::load_shared_config(&config.aws).await;
-    let regions = aws::regions(&config.aws, &shared)?;
+    let regions = aws::regions(&config.aws, &shared).await?;
     let [region] = regions.as_slice() else {
         bail!("restore works in one region: pass one --region");
     };

@@ -1841,3 +1841,41 @@ fn per_volume_and_whole_instance_modes_leave_the_same_contract() {
     );
     assert_eq!(newest.tag("ebsnap:device"), Some("/dev/sdf"));
 }
+
+#[test]
+fn all_regions_covers_every_enabled_region_in_one_run() {
+    let emu = Emulator::start();
+    Fleet::seed(&emu);
+    let mut enabled: Vec<String> = emu
+        .block_on(emu.client().describe_regions().send())
+        .expect("describe regions")
+        .regions()
+        .iter()
+        .filter_map(|r| r.region_name().map(str::to_string))
+        .collect();
+    enabled.sort();
+    assert!(enabled.len() > 1, "{enabled:?}");
+
+    let run = emu.ebsnap(&["run", "--all-regions", "--dry-run", "--output", "json"]);
+    run.assert_success();
+    let doc = run.json();
+    let regions: Vec<String> = doc["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(regions, enabled, "{run}");
+    // The fleet lives in us-east-1: its creates are planned there and nowhere else.
+    let created = entries(&doc, "created", &run);
+    assert!(!created.is_empty());
+    assert!(
+        created
+            .iter()
+            .all(|c| str_field(c, "region") == Some("us-east-1")),
+        "{run}"
+    );
+
+    let conflict = emu.ebsnap(&["run", "--all-regions", "--region", "us-east-1"]);
+    conflict.assert_exit(2);
+}
