@@ -150,7 +150,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 /// The command that runs moto's server script. When the script names a Python
 /// interpreter (it does in the virtualenv), run it through LIFELINE_WRAPPER;
 /// otherwise run the script as is.
-fn moto_command(script: &Path) -> Command {
+fn moto_command(script: &Path, wrapper: &str) -> Command {
     let interpreter = fs::read_to_string(script).ok().and_then(|text| {
         let first = text.lines().next()?.strip_prefix("#!")?.trim().to_string();
         let path = PathBuf::from(&first);
@@ -159,7 +159,7 @@ fn moto_command(script: &Path) -> Command {
     match interpreter {
         Some(python) => {
             let mut cmd = Command::new(python);
-            cmd.arg("-c").arg(LIFELINE_WRAPPER).arg(script);
+            cmd.arg("-c").arg(wrapper).arg(script);
             cmd
         }
         None => Command::new(script),
@@ -243,6 +243,12 @@ impl Emulator {
     /// Starts a fresh emulator on a free port of 127.0.0.1 with its clock at +0.
     /// Panics (never skips) when the emulator or faketime is not installed.
     pub fn start() -> Emulator {
+        Self::start_with(LIFELINE_WRAPPER)
+    }
+
+    /// Starts moto's server through `wrapper`, Python run in the server's
+    /// process first (LIFELINE_WRAPPER, or IAM_WRAPPER with its fix).
+    fn start_with(wrapper: &str) -> Emulator {
         let moto = required_env_path("EBSNAP_MOTO_SERVER");
         let faketime = required_env_path("EBSNAP_FAKETIME_LIB");
         let mut last_error = String::new();
@@ -254,7 +260,7 @@ impl Emulator {
             fs::create_dir(dir.path().join("home")).expect("create home dir");
             let port = free_port();
             let log = fs::File::create(dir.path().join("moto.log")).expect("create moto.log");
-            let mut cmd = moto_command(&moto);
+            let mut cmd = moto_command(&moto, wrapper);
             let mut child = cmd
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("LD_PRELOAD", &faketime)
@@ -2122,69 +2128,7 @@ impl Emulator {
     /// for Rust (see IAM_WRAPPER): for tests that run ebsnap under
     /// `enforce_iam(true)` and need its creates to be judged by the policy.
     pub fn start_for_iam() -> Emulator {
-        let moto = required_env_path("EBSNAP_MOTO_SERVER");
-        let faketime = required_env_path("EBSNAP_FAKETIME_LIB");
-        let python = fs::read_to_string(&moto)
-            .ok()
-            .and_then(|text| {
-                let first = text.lines().next()?.strip_prefix("#!")?.trim().to_string();
-                let path = PathBuf::from(&first);
-                (first.contains("python") && path.is_file()).then_some(path)
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} does not name a Python interpreter on its #! line; {HOW_TO_RUN}",
-                    moto.display()
-                )
-            });
-        let mut last_error = String::new();
-        for _attempt in 0..3 {
-            let dir = TempDir::new("ebsnap-e2e");
-            fs::write(dir.path().join("clock"), "+0\n").expect("write clock file");
-            fs::create_dir(dir.path().join("home")).expect("create home dir");
-            let port = free_port();
-            let log = fs::File::create(dir.path().join("moto.log")).expect("create moto.log");
-            let mut child = Command::new(&python)
-                .arg("-c")
-                .arg(IAM_WRAPPER)
-                .arg(&moto)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("LD_PRELOAD", &faketime)
-                .env("FAKETIME_TIMESTAMP_FILE", dir.path().join("clock"))
-                .env("FAKETIME_NO_CACHE", "1")
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-                .stdin(Stdio::piped())
-                .stdout(log.try_clone().expect("clone log handle"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}; {HOW_TO_RUN}", moto.display()));
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            let client = Client::from_conf(
-                aws_sdk_ec2::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new(REGION))
-                    .endpoint_url(format!("http://127.0.0.1:{port}"))
-                    .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-                    .build(),
-            );
-            let lifeline = child.stdin.take();
-            let mut emu = Emulator {
-                child,
-                _lifeline: lifeline,
-                port,
-                dir,
-                rt,
-                client,
-            };
-            match emu.wait_ready() {
-                Ok(()) => return emu,
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("the EC2 emulator did not start: {last_error}");
+        Self::start_with(IAM_WRAPPER)
     }
 
     /// An SDK client of this emulator signing with other credentials (an IAM
