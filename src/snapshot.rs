@@ -205,62 +205,33 @@ async fn create_at_once(
         set.creates.iter().map(|&i| (i, outcome.clone())).collect()
     };
     let first = &creates[set.creates[0]];
-    let mut attempt = 0;
-    let made: Vec<(String, String)> = loop {
-        attempt += 1;
+    if exec.dry_run {
         if let Err(reason) = exec.create_pacer.acquire(&exec.stop).await {
             return all(CreateOutcome::Failed { reason });
         }
-        let request = set_request(exec, first, set, job, run_id);
-        if exec.dry_run {
-            return all(match dry_run_verdict(request.send().await) {
+        return all(
+            match dry_run_verdict(set_request(exec, first, set, job, run_id).send().await) {
                 Ok(()) => CreateOutcome::Allowed,
                 Err(reason) => CreateOutcome::Failed { reason },
-            });
-        }
-        let err = match request
+            },
+        );
+    }
+    let send = || async {
+        let output = set_request(exec, first, set, job, run_id)
             .customize()
-            .config_override(
-                aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled()),
-            )
+            .config_override(no_retries())
             .send()
-            .await
-        {
-            Ok(output) => {
-                break output
-                    .snapshots()
-                    .iter()
-                    .filter_map(|s| Some((s.volume_id()?.to_owned(), s.snapshot_id()?.to_owned())))
-                    .collect();
-            }
-            Err(err) => err,
-        };
-        let failure = failure_of(&err);
-        let reason = error_text(&err);
-        tracing::info!(instance = %set.instance_id, attempt, ?failure, %reason, "create snapshots failed");
-        if failure == CreateFailure::Refused || attempt >= exec.retry.max_attempts {
-            return all(CreateOutcome::Failed { reason });
-        }
-        let delay = exec
-            .retry
-            .delay(attempt, failure == CreateFailure::VolumeBusy);
-        if let Err(stopped) = exec.stop.sleep(delay).await {
-            return all(CreateOutcome::Failed {
-                reason: format!("{reason}; then {stopped}"),
-            });
-        }
-        if failure == CreateFailure::MaybeApplied {
-            match find_snapshots_of_run(exec, &[(TAG_INSTANCE_ID, &set.instance_id)], run_id).await
-            {
-                Ok(found) if !found.is_empty() => break found,
-                Ok(_) => {}
-                Err(lookup) => {
-                    return all(CreateOutcome::Failed {
-                        reason: format!("{reason}; and looking for the snapshots it may have made failed: {lookup}"),
-                    });
-                }
-            }
-        }
+            .await?;
+        Ok(output
+            .snapshots()
+            .iter()
+            .filter_map(|s| Some((s.volume_id()?.to_owned(), s.snapshot_id()?.to_owned())))
+            .collect())
+    };
+    let lookup = (TAG_INSTANCE_ID, set.instance_id.as_str());
+    let made = match create_with_retries(exec, send, lookup, run_id, "the snapshots").await {
+        Ok(made) => made,
+        Err(reason) => return all(CreateOutcome::Failed { reason }),
     };
     let tag_each = set.creates.iter().map(|&i| {
         let create = &creates[i];
@@ -355,70 +326,99 @@ async fn tag_snapshot(
 }
 
 async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -> CreateOutcome {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    if exec.dry_run {
         if let Err(reason) = exec.create_pacer.acquire(&exec.stop).await {
             return CreateOutcome::Failed { reason };
         }
-        let request = create_request(exec, create, job, run_id);
-        if exec.dry_run {
-            return match dry_run_verdict(request.send().await) {
-                Ok(()) => CreateOutcome::Allowed,
-                Err(reason) => CreateOutcome::Failed { reason },
-            };
-        }
-        let err = match request
+        return match dry_run_verdict(create_request(exec, create, job, run_id).send().await) {
+            Ok(()) => CreateOutcome::Allowed,
+            Err(reason) => CreateOutcome::Failed { reason },
+        };
+    }
+    let send = || async {
+        let output = create_request(exec, create, job, run_id)
             .customize()
-            .config_override(
-                aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled()),
-            )
+            .config_override(no_retries())
             .send()
-            .await
-        {
-            Ok(output) => {
-                return match output.snapshot_id() {
-                    Some(id) => {
-                        tracing::info!(snapshot = id, volume = %create.volume_id, "created snapshot");
-                        CreateOutcome::Created {
-                            snapshot_id: id.to_owned(),
-                        }
-                    }
-                    None => CreateOutcome::Failed {
-                        reason: "EC2 answered without a snapshot id".into(),
-                    },
-                };
+            .await?;
+        Ok(output
+            .snapshot_id()
+            .map(|id| (create.volume_id.clone(), id.to_owned()))
+            .into_iter()
+            .collect())
+    };
+    let lookup = ("volume-id", create.volume_id.as_str());
+    match create_with_retries(exec, send, lookup, run_id, "the snapshot").await {
+        Ok(made) => match made.into_iter().next() {
+            Some((_, snapshot_id)) => {
+                tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
+                CreateOutcome::Created { snapshot_id }
             }
+            None => CreateOutcome::Failed {
+                reason: "EC2 answered without a snapshot id".into(),
+            },
+        },
+        Err(reason) => CreateOutcome::Failed { reason },
+    }
+}
+
+/// The SDK retries nothing of a create: ebsnap does (create_with_retries).
+fn no_retries() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// ebsnap's own retries of a create call (CreateSnapshot or CreateSnapshots),
+/// which has no client token. `send` makes one attempt and returns what it
+/// made as (volume id, snapshot id). A throttled call is tried again after a
+/// backoff; a busy volume waits longer; after a lost answer (5xx, timeout,
+/// reset) the snapshots this run made that match `lookup` are looked for
+/// first, and used if found (safety rule 7). If that look fails, ebsnap
+/// gives up rather than risk a duplicate. `Err` is the reason it failed.
+async fn create_with_retries<E, Fut>(
+    exec: &Executor,
+    send: impl Fn() -> Fut,
+    lookup: (&str, &str),
+    run_id: &str,
+    what: &str,
+) -> Result<Vec<(String, String)>, String>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<(String, String)>, SdkError<E, HttpResponse>>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        exec.create_pacer.acquire(&exec.stop).await?;
+        let err = match send().await {
+            Ok(made) => return Ok(made),
             Err(err) => err,
         };
         let failure = failure_of(&err);
         let reason = error_text(&err);
-        tracing::info!(volume = %create.volume_id, attempt, ?failure, %reason, "create failed");
+        tracing::info!(resource = lookup.1, attempt, ?failure, %reason, "create failed");
         if failure == CreateFailure::Refused || attempt >= exec.retry.max_attempts {
-            return CreateOutcome::Failed { reason };
+            return Err(reason);
         }
         let delay = exec
             .retry
             .delay(attempt, failure == CreateFailure::VolumeBusy);
         if let Err(stopped) = exec.stop.sleep(delay).await {
-            return CreateOutcome::Failed {
-                reason: format!("{reason}; then {stopped}"),
-            };
+            return Err(format!("{reason}; then {stopped}"));
         }
         if failure == CreateFailure::MaybeApplied {
-            let found =
-                find_snapshots_of_run(exec, &[("volume-id", &create.volume_id)], run_id).await;
-            match found.map(|made| made.into_iter().next().map(|(_, id)| id)) {
-                Ok(Some(snapshot_id)) => {
-                    tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "found the snapshot a lost answer had made");
-                    return CreateOutcome::Created { snapshot_id };
+            match find_snapshots_of_run(exec, &[lookup], run_id).await {
+                Ok(found) if !found.is_empty() => {
+                    tracing::info!(
+                        resource = lookup.1,
+                        "found what a create with a lost answer had made"
+                    );
+                    return Ok(found);
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(lookup) => {
-                    // Retrying blind could make a second snapshot: give up.
-                    return CreateOutcome::Failed {
-                        reason: format!("{reason}; and looking for the snapshot it may have made failed: {lookup}"),
-                    };
+                    return Err(format!(
+                        "{reason}; and looking for {what} it may have made failed: {lookup}"
+                    ));
                 }
             }
         }
