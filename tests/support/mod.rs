@@ -945,71 +945,9 @@ impl EbsnapCommand<'_> {
         self
     }
 
+    /// Runs the binary to the end.
     pub fn run(self) -> EbsnapRun {
-        let home = self.emulator.dir.path().join("home");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ebsnap"));
-        cmd.args(&self.args)
-            // Hermetic: nothing from the developer's or CI's environment (real AWS
-            // profiles, credentials, CA bundles, RUST_LOG) reaches the binary.
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &home)
-            .env("LANG", "C.UTF-8")
-            .env("TZ", "UTC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut shown_env = Vec::new();
-        for (k, v) in &self.env {
-            match v {
-                Some(v) => {
-                    cmd.env(k, v);
-                    shown_env.push(format!("{k}={v}"));
-                }
-                None => {
-                    cmd.env_remove(k);
-                }
-            }
-        }
-        let mut child = cmd.spawn().expect("spawn the ebsnap binary");
-        let mut out_pipe = child.stdout.take().expect("stdout pipe");
-        let mut err_pipe = child.stderr.take().expect("stderr pipe");
-        let out_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out_pipe.read_to_end(&mut buf);
-            buf
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = err_pipe.read_to_end(&mut buf);
-            buf
-        });
-        let deadline = Instant::now() + EBSNAP_TIMEOUT;
-        let mut timed_out = false;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for ebsnap") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().expect("wait for killed ebsnap");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
-        let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-        let run = EbsnapRun {
-            args: self.args,
-            env: shown_env,
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-        };
-        if timed_out {
-            panic!("ebsnap did not finish within {EBSNAP_TIMEOUT:?}, killed\n{run}");
-        }
-        run
+        self.spawn().wait()
     }
 }
 
@@ -1066,6 +1004,8 @@ impl EbsnapCommand<'_> {
         let home = self.emulator.dir.path().join("home");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ebsnap"));
         cmd.args(&self.args)
+            // Hermetic: nothing from the developer's or CI's environment (real AWS
+            // profiles, credentials, CA bundles, RUST_LOG) reaches the binary.
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home)
