@@ -30,10 +30,13 @@ const MAX_ATTEMPTS: u32 = 5;
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile` and `--endpoint-url`.
 pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
-    // Adaptive retries also slow the client down once EC2 starts throttling,
-    // which matters when other automation shares the account's buckets.
+    // Standard retries (jittered exponential backoff), not adaptive: ebsnap
+    // paces its calls with its own token buckets (control.rs), and the
+    // adaptive client-side limiter on top of them, shared by the creates and
+    // deletes that now run side by side, queued calls past their 40 s
+    // operation timeout under heavy throttling.
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -135,6 +138,37 @@ fn credential_hint(code: &str) -> Option<&'static str> {
         ),
         _ => None,
     }
+}
+
+/// One line for credentials that could not be had, e.g. a role STS would
+/// not let these credentials assume: STS's code and message when it sent
+/// them, and what to do.
+pub fn credentials_error_text(err: &CredentialsError) -> String {
+    if is_missing_credentials(err) {
+        return NO_CREDENTIALS.to_owned();
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some((code, meta)) = cause
+            .downcast_ref::<aws_sdk_ec2::error::ErrorMetadata>()
+            .and_then(|meta| Some((meta.code()?, meta)))
+        {
+            if let Some(hint) = credential_hint(code) {
+                return format!("{code}: {hint}");
+            }
+            let message = meta.message().map(|m| format!(": {m}")).unwrap_or_default();
+            let hint = if code == "AccessDenied" {
+                ": check that the role's trust policy lets these credentials assume it \
+                 (with --external-id, if it asks for one) and that they are allowed \
+                 sts:AssumeRole on it"
+            } else {
+                ""
+            };
+            return format!("{code}{message}{hint}");
+        }
+        source = cause.source();
+    }
+    cause_chain(err)
 }
 
 /// What to do when the standard chain found no credentials at all.

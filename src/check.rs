@@ -235,6 +235,7 @@ mod tests {
             device: None,
             progress: None,
             size_gib: None,
+            copy_of: None,
         }
     }
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     parse_duration, parse_job, parse_keep_min, parse_max_delete, parse_max_rate,
-    parse_min_interval, parse_region, parse_tag_key, parse_tag_value,
+    parse_min_interval, parse_region, parse_role_arn, parse_tag_key, parse_tag_value, Role,
 };
 
 /// Keeps EBS snapshot backups of tagged EC2 instances.
@@ -274,6 +274,27 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
+    /// Work in the account of this IAM role, assumed through STS with the
+    /// standard chain's credentials; repeat for several accounts (one role
+    /// each), each handled in the same run, every region its own unit with
+    /// its own rate limits. One account failing does not stop the others.
+    /// With run, snapshot and purge. In the environment: ARNs separated by
+    /// spaces.
+    #[arg(long, global = true, env = "EBSNAP_ASSUME_ROLE", value_name = "ARN",
+          value_parser = parse_role_arn, value_delimiter = ' ')]
+    pub assume_role: Vec<Role>,
+
+    /// The external id the roles' trust policies ask for (sent with every
+    /// --assume-role).
+    #[arg(
+        long,
+        global = true,
+        env = "EBSNAP_EXTERNAL_ID",
+        value_name = "ID",
+        requires = "assume_role"
+    )]
+    pub external_id: Option<String>,
+
     /// What to print on stdout.
     #[arg(long, global = true, env = "EBSNAP_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -331,6 +352,22 @@ pub struct CommonArgs {
         value_name = "WHOSE"
     )]
     pub copy_tags: Option<CopyTags>,
+
+    /// Disaster recovery: copy each new snapshot, once completed, to this
+    /// region (repeatable), and purge the copies there under
+    /// --copy-retention. The run waits for its snapshots to complete.
+    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region)]
+    pub copy_to: Vec<String>,
+
+    /// How long the copies made by --copy-to are kept (default: --retention).
+    #[arg(long, global = true, value_name = "DURATION", requires = "copy_to",
+          value_parser = parse_duration, allow_hyphen_values = true)]
+    pub copy_retention: Option<TimeDelta>,
+
+    /// The KMS key for the copies of encrypted snapshots (--copy-to); by
+    /// default EC2 uses the destination region's default EBS key.
+    #[arg(long, global = true, value_name = "KEY", requires = "copy_to")]
+    pub copy_kms_key_id: Option<String>,
 
     /// Snapshot each volume on its own (one CreateSnapshot per volume)
     /// instead of all of an instance's volumes at one instant (one
@@ -467,6 +504,56 @@ mod tests {
     fn region_repeats() {
         let cli = parse(&["run", "--region", "eu-west-1", "--region", "us-east-1"]).unwrap();
         assert_eq!(cli.common.region, vec!["eu-west-1", "us-east-1"]);
+    }
+
+    #[test]
+    fn assume_role_repeats_and_names_the_accounts() {
+        let cli = parse(&[
+            "run",
+            "--assume-role",
+            "arn:aws:iam::111111111111:role/backup",
+            "--assume-role",
+            "arn:aws:iam::222222222222:role/backup",
+            "--external-id",
+            "x-1",
+        ])
+        .unwrap();
+        let accounts: Vec<&str> = cli
+            .common
+            .assume_role
+            .iter()
+            .map(|r| r.account.as_str())
+            .collect();
+        assert_eq!(accounts, ["111111111111", "222222222222"]);
+        assert_eq!(cli.common.external_id.as_deref(), Some("x-1"));
+        let before = parse(&[
+            "--assume-role",
+            "arn:aws:iam::111111111111:role/backup",
+            "--assume-role",
+            "arn:aws:iam::222222222222:role/backup",
+            "run",
+        ])
+        .unwrap();
+        assert_eq!(before.common.assume_role, cli.common.assume_role);
+        assert!(parse(&["run"]).unwrap().common.assume_role.is_empty());
+    }
+
+    #[test]
+    fn assume_role_errors_are_one_line_usage_errors() {
+        let bad = one_line(&["run", "--assume-role", "arn:aws:iam::1234:role/x"]);
+        assert!(
+            bad.contains("'1234' in 'arn:aws:iam::1234:role/x' is not an AWS account id"),
+            "{bad}"
+        );
+        assert!(!bad.contains('\n'), "{bad}");
+        let lonely = one_line(&["run", "--external-id", "x-1"]);
+        assert!(
+            lonely.starts_with(
+                "the following required arguments were not provided: --assume-role <ARN>"
+            ),
+            "{lonely}"
+        );
+        assert!(!lonely.contains('\n'), "{lonely}");
     }
 
     #[test]

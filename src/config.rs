@@ -64,6 +64,31 @@ pub struct AwsSettings {
     pub all_regions: bool,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+    /// `--assume-role`: the accounts to work in, one role each; empty means
+    /// the account of the chain's own credentials.
+    pub roles: Vec<Role>,
+    /// `--external-id`: sent with every AssumeRole.
+    pub external_id: Option<String>,
+}
+
+/// `--copy-to`: where each new snapshot is copied for disaster recovery, and
+/// how the copies there are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySettings {
+    /// The destination regions; a source region never copies to itself.
+    pub regions: Vec<String>,
+    /// `--copy-retention` (default: `--retention`).
+    pub retention: TimeDelta,
+    /// `--copy-kms-key-id`: the key for copies of encrypted snapshots.
+    pub kms_key_id: Option<String>,
+}
+
+/// An IAM role to assume (`--assume-role`), and the account it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub arn: String,
+    /// The 12-digit account id, from the ARN.
+    pub account: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +124,8 @@ pub struct Config {
     /// Whether logs and progress on stderr may use colour.
     pub color: bool,
     pub log_format: LogFormat,
+    /// `--copy-to`, when given.
+    pub copy: Option<CopySettings>,
 }
 
 /// What the command does.
@@ -150,9 +177,13 @@ impl Config {
         }
     }
     pub fn from_cli(cli: Cli) -> Config {
+        // --copy-to copies snapshots once completed: it waits as --wait does.
+        let copying = !cli.common.copy_to.is_empty();
         let backup = |snapshot: bool, purge: bool, wait: Option<&WaitArgs>| Action::Backup {
             steps: Steps { snapshot, purge },
-            wait: wait.filter(|w| w.wait).map(|w| to_std(w.wait_timeout)),
+            wait: wait
+                .filter(|w| w.wait || copying)
+                .map(|w| to_std(w.wait_timeout)),
         };
         let (command, action) = match cli.command {
             Command::Run(wait) => ("run", backup(true, true, Some(&wait))),
@@ -195,6 +226,8 @@ impl Config {
                 all_regions: args.all_regions,
                 profile: args.profile,
                 endpoint_url: args.endpoint_url,
+                roles: dedup_keep_order(args.assume_role),
+                external_id: args.external_id,
             },
             output: args.output,
             quiet: args.quiet,
@@ -228,6 +261,11 @@ impl Config {
                 std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             ),
             log_format: args.log_format,
+            copy: (!args.copy_to.is_empty()).then(|| CopySettings {
+                regions: dedup_keep_order(args.copy_to),
+                retention: args.copy_retention.unwrap_or(args.retention),
+                kms_key_id: args.copy_kms_key_id,
+            }),
         }
     }
 }
@@ -258,7 +296,7 @@ pub fn default_lock_file(
         .join(format!("ebsnap-{safe}.lock"))
 }
 
-fn dedup_keep_order(items: Vec<String>) -> Vec<String> {
+fn dedup_keep_order<T: PartialEq>(items: Vec<T>) -> Vec<T> {
     let mut seen = Vec::with_capacity(items.len());
     for item in items {
         if !seen.contains(&item) {
@@ -396,6 +434,45 @@ pub fn parse_region(text: &str) -> Result<String, String> {
         Err(format!(
             "'{text}' is not an AWS region name: use one such as us-east-1 or eu-west-2"
         ))
+    }
+}
+
+/// Checks `--assume-role`: an IAM role ARN,
+/// `arn:<partition>:iam::<12-digit account>:role/<path/><name>`, so a typo
+/// fails at once, before any call, and the account it names is known.
+pub fn parse_role_arn(text: &str) -> Result<Role, String> {
+    let hint = "give a role's ARN, e.g. arn:aws:iam::111111111111:role/ebsnap";
+    let fields: Vec<&str> = text.splitn(6, ':').collect();
+    let [arn, partition, service, region, account, resource] = fields[..] else {
+        return Err(format!("'{text}' is not an IAM role ARN: {hint}"));
+    };
+    let partition_ok = partition == "aws"
+        || partition.strip_prefix("aws-").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        });
+    if arn != "arn" || !partition_ok || service != "iam" || !region.is_empty() {
+        return Err(format!("'{text}' is not an IAM role ARN: {hint}"));
+    }
+    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "'{account}' in '{text}' is not an AWS account id (12 digits): {hint}"
+        ));
+    }
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && !name.ends_with('/')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+    };
+    match resource.strip_prefix("role/") {
+        Some(name) if name_ok(name) => Ok(Role {
+            arn: text.to_owned(),
+            account: account.to_owned(),
+        }),
+        _ => Err(format!(
+            "'{text}' does not name a role (role/NAME after the account id): {hint}"
+        )),
     }
 }
 
@@ -585,6 +662,54 @@ mod tests {
         assert!(parse_tag_key("").is_err());
         assert!(parse_tag_key("aws:foo").is_err());
         assert_eq!(parse_tag_key("Backup").as_deref(), Ok("Backup"));
+    }
+
+    #[test]
+    fn role_arns_name_their_account() {
+        for (arn, account) in [
+            ("arn:aws:iam::111111111111:role/backup", "111111111111"),
+            (
+                "arn:aws:iam::012345678901:role/ops/ebsnap-backup",
+                "012345678901",
+            ),
+            (
+                "arn:aws-us-gov:iam::222222222222:role/a+b=c,d.e@f_g-h",
+                "222222222222",
+            ),
+            ("arn:aws-cn:iam::333333333333:role/x", "333333333333"),
+        ] {
+            let role = parse_role_arn(arn).unwrap_or_else(|e| panic!("{arn}: {e}"));
+            assert_eq!(role.arn, arn);
+            assert_eq!(role.account, account);
+        }
+    }
+
+    #[test]
+    fn bad_role_arns_say_how_to_write_one() {
+        for bad in [
+            "",
+            "backup",
+            "arn:aws:iam::111111111111:user/backup",
+            "arn:aws:iam::111111111111:role/",
+            "arn:aws:iam::111111111111:role/dir/",
+            "arn:aws:iam::111111111111:role/bad name",
+            "arn:aws:iam::11111111111:role/backup",
+            "arn:aws:iam::1111111111111:role/backup",
+            "arn:aws:iam::11111111111x:role/backup",
+            "arn:aws:iam:us-east-1:111111111111:role/backup",
+            "arn:aws:sts::111111111111:role/backup",
+            "arn:gcp:iam::111111111111:role/backup",
+            "arn:aws:iam::111111111111",
+        ] {
+            let err = parse_role_arn(bad).expect_err(bad);
+            assert!(
+                err.contains("arn:aws:iam::111111111111:role/ebsnap"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(parse_role_arn("arn:aws:iam::1234:role/x")
+            .unwrap_err()
+            .contains("'1234' in 'arn:aws:iam::1234:role/x' is not an AWS account id"));
     }
 
     #[test]

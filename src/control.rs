@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use aws_sdk_ec2::Client;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// EC2's bucket size for CreateSnapshot and DeleteSnapshot.
 const EC2_BURST: f64 = 100.0;
@@ -165,6 +167,72 @@ impl Stop {
     }
 }
 
+/// How a volume's create in this run turned out, as far as its deletes care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// The create has not returned yet (or, with `--wait`, not completed).
+    Waiting,
+    /// The volume has a new good backup: its old snapshots may go.
+    Open,
+    /// The create failed: none of the volume's snapshots is deleted in this
+    /// run (safety rule 3).
+    Closed,
+}
+
+/// The overlap of the snapshot and purge steps. A volume's deletes wait only
+/// for that volume's create, not for the whole snapshot step, so a run with
+/// V creates and D deletes spends about the larger of the two buckets' times
+/// rather than their sum. Volumes without a create in this run have no gate.
+#[derive(Debug, Default)]
+pub struct VolumeGates {
+    gates: HashMap<String, watch::Sender<Gate>>,
+}
+
+impl VolumeGates {
+    /// One closed-until-settled gate per volume this run snapshots.
+    pub fn new<'a>(volume_ids: impl IntoIterator<Item = &'a str>) -> VolumeGates {
+        let gates = volume_ids
+            .into_iter()
+            .map(|id| (id.to_owned(), watch::Sender::new(Gate::Waiting)))
+            .collect();
+        VolumeGates { gates }
+    }
+
+    /// Records how the volume's create turned out: `good` when it made a
+    /// backup (or, in a dry run, was allowed), and wakes its deletes. The
+    /// first verdict stands.
+    pub fn settle(&self, volume_id: &str, good: bool) {
+        if let Some(gate) = self.gates.get(volume_id) {
+            gate.send_if_modified(|state| {
+                let waiting = *state == Gate::Waiting;
+                if waiting {
+                    *state = if good { Gate::Open } else { Gate::Closed };
+                }
+                waiting
+            });
+        }
+    }
+
+    /// Closes every gate not settled yet: once the snapshot step is over, a
+    /// volume without a verdict has no new backup.
+    pub fn close_unsettled(&self) {
+        for volume_id in self.gates.keys() {
+            self.settle(volume_id, false);
+        }
+    }
+
+    /// Waits until the volume's deletes may be decided: `true` when they may
+    /// go, `false` when the volume's create failed.
+    pub async fn may_delete(&self, volume_id: &str) -> bool {
+        let Some(gate) = self.gates.get(volume_id) else {
+            return true;
+        };
+        let mut state = gate.subscribe();
+        let settled = state.wait_for(|gate| *gate != Gate::Waiting).await;
+        settled.is_ok_and(|gate| *gate == Gate::Open)
+    }
+}
+
 /// How long ebsnap waits between its own attempts at a create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryTiming {
@@ -299,6 +367,56 @@ mod tests {
         let mut bucket = Bucket::new(100.0, 5.0);
         let last_wait = (0..300).map(|_| bucket.reserve(0.0)).fold(0.0, f64::max);
         assert!((last_wait - 40.0).abs() < 1e-6, "{last_wait}");
+    }
+
+    #[test]
+    fn creates_and_deletes_overlapped_take_the_longer_of_their_buckets() {
+        // 300 creates and 250 deletes, each on its own bucket at EC2's
+        // limits, all asked for at once: the last create starts at 40 s and
+        // the last delete at 30 s, so the run takes 40 s, not 40 + 30.
+        let (mut creates, mut deletes) = (Bucket::new(100.0, 5.0), Bucket::new(100.0, 5.0));
+        let mut last_start: f64 = 0.0;
+        for call in 0..300 {
+            last_start = last_start.max(creates.reserve(0.0));
+            if call < 250 {
+                last_start = last_start.max(deletes.reserve(0.0));
+            }
+        }
+        assert!((last_start - 40.0).abs() < 1e-6, "{last_start}");
+    }
+
+    #[tokio::test]
+    async fn a_volume_without_a_create_in_this_run_may_delete_at_once() {
+        let gates = VolumeGates::new(["vol-a"]);
+        assert!(gates.may_delete("vol-other").await);
+        assert!(VolumeGates::default().may_delete("vol-a").await);
+    }
+
+    #[tokio::test]
+    async fn deletes_wait_for_their_volumes_create_and_follow_its_verdict() {
+        let gates = std::sync::Arc::new(VolumeGates::new(["vol-a", "vol-b"]));
+        let waiter = |volume: &'static str| {
+            let gates = std::sync::Arc::clone(&gates);
+            tokio::spawn(async move { gates.may_delete(volume).await })
+        };
+        let (a, b) = (waiter("vol-a"), waiter("vol-b"));
+        tokio::task::yield_now().await;
+        assert!(!a.is_finished() && !b.is_finished(), "nothing settled yet");
+        gates.settle("vol-a", true);
+        assert!(a.await.unwrap(), "vol-a has a new backup");
+        assert!(!b.is_finished(), "vol-b still waits for its own create");
+        gates.settle("vol-b", false);
+        assert!(!b.await.unwrap(), "vol-b's create failed: rule 3");
+    }
+
+    #[tokio::test]
+    async fn the_first_verdict_stands_and_unsettled_gates_close() {
+        let gates = VolumeGates::new(["vol-a", "vol-b"]);
+        gates.settle("vol-a", true);
+        gates.close_unsettled();
+        gates.settle("vol-b", true);
+        assert!(gates.may_delete("vol-a").await);
+        assert!(!gates.may_delete("vol-b").await);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use crate::aws::error_text;
 use crate::config::TagSelector;
 use crate::inventory::{
-    AttachedVolume, ExistingSnapshot, Instance, Inventory, SnapshotState, TAG_DEVICE,
-    TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_SKIP,
+    AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Inventory, SnapshotState, TAG_DEVICE,
+    TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_SKIP, TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
 };
 
 /// DescribeSnapshots' largest page.
@@ -183,15 +183,38 @@ pub async fn attached_volume_tags(
 
 /// The snapshots this account owns that carry this job's marker.
 pub async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSnapshot>> {
-    let mut pages = client
+    marked_snapshots(client, job, None).await
+}
+
+/// The job's disaster-recovery copies in the client's region that came from
+/// `source_region` (`--copy-to`).
+pub async fn job_copies(
+    client: &Client,
+    job: &str,
+    source_region: &str,
+) -> Result<Vec<ExistingSnapshot>> {
+    marked_snapshots(client, job, Some(source_region)).await
+}
+
+async fn marked_snapshots(
+    client: &Client,
+    job: &str,
+    copied_from: Option<&str>,
+) -> Result<Vec<ExistingSnapshot>> {
+    let tag_filter = |key: &str, value: &str| {
+        Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build()
+    };
+    let mut request = client
         .describe_snapshots()
         .owner_ids("self")
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_JOB}"))
-                .values(job)
-                .build(),
-        )
+        .filters(tag_filter(TAG_JOB, job));
+    if let Some(region) = copied_from {
+        request = request.filters(tag_filter(TAG_SOURCE_REGION, region));
+    }
+    let mut pages = request
         .max_results(SNAPSHOT_PAGE_SIZE)
         .into_paginator()
         .items()
@@ -264,6 +287,16 @@ fn to_existing_snapshot(snapshot: &Snapshot) -> Option<ExistingSnapshot> {
         device: tag_value(snapshot.tags(), TAG_DEVICE).map(str::to_owned),
         progress: snapshot.progress().map(str::to_owned),
         size_gib: snapshot.volume_size(),
+        copy_of: match (
+            tag_value(snapshot.tags(), TAG_SOURCE_REGION),
+            tag_value(snapshot.tags(), TAG_SOURCE_SNAPSHOT),
+        ) {
+            (Some(region), Some(snapshot_id)) => Some(CopyOrigin {
+                region: region.to_owned(),
+                snapshot_id: snapshot_id.to_owned(),
+            }),
+            _ => None,
+        },
     })
 }
 

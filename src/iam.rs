@@ -41,7 +41,7 @@ pub fn policy(job: &str) -> Value {
                 "Effect": "Allow",
                 "Action": "ec2:CreateTags",
                 "Resource": [SNAPSHOTS, VOLUMES],
-                "Condition": { "StringEquals": { "ec2:CreateAction": ["CreateSnapshot", "CreateVolume"] } }
+                "Condition": { "StringEquals": { "ec2:CreateAction": ["CreateSnapshot", "CopySnapshot", "CreateVolume"] } }
             },
             {
                 "Sid": "TagOnlyThisJobsSnapshots",
@@ -49,6 +49,20 @@ pub fn policy(job: &str) -> Value {
                 "Action": "ec2:CreateTags",
                 "Resource": SNAPSHOTS,
                 "Condition": { "StringEquals": { format!("ec2:ResourceTag/{TAG_JOB}"): job } }
+            },
+            {
+                "Sid": "CopyOnlyThisJobsSnapshots",
+                "Effect": "Allow",
+                "Action": "ec2:CopySnapshot",
+                "Resource": SNAPSHOTS,
+                "Condition": { "StringEquals": { format!("ec2:ResourceTag/{TAG_JOB}"): job } }
+            },
+            {
+                "Sid": "CopiesMarkedForThisJob",
+                "Effect": "Allow",
+                "Action": "ec2:CopySnapshot",
+                "Resource": SNAPSHOTS,
+                "Condition": { "StringEquals": { format!("aws:RequestTag/{TAG_JOB}"): job } }
             },
             {
                 "Sid": "DeleteOnlyThisJobsSnapshots",
@@ -107,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn the_job_name_narrows_creates_deletes_and_restores() {
+    fn the_job_name_narrows_creates_copies_deletes_and_restores() {
         let text = policy_text("hourly");
         assert_eq!(
             text.matches("\"ebsnap:job\"").count(),
@@ -116,7 +130,7 @@ mod tests {
         );
         assert_eq!(
             text.matches("/ebsnap:job\": \"hourly\"").count(),
-            4,
+            6,
             "{text}"
         );
         assert!(!text.contains("\"default\""), "{text}");

@@ -13,6 +13,10 @@ pub const TAG_INSTANCE_ID: &str = "ebsnap:instance-id";
 pub const TAG_DEVICE: &str = "ebsnap:device";
 pub const TAG_RUN_ID: &str = "ebsnap:run-id";
 pub const TAG_NAME: &str = "Name";
+/// On a disaster-recovery copy (`--copy-to`): the snapshot it was copied
+/// from, and that snapshot's region.
+pub const TAG_SOURCE_SNAPSHOT: &str = "ebsnap:source-snapshot";
+pub const TAG_SOURCE_REGION: &str = "ebsnap:source-region";
 /// On a volume: `true` leaves it out of every backup.
 pub const TAG_SKIP: &str = "ebsnap:skip";
 
@@ -108,6 +112,17 @@ pub struct ExistingSnapshot {
     pub progress: Option<String>,
     /// The size of the volume it was taken of, in GiB.
     pub size_gib: Option<i32>,
+    /// Set on a disaster-recovery copy made by `--copy-to`: purged only by
+    /// the copy purge, under `--copy-retention`, never as a backup of a
+    /// volume of this region.
+    pub copy_of: Option<CopyOrigin>,
+}
+
+/// Where a disaster-recovery copy came from (its `ebsnap:source-*` tags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOrigin {
+    pub region: String,
+    pub snapshot_id: String,
 }
 
 impl ExistingSnapshot {

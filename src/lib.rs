@@ -4,11 +4,13 @@
 //! build the plan (pure), execute it, and fold the outcomes into one report.
 //! A layer only calls down this flow; see DESIGN.md.
 
+pub mod accounts;
 pub mod aws;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod copy;
 pub mod discovery;
 pub mod hooks;
 pub mod iam;
@@ -31,15 +33,18 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
 use crate::config::{Action, Config};
-use crate::control::{Executor, RetryTiming, Stop};
+use crate::control::{Executor, RetryTiming, Stop, VolumeGates};
 use crate::report::{RegionRun, Report};
 use indicatif::MultiProgress;
+use tracing::Instrument;
 
-/// Runs the configured command in every region and reports what happened.
-/// `Err` means nothing was attempted (e.g. no region configured).
+/// Runs the configured command in every region of every account (one
+/// unit of work each, all at once) and reports what happened. `Err` means
+/// nothing was attempted (e.g. no region configured).
 pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
     let shared = aws::load_shared_config(&config.aws).await;
-    let regions = aws::regions(&config.aws, &shared).await?;
+    let accounts = accounts::resolve(&config.aws, &shared, &config.policy.job).await?;
+    let units = accounts::units(accounts);
     let run_id = plan::run_id(now, run_entropy());
     // With --wait, the wait comes on top of the run's own budget.
     let wait = match config.action {
@@ -51,16 +56,30 @@ pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
     let stop = Stop::new(config.timeout.saturating_add(wait));
     let signals = tokio::spawn(stop_on_signals(stop.clone()));
     let progress = MultiProgress::new();
-    let region_runs = join_all(
-        regions
-            .iter()
-            .map(|region| run_region(config, &shared, region, &run_id, now, &stop, &progress)),
-    )
+    let unit_runs = join_all(units.iter().map(|(unit, access)| {
+        let (run_id, stop, progress) = (&run_id, &stop, &progress);
+        let span = match &unit.account {
+            Some(account) => tracing::info_span!("unit", account = account.as_str()),
+            None => tracing::Span::none(),
+        };
+        async move {
+            let sdk = access.as_ref().map_err(Clone::clone)?;
+            Ok(run_region(config, sdk, &unit.region, run_id, now, stop, progress).await)
+        }
+        .instrument(span)
+    }))
     .await;
     signals.abort();
-    let mut report = Report::new(config, run_id, regions.clone());
-    for (region, region_run) in regions.iter().zip(region_runs) {
-        report.add_region(region, region_run);
+    let mut report = Report::for_units(
+        config,
+        run_id,
+        units.iter().map(|(unit, _)| unit.clone()).collect(),
+    );
+    for ((unit, _), unit_run) in units.iter().zip(unit_runs) {
+        match unit_run {
+            Ok(region_run) => report.add_unit(unit, region_run),
+            Err(blocked) => report.add_blocked(unit, blocked),
+        }
     }
     Ok(report)
 }
@@ -112,7 +131,7 @@ async fn run_region(
         snapshots = inventory.snapshots.len(),
         "discovered"
     );
-    let mut plan = plan::build(&inventory, policy, config.steps(), now);
+    let plan = plan::build(&inventory, policy, config.steps(), now);
     let mut exec = Executor::new(
         client,
         config.dry_run,
@@ -127,38 +146,82 @@ async fn run_region(
         .as_ref()
         .filter(|_| !config.dry_run)
         .map(|hooks| snapshot::RunHooks { hooks, region });
-    let (mut creates, hook_failures) =
-        snapshot::create_all(&exec, &plan.creates, &plan.sets, &policy.job, run_id, hooks).await;
-    if let (
-        Action::Backup {
-            wait: Some(timeout),
-            ..
-        },
-        false,
-    ) = (&config.action, config.dry_run)
-    {
-        wait::wait_for_created(
+    // The two steps overlap: a volume's deletes wait only for that volume's
+    // create (safety rule 3), and with --wait for its completion. A dry run
+    // checks every delete's permission all the same: a create refused there
+    // is a permission to fix, and the operator should learn of every missing
+    // permission at once.
+    let gates = if config.dry_run {
+        VolumeGates::default()
+    } else {
+        VolumeGates::new(plan.creates.iter().map(|c| c.volume_id.as_str()))
+    };
+    let wait = match (&config.action, config.dry_run) {
+        (Action::Backup { wait, .. }, false) => *wait,
+        _ => None,
+    };
+    let snapshot_step = async {
+        let settle_at_once = wait.is_none().then_some(&gates);
+        let (mut creates, hook_failures) = snapshot::create_all(
             &exec,
-            &mut creates,
-            *timeout,
-            progress,
-            region,
-            config.quiet,
+            &plan.creates,
+            &plan.sets,
+            &policy.job,
+            run_id,
+            hooks,
+            settle_at_once,
         )
         .await;
-    }
-    // Safety rule 3. A dry run checks every delete's permission all the same:
-    // a create refused there is a permission to fix, and the operator should
-    // learn of every missing permission at once.
-    if !config.dry_run {
-        plan.withhold_deletes_of(&snapshot::failed_volumes(&plan.creates, &creates));
-    }
-    let deletes = purge::delete_all(&exec, &plan.deletes, &policy.job).await;
+        if let Some(timeout) = wait {
+            wait::wait_for_created(&exec, &mut creates, timeout, progress, region, config.quiet)
+                .await;
+            for (create, outcome) in plan.creates.iter().zip(&creates) {
+                gates.settle(&create.volume_id, outcome.is_good_backup());
+            }
+        }
+        gates.close_unsettled();
+        // --copy-to: the completed snapshots go to each copy region, and the
+        // copies there past --copy-retention are purged.
+        let copies = match &config.copy {
+            Some(settings) => {
+                let destinations: Vec<(String, Executor)> = settings
+                    .regions
+                    .iter()
+                    .filter(|dest| *dest != region)
+                    .map(|dest| {
+                        let exec = Executor::new(
+                            aws::client(shared, dest),
+                            config.dry_run,
+                            stop.clone(),
+                            config.max_rate,
+                            RetryTiming::STANDARD,
+                        );
+                        (dest.clone(), exec)
+                    })
+                    .collect();
+                let step = copy::CopyStep {
+                    settings,
+                    source_region: region,
+                    job: &policy.job,
+                    run_id,
+                    purge: config.steps().purge,
+                    policy,
+                    now,
+                };
+                copy::copy_and_purge(&step, &destinations, &plan.creates, &creates).await
+            }
+            None => Vec::new(),
+        };
+        (creates, hook_failures, copies)
+    };
+    let purge_step = purge::delete_all(&exec, &plan.deletes, &policy.job, &gates);
+    let ((creates, hook_failures, copies), deletes) = tokio::join!(snapshot_step, purge_step);
     RegionRun::Executed {
         plan,
         creates,
         deletes,
         hook_failures,
+        copies,
     }
 }
 

@@ -274,6 +274,7 @@ mod tests {
             device: Some("/dev/sdf".into()),
             progress: None,
             size_gib: Some(100),
+            copy_of: None,
         }
     }
 

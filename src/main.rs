@@ -57,6 +57,12 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             .enable_all()
             .build()
     };
+    // list, check and restore work in one account.
+    let takes_roles = !matches!(
+        config.action,
+        Action::List(_) | Action::Check { .. } | Action::Restore(_)
+    );
+    ebsnap::accounts::check_usage(&config.aws, takes_roles)?;
     match &config.action {
         Action::Backup { .. } => backup(config, &runtime()?, now),
         Action::List(filter) => {
@@ -154,7 +160,7 @@ fn backup(
     let nothing_attempted = status == ExitStatus::NothingAttempted;
     if nothing_attempted || config.output == OutputFormat::Json {
         for failed in &report.failed {
-            ebsnap::notice(&format!("{}: {}", failed.region, failed.describe()));
+            ebsnap::notice(&format!("{}: {}", failed.location(), failed.describe()));
         }
     }
     if nothing_attempted {

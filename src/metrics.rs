@@ -3,7 +3,8 @@
 //!
 //! Several jobs may share one file: each run replaces only its own job's
 //! lines for the regions it covered, and keeps a region's last success time
-//! when this run failed there. Written atomically (a temporary file, then a
+//! when this run failed there. With `--assume-role`, the lines also carry
+//! an `account` label, one set per account and region. Written atomically (a temporary file, then a
 //! rename), so the collector never reads half a file.
 
 use std::collections::BTreeMap;
@@ -44,10 +45,12 @@ const METRICS: [(&str, &str); 7] = [
     ("ebsnap_run_duration_seconds", "How long the last run took."),
 ];
 
-/// A sample's identity: metric name and its `job` and `region` labels.
-type Key = (String, String, String);
+/// A sample's identity: metric name and its `job`, `account` (empty when
+/// the line has none) and `region` labels.
+type Key = (String, String, String, String);
 
-/// Reads the samples of an existing file: `name{job="..",region=".."} value`.
+/// Reads the samples of an existing file:
+/// `name{job="..",region=".."} value`, or with `account=".."` too.
 /// Lines it does not understand (comments, other metrics) are dropped.
 fn parse(existing: &str) -> BTreeMap<Key, f64> {
     let mut samples = BTreeMap::new();
@@ -67,7 +70,8 @@ fn parse(existing: &str) -> BTreeMap<Key, f64> {
         if let (Some(job), Some(region), Ok(value)) =
             (label("job"), label("region"), value.trim().parse())
         {
-            samples.insert((name.to_owned(), job, region), value);
+            let account = label("account").unwrap_or_default();
+            samples.insert((name.to_owned(), job, account, region), value);
         }
     }
     samples
@@ -83,17 +87,27 @@ pub fn render(
 ) -> String {
     let mut samples = parse(existing);
     let finished = finished.timestamp() as f64;
-    for region in &report.regions {
+    for unit in &report.units {
         let job = &report.job;
         let count = |n: usize| n as f64;
-        let in_region = |r: &String| r == region;
+        let region = &unit.region;
+        let account = unit.account.clone().unwrap_or_default();
+        let here = |entry_account: &Option<String>, r: &String| {
+            r == region && *entry_account == unit.account
+        };
         let failed = report
             .failed
             .iter()
-            .filter(|f| in_region(&f.region))
+            .filter(|f| here(&f.account, &f.region))
             .count();
         let mut set = |name: &str, value: f64| {
-            samples.insert((name.to_owned(), job.clone(), region.clone()), value);
+            let key = (
+                name.to_owned(),
+                job.clone(),
+                account.clone(),
+                region.clone(),
+            );
+            samples.insert(key, value);
         };
         set("ebsnap_last_run_timestamp_seconds", finished);
         if failed == 0 {
@@ -105,7 +119,7 @@ pub fn render(
                 report
                     .created
                     .iter()
-                    .filter(|e| in_region(&e.region))
+                    .filter(|e| here(&e.account, &e.region))
                     .count(),
             ),
         );
@@ -115,13 +129,19 @@ pub fn render(
                 report
                     .deleted
                     .iter()
-                    .filter(|e| in_region(&e.region))
+                    .filter(|e| here(&e.account, &e.region))
                     .count(),
             ),
         );
         set(
             "ebsnap_snapshots_kept",
-            count(report.kept.iter().filter(|e| in_region(&e.region)).count()),
+            count(
+                report
+                    .kept
+                    .iter()
+                    .filter(|e| here(&e.account, &e.region))
+                    .count(),
+            ),
         );
         set("ebsnap_snapshots_failed", count(failed));
         set("ebsnap_run_duration_seconds", duration.as_secs_f64());
@@ -129,8 +149,13 @@ pub fn render(
     let mut out = String::new();
     for (name, help) in METRICS {
         out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
-        for ((_, job, region), value) in samples.iter().filter(|((n, _, _), _)| n == name) {
-            out += &format!("{name}{{job=\"{job}\",region=\"{region}\"}} {value}\n");
+        for ((_, job, account, region), value) in samples.iter().filter(|(key, _)| key.0 == name) {
+            let account = if account.is_empty() {
+                String::new()
+            } else {
+                format!(",account=\"{account}\"")
+            };
+            out += &format!("{name}{{job=\"{job}\"{account},region=\"{region}\"}} {value}\n");
         }
     }
     out
@@ -159,6 +184,7 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::Unit;
     use crate::report::{CreatedEntry, FailedEntry};
     use chrono::TimeZone;
 
@@ -170,6 +196,8 @@ mod tests {
             run_id: "r1".into(),
             policy: String::new(),
             regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+            accounts: vec![],
+            copied: vec![],
             created: vec![],
             deleted: vec![],
             kept: vec![],
@@ -177,6 +205,13 @@ mod tests {
             skipped_instances: vec![],
             skipped_volumes: vec![],
             regions_attempted: regions.len(),
+            units: regions
+                .iter()
+                .map(|r| Unit {
+                    account: None,
+                    region: (*r).to_owned(),
+                })
+                .collect(),
         }
     }
 
@@ -187,9 +222,62 @@ mod tests {
             instance_id: "i-1".into(),
             instance_name: None,
             device: "/dev/sdf".into(),
+            account: None,
             region: region.into(),
             permission: None,
         }
+    }
+
+    #[test]
+    fn with_roles_each_account_and_region_has_its_own_lines() {
+        let unit = |account: &str| Unit {
+            account: Some(account.into()),
+            region: "us-east-1".into(),
+        };
+        let mut two = report("default", &[]);
+        two.units = vec![unit("111111111111"), unit("222222222222")];
+        two.accounts = vec!["111111111111".into(), "222222222222".into()];
+        two.created = vec![CreatedEntry {
+            account: Some("111111111111".into()),
+            ..created("us-east-1")
+        }];
+        two.failed.push(FailedEntry {
+            action: "assume-role",
+            snapshot_id: None,
+            volume_id: None,
+            instance_id: None,
+            account: Some("222222222222".into()),
+            region: "us-east-1".into(),
+            reason: "AccessDenied".into(),
+        });
+        let first = render("", &two, at(3), Duration::from_secs(1));
+        for line in [
+            "ebsnap_snapshots_created{job=\"default\",account=\"111111111111\",region=\"us-east-1\"} 1",
+            "ebsnap_snapshots_failed{job=\"default\",account=\"111111111111\",region=\"us-east-1\"} 0",
+            "ebsnap_last_success_timestamp_seconds{job=\"default\",account=\"111111111111\",region=\"us-east-1\"} 1795489200",
+            "ebsnap_snapshots_created{job=\"default\",account=\"222222222222\",region=\"us-east-1\"} 0",
+            "ebsnap_snapshots_failed{job=\"default\",account=\"222222222222\",region=\"us-east-1\"} 1",
+        ] {
+            assert!(first.lines().any(|l| l == line), "missing {line:?} in\n{first}");
+        }
+        assert!(
+            !first.contains(
+                "ebsnap_last_success_timestamp_seconds{job=\"default\",account=\"222222222222\""
+            ),
+            "{first}"
+        );
+        // A later run without roles keeps the accounts' lines and adds its own.
+        let second = render(
+            &first,
+            &report("default", &["us-east-1"]),
+            at(4),
+            Duration::from_secs(1),
+        );
+        assert!(second.contains("ebsnap_snapshots_failed{job=\"default\",account=\"222222222222\",region=\"us-east-1\"} 1"), "{second}");
+        assert!(
+            second.contains("ebsnap_snapshots_failed{job=\"default\",region=\"us-east-1\"} 0"),
+            "{second}"
+        );
     }
 
     fn at(hour: u32) -> DateTime<Utc> {
@@ -235,6 +323,7 @@ mod tests {
             snapshot_id: None,
             volume_id: Some("vol-1".into()),
             instance_id: None,
+            account: None,
             region: "us-east-1".into(),
             reason: "boom".into(),
         });

@@ -256,26 +256,83 @@ pub fn is_selected(selector: &TagSelector, value: &str) -> Result<(), String> {
 /// Builds the plan for one region.
 pub fn build(inventory: &Inventory, policy: &Policy, steps: Steps, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan::default();
+    // Disaster-recovery copies kept here for another region are not backups
+    // of this region's volumes: only the copy purge judges them.
+    let own: Vec<&ExistingSnapshot> = inventory
+        .snapshots
+        .iter()
+        .filter(|s| s.copy_of.is_none())
+        .collect();
     if steps.snapshot {
-        let recent = recent_snapshots(&inventory.snapshots, policy, now);
+        let recent = recent_snapshots(&own, policy, now);
         plan_creates(inventory, policy, &recent, &mut plan);
     }
     if steps.purge {
-        plan_purge(&inventory.snapshots, policy, now, &mut plan);
-        let job_snapshots = inventory
-            .snapshots
-            .iter()
-            .filter(|s| s.is_marked_for(&policy.job))
-            .count();
-        guard_deletes(&mut plan, job_snapshots, policy);
+        plan_purge(&own, by_volume, policy, now, &mut plan);
+        guard_deletes(&mut plan, marked_count(&own, policy), policy);
     }
     plan
+}
+
+/// The purge of the disaster-recovery copies one source region keeps in
+/// another (`--copy-to`): the same rules as for the source's own snapshots,
+/// under `--copy-retention`. A copy has no volume of its own, so each source
+/// volume is known by its instance and device. `failed` names the
+/// (instance, device) pairs whose copy failed in this run: their old copies
+/// all stay (safety rule 3).
+pub fn build_copy_purge(
+    copies: &[ExistingSnapshot],
+    policy: &Policy,
+    copy_retention: TimeDelta,
+    failed: &HashSet<(String, String)>,
+    now: DateTime<Utc>,
+) -> Plan {
+    let policy = Policy {
+        retention: copy_retention,
+        ..policy.clone()
+    };
+    let copies: Vec<&ExistingSnapshot> = copies.iter().filter(|s| s.copy_of.is_some()).collect();
+    let mut plan = Plan::default();
+    plan_purge(&copies, by_source_volume, &policy, now, &mut plan);
+    let (withheld, deletes): (Vec<Delete>, Vec<Delete>) =
+        std::mem::take(&mut plan.deletes).into_iter().partition(|delete| {
+            let (instance, device) = by_source_volume(&delete.snapshot);
+            failed.contains(&(instance.to_owned(), device.to_owned()))
+        });
+    plan.deletes = deletes;
+    plan.kept.extend(withheld.into_iter().map(|delete| Kept {
+        snapshot: delete.snapshot,
+        reason: KeepReason::VolumeFailed,
+    }));
+    guard_deletes(&mut plan, marked_count(&copies, &policy), &policy);
+    plan
+}
+
+/// How many of `snapshots` carry the job's marker.
+fn marked_count(snapshots: &[&ExistingSnapshot], policy: &Policy) -> usize {
+    snapshots
+        .iter()
+        .filter(|s| s.is_marked_for(&policy.job))
+        .count()
+}
+
+/// Which volume a snapshot backs up, for keep-min and retention: its own.
+fn by_volume(snapshot: &ExistingSnapshot) -> (&str, &str) {
+    (&snapshot.volume_id, "")
+}
+
+/// Which volume a disaster-recovery copy backs up: its instance and device.
+pub fn by_source_volume(snapshot: &ExistingSnapshot) -> (&str, &str) {
+    (
+        snapshot.instance_id.as_deref().unwrap_or_default(),
+        snapshot.device.as_deref().unwrap_or_default(),
+    )
 }
 
 /// For each volume, the newest job snapshot (completed or pending) started
 /// less than `--min-interval` ago: that volume is not snapshotted again.
 fn recent_snapshots<'a>(
-    snapshots: &'a [ExistingSnapshot],
+    snapshots: &[&'a ExistingSnapshot],
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> BTreeMap<&'a str, &'a ExistingSnapshot> {
@@ -284,7 +341,7 @@ fn recent_snapshots<'a>(
         return recent;
     }
     let since = now - policy.min_interval;
-    for snapshot in snapshots {
+    for &snapshot in snapshots {
         let counts = matches!(
             snapshot.state,
             SnapshotState::Completed | SnapshotState::Pending
@@ -431,17 +488,20 @@ fn plan_creates(
     }
 }
 
-fn plan_purge(
-    snapshots: &[ExistingSnapshot],
+/// Judges each snapshot: kept (and why) or deleted. `volume_of` says which
+/// volume a snapshot backs up, for keep-min.
+fn plan_purge<'a>(
+    snapshots: &[&'a ExistingSnapshot],
+    volume_of: fn(&'a ExistingSnapshot) -> (&'a str, &'a str),
     policy: &Policy,
     now: DateTime<Utc>,
     plan: &mut Plan,
 ) {
-    let mut by_volume: BTreeMap<&str, Vec<&ExistingSnapshot>> = BTreeMap::new();
-    for snapshot in snapshots {
+    let mut by_volume: BTreeMap<(&str, &str), Vec<&ExistingSnapshot>> = BTreeMap::new();
+    for &snapshot in snapshots {
         if snapshot.is_marked_for(&policy.job) {
             by_volume
-                .entry(&snapshot.volume_id)
+                .entry(volume_of(snapshot))
                 .or_default()
                 .push(snapshot);
         } else {
@@ -500,25 +560,6 @@ fn keep_reason(
         });
     }
     None
-}
-
-impl Plan {
-    /// Safety rule 3: once this run failed to snapshot a volume, none of that
-    /// volume's snapshots is deleted in this run.
-    pub fn withhold_deletes_of(&mut self, failed_volumes: &HashSet<String>) {
-        if failed_volumes.is_empty() {
-            return;
-        }
-        let (withheld, deletes) = std::mem::take(&mut self.deletes)
-            .into_iter()
-            .partition(|delete| failed_volumes.contains(&delete.snapshot.volume_id));
-        self.deletes = deletes;
-        let withheld: Vec<Delete> = withheld;
-        self.kept.extend(withheld.into_iter().map(|delete| Kept {
-            snapshot: delete.snapshot,
-            reason: KeepReason::VolumeFailed,
-        }));
-    }
 }
 
 /// One id per run, shared by every snapshot of the run: the time it started
@@ -594,6 +635,7 @@ mod tests {
             device: Some("/dev/xvda".into()),
             progress: None,
             size_gib: Some(8),
+            copy_of: None,
         }
     }
 
@@ -895,21 +937,90 @@ mod tests {
         assert_eq!(kept_reason(&plan, "weekly"), &KeepReason::NotMarked);
     }
 
+    /// A disaster-recovery copy from us-east-1 of `device` on i-1. Like real
+    /// EC2's copies, it names no volume of its own.
+    fn copy(id: &str, device: &str, age: TimeDelta) -> ExistingSnapshot {
+        ExistingSnapshot {
+            volume_id: "vol-ffffffff".into(),
+            device: Some(device.into()),
+            copy_of: Some(crate::inventory::CopyOrigin {
+                region: "us-east-1".into(),
+                snapshot_id: format!("src-{id}"),
+            }),
+            ..completed(id, "vol-ffffffff", age)
+        }
+    }
+
     #[test]
-    fn a_volume_whose_create_failed_keeps_everything() {
-        let mut plan = purge(
+    fn the_source_regions_purge_leaves_copies_kept_there_alone() {
+        let plan = purge(
             vec![
-                completed("a-new", "vol-a", TimeDelta::days(1)),
-                completed("a-old", "vol-a", TimeDelta::days(9)),
-                completed("b-new", "vol-b", TimeDelta::days(1)),
-                completed("b-old", "vol-b", TimeDelta::days(9)),
+                copy("copy-old", "/dev/xvda", TimeDelta::days(30)),
+                completed("own-old", "vol-a", TimeDelta::days(9)),
+                completed("own-new", "vol-a", TimeDelta::days(1)),
             ],
             &policy(),
         );
-        assert_eq!(deleted_ids(&plan), ["a-old", "b-old"]);
-        plan.withhold_deletes_of(&HashSet::from(["vol-a".to_string()]));
-        assert_eq!(deleted_ids(&plan), ["b-old"]);
-        assert_eq!(kept_reason(&plan, "a-old"), &KeepReason::VolumeFailed);
+        assert_eq!(deleted_ids(&plan), ["own-old"]);
+        assert!(
+            plan.kept.iter().all(|k| k.snapshot.id != "copy-old"),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn copies_are_purged_under_copy_retention_per_source_volume() {
+        let copies = vec![
+            copy("a-1d", "/dev/xvda", TimeDelta::days(1)),
+            copy("a-20d", "/dev/xvda", TimeDelta::days(20)),
+            copy("a-40d", "/dev/xvda", TimeDelta::days(40)),
+            // /dev/xvdf's backups stopped: its newest copy stays (rule 2).
+            copy("f-40d", "/dev/xvdf", TimeDelta::days(40)),
+            copy("f-50d", "/dev/xvdf", TimeDelta::days(50)),
+        ];
+        let plan = build_copy_purge(
+            &copies,
+            &policy(),
+            TimeDelta::days(30),
+            &HashSet::new(),
+            now(),
+        );
+        assert_eq!(deleted_ids(&plan), ["a-40d", "f-50d"]);
+        assert!(matches!(
+            kept_reason(&plan, "a-20d"),
+            KeepReason::WithinRetention { .. }
+        ));
+        assert_eq!(
+            kept_reason(&plan, "f-40d"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
+    }
+
+    #[test]
+    fn a_failed_copy_keeps_that_volumes_old_copies() {
+        let copies = vec![
+            copy("a-1d", "/dev/xvda", TimeDelta::days(1)),
+            copy("a-9d", "/dev/xvda", TimeDelta::days(9)),
+            copy("f-1d", "/dev/xvdf", TimeDelta::days(1)),
+            copy("f-9d", "/dev/xvdf", TimeDelta::days(9)),
+        ];
+        let failed = HashSet::from([("i-1".to_string(), "/dev/xvdf".to_string())]);
+        let plan = build_copy_purge(&copies, &policy(), TimeDelta::days(7), &failed, now());
+        assert_eq!(deleted_ids(&plan), ["a-9d"]);
+        assert_eq!(kept_reason(&plan, "f-9d"), &KeepReason::VolumeFailed);
+    }
+
+    #[test]
+    fn the_copy_purge_has_the_delete_guard_too() {
+        let copies = vec![
+            copy("a-1d", "/dev/xvda", TimeDelta::days(1)),
+            copy("a-9d", "/dev/xvda", TimeDelta::days(9)),
+            copy("a-10d", "/dev/xvda", TimeDelta::days(10)),
+        ];
+        let plan = build_copy_purge(&copies, &guarded(), TimeDelta::days(7), &HashSet::new(), now());
+        assert!(plan.deletes.is_empty());
+        assert!(plan.purge_refused.is_some());
+        assert_eq!(kept_reason(&plan, "a-9d"), &KeepReason::DeleteGuard);
     }
 
     #[test]

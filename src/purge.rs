@@ -2,10 +2,11 @@
 //! against the job's marker just before it is sent (safety rule 1).
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use futures_util::{stream, StreamExt};
+use futures_util::future::join_all;
+use tokio::sync::Semaphore;
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
-use crate::control::Executor;
+use crate::control::{Executor, VolumeGates};
 use crate::plan::Delete;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,16 +25,30 @@ pub enum DeleteOutcome {
     Failed {
         reason: String,
     },
+    /// This run failed to snapshot the volume, so its old snapshots stay
+    /// (safety rule 3): never sent.
+    Withheld,
 }
 
 /// Carries out (or, in a dry run, checks) every delete; outcomes come back in
-/// the order of `deletes`.
-pub async fn delete_all(exec: &Executor, deletes: &[Delete], job: &str) -> Vec<DeleteOutcome> {
-    stream::iter(deletes)
-        .map(|delete| delete_one(exec, delete, job))
-        .buffered(MAX_IN_FLIGHT)
-        .collect()
-        .await
+/// the order of `deletes`. Each delete first waits at its volume's gate, for
+/// that volume's create in this run; the others go at once. At most
+/// `MAX_IN_FLIGHT` deletes are sent at a time, in the order they pass.
+pub async fn delete_all(
+    exec: &Executor,
+    deletes: &[Delete],
+    job: &str,
+    gates: &VolumeGates,
+) -> Vec<DeleteOutcome> {
+    let in_flight = Semaphore::new(MAX_IN_FLIGHT);
+    let each = deletes.iter().map(|delete| async {
+        if !gates.may_delete(&delete.snapshot.volume_id).await {
+            return DeleteOutcome::Withheld;
+        }
+        let _slot = in_flight.acquire().await;
+        delete_one(exec, delete, job).await
+    });
+    join_all(each).await
 }
 
 /// One delete. The SDK retries it after a throttle or a lost answer; that is
@@ -107,6 +122,7 @@ mod tests {
                 device: Some("/dev/sdf".into()),
                 progress: None,
                 size_gib: Some(8),
+                copy_of: None,
             },
         }
     }
@@ -125,7 +141,7 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let deletes = vec![delete("snap-1", Some("default"))];
 
-        let outcomes = delete_all(&test_executor(client, false), &deletes, "default").await;
+        let outcomes = delete_all(&test_executor(client, false), &deletes, "default", &VolumeGates::default()).await;
         assert_eq!(
             outcomes,
             [DeleteOutcome::InUse {
@@ -149,6 +165,7 @@ mod tests {
                 creates: vec![],
                 deletes: outcomes,
                 hook_failures: vec![],
+                copies: vec![],
             },
         );
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -176,6 +193,7 @@ mod tests {
             &test_executor(client, false),
             &[delete("snap-1", Some("default"))],
             "default",
+            &VolumeGates::default(),
         )
         .await;
         assert_eq!(outcomes, [DeleteOutcome::AlreadyGone]);
@@ -193,6 +211,7 @@ mod tests {
             &test_executor(client, false),
             &[delete("snap-1", Some("default"))],
             "default",
+            &VolumeGates::default(),
         )
         .await;
         assert_eq!(outcomes, [DeleteOutcome::AlreadyGone]);
@@ -208,7 +227,7 @@ mod tests {
             delete("snap-weekly", Some("weekly")),
         ];
 
-        let outcomes = delete_all(&test_executor(client, false), &deletes, "default").await;
+        let outcomes = delete_all(&test_executor(client, false), &deletes, "default", &VolumeGates::default()).await;
 
         assert!(outcomes.iter().all(
             |o| matches!(o, DeleteOutcome::Failed { reason } if reason.starts_with("refused"))
@@ -231,6 +250,7 @@ mod tests {
             &test_executor(client, true),
             &[delete("snap-1", Some("default"))],
             "default",
+            &VolumeGates::default(),
         )
         .await;
         assert_eq!(outcomes, [DeleteOutcome::Allowed]);
@@ -244,10 +264,44 @@ mod tests {
             &test_executor(client, true),
             &[delete("snap-1", Some("default"))],
             "default",
+            &VolumeGates::default(),
         )
         .await;
         assert!(
             matches!(&outcomes[0], DeleteOutcome::Failed { reason } if reason.starts_with("not permitted: UnauthorizedOperation"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_volumes_deletes_wait_for_its_create_while_other_volumes_go_on() {
+        let rule = mock!(Client::delete_snapshot)
+            .then_output(|| DeleteSnapshotOutput::builder().build());
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]);
+        let mut waiting = delete("snap-a", Some("default"));
+        waiting.snapshot.volume_id = "vol-a".into();
+        let mut free = delete("snap-b", Some("default"));
+        free.snapshot.volume_id = "vol-b".into();
+        let gates = VolumeGates::new(["vol-a"]);
+        let exec = test_executor(client, false);
+
+        let deletes = [waiting, free];
+        let purge = delete_all(&exec, &deletes, "default", &gates);
+        let snapshot_step = async {
+            // vol-b's delete is sent while vol-a's create is still out...
+            while rule.num_calls() == 0 {
+                tokio::task::yield_now().await;
+            }
+            // ...then vol-a's create fails.
+            gates.settle("vol-a", false);
+        };
+        let (outcomes, ()) = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            async { tokio::join!(purge, snapshot_step) },
+        )
+        .await
+        .expect("vol-b's delete must not wait for vol-a's create");
+
+        assert_eq!(outcomes, [DeleteOutcome::Withheld, DeleteOutcome::Deleted]);
+        assert_eq!(rule.num_calls(), 1, "vol-a's snapshot is never sent");
     }
 }

@@ -9,8 +9,10 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::accounts::{Blocked, Unit};
 use crate::cli::OutputFormat;
 use crate::config::Config;
+use crate::copy::{CopyOutcome, CopyRun};
 use crate::inventory::ExistingSnapshot;
 use crate::plan::{format_age, Create, Delete, KeepReason, Kept, Plan};
 use crate::purge::DeleteOutcome;
@@ -48,6 +50,9 @@ pub enum RegionRun {
         deletes: Vec<DeleteOutcome>,
         /// Pre- and post-hooks that failed, per instance.
         hook_failures: Vec<HookFailed>,
+        /// `--copy-to`: the copies made in each destination, and the purge
+        /// of the copies there.
+        copies: Vec<CopyRun>,
     },
 }
 
@@ -61,7 +66,12 @@ pub struct Report {
     #[serde(skip)]
     pub policy: String,
     pub regions: Vec<String>,
+    /// The accounts of the roles assumed (`--assume-role`); absent without.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
     pub created: Vec<CreatedEntry>,
+    /// `--copy-to`: the disaster-recovery copies made (or, dry run, planned).
+    pub copied: Vec<CopiedEntry>,
     pub deleted: Vec<DeletedEntry>,
     pub kept: Vec<KeptEntry>,
     pub failed: Vec<FailedEntry>,
@@ -70,6 +80,9 @@ pub struct Report {
     /// Regions whose discovery succeeded, so something was attempted.
     #[serde(skip)]
     pub regions_attempted: usize,
+    /// The units of work (account and region), each a section of the text.
+    #[serde(skip)]
+    pub units: Vec<Unit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,8 +93,31 @@ pub struct CreatedEntry {
     pub instance_id: String,
     pub instance_name: Option<String>,
     pub device: String,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     /// `"allowed"` in a dry run, absent otherwise.
+    pub permission: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopiedEntry {
+    /// The copy; `None` in a dry run.
+    pub snapshot_id: Option<String>,
+    /// The snapshot copied; `None` in a dry run (not made yet).
+    pub source_snapshot_id: Option<String>,
+    pub source_region: String,
+    pub volume_id: String,
+    pub instance_id: String,
+    pub device: String,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The destination region.
+    pub region: String,
+    /// `"planned"` in a dry run (no call: the snapshot does not exist yet),
+    /// absent otherwise.
     pub permission: Option<&'static str>,
 }
 
@@ -91,6 +127,9 @@ pub struct DeletedEntry {
     pub volume_id: String,
     pub instance_id: Option<String>,
     pub device: Option<String>,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     pub start_time: DateTime<Utc>,
     /// `"allowed"` in a dry run, absent otherwise.
@@ -105,6 +144,9 @@ pub struct KeptEntry {
     pub volume_id: String,
     pub instance_id: Option<String>,
     pub device: Option<String>,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     pub start_time: DateTime<Utc>,
     pub state: String,
@@ -119,6 +161,9 @@ pub struct FailedEntry {
     pub snapshot_id: Option<String>,
     pub volume_id: Option<String>,
     pub instance_id: Option<String>,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     pub reason: String,
 }
@@ -129,6 +174,9 @@ pub struct SkippedVolumeEntry {
     pub instance_id: String,
     pub instance_name: Option<String>,
     pub device: String,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     pub reason: String,
     pub reason_code: &'static str,
@@ -138,12 +186,38 @@ pub struct SkippedVolumeEntry {
 pub struct SkippedEntry {
     pub instance_id: String,
     pub instance_name: Option<String>,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     pub reason: String,
 }
 
 impl Report {
     pub fn new(config: &Config, run_id: String, regions: Vec<String>) -> Report {
+        let units = regions
+            .into_iter()
+            .map(|region| Unit {
+                account: None,
+                region,
+            })
+            .collect();
+        Report::for_units(config, run_id, units)
+    }
+
+    /// A report with a section per unit of work; the top-level `regions`
+    /// and `accounts` are those of the units, in order.
+    pub fn for_units(config: &Config, run_id: String, units: Vec<Unit>) -> Report {
+        let mut regions: Vec<String> = Vec::new();
+        let mut accounts: Vec<String> = Vec::new();
+        for unit in &units {
+            if !regions.contains(&unit.region) {
+                regions.push(unit.region.clone());
+            }
+            if let Some(account) = unit.account.as_ref().filter(|a| !accounts.contains(a)) {
+                accounts.push(account.clone());
+            }
+        }
         Report {
             dry_run: config.dry_run,
             command: config.command,
@@ -151,7 +225,10 @@ impl Report {
             run_id,
             policy: crate::plan::describe_policy(&config.policy),
             regions,
+            accounts,
+            units,
             created: vec![],
+            copied: vec![],
             deleted: vec![],
             kept: vec![],
             failed: vec![],
@@ -161,15 +238,93 @@ impl Report {
         }
     }
 
+    /// Folds one unit's plan and outcomes into the report: as a region's,
+    /// then the entries it added carry the unit's account.
+    pub fn add_unit(&mut self, unit: &Unit, run: RegionRun) {
+        // The copy regions get a section of the text too.
+        if let RegionRun::Executed { copies, .. } = &run {
+            for copy in copies {
+                let section = Unit {
+                    account: unit.account.clone(),
+                    region: copy.region.clone(),
+                };
+                if !self.units.contains(&section) {
+                    self.units.push(section);
+                }
+            }
+        }
+        let before = self.entry_counts();
+        self.add_region(&unit.region, run);
+        if let Some(account) = &unit.account {
+            self.set_account_from(before, account);
+        }
+    }
+
+    /// A unit that could not start (its role not assumed, its account's
+    /// regions not listed): a failure of that unit alone, nothing attempted.
+    pub fn add_blocked(&mut self, unit: &Unit, blocked: Blocked) {
+        self.failed.push(FailedEntry {
+            action: blocked.action,
+            snapshot_id: None,
+            volume_id: None,
+            instance_id: None,
+            account: unit.account.clone(),
+            region: unit.region.clone(),
+            reason: blocked.reason,
+        });
+    }
+
+    /// How many entries each list holds, in the order `set_account_from`
+    /// takes them.
+    fn entry_counts(&self) -> [usize; 7] {
+        [
+            self.copied.len(),
+            self.created.len(),
+            self.deleted.len(),
+            self.kept.len(),
+            self.failed.len(),
+            self.skipped_instances.len(),
+            self.skipped_volumes.len(),
+        ]
+    }
+
+    /// Sets the account of every entry added since `entry_counts` gave `from`.
+    fn set_account_from(&mut self, from: [usize; 7], account: &str) {
+        let [copied, created, deleted, kept, failed, instances, volumes] = from;
+        let account = Some(account.to_owned());
+        for entry in &mut self.copied[copied..] {
+            entry.account.clone_from(&account);
+        }
+        for entry in &mut self.created[created..] {
+            entry.account.clone_from(&account);
+        }
+        for entry in &mut self.deleted[deleted..] {
+            entry.account.clone_from(&account);
+        }
+        for entry in &mut self.kept[kept..] {
+            entry.account.clone_from(&account);
+        }
+        for entry in &mut self.failed[failed..] {
+            entry.account.clone_from(&account);
+        }
+        for entry in &mut self.skipped_instances[instances..] {
+            entry.account.clone_from(&account);
+        }
+        for entry in &mut self.skipped_volumes[volumes..] {
+            entry.account.clone_from(&account);
+        }
+    }
+
     /// Folds one region's plan and outcomes into the report.
     pub fn add_region(&mut self, region: &str, run: RegionRun) {
-        let (plan, creates, deletes) = match run {
+        let (plan, creates, deletes, copies) = match run {
             RegionRun::DiscoveryFailed { reason } => {
                 self.failed.push(FailedEntry {
                     action: "discover",
                     snapshot_id: None,
                     volume_id: None,
                     instance_id: None,
+                    account: None,
                     region: region.to_owned(),
                     reason,
                 });
@@ -180,6 +335,7 @@ impl Report {
                 creates,
                 deletes,
                 hook_failures,
+                copies,
             } => {
                 for failed in hook_failures {
                     self.failed.push(FailedEntry {
@@ -187,11 +343,12 @@ impl Report {
                         snapshot_id: None,
                         volume_id: None,
                         instance_id: Some(failed.instance_id),
+                        account: None,
                         region: region.to_owned(),
                         reason: failed.reason,
                     });
                 }
-                (plan, creates, deletes)
+                (plan, creates, deletes, copies)
             }
         };
         self.regions_attempted += 1;
@@ -199,6 +356,7 @@ impl Report {
             self.skipped_instances.push(SkippedEntry {
                 instance_id: skipped.instance_id,
                 instance_name: skipped.instance_name,
+                account: None,
                 region: region.to_owned(),
                 reason: skipped.reason,
             });
@@ -209,6 +367,7 @@ impl Report {
                 instance_id: skipped.instance_id,
                 instance_name: skipped.instance_name,
                 device: skipped.device,
+                account: None,
                 region: region.to_owned(),
                 reason: skipped.reason,
                 reason_code: skipped.reason_code,
@@ -220,6 +379,7 @@ impl Report {
                 snapshot_id: None,
                 volume_id: None,
                 instance_id: None,
+                account: None,
                 region: region.to_owned(),
                 reason,
             });
@@ -232,6 +392,74 @@ impl Report {
         }
         for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
             self.add_delete(region, delete, outcome);
+        }
+        for copy in copies {
+            self.add_copy_run(region, copy);
+        }
+    }
+
+    /// One destination's copies and the purge of the copies there.
+    fn add_copy_run(&mut self, source_region: &str, run: CopyRun) {
+        let dest = run.region.as_str();
+        for (job, outcome) in run.copies {
+            let (snapshot_id, permission) = match outcome {
+                CopyOutcome::Copied { snapshot_id } => (Some(snapshot_id), None),
+                CopyOutcome::Planned => (None, Some("planned")),
+                CopyOutcome::Failed { reason } => {
+                    self.failed.push(FailedEntry {
+                        action: "copy",
+                        snapshot_id: job.source_snapshot_id,
+                        volume_id: Some(job.create.volume_id),
+                        instance_id: Some(job.create.instance_id),
+                        account: None,
+                        region: dest.to_owned(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            self.copied.push(CopiedEntry {
+                snapshot_id,
+                source_snapshot_id: job.source_snapshot_id,
+                source_region: source_region.to_owned(),
+                volume_id: job.create.volume_id,
+                instance_id: job.create.instance_id,
+                device: job.create.device,
+                account: None,
+                region: dest.to_owned(),
+                permission,
+            });
+        }
+        match run.purge {
+            None => {}
+            Some(Err(reason)) => self.failed.push(FailedEntry {
+                action: "discover",
+                snapshot_id: None,
+                volume_id: None,
+                instance_id: None,
+                account: None,
+                region: dest.to_owned(),
+                reason: format!("listing the copies from {source_region}: {reason}"),
+            }),
+            Some(Ok((plan, deletes))) => {
+                if let Some(reason) = plan.purge_refused {
+                    self.failed.push(FailedEntry {
+                        action: "purge",
+                        snapshot_id: None,
+                        volume_id: None,
+                        instance_id: None,
+                        account: None,
+                        region: dest.to_owned(),
+                        reason: format!("copies from {source_region}: {reason}"),
+                    });
+                }
+                for kept in plan.kept {
+                    self.kept.push(kept_entry(dest, kept));
+                }
+                for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
+                    self.add_delete(dest, delete, outcome);
+                }
+            }
         }
     }
 
@@ -247,6 +475,7 @@ impl Report {
                     snapshot_id: Some(snapshot_id.clone()),
                     volume_id: Some(create.volume_id.clone()),
                     instance_id: Some(create.instance_id.clone()),
+                    account: None,
                     region: region.to_owned(),
                     reason,
                 });
@@ -259,6 +488,7 @@ impl Report {
                     snapshot_id: None,
                     volume_id: Some(create.volume_id),
                     instance_id: Some(create.instance_id),
+                    account: None,
                     region: region.to_owned(),
                     reason,
                 });
@@ -271,6 +501,7 @@ impl Report {
             instance_id: create.instance_id,
             instance_name: create.instance_name,
             device: create.device,
+            account: None,
             region: region.to_owned(),
             permission,
         });
@@ -290,12 +521,21 @@ impl Report {
                 self.kept.push(kept_entry(region, kept));
                 return;
             }
+            DeleteOutcome::Withheld => {
+                let kept = Kept {
+                    snapshot,
+                    reason: KeepReason::VolumeFailed,
+                };
+                self.kept.push(kept_entry(region, kept));
+                return;
+            }
             DeleteOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
                     action: "delete",
                     snapshot_id: Some(snapshot.id),
                     volume_id: Some(snapshot.volume_id),
                     instance_id: snapshot.instance_id,
+                    account: None,
                     region: region.to_owned(),
                     reason,
                 });
@@ -307,6 +547,7 @@ impl Report {
             volume_id: snapshot.volume_id,
             instance_id: snapshot.instance_id,
             device: snapshot.device,
+            account: None,
             region: region.to_owned(),
             start_time: snapshot.start_time,
             permission,
@@ -348,12 +589,15 @@ impl Report {
             "{what} `ebsnap {}` for job {} ({}), run {}",
             self.command, self.job, self.policy, self.run_id
         );
-        for region in &self.regions {
+        for unit in &self.units {
+            let here = |account: &Option<String>, region: &str| {
+                *account == unit.account && region == unit.region
+            };
             let mut lines = Vec::new();
-            for failed in self.failed.iter().filter(|f| &f.region == region) {
+            for failed in self.failed.iter().filter(|f| here(&f.account, &f.region)) {
                 lines.push(format!("  FAILED  {}", failed.describe()));
             }
-            for created in self.created.iter().filter(|c| &c.region == region) {
+            for created in self.created.iter().filter(|c| here(&c.account, &c.region)) {
                 let instance = created
                     .instance_name
                     .as_deref()
@@ -372,7 +616,24 @@ impl Report {
                     permission_note(created.permission),
                 ));
             }
-            for deleted in self.deleted.iter().filter(|d| &d.region == region) {
+            for copied in self.copied.iter().filter(|c| here(&c.account, &c.region)) {
+                let verb = if self.dry_run { "copy" } else { "copied" };
+                let copy = copied.snapshot_id.as_deref().unwrap_or("the new snapshot");
+                let source = copied
+                    .source_snapshot_id
+                    .as_deref()
+                    .unwrap_or("the new snapshot");
+                let note = if copied.permission.is_some() {
+                    " (once completed; permission not checked: it does not exist yet)"
+                } else {
+                    ""
+                };
+                lines.push(format!(
+                    "  {verb:<8}{copy} from {source} of {} {} in {}{note}",
+                    copied.volume_id, copied.device, copied.source_region,
+                ));
+            }
+            for deleted in self.deleted.iter().filter(|d| here(&d.account, &d.region)) {
                 let verb = if self.dry_run { "delete" } else { "deleted" };
                 let gone = if deleted.already_gone {
                     ", already gone"
@@ -394,7 +655,7 @@ impl Report {
             for kept in self
                 .kept
                 .iter()
-                .filter(|k| &k.region == region)
+                .filter(|k| here(&k.account, &k.region))
                 .filter(notable)
             {
                 lines.push(format!(
@@ -405,7 +666,11 @@ impl Report {
                     kept.reason
                 ));
             }
-            for skipped in self.skipped_volumes.iter().filter(|s| &s.region == region) {
+            for skipped in self
+                .skipped_volumes
+                .iter()
+                .filter(|s| here(&s.account, &s.region))
+            {
                 let instance = skipped
                     .instance_name
                     .as_deref()
@@ -419,7 +684,7 @@ impl Report {
                 for skipped in self
                     .skipped_instances
                     .iter()
-                    .filter(|s| &s.region == region)
+                    .filter(|s| here(&s.account, &s.region))
                 {
                     let name = skipped
                         .instance_name
@@ -433,7 +698,10 @@ impl Report {
                 }
             }
             if !lines.is_empty() {
-                let _ = writeln!(out, "{region}:");
+                let _ = match &unit.account {
+                    Some(account) => writeln!(out, "account {account} {}:", unit.region),
+                    None => writeln!(out, "{}:", unit.region),
+                };
                 for line in lines {
                     let _ = writeln!(out, "{line}");
                 }
@@ -450,8 +718,13 @@ impl Report {
         } else {
             ("created", "deleted", "kept")
         };
+        let copied = match (self.copied.len(), self.dry_run) {
+            (0, _) => String::new(),
+            (n, true) => format!(", copy {n}"),
+            (n, false) => format!(", copied {n}"),
+        };
         let counts = format!(
-            "{create} {} snapshot(s), {delete} {}, {keep} {}, {} failed",
+            "{create} {} snapshot(s){copied}, {delete} {}, {keep} {}, {} failed",
             self.created.len(),
             self.deleted.len(),
             self.kept.len(),
@@ -476,6 +749,14 @@ fn permission_note(permission: Option<&str>) -> &'static str {
 }
 
 impl FailedEntry {
+    /// Where it failed: the region, after the account when there is one.
+    pub fn location(&self) -> String {
+        match &self.account {
+            Some(account) => format!("account {account} {}", self.region),
+            None => self.region.clone(),
+        }
+    }
+
     /// `create vol-1 i-1: reason`: the action, what it was about, and why it
     /// failed.
     pub fn describe(&self) -> String {
@@ -506,6 +787,7 @@ fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
         volume_id,
         instance_id,
         device,
+        account: None,
         region: region.to_owned(),
         start_time,
         state: state.as_str().to_owned(),
@@ -550,6 +832,7 @@ mod tests {
             hooks: None,
             color: false,
             log_format: crate::cli::LogFormat::Text,
+            copy: None,
         }
     }
     fn snapshot(id: &str, volume: &str, days: i64) -> ExistingSnapshot {
@@ -563,6 +846,7 @@ mod tests {
             device: Some("/dev/sdf".into()),
             progress: None,
             size_gib: Some(8),
+            copy_of: None,
         }
     }
 
@@ -611,6 +895,7 @@ mod tests {
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
             hook_failures: vec![],
+            copies: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -660,6 +945,7 @@ mod tests {
             ],
             deletes: vec![DeleteOutcome::Deleted],
             hook_failures: vec![],
+            copies: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -682,6 +968,7 @@ mod tests {
                 message: "used by ami-1".into(),
             }],
             hook_failures: vec![],
+            copies: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -698,12 +985,38 @@ mod tests {
     }
 
     #[test]
+    fn a_delete_withheld_after_its_volumes_create_failed_is_reported_kept() {
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![
+                CreateOutcome::Failed {
+                    reason: "boom".into(),
+                },
+                created("snap-b"),
+            ],
+            deletes: vec![DeleteOutcome::Withheld],
+            hook_failures: vec![],
+            copies: vec![],
+        };
+        let report = report(false, run);
+        assert!(report.deleted.is_empty());
+        let withheld = report
+            .kept
+            .iter()
+            .find(|k| k.snapshot_id == "snap-old")
+            .unwrap();
+        assert_eq!(withheld.reason_code, "volume_failed");
+        assert_eq!(report.failed.len(), 1, "only the create is a failure");
+    }
+
+    #[test]
     fn a_delete_that_finds_the_snapshot_gone_counts_as_deleted() {
         let run = RegionRun::Executed {
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::AlreadyGone],
             hook_failures: vec![],
+            copies: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -739,6 +1052,7 @@ mod tests {
                 creates: vec![],
                 deletes: vec![],
                 hook_failures: vec![],
+                copies: vec![],
             },
         );
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -762,6 +1076,7 @@ mod tests {
             ],
             deletes: vec![DeleteOutcome::Allowed],
             hook_failures: vec![],
+            copies: vec![],
         };
         let report = report(true, run);
         assert!(report.should_print(&Config {
@@ -801,6 +1116,7 @@ mod tests {
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![],
             hook_failures: vec![],
+            copies: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -829,6 +1145,7 @@ mod tests {
                 which: "post-hook",
                 reason: "the post-hook failed (exit status: 1): unlock refused".into(),
             }],
+            copies: vec![],
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -849,6 +1166,7 @@ mod tests {
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
             hook_failures: vec![],
+            copies: vec![],
         };
         let json: serde_json::Value = serde_json::from_str(&report(false, run).to_json()).unwrap();
         for key in [
@@ -871,6 +1189,128 @@ mod tests {
         assert_eq!(json["deleted"][0]["instance_id"], "i-1");
         assert_eq!(json["kept"][0]["reason_code"], "within_retention");
         assert_eq!(json["deleted"][0]["start_time"], "2026-11-15T12:00:00Z");
+    }
+
+    fn unit(account: &str) -> Unit {
+        Unit {
+            account: Some(account.into()),
+            region: "us-east-1".into(),
+        }
+    }
+
+    fn clean_run() -> RegionRun {
+        RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::Deleted],
+            hook_failures: vec![],
+            copies: vec![],
+        }
+    }
+
+    fn denied() -> Blocked {
+        Blocked {
+            action: "assume-role",
+            reason: "assuming arn:aws:iam::222222222222:role/backup: AccessDenied".into(),
+        }
+    }
+
+    #[test]
+    fn one_accounts_failure_leaves_the_other_accounts_entries_and_outcome_alone() {
+        let (a, b) = (unit("111111111111"), unit("222222222222"));
+        let mut report = Report::for_units(&config(false), "r1".into(), vec![a.clone(), b.clone()]);
+        report.add_unit(&a, clean_run());
+        report.add_blocked(&b, denied());
+
+        assert_eq!(
+            report.exit_status(),
+            ExitStatus::Failure,
+            "A ran: exit 1, not 2"
+        );
+        assert_eq!(report.accounts, ["111111111111", "222222222222"]);
+        assert_eq!(report.regions, ["us-east-1"]);
+        let of_a = Some("111111111111".to_owned());
+        assert!(report.created.iter().all(|e| e.account == of_a));
+        assert!(report.deleted.iter().all(|e| e.account == of_a));
+        assert!(report.kept.iter().all(|e| e.account == of_a));
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].account.as_deref(), Some("222222222222"));
+        assert_eq!(report.failed[0].action, "assume-role");
+        assert_eq!(
+            report.failed[0].location(),
+            "account 222222222222 us-east-1"
+        );
+
+        // Each account is its own section; B's failure is only in B's.
+        let text = report.to_text(now());
+        let (section_a, section_b) = text
+            .split_once("account 222222222222 us-east-1:\n")
+            .unwrap_or_else(|| panic!("no section for B in\n{text}"));
+        assert!(
+            section_a.contains("account 111111111111 us-east-1:\n  created snap-a"),
+            "{text}"
+        );
+        assert!(!section_a.contains("FAILED"), "{text}");
+        assert!(
+            section_b.starts_with(
+                "  FAILED  assume-role: assuming arn:aws:iam::222222222222:role/backup: AccessDenied\n"
+            ),
+            "{text}"
+        );
+        assert!(!section_b.contains("snap-a"), "{text}");
+
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(
+            json["accounts"],
+            serde_json::json!(["111111111111", "222222222222"])
+        );
+        assert_eq!(json["created"][0]["account"], "111111111111");
+        assert_eq!(json["deleted"][0]["account"], "111111111111");
+        assert_eq!(json["failed"][0]["account"], "222222222222");
+    }
+
+    #[test]
+    fn the_same_outcome_in_each_account_is_reported_per_account() {
+        let (a, b) = (unit("111111111111"), unit("222222222222"));
+        let mut report = Report::for_units(&config(false), "r1".into(), vec![a.clone(), b.clone()]);
+        report.add_unit(&a, clean_run());
+        report.add_unit(&b, clean_run());
+        assert_eq!(report.exit_status(), ExitStatus::Success);
+        let accounts: Vec<_> = report
+            .created
+            .iter()
+            .map(|e| e.account.as_deref())
+            .collect();
+        assert_eq!(
+            accounts,
+            [
+                Some("111111111111"),
+                Some("111111111111"),
+                Some("222222222222"),
+                Some("222222222222")
+            ]
+        );
+    }
+
+    #[test]
+    fn every_account_blocked_means_nothing_was_attempted() {
+        let (a, b) = (unit("111111111111"), unit("222222222222"));
+        let mut report = Report::for_units(&config(false), "r1".into(), vec![a.clone(), b.clone()]);
+        report.add_blocked(&a, denied());
+        report.add_blocked(&b, denied());
+        assert_eq!(report.exit_status(), ExitStatus::NothingAttempted);
+    }
+
+    #[test]
+    fn without_roles_the_json_names_no_account() {
+        let json: serde_json::Value =
+            serde_json::from_str(&report(false, clean_run()).to_json()).unwrap();
+        assert!(json.get("accounts").is_none(), "{json}");
+        for list in ["created", "deleted", "kept"] {
+            assert!(json[list][0].get("account").is_none(), "{list}: {json}");
+        }
+        let text = report(false, clean_run()).to_text(now());
+        assert!(text.contains("\nus-east-1:\n"), "{text}");
     }
 
     #[test]

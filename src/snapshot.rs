@@ -15,7 +15,7 @@ use aws_sdk_ec2::types::{Filter, InstanceSpecification, ResourceType, Tag, TagSp
 use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
-use crate::control::Executor;
+use crate::control::{Executor, VolumeGates};
 use crate::hooks::{HookEnv, HookFailure, Hooks};
 use crate::inventory::TAG_RUN_ID;
 use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB};
@@ -40,6 +40,14 @@ pub enum CreateOutcome {
     },
 }
 
+impl CreateOutcome {
+    /// Whether the volume has a new backup (or, in a dry run, may get one):
+    /// only then may its old snapshots go (safety rule 3).
+    pub fn is_good_backup(&self) -> bool {
+        matches!(self, CreateOutcome::Created { .. } | CreateOutcome::Allowed)
+    }
+}
+
 /// What a failed CreateSnapshot means for the next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateFailure {
@@ -60,7 +68,12 @@ pub fn classify_create_failure(code: Option<&str>, status: Option<u16>) -> Creat
         Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => {
             CreateFailure::Throttled
         }
-        Some("SnapshotCreationPerVolumeRateExceeded" | "ConcurrentSnapshotLimitExceeded") => {
+        // ResourceLimitExceeded: too many copies in progress (CopySnapshot).
+        Some(
+            "SnapshotCreationPerVolumeRateExceeded"
+            | "ConcurrentSnapshotLimitExceeded"
+            | "ResourceLimitExceeded",
+        ) => {
             CreateFailure::VolumeBusy
         }
         Some(_) if status.is_some_and(|s| s < 500) => CreateFailure::Refused,
@@ -90,8 +103,9 @@ pub struct RunHooks<'a> {
 
 /// Carries out (or, in a dry run, checks) every create, set by set: with
 /// hooks, the pre-hook, the set's snapshot calls, and the post-hook as soon
-/// as they return. Outcomes come back in the order of `creates`, with the
-/// hooks' failures.
+/// as they return. As each set returns, its volumes' `gates` are settled, so
+/// their deletes start without waiting for the other sets. Outcomes come
+/// back in the order of `creates`, with the hooks' failures.
 pub async fn create_all(
     exec: &Executor,
     creates: &[Create],
@@ -99,9 +113,18 @@ pub async fn create_all(
     job: &str,
     run_id: &str,
     hooks: Option<RunHooks<'_>>,
+    gates: Option<&VolumeGates>,
 ) -> (Vec<CreateOutcome>, Vec<HookFailed>) {
     let results: Vec<SetOutcome> = stream::iter(sets)
-        .map(|set| snapshot_set(exec, creates, set, job, run_id, hooks))
+        .map(|set| async move {
+            let (outcomes, failures) = snapshot_set(exec, creates, set, job, run_id, hooks).await;
+            if let Some(gates) = gates {
+                for (index, outcome) in &outcomes {
+                    gates.settle(&creates[*index].volume_id, outcome.is_good_backup());
+                }
+            }
+            (outcomes, failures)
+        })
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect()
         .await;
@@ -363,7 +386,7 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
 }
 
 /// The SDK retries nothing of a create: ebsnap does (create_with_retries).
-fn no_retries() -> aws_sdk_ec2::config::Builder {
+pub(crate) fn no_retries() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
@@ -374,7 +397,7 @@ fn no_retries() -> aws_sdk_ec2::config::Builder {
 /// reset) the snapshots this run made that match `lookup` are looked for
 /// first, and used if found (safety rule 7). If that look fails, ebsnap
 /// gives up rather than risk a duplicate. `Err` is the reason it failed.
-async fn create_with_retries<E, Fut>(
+pub(crate) async fn create_with_retries<E, Fut>(
     exec: &Executor,
     send: impl Fn() -> Fut,
     lookup: (&str, &str),
@@ -486,12 +509,7 @@ pub fn failed_volumes(creates: &[Create], outcomes: &[CreateOutcome]) -> HashSet
     creates
         .iter()
         .zip(outcomes)
-        .filter(|(_, outcome)| {
-            matches!(
-                outcome,
-                CreateOutcome::Failed { .. } | CreateOutcome::Unfinished { .. }
-            )
-        })
+        .filter(|(_, outcome)| !outcome.is_good_backup())
         .map(|(create, _)| create.volume_id.clone())
         .collect()
 }
@@ -530,7 +548,7 @@ mod tests {
         job: &str,
         run_id: &str,
     ) -> Vec<CreateOutcome> {
-        create_all(exec, creates, &set_of(creates), job, run_id, None)
+        create_all(exec, creates, &set_of(creates), job, run_id, None, None)
             .await
             .0
     }
@@ -550,6 +568,7 @@ mod tests {
             job,
             run_id,
             Some(RunHooks { hooks, region }),
+            None,
         )
         .await
     }
@@ -1181,6 +1200,7 @@ mod tests {
             "default",
             "run-1",
             None,
+            None,
         )
         .await;
 
@@ -1237,7 +1257,7 @@ mod tests {
         let creates = [create("vol-a")];
 
         let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
 
         assert_eq!(
             outcomes,
@@ -1271,7 +1291,7 @@ mod tests {
         let creates = [create("vol-a"), create("vol-gone")];
 
         let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
 
         assert!(
             matches!(&outcomes[0], CreateOutcome::Unfinished { snapshot_id, reason } if snapshot_id == "snap-a" && reason.starts_with("created, but tagging it failed: UnauthorizedOperation")),
@@ -1314,7 +1334,7 @@ mod tests {
         let creates = [create("vol-a")];
 
         let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
 
         assert!(exec.stop.check().is_err(), "the run was interrupted");
         assert_eq!(
@@ -1341,7 +1361,7 @@ mod tests {
         let creates = [create("vol-a"), create("vol-b")];
 
         let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None).await;
+            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
 
         assert_eq!(outcomes, [CreateOutcome::Allowed, CreateOutcome::Allowed]);
         assert_eq!(set_call.num_calls(), 1);

@@ -1890,3 +1890,574 @@ fn all_regions_covers_every_enabled_region_in_one_run() {
     let conflict = emu.ebsnap(&["run", "--all-regions", "--region", "us-east-1"]);
     conflict.assert_exit(2);
 }
+
+// ---------------------------------------------------------------------------
+// Several accounts: --assume-role
+//
+// moto's STS lets anyone assume any role, and answers with credentials that
+// moto maps to the role's account: ebsnap's calls with them land in that
+// account. The harness seeds and inspects each account directly (moto's
+// x-moto-account-id header), never through STS.
+
+const ROLE_A: &str = "arn:aws:iam::111111111111:role/backup";
+const ROLE_B: &str = "arn:aws:iam::222222222222:role/backup";
+
+/// One instance tagged for backup in `account`, with its root volume and a
+/// data volume at /dev/sdf; returns the instance and its volumes.
+fn seed_account(emu: &Emulator, account: &str) -> (String, BTreeSet<String>) {
+    use aws_sdk_ec2::types::{InstanceType, Placement, ResourceType};
+    let client = emu.client_in_account(account);
+    let launched = emu
+        .block_on(
+            client
+                .run_instances()
+                .image_id(AMI)
+                .instance_type(InstanceType::T3Micro)
+                .min_count(1)
+                .max_count(1)
+                .placement(Placement::builder().availability_zone(AZ).build())
+                .tag_specifications(tag_spec(
+                    ResourceType::Instance,
+                    &[("Scheduled-Snapshots", "true"), ("Name", account)],
+                ))
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("RunInstances in {account}: {e:?}"));
+    let instance = &launched.instances()[0];
+    let instance_id = instance.instance_id().unwrap().to_string();
+    let root = instance.block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.volume_id())
+        .expect("root volume")
+        .to_string();
+    let data = emu
+        .block_on(client.create_volume().availability_zone(AZ).size(8).send())
+        .expect("CreateVolume")
+        .volume_id()
+        .unwrap()
+        .to_string();
+    emu.block_on(
+        client
+            .attach_volume()
+            .volume_id(&data)
+            .instance_id(&instance_id)
+            .device("/dev/sdf")
+            .send(),
+    )
+    .expect("AttachVolume");
+    (instance_id, BTreeSet::from([root, data]))
+}
+
+/// The snapshots carrying `ebsnap:job` in `account` (us-east-1): snapshot id
+/// -> (volume id, ebsnap:instance-id).
+fn job_snapshots_in(emu: &Emulator, account: &str) -> BTreeMap<String, (String, String)> {
+    let client = emu.client_in_account(account);
+    let out = emu
+        .block_on(
+            client
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(filter("tag-key", "ebsnap:job"))
+                .send(),
+        )
+        .expect("DescribeSnapshots");
+    out.snapshots()
+        .iter()
+        .map(|s| {
+            let tags = tag_map(s.tags());
+            (
+                s.snapshot_id().unwrap_or_default().to_string(),
+                (
+                    s.volume_id().unwrap_or_default().to_string(),
+                    tags.get("ebsnap:instance-id").cloned().unwrap_or_default(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Asserts `account` holds exactly one job snapshot of each of `volumes`,
+/// all of `instance`.
+fn assert_one_snapshot_per_volume(
+    emu: &Emulator,
+    account: &str,
+    instance: &str,
+    volumes: &BTreeSet<String>,
+    run: &EbsnapRun,
+) {
+    let snapshots = job_snapshots_in(emu, account);
+    let mut got: Vec<&String> = snapshots.values().map(|(volume, _)| volume).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        volumes.iter().collect::<Vec<_>>(),
+        "account {account}: {snapshots:?}\n{run}"
+    );
+    assert!(
+        snapshots.values().all(|(_, i)| i == instance),
+        "account {account}: {snapshots:?}\n{run}"
+    );
+}
+
+#[test]
+fn assume_role_backs_up_each_account_in_one_run() {
+    let emu = Emulator::start();
+    let (instance_a, volumes_a) = seed_account(&emu, "111111111111");
+    let (instance_b, volumes_b) = seed_account(&emu, "222222222222");
+    // The caller's own account has a tagged instance too: no role, no backup.
+    emu.launch_instance(&[("Scheduled-Snapshots", "true")]);
+
+    let run = emu.ebsnap(&[
+        "--assume-role",
+        ROLE_A,
+        "--assume-role",
+        ROLE_B,
+        "snapshot",
+        "--output",
+        "json",
+    ]);
+    run.assert_success();
+
+    assert_one_snapshot_per_volume(&emu, "111111111111", &instance_a, &volumes_a, &run);
+    assert_one_snapshot_per_volume(&emu, "222222222222", &instance_b, &volumes_b, &run);
+    assert_eq!(
+        job_snapshots_in(&emu, ACCOUNT_ID),
+        BTreeMap::new(),
+        "nothing in the caller's own account\n{run}"
+    );
+
+    let doc = run.json();
+    assert_eq!(
+        doc["accounts"],
+        serde_json::json!(["111111111111", "222222222222"]),
+        "{run}"
+    );
+    assert_eq!(doc["regions"], serde_json::json!([REGION]), "{run}");
+    let created = entries(&doc, "created", &run);
+    for (account, instance, volumes) in [
+        ("111111111111", &instance_a, &volumes_a),
+        ("222222222222", &instance_b, &volumes_b),
+    ] {
+        let of_account: Vec<&Value> = created
+            .iter()
+            .filter(|e| str_field(e, "account") == Some(account))
+            .collect();
+        assert_eq!(
+            ids_of(
+                &of_account.iter().copied().cloned().collect::<Vec<_>>(),
+                "volume_id"
+            ),
+            *volumes,
+            "{run}"
+        );
+        assert!(
+            of_account
+                .iter()
+                .all(|e| str_field(e, "instance_id") == Some(instance.as_str())
+                    && str_field(e, "region") == Some(REGION)),
+            "{run}"
+        );
+        // The snapshots the report names are the ones in that account.
+        let in_account: BTreeSet<String> = job_snapshots_in(&emu, account).into_keys().collect();
+        let reported: BTreeSet<String> = of_account
+            .iter()
+            .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
+            .collect();
+        assert_eq!(reported, in_account, "{run}");
+    }
+    assert_eq!(created.len(), volumes_a.len() + volumes_b.len(), "{run}");
+}
+
+#[test]
+fn a_role_that_cannot_be_assumed_fails_only_its_account() {
+    let emu = Emulator::start();
+    let (instance_a, volumes_a) = seed_account(&emu, "111111111111");
+    seed_account(&emu, "222222222222");
+    let proxy = emu.proxy(FaultPlan::none().deny_assume_role(ROLE_B));
+
+    let run = emu
+        .ebsnap_cmd(&[
+            "--assume-role",
+            ROLE_A,
+            "--assume-role",
+            ROLE_B,
+            "--external-id",
+            "ebsnap-e2e",
+            "run",
+            "--output",
+            "json",
+        ])
+        .via(&proxy)
+        .run();
+    run.assert_exit(1);
+    assert_one_snapshot_per_volume(&emu, "111111111111", &instance_a, &volumes_a, &run);
+    assert_eq!(
+        job_snapshots_in(&emu, "222222222222"),
+        BTreeMap::new(),
+        "{run}"
+    );
+
+    // STS was asked through the same endpoint as EC2, once per role, with
+    // the job's session name and the external id.
+    let assumed: Vec<ProxyRecord> = proxy
+        .records()
+        .into_iter()
+        .filter(|r| r.action == "AssumeRole")
+        .collect();
+    let roles: BTreeSet<&str> = assumed.iter().filter_map(|r| r.param("RoleArn")).collect();
+    assert_eq!(roles, BTreeSet::from([ROLE_A, ROLE_B]), "{}", proxy.log());
+    assert_eq!(assumed.len(), 2, "one AssumeRole per role\n{}", proxy.log());
+    for record in &assumed {
+        assert_eq!(record.param("RoleSessionName"), Some("ebsnap-default"));
+        assert_eq!(record.param("ExternalId"), Some("ebsnap-e2e"));
+    }
+
+    let doc = run.json();
+    let failed = entries(&doc, "failed", &run);
+    assert_eq!(failed.len(), 1, "{run}");
+    assert_eq!(
+        str_field(&failed[0], "account"),
+        Some("222222222222"),
+        "{run}"
+    );
+    assert_eq!(
+        str_field(&failed[0], "action"),
+        Some("assume-role"),
+        "{run}"
+    );
+    let reason = str_field(&failed[0], "reason").unwrap_or_default();
+    assert!(
+        reason.contains(ROLE_B)
+            && reason.contains("AccessDenied")
+            && reason.contains("trust policy"),
+        "{run}"
+    );
+    let created = entries(&doc, "created", &run);
+    assert_eq!(created.len(), volumes_a.len(), "{run}");
+    assert!(
+        created
+            .iter()
+            .all(|e| str_field(e, "account") == Some("111111111111")),
+        "{run}"
+    );
+    assert!(
+        run.stderr
+            .contains("account 222222222222 us-east-1: assume-role: assuming"),
+        "{run}"
+    );
+
+    // The text report: a section per account.
+    let text = emu
+        .ebsnap_cmd(&[
+            "--assume-role",
+            ROLE_A,
+            "--assume-role",
+            ROLE_B,
+            "run",
+            "-n",
+        ])
+        .via(&proxy)
+        .run();
+    text.assert_exit(1);
+    let sections: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("account "))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "account 111111111111 us-east-1:",
+            "account 222222222222 us-east-1:"
+        ],
+        "{text}"
+    );
+    let after_b = text
+        .stdout
+        .split("account 222222222222 us-east-1:")
+        .nth(1)
+        .unwrap();
+    assert!(
+        after_b.trim_start().starts_with(
+            "FAILED  assume-role: assuming arn:aws:iam::222222222222:role/backup: AccessDenied"
+        ),
+        "{text}"
+    );
+
+    // No account reachable: nothing was attempted.
+    let proxy_all = emu.proxy(
+        FaultPlan::none()
+            .deny_assume_role(ROLE_A)
+            .deny_assume_role(ROLE_B),
+    );
+    let before = (
+        job_snapshots_in(&emu, "111111111111"),
+        job_snapshots_in(&emu, "222222222222"),
+    );
+    let none = emu
+        .ebsnap_cmd(&[
+            "--assume-role",
+            ROLE_A,
+            "--assume-role",
+            ROLE_B,
+            "run",
+            "--output",
+            "json",
+        ])
+        .via(&proxy_all)
+        .run();
+    none.assert_exit(2);
+    assert_eq!(none.stdout, "", "exit 2: no report\n{none}");
+    for account in ["111111111111", "222222222222"] {
+        assert!(
+            none.stderr
+                .contains(&format!("account {account} us-east-1: assume-role")),
+            "{none}"
+        );
+    }
+    assert!(
+        proxy_all.records().iter().all(|r| r.action == "AssumeRole"),
+        "{}",
+        proxy_all.log()
+    );
+    assert_eq!(
+        before,
+        (
+            job_snapshots_in(&emu, "111111111111"),
+            job_snapshots_in(&emu, "222222222222"),
+        )
+    );
+}
+
+#[test]
+fn bad_assume_role_input_exits_2_before_any_call() {
+    let emu = Emulator::start();
+    let proxy = emu.proxy(FaultPlan::none());
+    for (args, says) in [
+        (
+            &["--assume-role", "arn:aws:iam::1111:role/backup", "run"][..],
+            "'1111' in 'arn:aws:iam::1111:role/backup' is not an AWS account id (12 digits)",
+        ),
+        (
+            &["--assume-role", "backup", "run"][..],
+            "'backup' is not an IAM role ARN: give a role's ARN, e.g. arn:aws:iam::111111111111:role/ebsnap",
+        ),
+        (
+            &["--external-id", "x", "run"][..],
+            "--assume-role <ARN>",
+        ),
+        (
+            &["--assume-role", ROLE_A, "--assume-role", "arn:aws:iam::111111111111:role/other", "run"][..],
+            "are both in account 111111111111: give one --assume-role per account",
+        ),
+        (
+            &["--assume-role", ROLE_A, "list"][..],
+            "--assume-role works with run, snapshot and purge",
+        ),
+    ] {
+        let run = emu.ebsnap_cmd(args).via(&proxy).run();
+        run.assert_exit(2);
+        assert_eq!(run.stdout, "", "{run}");
+        assert_eq!(run.stderr.lines().count(), 1, "one line\n{run}");
+        assert!(run.stderr.contains(says), "expected {says:?}\n{run}");
+    }
+    assert!(
+        proxy.records().is_empty(),
+        "calls were made:\n{}",
+        proxy.log()
+    );
+}
+
+/// A snapshot in us-west-2 made `hours_ago`, tagged as a copy of `device` of
+/// `instance` that came from `source_region`.
+fn seed_west_copy(
+    emu: &Emulator,
+    west_volume: &str,
+    hours_ago: u32,
+    instance: &str,
+    device: &str,
+    source_region: &str,
+) -> String {
+    let west = emu.client_for("us-west-2");
+    emu.with_clock_back(hours_ago, || {
+        let tags = [
+            ("ebsnap:job", "default"),
+            ("ebsnap:instance-id", instance),
+            ("ebsnap:device", device),
+            ("ebsnap:run-id", "seeded"),
+            ("ebsnap:source-snapshot", "snap-seeded"),
+            ("ebsnap:source-region", source_region),
+        ];
+        let out = emu
+            .block_on(
+                west.create_snapshot()
+                    .volume_id(west_volume)
+                    .tag_specifications(tag_spec(aws_sdk_ec2::types::ResourceType::Snapshot, &tags))
+                    .send(),
+            )
+            .expect("CreateSnapshot in us-west-2");
+        out.snapshot_id().expect("snapshot id").to_string()
+    })
+}
+
+#[test]
+fn copy_to_copies_each_new_snapshot_and_purges_only_its_own_old_copies_there() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let west = emu.client_for("us-west-2");
+    let west_volume = emu
+        .block_on(
+            west.create_volume()
+                .availability_zone("us-west-2a")
+                .size(8)
+                .send(),
+        )
+        .expect("CreateVolume in us-west-2")
+        .volume_id()
+        .expect("volume id")
+        .to_string();
+    let web_root = &fleet.selected()[0];
+    let (instance, device) = (web_root.instance_id.as_str(), web_root.device.as_str());
+    let expired_copy = seed_west_copy(&emu, &west_volume, 40 * 24, instance, device, REGION);
+    let recent_copy = seed_west_copy(&emu, &west_volume, 10 * 24, instance, device, REGION);
+    // Another source region's copy, as old: not this run's to purge.
+    let foreign_copy = seed_west_copy(&emu, &west_volume, 40 * 24, instance, device, "eu-west-1");
+    let (east_before, west_before) = (emu.snapshot_state(), emu.snapshot_state_in("us-west-2"));
+
+    let run = emu.ebsnap(&[
+        "run",
+        "--copy-to",
+        "us-west-2",
+        "--copy-retention",
+        "30d",
+        "--output",
+        "json",
+    ]);
+    run.assert_success();
+
+    let east = east_before.diff(&emu.snapshot_state());
+    let new_by_volume = assert_created_one_per_selected_volume(&fleet, &east, "default", &run);
+    let west_diff = west_before.diff(&emu.snapshot_state_in("us-west-2"));
+    assert_eq!(
+        west_diff.removed_ids(),
+        BTreeSet::from([expired_copy.clone()]),
+        "only this source's copy past --copy-retention goes\n{run}"
+    );
+    assert!(
+        emu.snapshot_state_in("us-west-2").contains(&recent_copy)
+            && emu.snapshot_state_in("us-west-2").contains(&foreign_copy),
+        "{run}"
+    );
+    // One copy per new snapshot, with the contract and its source.
+    let sources: BTreeMap<String, &SnapInfo> =
+        new_by_volume.values().map(|s| (s.id.clone(), s)).collect();
+    assert_eq!(west_diff.added.len(), sources.len(), "{run}");
+    for copy in &west_diff.added {
+        let source_id = copy.tag("ebsnap:source-snapshot").unwrap_or_default();
+        let source = sources
+            .get(source_id)
+            .unwrap_or_else(|| panic!("{copy:?} names no new snapshot\n{run}"));
+        assert_eq!(copy.tag("ebsnap:source-region"), Some(REGION));
+        for key in [
+            "ebsnap:job",
+            "ebsnap:instance-id",
+            "ebsnap:device",
+            "ebsnap:run-id",
+            "Name",
+        ] {
+            assert_eq!(copy.tag(key), source.tag(key), "{key} of {copy:?}");
+        }
+    }
+    // The report says so, by region.
+    let doc = run.json();
+    let copied = entries(&doc, "copied", &run);
+    assert_eq!(
+        ids_of(copied, "snapshot_id"),
+        west_diff.added_ids(),
+        "{run}"
+    );
+    assert!(copied
+        .iter()
+        .all(|c| str_field(c, "region") == Some("us-west-2")
+            && str_field(c, "source_region") == Some(REGION)));
+    let deleted_west: BTreeSet<String> = entries(&doc, "deleted", &run)
+        .iter()
+        .filter(|d| str_field(d, "region") == Some("us-west-2"))
+        .filter_map(|d| str_field(d, "snapshot_id").map(str::to_owned))
+        .collect();
+    assert_eq!(deleted_west, BTreeSet::from([expired_copy]), "{run}");
+
+    // A dry run plans the copies and calls nothing that changes the account.
+    let before = (emu.snapshot_state(), emu.snapshot_state_in("us-west-2"));
+    let dry = emu.ebsnap(&[
+        "run",
+        "-n",
+        "--min-interval",
+        "0",
+        "--copy-to",
+        "us-west-2",
+        "--output",
+        "json",
+    ]);
+    dry.assert_success();
+    assert!(
+        before.0.diff(&emu.snapshot_state()).added.is_empty(),
+        "{dry}"
+    );
+    assert!(
+        before
+            .1
+            .diff(&emu.snapshot_state_in("us-west-2"))
+            .added
+            .is_empty(),
+        "{dry}"
+    );
+    let planned = entries(&dry.json(), "copied", &dry).clone();
+    assert_eq!(planned.len(), fleet.selected().len(), "{dry}");
+    assert!(
+        planned
+            .iter()
+            .all(|c| str_field(c, "permission") == Some("planned")),
+        "{dry}"
+    );
+}
+
+#[test]
+fn one_regions_endpoint_failing_leaves_the_other_done_and_exits_1() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let east_before = emu.snapshot_state();
+    let proxy = emu.proxy(FaultPlan::none().fail_region("us-west-2"));
+
+    let run = emu
+        .ebsnap_cmd(&[
+            "run",
+            "--region",
+            "us-east-1",
+            "--region",
+            "us-west-2",
+            "--output",
+            "json",
+        ])
+        .via(&proxy)
+        .run();
+
+    run.assert_exit(1);
+    // us-east-1 did all its work, as if alone.
+    let east = east_before.diff(&emu.snapshot_state());
+    assert_created_one_per_selected_volume(&fleet, &east, "default", &run);
+    assert_eq!(east.removed_ids(), fleet.expired_default(), "{run}");
+    // The report names the failed region, and only it.
+    let doc = run.json();
+    let failed = entries(&doc, "failed", &run);
+    assert!(!failed.is_empty(), "{run}");
+    for entry in failed {
+        assert_eq!(
+            str_field(entry, "region"),
+            Some("us-west-2"),
+            "{entry}\n{run}"
+        );
+        assert_eq!(str_field(entry, "action"), Some("discover"), "{entry}");
+    }
+    assert!(run.stderr.contains("us-west-2"), "{run}");
+}

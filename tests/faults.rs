@@ -966,15 +966,22 @@ fn interrupted_mid_run(signal: &str) {
             "volume {volume} is neither snapshotted nor reported interrupted (or both)\n{ctx}"
         );
     }
-    let failed_deletes: BTreeSet<String> = failed
+    // A delete not done is reported failed (not started), or kept because
+    // its volume's create was interrupted (safety rule 3).
+    let kept = entries(&doc, "kept", &ctx);
+    let not_deleted: BTreeSet<String> = failed
         .iter()
         .filter(|e| str_field(e, "action") == Some("delete"))
+        .chain(
+            kept.iter()
+                .filter(|e| str_field(e, "reason_code") == Some("volume_failed")),
+        )
         .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
         .collect();
     for id in fleet.expired_default() {
         let gone = diff.removed_ids().contains(&id);
         assert!(
-            gone ^ failed_deletes.contains(&id),
+            gone ^ not_deleted.contains(&id),
             "expired {id} is neither deleted nor reported not done (or both)\n{ctx}"
         );
     }

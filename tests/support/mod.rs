@@ -364,6 +364,19 @@ impl Emulator {
         )
     }
 
+    /// An SDK client of this emulator (us-east-1) working in another account:
+    /// every request carries moto's `x-moto-account-id` header, so seeding
+    /// and asserting in that account never goes through STS.
+    pub fn client_in_account(&self, account: &str) -> Client {
+        Client::from_conf(
+            self.client
+                .config()
+                .to_builder()
+                .interceptor(MotoAccount(account.to_string()))
+                .build(),
+        )
+    }
+
     /// Runs one SDK future to completion.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.rt.block_on(future)
@@ -755,6 +768,29 @@ impl Emulator {
                 ),
             ],
         }
+    }
+}
+
+/// Sends moto's `x-moto-account-id` header with every request.
+#[derive(Debug)]
+struct MotoAccount(String);
+
+impl aws_sdk_ec2::config::Intercept for MotoAccount {
+    fn name(&self) -> &'static str {
+        "MotoAccount"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_sdk_ec2::config::RuntimeComponents,
+        _config: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert("x-moto-account-id", self.0.clone());
+        Ok(())
     }
 }
 
@@ -1214,6 +1250,9 @@ pub struct FaultPlan {
     max_faults_per_key: Option<usize>,
     delay: Duration,
     gate_after: Option<usize>,
+    /// Roles whose AssumeRole the proxy refuses (STS `AccessDenied`).
+    denied_roles: Vec<String>,
+    failing_regions: Vec<String>,
 }
 
 impl FaultPlan {
@@ -1267,6 +1306,21 @@ impl FaultPlan {
             fault,
             count,
         });
+        self
+    }
+
+    /// Every STS AssumeRole of `role_arn` is refused with `AccessDenied`, as
+    /// STS refuses a role whose trust policy does not name the caller (moto
+    /// lets anyone assume any role).
+    pub fn deny_assume_role(mut self, role_arn: &str) -> FaultPlan {
+        self.denied_roles.push(role_arn.to_string());
+        self
+    }
+
+    /// Every call signed for `region` gets a 500 InternalError, as from a
+    /// region whose endpoint is down; other regions pass.
+    pub fn fail_region(mut self, region: &str) -> FaultPlan {
+        self.failing_regions.push(region.to_string());
         self
     }
 
@@ -1770,6 +1824,21 @@ fn ec2_error_response(status: u16, code: &str, message: &str, request_id: &str) 
     )
 }
 
+/// An HTTP response with an STS (query protocol) XML error body.
+fn sts_error_response(status: u16, code: &str, message: &str, request_id: &str) -> Vec<u8> {
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+         <Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+    );
+    http_response(
+        status,
+        "Forbidden",
+        &[("Content-Type".into(), "text/xml".into())],
+        body.as_bytes(),
+        true,
+    )
+}
+
 fn http_response(
     status: u16,
     reason: &str,
@@ -1835,6 +1904,16 @@ impl ProxyShared {
 
     /// Handles one request; None: close the connection without an answer.
     fn handle(&self, req: &HttpRequest) -> Option<Vec<u8>> {
+        // SigV4: Credential=KEY/DATE/REGION/SERVICE/aws4_request.
+        let signed_region = header(&req.headers, "authorization")
+            .and_then(|auth| auth.split("Credential=").nth(1))
+            .and_then(|scope| scope.split('/').nth(2));
+        if let Some(region) =
+            signed_region.filter(|r| self.plan.failing_regions.iter().any(|f| f == r))
+        {
+            let message = format!("{region} is down (test proxy)");
+            return Some(ec2_error_response(500, "InternalError", &message, "fault-region"));
+        }
         let mut params = BTreeMap::new();
         if let Some((_, query)) = req.target.split_once('?') {
             parse_form(query, &mut params);
@@ -1932,6 +2011,25 @@ impl ProxyShared {
         }
 
         let request_id = format!("fault-{seq}");
+        if action == "AssumeRole" {
+            let record = self.state.lock().unwrap().records[seq].clone();
+            if let Some(role) = record
+                .param("RoleArn")
+                .filter(|role| self.plan.denied_roles.iter().any(|r| r == role))
+            {
+                let message = format!("User: arn:aws:iam::123456789012:user/test is not authorized to perform: sts:AssumeRole on resource: {role}");
+                self.update(seq, |r| {
+                    r.fault = Some(Fault::Refuse("AccessDenied".into()));
+                    r.status = Some(403);
+                });
+                return Some(sts_error_response(
+                    403,
+                    "AccessDenied",
+                    &message,
+                    &request_id,
+                ));
+            }
+        }
         let answer = match &fault {
             Some(Fault::Throttle) => (
                 503,

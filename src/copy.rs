@@ -1,0 +1,482 @@
+//! `--copy-to`: disaster-recovery copies of each new snapshot in other
+//! regions, and the purge of those copies there.
+//!
+//! A copy carries the tag contract (so it is the job's, and only the job's
+//! purge ever deletes it) plus `ebsnap:source-snapshot` and
+//! `ebsnap:source-region`. CopySnapshot has no client token either: it is
+//! retried like a create, and after a lost answer ebsnap first looks for a
+//! copy of that snapshot made by this run (safety rule 7).
+
+use std::collections::HashSet;
+
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use chrono::{DateTime, Utc};
+use futures_util::{stream, StreamExt};
+
+use crate::aws::MAX_IN_FLIGHT;
+use crate::config::{CopySettings, Policy};
+use crate::control::{Executor, VolumeGates};
+use crate::inventory::{TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT};
+use crate::plan::{Create, Plan};
+use crate::purge::DeleteOutcome;
+use crate::snapshot::{create_with_retries, no_retries, CreateOutcome};
+
+/// One copy to make: a snapshot of this run, to one destination region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyJob {
+    /// The create (in the source region's plan) whose snapshot is copied.
+    pub create: Create,
+    /// `None` in a dry run: the snapshot does not exist yet.
+    pub source_snapshot_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyOutcome {
+    Copied {
+        snapshot_id: String,
+    },
+    /// Dry run: the copy would be made once the snapshot is completed. No
+    /// call is sent: there is no snapshot yet to try CopySnapshot with.
+    Planned,
+    Failed {
+        reason: String,
+    },
+}
+
+/// What `--copy-to` did in one destination region for one source region.
+#[derive(Debug)]
+pub struct CopyRun {
+    /// The destination region.
+    pub region: String,
+    pub copies: Vec<(CopyJob, CopyOutcome)>,
+    /// The purge of the copies there (when the command purges): its plan and
+    /// outcomes, or why the copies could not be listed.
+    pub purge: Option<Result<(Plan, Vec<DeleteOutcome>), String>>,
+}
+
+/// The copies to make in one destination: one per snapshot this run made
+/// (completed: the run waited for it), or in a dry run one per create EC2
+/// allowed. A failed or unfinished snapshot is not copied.
+pub fn plan_copies(creates: &[Create], outcomes: &[CreateOutcome]) -> Vec<CopyJob> {
+    creates
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(create, outcome)| {
+            let source_snapshot_id = match outcome {
+                CreateOutcome::Created { snapshot_id } => Some(snapshot_id.clone()),
+                CreateOutcome::Allowed => None,
+                CreateOutcome::Failed { .. } | CreateOutcome::Unfinished { .. } => return None,
+            };
+            Some(CopyJob {
+                create: create.clone(),
+                source_snapshot_id,
+            })
+        })
+        .collect()
+}
+
+/// The copies' tags: the contract's, as on the source, and where it came from.
+pub fn copy_tags(
+    job: &CopyJob,
+    source_snapshot_id: &str,
+    source_region: &str,
+    job_name: &str,
+    run_id: &str,
+) -> Vec<(String, String)> {
+    let mut tags = job.create.tags(job_name, run_id);
+    tags.push((TAG_SOURCE_SNAPSHOT.to_owned(), source_snapshot_id.to_owned()));
+    tags.push((TAG_SOURCE_REGION.to_owned(), source_region.to_owned()));
+    tags
+}
+
+/// The (instance, device) pairs whose copy failed: their old copies stay
+/// (safety rule 3).
+pub fn failed_sources(copies: &[(CopyJob, CopyOutcome)]) -> HashSet<(String, String)> {
+    copies
+        .iter()
+        .filter(|(_, outcome)| matches!(outcome, CopyOutcome::Failed { .. }))
+        .map(|(job, _)| (job.create.instance_id.clone(), job.create.device.clone()))
+        .collect()
+}
+
+/// What one source region's run does in its copy regions.
+pub struct CopyStep<'a> {
+    pub settings: &'a CopySettings,
+    pub source_region: &'a str,
+    pub job: &'a str,
+    pub run_id: &'a str,
+    /// Whether the command purges (`run`, `purge`): then the copies there
+    /// past `--copy-retention` go too.
+    pub purge: bool,
+    pub policy: &'a Policy,
+    pub now: DateTime<Utc>,
+}
+
+/// Copies this run's snapshots to each destination (an executor each, with
+/// its own pacing), then purges the copies there; destinations concurrently.
+pub async fn copy_and_purge(
+    step: &CopyStep<'_>,
+    destinations: &[(String, Executor)],
+    creates: &[Create],
+    outcomes: &[CreateOutcome],
+) -> Vec<CopyRun> {
+    let jobs = plan_copies(creates, outcomes);
+    let each = destinations
+        .iter()
+        .map(|(region, exec)| copy_to_region(step, region, exec, &jobs));
+    futures_util::future::join_all(each).await
+}
+
+async fn copy_to_region(
+    step: &CopyStep<'_>,
+    region: &str,
+    exec: &Executor,
+    jobs: &[CopyJob],
+) -> CopyRun {
+    let copies: Vec<(CopyJob, CopyOutcome)> = stream::iter(jobs)
+        .map(|job| async move { (job.clone(), copy_one(step, exec, job).await) })
+        .buffered(MAX_IN_FLIGHT)
+        .collect()
+        .await;
+    let purge = if step.purge {
+        Some(purge_copies(step, exec, &failed_sources(&copies)).await)
+    } else {
+        None
+    };
+    CopyRun {
+        region: region.to_owned(),
+        copies,
+        purge,
+    }
+}
+
+async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOutcome {
+    let Some(source_id) = &job.source_snapshot_id else {
+        return CopyOutcome::Planned;
+    };
+    let tags: Vec<Tag> = copy_tags(job, source_id, step.source_region, step.job, step.run_id)
+        .into_iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect();
+    let description = format!(
+        "copy of {source_id} from {}: {}",
+        step.source_region,
+        job.create.description(step.job)
+    );
+    let kms_key_id = step.settings.kms_key_id.as_deref();
+    let send = || async {
+        let output = exec
+            .client
+            .copy_snapshot()
+            .source_region(step.source_region)
+            .source_snapshot_id(source_id)
+            .description(&description)
+            .set_kms_key_id(kms_key_id.map(str::to_owned))
+            .set_encrypted(kms_key_id.map(|_| true))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Snapshot)
+                    .set_tags(Some(tags.clone()))
+                    .build(),
+            )
+            .customize()
+            .config_override(no_retries())
+            .send()
+            .await?;
+        Ok(output
+            .snapshot_id()
+            .map(|id| (job.create.volume_id.clone(), id.to_owned()))
+            .into_iter()
+            .collect())
+    };
+    let lookup = (TAG_SOURCE_SNAPSHOT, source_id.as_str());
+    match create_with_retries(exec, send, lookup, step.run_id, "the copy").await {
+        Ok(made) => match made.into_iter().next() {
+            Some((_, snapshot_id)) => {
+                tracing::info!(snapshot = %snapshot_id, source = %source_id, "copied snapshot");
+                CopyOutcome::Copied { snapshot_id }
+            }
+            None => CopyOutcome::Failed {
+                reason: "EC2 answered without a snapshot id".into(),
+            },
+        },
+        Err(reason) => CopyOutcome::Failed { reason },
+    }
+}
+
+/// Lists the job's copies from this source region in the destination, plans
+/// their purge under `--copy-retention`, and carries it out.
+async fn purge_copies(
+    step: &CopyStep<'_>,
+    exec: &Executor,
+    failed: &HashSet<(String, String)>,
+) -> Result<(Plan, Vec<DeleteOutcome>), String> {
+    let listed = exec
+        .stop
+        .race(crate::discovery::job_copies(
+            &exec.client,
+            step.job,
+            step.source_region,
+        ))
+        .await?;
+    let copies = listed.map_err(|err| format!("{err:#}"))?;
+    let plan = crate::plan::build_copy_purge(
+        &copies,
+        step.policy,
+        step.settings.retention,
+        failed,
+        step.now,
+    );
+    let deletes =
+        crate::purge::delete_all(exec, &plan.deletes, step.job, &VolumeGates::default()).await;
+    Ok((plan, deletes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::test_executor;
+    use aws_sdk_ec2::operation::copy_snapshot::{CopySnapshotInput, CopySnapshotOutput};
+    use aws_sdk_ec2::operation::describe_snapshots::{
+        DescribeSnapshotsInput, DescribeSnapshotsOutput,
+    };
+    use aws_sdk_ec2::types::Snapshot;
+    use aws_sdk_ec2::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use chrono::{TimeDelta, TimeZone};
+
+    fn create(volume: &str, device: &str) -> Create {
+        Create {
+            instance_id: "i-1".into(),
+            instance_name: Some("redis-1".into()),
+            volume_id: volume.into(),
+            device: device.into(),
+            copied_tags: vec![],
+        }
+    }
+
+    fn settings(kms_key_id: Option<&str>) -> CopySettings {
+        CopySettings {
+            regions: vec!["us-west-2".into()],
+            retention: TimeDelta::days(30),
+            kms_key_id: kms_key_id.map(str::to_owned),
+        }
+    }
+
+    fn step<'a>(settings: &'a CopySettings, policy: &'a Policy) -> CopyStep<'a> {
+        CopyStep {
+            settings,
+            source_region: "us-east-1",
+            job: "default",
+            run_id: "run-1",
+            purge: false,
+            policy,
+            now: Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap(),
+        }
+    }
+
+    fn error_body(code: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
+             <Message>{code} happened</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+        )
+    }
+
+    fn requested_tags(req: &CopySnapshotInput) -> Vec<(String, String)> {
+        req.tag_specifications()
+            .iter()
+            .flat_map(|spec| spec.tags())
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The look, after a lost answer, for this run's copy of snap-src.
+    fn looks_for_the_copy(req: &DescribeSnapshotsInput) -> bool {
+        let has = |name: &str, value: &str| {
+            req.filters()
+                .iter()
+                .any(|f| f.name() == Some(name) && f.values().iter().any(|v| v == value))
+        };
+        has("tag:ebsnap:run-id", "run-1") && has("tag:ebsnap:source-snapshot", "snap-src")
+    }
+
+    #[test]
+    fn only_snapshots_this_run_made_are_copied() {
+        let creates = [
+            create("vol-a", "/dev/xvda"),
+            create("vol-b", "/dev/xvdb"),
+            create("vol-c", "/dev/xvdc"),
+            create("vol-d", "/dev/xvdd"),
+        ];
+        let outcomes = [
+            CreateOutcome::Created {
+                snapshot_id: "snap-a".into(),
+            },
+            CreateOutcome::Failed {
+                reason: "boom".into(),
+            },
+            CreateOutcome::Unfinished {
+                snapshot_id: "snap-c".into(),
+                reason: "ended in error".into(),
+            },
+            CreateOutcome::Allowed,
+        ];
+        let jobs = plan_copies(&creates, &outcomes);
+        let planned: Vec<(&str, Option<&str>)> = jobs
+            .iter()
+            .map(|j| (j.create.volume_id.as_str(), j.source_snapshot_id.as_deref()))
+            .collect();
+        assert_eq!(planned, [("vol-a", Some("snap-a")), ("vol-d", None)]);
+    }
+
+    #[tokio::test]
+    async fn a_copy_carries_the_contract_and_its_source_in_the_call() {
+        let rule = mock!(Client::copy_snapshot)
+            .match_requests(|req| {
+                req.source_region() == Some("us-east-1")
+                    && req.source_snapshot_id() == Some("snap-src")
+                    && req.kms_key_id() == Some("alias/dr")
+                    && req.encrypted() == Some(true)
+                    && requested_tags(req)
+                        == [
+                            ("ebsnap:job", "default"),
+                            ("ebsnap:instance-id", "i-1"),
+                            ("ebsnap:device", "/dev/xvda"),
+                            ("ebsnap:run-id", "run-1"),
+                            ("Name", "redis-1 /dev/xvda"),
+                            ("ebsnap:source-snapshot", "snap-src"),
+                            ("ebsnap:source-region", "us-east-1"),
+                        ]
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .then_output(|| CopySnapshotOutput::builder().snapshot_id("snap-copy").build());
+        let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
+        let (settings, policy) = (settings(Some("alias/dr")), crate::config::testing::policy());
+        let job = CopyJob {
+            create: create("vol-a", "/dev/xvda"),
+            source_snapshot_id: Some("snap-src".into()),
+        };
+
+        let outcome = copy_one(&step(&settings, &policy), &exec, &job).await;
+
+        assert_eq!(
+            outcome,
+            CopyOutcome::Copied {
+                snapshot_id: "snap-copy".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_copy_whose_answer_was_lost_is_found_instead_of_made_twice() {
+        let copy_rule = mock!(Client::copy_snapshot)
+            .sequence()
+            .http_status(500, Some(error_body("InternalError")))
+            .output(|| CopySnapshotOutput::builder().snapshot_id("snap-second").build())
+            .build();
+        let lookup = mock!(Client::describe_snapshots)
+            .match_requests(looks_for_the_copy)
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(
+                        Snapshot::builder()
+                            .snapshot_id("snap-made")
+                            .volume_id("vol-ffffffff")
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&copy_rule, &lookup]);
+        let exec = test_executor(client, false);
+        let (settings, policy) = (settings(None), crate::config::testing::policy());
+        let job = CopyJob {
+            create: create("vol-a", "/dev/xvda"),
+            source_snapshot_id: Some("snap-src".into()),
+        };
+
+        let outcome = copy_one(&step(&settings, &policy), &exec, &job).await;
+
+        assert_eq!(
+            outcome,
+            CopyOutcome::Copied {
+                snapshot_id: "snap-made".into()
+            }
+        );
+        assert_eq!(copy_rule.num_calls(), 1, "never a second copy (rule 7)");
+        assert_eq!(lookup.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn too_many_copies_in_progress_waits_and_tries_again() {
+        let copy_rule = mock!(Client::copy_snapshot)
+            .sequence()
+            .http_status(400, Some(error_body("ResourceLimitExceeded")))
+            .times(2)
+            .output(|| CopySnapshotOutput::builder().snapshot_id("snap-copy").build())
+            .build();
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&copy_rule]);
+        let exec = test_executor(client, false);
+        let (settings, policy) = (settings(None), crate::config::testing::policy());
+        let job = CopyJob {
+            create: create("vol-a", "/dev/xvda"),
+            source_snapshot_id: Some("snap-src".into()),
+        };
+
+        let outcome = copy_one(&step(&settings, &policy), &exec, &job).await;
+
+        assert_eq!(
+            outcome,
+            CopyOutcome::Copied {
+                snapshot_id: "snap-copy".into()
+            }
+        );
+        assert_eq!(copy_rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_plans_copies_without_a_call() {
+        let rule = mock!(Client::copy_snapshot)
+            .then_output(|| CopySnapshotOutput::builder().snapshot_id("never").build());
+        let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), true);
+        let (settings, policy) = (settings(None), crate::config::testing::policy());
+        let jobs = plan_copies(&[create("vol-a", "/dev/xvda")], &[CreateOutcome::Allowed]);
+
+        let outcome = copy_one(&step(&settings, &policy), &exec, &jobs[0]).await;
+
+        assert_eq!(outcome, CopyOutcome::Planned);
+        assert_eq!(rule.num_calls(), 0);
+    }
+
+    #[test]
+    fn a_failed_copy_names_its_source_volume_for_rule_3() {
+        let copies = [
+            (
+                CopyJob {
+                    create: create("vol-a", "/dev/xvda"),
+                    source_snapshot_id: Some("snap-a".into()),
+                },
+                CopyOutcome::Failed {
+                    reason: "boom".into(),
+                },
+            ),
+            (
+                CopyJob {
+                    create: create("vol-b", "/dev/xvdb"),
+                    source_snapshot_id: Some("snap-b".into()),
+                },
+                CopyOutcome::Copied {
+                    snapshot_id: "snap-b-copy".into(),
+                },
+            ),
+        ];
+        assert_eq!(
+            failed_sources(&copies),
+            HashSet::from([("i-1".to_string(), "/dev/xvda".to_string())])
+        );
+    }
+}
