@@ -84,7 +84,10 @@ pub fn copy_tags(
     run_id: &str,
 ) -> Vec<(String, String)> {
     let mut tags = job.create.tags(job_name, run_id);
-    tags.push((TAG_SOURCE_SNAPSHOT.to_owned(), source_snapshot_id.to_owned()));
+    tags.push((
+        TAG_SOURCE_SNAPSHOT.to_owned(),
+        source_snapshot_id.to_owned(),
+    ));
     tags.push((TAG_SOURCE_REGION.to_owned(), source_region.to_owned()));
     tags
 }
@@ -354,7 +357,11 @@ mod tests {
                         ]
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
             })
-            .then_output(|| CopySnapshotOutput::builder().snapshot_id("snap-copy").build());
+            .then_output(|| {
+                CopySnapshotOutput::builder()
+                    .snapshot_id("snap-copy")
+                    .build()
+            });
         let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
         let (settings, policy) = (settings(Some("alias/dr")), crate::config::testing::policy());
         let job = CopyJob {
@@ -377,7 +384,11 @@ mod tests {
         let copy_rule = mock!(Client::copy_snapshot)
             .sequence()
             .http_status(500, Some(error_body("InternalError")))
-            .output(|| CopySnapshotOutput::builder().snapshot_id("snap-second").build())
+            .output(|| {
+                CopySnapshotOutput::builder()
+                    .snapshot_id("snap-second")
+                    .build()
+            })
             .build();
         let lookup = mock!(Client::describe_snapshots)
             .match_requests(looks_for_the_copy)
@@ -417,7 +428,11 @@ mod tests {
             .sequence()
             .http_status(400, Some(error_body("ResourceLimitExceeded")))
             .times(2)
-            .output(|| CopySnapshotOutput::builder().snapshot_id("snap-copy").build())
+            .output(|| {
+                CopySnapshotOutput::builder()
+                    .snapshot_id("snap-copy")
+                    .build()
+            })
             .build();
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&copy_rule]);
         let exec = test_executor(client, false);

@@ -294,8 +294,9 @@ pub fn build_copy_purge(
     let copies: Vec<&ExistingSnapshot> = copies.iter().filter(|s| s.copy_of.is_some()).collect();
     let mut plan = Plan::default();
     plan_purge(&copies, by_source_volume, &policy, now, &mut plan);
-    let (withheld, deletes): (Vec<Delete>, Vec<Delete>) =
-        std::mem::take(&mut plan.deletes).into_iter().partition(|delete| {
+    let (withheld, deletes): (Vec<Delete>, Vec<Delete>) = std::mem::take(&mut plan.deletes)
+        .into_iter()
+        .partition(|delete| {
             let (instance, device) = by_source_volume(&delete.snapshot);
             failed.contains(&(instance.to_owned(), device.to_owned()))
         });
@@ -1017,7 +1018,13 @@ mod tests {
             copy("a-9d", "/dev/xvda", TimeDelta::days(9)),
             copy("a-10d", "/dev/xvda", TimeDelta::days(10)),
         ];
-        let plan = build_copy_purge(&copies, &guarded(), TimeDelta::days(7), &HashSet::new(), now());
+        let plan = build_copy_purge(
+            &copies,
+            &guarded(),
+            TimeDelta::days(7),
+            &HashSet::new(),
+            now(),
+        );
         assert!(plan.deletes.is_empty());
         assert!(plan.purge_refused.is_some());
         assert_eq!(kept_reason(&plan, "a-9d"), &KeepReason::DeleteGuard);

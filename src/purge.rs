@@ -46,7 +46,8 @@ pub async fn delete_all(
             return DeleteOutcome::Withheld;
         }
         let _slot = in_flight.acquire().await;
-        delete_one(exec, delete, job).await
+        // Boxed once it runs, so the deletes still waiting stay small.
+        Box::pin(delete_one(exec, delete, job)).await
     });
     join_all(each).await
 }
@@ -141,7 +142,13 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let deletes = vec![delete("snap-1", Some("default"))];
 
-        let outcomes = delete_all(&test_executor(client, false), &deletes, "default", &VolumeGates::default()).await;
+        let outcomes = delete_all(
+            &test_executor(client, false),
+            &deletes,
+            "default",
+            &VolumeGates::default(),
+        )
+        .await;
         assert_eq!(
             outcomes,
             [DeleteOutcome::InUse {
@@ -227,7 +234,13 @@ mod tests {
             delete("snap-weekly", Some("weekly")),
         ];
 
-        let outcomes = delete_all(&test_executor(client, false), &deletes, "default", &VolumeGates::default()).await;
+        let outcomes = delete_all(
+            &test_executor(client, false),
+            &deletes,
+            "default",
+            &VolumeGates::default(),
+        )
+        .await;
 
         assert!(outcomes.iter().all(
             |o| matches!(o, DeleteOutcome::Failed { reason } if reason.starts_with("refused"))
@@ -274,8 +287,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_volumes_deletes_wait_for_its_create_while_other_volumes_go_on() {
-        let rule = mock!(Client::delete_snapshot)
-            .then_output(|| DeleteSnapshotOutput::builder().build());
+        let rule =
+            mock!(Client::delete_snapshot).then_output(|| DeleteSnapshotOutput::builder().build());
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]);
         let mut waiting = delete("snap-a", Some("default"));
         waiting.snapshot.volume_id = "vol-a".into();
@@ -294,10 +307,9 @@ mod tests {
             // ...then vol-a's create fails.
             gates.settle("vol-a", false);
         };
-        let (outcomes, ()) = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            async { tokio::join!(purge, snapshot_step) },
-        )
+        let (outcomes, ()) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(purge, snapshot_step)
+        })
         .await
         .expect("vol-b's delete must not wait for vol-a's create");
 

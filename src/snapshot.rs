@@ -73,9 +73,7 @@ pub fn classify_create_failure(code: Option<&str>, status: Option<u16>) -> Creat
             "SnapshotCreationPerVolumeRateExceeded"
             | "ConcurrentSnapshotLimitExceeded"
             | "ResourceLimitExceeded",
-        ) => {
-            CreateFailure::VolumeBusy
-        }
+        ) => CreateFailure::VolumeBusy,
         Some(_) if status.is_some_and(|s| s < 500) => CreateFailure::Refused,
         _ => CreateFailure::MaybeApplied,
     }
@@ -1256,8 +1254,16 @@ mod tests {
         ));
         let creates = [create("vol-a")];
 
-        let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
+        let (outcomes, _) = create_all(
+            &exec,
+            &creates,
+            &set_of(&creates),
+            "default",
+            "run-1",
+            None,
+            None,
+        )
+        .await;
 
         assert_eq!(
             outcomes,
@@ -1290,8 +1296,16 @@ mod tests {
         ));
         let creates = [create("vol-a"), create("vol-gone")];
 
-        let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
+        let (outcomes, _) = create_all(
+            &exec,
+            &creates,
+            &set_of(&creates),
+            "default",
+            "run-1",
+            None,
+            None,
+        )
+        .await;
 
         assert!(
             matches!(&outcomes[0], CreateOutcome::Unfinished { snapshot_id, reason } if snapshot_id == "snap-a" && reason.starts_with("created, but tagging it failed: UnauthorizedOperation")),
@@ -1333,8 +1347,16 @@ mod tests {
         *client_stop.lock().unwrap() = Some(exec.stop.clone());
         let creates = [create("vol-a")];
 
-        let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
+        let (outcomes, _) = create_all(
+            &exec,
+            &creates,
+            &set_of(&creates),
+            "default",
+            "run-1",
+            None,
+            None,
+        )
+        .await;
 
         assert!(exec.stop.check().is_err(), "the run was interrupted");
         assert_eq!(
@@ -1360,8 +1382,16 @@ mod tests {
         exec.dry_run = true;
         let creates = [create("vol-a"), create("vol-b")];
 
-        let (outcomes, _) =
-            create_all(&exec, &creates, &set_of(&creates), "default", "run-1", None, None).await;
+        let (outcomes, _) = create_all(
+            &exec,
+            &creates,
+            &set_of(&creates),
+            "default",
+            "run-1",
+            None,
+            None,
+        )
+        .await;
 
         assert_eq!(outcomes, [CreateOutcome::Allowed, CreateOutcome::Allowed]);
         assert_eq!(set_call.num_calls(), 1);

@@ -1860,12 +1860,11 @@ fn http_response(
     out
 }
 
-/// Sends the request to the emulator on a fresh connection; returns
-/// (status, reason, headers, body).
-fn forward_upstream(
-    port: u16,
-    req: &HttpRequest,
-) -> std::io::Result<(u16, String, Vec<(String, String)>, Vec<u8>)> {
+/// An emulator's answer: status, reason, headers, body.
+type UpstreamAnswer = (u16, String, Vec<(String, String)>, Vec<u8>);
+
+/// Sends the request to the emulator on a fresh connection.
+fn forward_upstream(port: u16, req: &HttpRequest) -> std::io::Result<UpstreamAnswer> {
     let mut upstream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
     upstream.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
     upstream.set_write_timeout(Some(UPSTREAM_TIMEOUT))?;
@@ -1912,7 +1911,12 @@ impl ProxyShared {
             signed_region.filter(|r| self.plan.failing_regions.iter().any(|f| f == r))
         {
             let message = format!("{region} is down (test proxy)");
-            return Some(ec2_error_response(500, "InternalError", &message, "fault-region"));
+            return Some(ec2_error_response(
+                500,
+                "InternalError",
+                &message,
+                "fault-region",
+            ));
         }
         let mut params = BTreeMap::new();
         if let Some((_, query)) = req.target.split_once('?') {
