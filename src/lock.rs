@@ -89,7 +89,20 @@ mod tests {
         );
 
         drop(first);
-        let again = JobLock::acquire(&path, "nightly").unwrap();
+        // Another test of this binary may be spawning a process right now:
+        // between its fork and exec, the child briefly shares our open
+        // files (and so the lock). Give that window a moment to close.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let again = loop {
+            match JobLock::acquire(&path, "nightly") {
+                Ok(lock) => break lock,
+                Err(err) if std::time::Instant::now() < deadline => {
+                    assert!(err.to_string().contains("already running"), "{err}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(err) => panic!("the lock was not released: {err}"),
+            }
+        };
         drop(again);
         let _ = std::fs::remove_file(&path);
     }
