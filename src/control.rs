@@ -185,24 +185,32 @@ enum Gate {
 /// rather than their sum. Volumes without a create in this run have no gate.
 #[derive(Debug, Default)]
 pub struct VolumeGates {
-    gates: HashMap<String, watch::Sender<Gate>>,
+    /// Each gate, with the rank of its volume's create in the run.
+    gates: HashMap<String, (usize, watch::Sender<Gate>)>,
 }
 
 impl VolumeGates {
-    /// One closed-until-settled gate per volume this run snapshots.
+    /// One closed-until-settled gate per volume this run snapshots, given
+    /// in the order their creates are sent.
     pub fn new<'a>(volume_ids: impl IntoIterator<Item = &'a str>) -> VolumeGates {
         let gates = volume_ids
             .into_iter()
-            .map(|id| (id.to_owned(), watch::Sender::new(Gate::Waiting)))
+            .enumerate()
+            .map(|(rank, id)| (id.to_owned(), (rank, watch::Sender::new(Gate::Waiting))))
             .collect();
         VolumeGates { gates }
+    }
+
+    /// Where the volume's create comes in the run; `None` without one.
+    pub fn create_rank(&self, volume_id: &str) -> Option<usize> {
+        self.gates.get(volume_id).map(|(rank, _)| *rank)
     }
 
     /// Records how the volume's create turned out: `good` when it made a
     /// backup (or, in a dry run, was allowed), and wakes its deletes. The
     /// first verdict stands.
     pub fn settle(&self, volume_id: &str, good: bool) {
-        if let Some(gate) = self.gates.get(volume_id) {
+        if let Some((_, gate)) = self.gates.get(volume_id) {
             gate.send_if_modified(|state| {
                 let waiting = *state == Gate::Waiting;
                 if waiting {
@@ -224,7 +232,7 @@ impl VolumeGates {
     /// Waits until the volume's deletes may be decided: `true` when they may
     /// go, `false` when the volume's create failed.
     pub async fn may_delete(&self, volume_id: &str) -> bool {
-        let Some(gate) = self.gates.get(volume_id) else {
+        let Some((_, gate)) = self.gates.get(volume_id) else {
             return true;
         };
         let mut state = gate.subscribe();

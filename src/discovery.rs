@@ -285,7 +285,11 @@ fn to_existing_snapshot(snapshot: &Snapshot) -> Option<ExistingSnapshot> {
         job: tag_value(snapshot.tags(), TAG_JOB).map(str::to_owned),
         instance_id: tag_value(snapshot.tags(), TAG_INSTANCE_ID).map(str::to_owned),
         device: tag_value(snapshot.tags(), TAG_DEVICE).map(str::to_owned),
-        progress: snapshot.progress().map(str::to_owned),
+        // Progress matters only while pending ("100%" on every completed one).
+        progress: snapshot
+            .progress()
+            .filter(|_| snapshot.state().map(|s| s.as_str()) == Some("pending"))
+            .map(str::to_owned),
         size_gib: snapshot.volume_size(),
         copy_of: match (
             tag_value(snapshot.tags(), TAG_SOURCE_REGION),

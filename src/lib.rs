@@ -132,6 +132,9 @@ async fn run_region(
         "discovered"
     );
     let plan = plan::build(&inventory, policy, config.steps(), now);
+    // The plan holds what execution needs: at 30,000 snapshots the
+    // inventory is megabytes better freed now.
+    drop(inventory);
     let mut exec = Executor::new(
         client,
         config.dry_run,

@@ -171,7 +171,15 @@ impl Listing {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a listing always serializes") + "\n"
+        let mut out = Vec::new();
+        self.write_json(&mut out).expect("a listing always serializes");
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    /// The JSON document, written as it is rendered, never held whole.
+    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")
     }
 
     /// A table for people, fitted to `width` columns when given (a terminal),

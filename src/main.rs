@@ -73,10 +73,10 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             let width = config
                 .stdout_is_terminal
                 .then(|| console::Term::stdout().size().1);
-            print(match config.output {
-                OutputFormat::Text => listing.to_text(now, width),
-                OutputFormat::Json => listing.to_json(),
-            });
+            match config.output {
+                OutputFormat::Text => print(listing.to_text(now, width)),
+                OutputFormat::Json => print_with(|out| listing.write_json(out)),
+            }
             Ok(listing.exit_status())
         }
         Action::Check { max_age } => {
@@ -167,10 +167,10 @@ fn backup(
         return Ok(status);
     }
     if report.should_print(config) {
-        print(match config.output {
-            OutputFormat::Text => report.to_text(now),
-            OutputFormat::Json => report.to_json(),
-        });
+        match config.output {
+            OutputFormat::Text => print(report.to_text(now)),
+            OutputFormat::Json => print_with(|out| report.write_json(out)),
+        }
     }
     Ok(status)
 }
@@ -178,6 +178,12 @@ fn backup(
 /// Writes to stdout; a closed pipe (`ebsnap list | head`) is not worth a panic.
 fn print(text: String) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Streams a document to stdout through a buffer, as `write` renders it.
+fn print_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = write(&mut out).and_then(|()| out.flush());
 }
 
 /// Logs go to stderr: warnings by default, more with -v, or as RUST_LOG

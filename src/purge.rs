@@ -2,12 +2,13 @@
 //! against the job's marker just before it is sent (safety rule 1).
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use futures_util::future::join_all;
+use futures_util::{stream, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
 use crate::control::{Executor, VolumeGates};
 use crate::plan::Delete;
+use crate::snapshot::{classify_create_failure, no_retries, CreateFailure};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -32,28 +33,58 @@ pub enum DeleteOutcome {
 
 /// Carries out (or, in a dry run, checks) every delete; outcomes come back in
 /// the order of `deletes`. Each delete first waits at its volume's gate, for
-/// that volume's create in this run; the others go at once. At most
-/// `MAX_IN_FLIGHT` deletes are sent at a time, in the order they pass.
+/// that volume's create in this run. The deletes of volumes without a create
+/// go first, then the others in the order their creates are sent, so a
+/// delete waiting at its gate seldom holds up one that could go. At most
+/// `MAX_IN_FLIGHT` deletes are sent at a time, and only `QUEUED` exist at
+/// once, however many the purge has.
 pub async fn delete_all(
     exec: &Executor,
     deletes: &[Delete],
     job: &str,
     gates: &VolumeGates,
 ) -> Vec<DeleteOutcome> {
+    const QUEUED: usize = 64;
     let in_flight = Semaphore::new(MAX_IN_FLIGHT);
-    let each = deletes.iter().map(|delete| async {
-        if !gates.may_delete(&delete.snapshot.volume_id).await {
-            return DeleteOutcome::Withheld;
-        }
-        let _slot = in_flight.acquire().await;
-        // Boxed once it runs, so the deletes still waiting stay small.
-        Box::pin(delete_one(exec, delete, job)).await
-    });
-    join_all(each).await
+    let order = delete_order(deletes, |volume| gates.create_rank(volume));
+    let mut outcomes: Vec<Option<DeleteOutcome>> = vec![None; deletes.len()];
+    let mut done = stream::iter(order)
+        .map(|index| {
+            let delete = &deletes[index];
+            let in_flight = &in_flight;
+            async move {
+                if !gates.may_delete(&delete.snapshot.volume_id).await {
+                    return (index, DeleteOutcome::Withheld);
+                }
+                let _slot = in_flight.acquire().await;
+                (index, delete_one(exec, delete, job).await)
+            }
+        })
+        .buffer_unordered(QUEUED);
+    while let Some((index, outcome)) = done.next().await {
+        outcomes[index] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every delete has an outcome"))
+        .collect()
 }
 
-/// One delete. The SDK retries it after a throttle or a lost answer; that is
-/// safe, because a retry that finds the snapshot gone counts as deleted.
+/// The order to start the deletes in: those of volumes without a create in
+/// this run (`create_rank` None) first, then by their volume's create rank;
+/// plan order within each.
+pub fn delete_order(
+    deletes: &[Delete],
+    create_rank: impl Fn(&str) -> Option<usize>,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..deletes.len()).collect();
+    order.sort_by_key(|&i| create_rank(&deletes[i].snapshot.volume_id).map_or(0, |r| r + 1));
+    order
+}
+
+/// One delete. Retried by ebsnap itself, each attempt paced like the first,
+/// so a throttled call never jumps the queue. A retry after a lost answer is
+/// safe: one that finds the snapshot gone counts as deleted (safety rule 7).
 async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcome {
     let snapshot = &delete.snapshot;
     if !snapshot.is_marked_for(job) {
@@ -61,39 +92,56 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
             reason: format!("refused: {} does not carry ebsnap:job={job}", snapshot.id),
         };
     }
-    if let Err(reason) = exec.delete_pacer.acquire(&exec.stop).await {
-        return DeleteOutcome::Failed { reason };
-    }
     let dry_run = exec.dry_run;
-    let result = exec
-        .client
-        .delete_snapshot()
-        .snapshot_id(&snapshot.id)
-        .dry_run(dry_run)
-        .send()
-        .await;
-    if dry_run {
-        return match dry_run_verdict(result) {
-            Ok(()) => DeleteOutcome::Allowed,
-            Err(reason) => DeleteOutcome::Failed { reason },
-        };
-    }
-    match result {
-        Ok(_) => {
-            tracing::info!(snapshot = %snapshot.id, "deleted snapshot");
-            DeleteOutcome::Deleted
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Err(reason) = exec.delete_pacer.acquire(&exec.stop).await {
+            return DeleteOutcome::Failed { reason };
         }
-        Err(err) => match err.code() {
-            Some("InvalidSnapshot.NotFound") => DeleteOutcome::AlreadyGone,
-            Some("InvalidSnapshot.InUse") => DeleteOutcome::InUse {
-                message: err.message().unwrap_or("in use").to_owned(),
-            },
-            _ => {
-                let reason = error_text(&err);
-                tracing::info!(snapshot = %snapshot.id, %reason, "delete failed");
-                DeleteOutcome::Failed { reason }
+        let result = exec
+            .client
+            .delete_snapshot()
+            .snapshot_id(&snapshot.id)
+            .dry_run(dry_run)
+            .customize()
+            .config_override(no_retries())
+            .send()
+            .await;
+        if dry_run {
+            return match dry_run_verdict(result) {
+                Ok(()) => DeleteOutcome::Allowed,
+                Err(reason) => DeleteOutcome::Failed { reason },
+            };
+        }
+        let err = match result {
+            Ok(_) => {
+                tracing::info!(snapshot = %snapshot.id, "deleted snapshot");
+                return DeleteOutcome::Deleted;
             }
-        },
+            Err(err) => err,
+        };
+        match err.code() {
+            Some("InvalidSnapshot.NotFound") => return DeleteOutcome::AlreadyGone,
+            Some("InvalidSnapshot.InUse") => {
+                return DeleteOutcome::InUse {
+                    message: err.message().unwrap_or("in use").to_owned(),
+                }
+            }
+            _ => {}
+        }
+        let reason = error_text(&err);
+        tracing::info!(snapshot = %snapshot.id, attempt, %reason, "delete failed");
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let failure = classify_create_failure(err.code(), status);
+        if failure == CreateFailure::Refused || attempt >= exec.retry.max_attempts {
+            return DeleteOutcome::Failed { reason };
+        }
+        if let Err(stopped) = exec.stop.sleep(exec.retry.delay(attempt, false)).await {
+            return DeleteOutcome::Failed {
+                reason: format!("{reason}; then {stopped}"),
+            };
+        }
     }
 }
 
@@ -105,7 +153,6 @@ mod tests {
     use crate::inventory::{ExistingSnapshot, SnapshotState};
     use crate::plan::Plan;
     use crate::report::{ExitStatus, RegionRun, Report};
-    use aws_sdk_ec2::config::retry::RetryConfig;
     use aws_sdk_ec2::operation::delete_snapshot::{DeleteSnapshotError, DeleteSnapshotOutput};
     use aws_sdk_ec2::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -182,20 +229,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_retried_delete_that_finds_the_snapshot_gone_counts_as_deleted() {
-        // The first attempt deleted it but its answer was lost (500); the
-        // SDK's retry then finds it gone.
+        // The first attempt deleted it but its answer was lost (500);
+        // ebsnap's retry then finds it gone.
         let rule = mock!(Client::delete_snapshot)
             .sequence()
             .http_status(500, None)
             .error(|| DeleteSnapshotError::generic(ec2_error("InvalidSnapshot.NotFound", "gone")))
             .build();
-        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule], |config| {
-            config.retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(3)
-                    .with_initial_backoff(std::time::Duration::from_millis(1)),
-            )
-        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule]);
         let outcomes = delete_all(
             &test_executor(client, false),
             &[delete("snap-1", Some("default"))],
@@ -315,5 +356,46 @@ mod tests {
 
         assert_eq!(outcomes, [DeleteOutcome::Withheld, DeleteOutcome::Deleted]);
         assert_eq!(rule.num_calls(), 1, "vol-a's snapshot is never sent");
+    }
+
+    #[test]
+    fn deletes_of_volumes_without_a_create_go_first_then_in_create_order() {
+        let on = |id: &str, volume: &str| {
+            let mut d = delete(id, Some("default"));
+            d.snapshot.volume_id = volume.into();
+            d
+        };
+        let deletes = [
+            on("a1", "vol-late"),
+            on("b1", "vol-free"),
+            on("c1", "vol-early"),
+            on("b2", "vol-free"),
+            on("a2", "vol-late"),
+        ];
+        let gates = VolumeGates::new(["vol-early", "vol-late"]);
+        let order = delete_order(&deletes, |v| gates.create_rank(v));
+        let ids: Vec<&str> = order.iter().map(|&i| deletes[i].snapshot.id.as_str()).collect();
+        assert_eq!(ids, ["b1", "b2", "c1", "a1", "a2"]);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_delete_is_retried_by_ebsnap_through_its_pacing() {
+        let rule = mock!(Client::delete_snapshot)
+            .sequence()
+            .http_status(503, None)
+            .times(2)
+            .output(|| DeleteSnapshotOutput::builder().build())
+            .build();
+        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule]);
+        let exec = test_executor(client, false);
+        let outcomes = delete_all(
+            &exec,
+            &[delete("snap-1", Some("default"))],
+            "default",
+            &VolumeGates::default(),
+        )
+        .await;
+        assert_eq!(outcomes, [DeleteOutcome::Deleted]);
+        assert_eq!(rule.num_calls(), 3, "one SDK attempt per paced try");
     }
 }

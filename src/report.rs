@@ -576,7 +576,16 @@ impl Report {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report always serializes") + "\n"
+        let mut out = Vec::new();
+        self.write_json(&mut out).expect("a report always serializes");
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    /// The JSON document, written as it is rendered: at 30,000 snapshots
+    /// it is megabytes, never held whole in memory.
+    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")
     }
 
     /// The text for people. A dry run lists the whole plan, kept snapshots

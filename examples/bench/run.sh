@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# ebsnap's benchmark, run by hand (never in CI). No AWS account: everything
+# talks to moto's EC2 emulator on 127.0.0.1 through proxy.py, which adds a
+# round trip per call, enforces EC2's token buckets, paginates like EC2 and
+# counts the calls.
+#
+#   bash examples/bench/run.sh            ebsnap (default and --per-volume) and
+#                                         the naive aws-cli cron script on the
+#                                         same fleet: 40 instances x 3 volumes,
+#                                         7 days of daily snapshots + 2 older
+#   bash examples/bench/run.sh --memory   ebsnap's peak RSS, dry run and real
+#                                         run: 1,000 instances x 3 volumes,
+#                                         30,000 job snapshots (10 days)
+#
+# Options: --instances N  --volumes K (per instance, root included)
+#          --days D (history inside the retention, = --retention Dd)
+#          --expired-days E (older days, deleted by the run)
+#          --delay-ms MS (proxy's round trip, default 50)  --no-aws-cli
+#          --only LIST (of ebsnap,per-volume,aws-cli: the runs to measure)
+#          --stock-moto (moto_server unpatched: O(n^2) tag lookups)
+#          --keep (keep the work directory with logs and JSON)
+# EBSNAP=/path/to/ebsnap uses that binary; by default a release build in
+# ${CARGO_TARGET_DIR:-~/.cache/ebsnap/release-target} (built here).
+#
+# Needs what the tests need (tests/install-deps.sh installs moto 5.2.5 in its
+# own venv and libfaketime) plus aws-cli v1, pip-installed into that venv.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo"
+
+awscli_version="1.46.3"
+only="ebsnap,per-volume,aws-cli"
+mode=compare instances="" volumes="" days="" expired="" delay=50 with_awscli=1 stock_moto=0 keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --memory) mode=memory; shift ;;
+    --instances) instances=$2; shift 2 ;;
+    --volumes) volumes=$2; shift 2 ;;
+    --days) days=$2; shift 2 ;;
+    --expired-days) expired=$2; shift 2 ;;
+    --delay-ms) delay=$2; shift 2 ;;
+    --no-aws-cli) with_awscli=0; shift ;;
+    --only) only=$2; shift 2 ;;
+    --stock-moto) stock_moto=1; shift ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$here/run.sh" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$mode" = memory ]; then
+  : "${instances:=1000}" "${volumes:=3}" "${days:=7}" "${expired:=3}"
+  with_awscli=0
+else
+  : "${instances:=40}" "${volumes:=3}" "${days:=7}" "${expired:=2}"
+fi
+
+step() { printf '\n=== %s\n' "$*"; }
+fail() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+
+step "Emulator and libfaketime (tests/install-deps.sh)"
+. tests/install-deps.sh
+venv=$(dirname "$(dirname "$EBSNAP_MOTO_SERVER")")
+python="$venv/bin/python"
+if [ "$with_awscli" = 1 ] && [ ! -x "$venv/bin/aws" ]; then
+  echo "installing awscli==$awscli_version into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "awscli==$awscli_version" >&2
+fi
+
+if [ -z "${EBSNAP:-}" ]; then
+  step "Building ebsnap (release)"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebsnap/release-target}"
+  cargo build --release --locked --quiet
+  EBSNAP="$CARGO_TARGET_DIR/release/ebsnap"
+fi
+[ -x "$EBSNAP" ] || fail "no ebsnap binary at $EBSNAP"
+echo "ebsnap: $EBSNAP ($("$EBSNAP" --version))"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ebsnap-bench.XXXXXX")
+moto_pid="" proxy_pid=""
+cleanup() {
+  local status=$?
+  for pid in $proxy_pid $moto_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$keep" = 1 ] || [ "$status" -ne 0 ]; then
+    echo "run.sh: logs and JSON kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { # pid port what
+  for _ in $(seq 150); do
+    kill -0 "$1" 2>/dev/null || fail "$3 exited; see $work"
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  fail "$3 does not answer on 127.0.0.1:$2"
+}
+
+step "Starting moto (under libfaketime) and the proxy"
+moto_port=$(free_port)
+moto="http://127.0.0.1:$moto_port"
+echo "+0" >"$work/clock"
+if [ "$stock_moto" = 1 ]; then
+  moto_cmd=("$EBSNAP_MOTO_SERVER")
+else
+  moto_cmd=("$python" "$here/moto_fast.py")
+fi
+LD_PRELOAD="$EBSNAP_FAKETIME_LIB" FAKETIME_TIMESTAMP_FILE="$work/clock" FAKETIME_NO_CACHE=1 \
+  "${moto_cmd[@]}" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+wait_port "$moto_pid" "$moto_port" "moto"
+
+proxy_args=(--upstream "$moto" --delay-ms "$delay" --port-file "$work/proxy.port"
+  --trace "$work/proxy-trace.jsonl")
+# The memory run measures ebsnap's memory, not EC2's buckets: 9,000 deletes
+# at 5 a second would take half an hour.
+[ "$mode" = memory ] && proxy_args+=(--no-limits)
+"$python" "$here/proxy.py" "${proxy_args[@]}" >"$work/proxy.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 100); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
+[ -s "$work/proxy.port" ] || fail "the proxy did not start; see $work/proxy.log"
+proxy="http://127.0.0.1:$(cat "$work/proxy.port")"
+echo "moto $moto, proxy $proxy (round trip ${delay} ms, EC2 buckets $([ "$mode" = memory ] && echo off || echo on))"
+
+# ebsnap and aws-cli find only these settings: no ~/.aws, no real endpoint.
+: >"$work/aws-config"
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_EC2 \
+  AWS_IGNORE_CONFIGURED_ENDPOINT_URLS EBSNAP_JOB EBSNAP_TAG_KEY EBSNAP_TAG_VALUE \
+  EBSNAP_RETENTION EBSNAP_KEEP_MIN EBSNAP_OUTPUT EBSNAP_MAX_RATE EBSNAP_MAX_DELETE \
+  EBSNAP_MIN_INTERVAL EBSNAP_TIMEOUT EBSNAP_COPY_TAGS EBSNAP_PRE_HOOK EBSNAP_POST_HOOK
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+  AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+  AWS_CONFIG_FILE="$work/aws-config" AWS_SHARED_CREDENTIALS_FILE="$work/aws-config"
+
+seed() { # name
+  curl -fsS -X POST "$moto/moto-api/reset" >/dev/null
+  "$python" "$here/fleet.py" build --endpoint-url "$moto" --clock-file "$work/clock" \
+    --instances "$instances" --volumes "$volumes" --days "$days" --expired-days "$expired" \
+    --manifest "$work/$1.manifest.json"
+  curl -fsS -X POST "$proxy/__reset" >/dev/null   # zero the counts, refill the buckets
+}
+
+# measure NAME CMD...: runs CMD (stdout to NAME.out, stderr to NAME.err) and
+# sets $wall (s), $rss_kb (peak RSS; of the largest process for a script) and
+# $rc.
+measure() {
+  local name=$1; shift
+  local start
+  start=$(now)
+  rc=0
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -v -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/$name.time")
+  else
+    "$python" -c 'import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(rc)' "$work/$name.rss" "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    rss_kb=$(cat "$work/$name.rss")
+  fi
+  wall=$("$python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$start" "$(now)")
+}
+
+report() { # name label kind [ebsnap-json]
+  curl -fsS "$proxy/__stats" >"$work/$1.stats.json"
+  local extra=()
+  [ -n "${4:-}" ] && extra=(--ebsnap-json "$4")
+  "$python" "$here/report.py" run --label "$2" --kind "$3" --manifest "$work/$1.manifest.json" \
+    --stats "$work/$1.stats.json" --wall "$wall" --rss-kb "$rss_kb" --exit "$rc" \
+    --results "$work/results.jsonl" "${extra[@]}"
+}
+
+# moto answers DescribeSnapshots only whole (30,000 snapshots: ~10 s), where
+# EC2 answers page by page. Have the proxy fetch ebsnap's query (as the proxy
+# logs it under pages_per_query) before the run, uncounted, so the run's
+# pages come at the proxy's round trip. Should ebsnap ask differently, the
+# proxy fetches on the first page instead, within the run.
+prefetch() {
+  local started answer
+  started=$(now)
+  answer=$(curl -fsS -X POST "$proxy/__prefetch" \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0' \
+    --data 'Action=DescribeSnapshots&Version=2016-11-15&Owner.1=self&Filter.1.Name=tag%3Aebsnap%3Ajob&Filter.1.Value.1=default')
+  echo "proxy: prefetched ebsnap's DescribeSnapshots query, $answer, in $("$python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(now)") s (moto's full scan; not part of the run)"
+}
+
+ebsnap_common=(--endpoint-url "$proxy" --output json --retention "${days}d"
+  --max-delete 1000000 --lock-file "$work/ebsnap.lock")
+
+run_ebsnap() { # name label kind manifest-name [flags...]
+  local name=$1 label=$2 kind=$3 manifest=$4; shift 4
+  prefetch
+  measure "$name" "$EBSNAP" run "${ebsnap_common[@]}" "$@"
+  [ "$manifest" = "$name" ] || cp "$work/$manifest.manifest.json" "$work/$name.manifest.json"
+  report "$name" "$label" "$kind" "$work/$name.out"
+  if [ "$rc" -ne 0 ]; then
+    tail -n 20 "$work/$name.err" >&2
+    fail "$label exited $rc"
+  fi
+}
+
+started=$(now)
+wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+if [ "$mode" = compare ]; then
+  if wanted ebsnap; then
+    step "ebsnap run (one CreateSnapshots per instance + one CreateTags per snapshot)"
+    seed default
+    run_ebsnap default "ebsnap" ebsnap default
+    "$python" "$here/fleet.py" verify --endpoint-url "$moto" --manifest "$work/default.manifest.json"
+  fi
+
+  if wanted per-volume; then
+    step "ebsnap run --per-volume (one CreateSnapshot per volume)"
+    seed per-volume
+    run_ebsnap per-volume "ebsnap --per-volume" ebsnap-per-volume per-volume --per-volume
+    "$python" "$here/fleet.py" verify --endpoint-url "$moto" --manifest "$work/per-volume.manifest.json"
+  fi
+
+  if [ "$with_awscli" = 1 ] && wanted aws-cli; then
+    step "aws-cli-cron.sh (aws-cli $awscli_version, one process per call, sequential)"
+    seed aws-cli
+    export AWS_CLI="$venv/bin/aws"
+    measure aws-cli bash "$here/aws-cli-cron.sh" \
+      --endpoint-url "$proxy" --retention-days "$days"
+    report aws-cli "aws-cli script" aws-cli
+    cat "$work/aws-cli.err" >&2
+    [ "$rc" -eq 0 ] || fail "aws-cli-cron.sh exited $rc"
+    "$python" "$here/fleet.py" verify --endpoint-url "$moto" --manifest "$work/aws-cli.manifest.json"
+  fi
+else
+  step "Seeding the fleet: $instances instances x $volumes volumes, $((days + expired)) days"
+  seed memory
+  # Buckets off (proxy --no-limits), so ebsnap may go at its top rate.
+  step "ebsnap run --dry-run (plan + DryRun=true calls)"
+  run_ebsnap memory-dry "ebsnap --dry-run" ebsnap-dry-run memory --dry-run --max-rate 100
+  curl -fsS -X POST "$proxy/__reset" >/dev/null
+  step "ebsnap run"
+  run_ebsnap memory-run "ebsnap" ebsnap memory --max-rate 100
+  "$python" "$here/fleet.py" verify --endpoint-url "$moto" --manifest "$work/memory.manifest.json"
+fi
+
+step "Summary ($mode; round trip ${delay} ms; $(printf '%.0f' "$("$python" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")") s in all)"
+"$python" "$here/report.py" table "$work/results.jsonl"
+if [ "$mode" = memory ]; then
+  echo "EC2's buckets were off (proxy --no-limits) and ebsnap ran with --max-rate 100; theory is what"
+  echo "the buckets would impose on a real account. Peak RSS is what this mode measures."
+fi
