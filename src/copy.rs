@@ -224,7 +224,7 @@ async fn purge_copies(
         .await?;
     let copies = listed.map_err(|err| format!("{err:#}"))?;
     let plan = crate::plan::build_copy_purge(
-        &copies,
+        copies,
         step.policy,
         step.settings.retention,
         failed,

@@ -295,10 +295,10 @@ fn to_existing_snapshot(snapshot: &Snapshot) -> Option<ExistingSnapshot> {
             tag_value(snapshot.tags(), TAG_SOURCE_REGION),
             tag_value(snapshot.tags(), TAG_SOURCE_SNAPSHOT),
         ) {
-            (Some(region), Some(snapshot_id)) => Some(CopyOrigin {
+            (Some(region), Some(snapshot_id)) => Some(Box::new(CopyOrigin {
                 region: region.to_owned(),
                 snapshot_id: snapshot_id.to_owned(),
-            }),
+            })),
             _ => None,
         },
     })

@@ -115,7 +115,7 @@ pub struct ExistingSnapshot {
     /// Set on a disaster-recovery copy made by `--copy-to`: purged only by
     /// the copy purge, under `--copy-retention`, never as a backup of a
     /// volume of this region.
-    pub copy_of: Option<CopyOrigin>,
+    pub copy_of: Option<Box<CopyOrigin>>,
 }
 
 /// Where a disaster-recovery copy came from (its `ebsnap:source-*` tags).

@@ -70,7 +70,7 @@ pub fn entries(
         ..Inventory::default()
     };
     let plan = plan::build(
-        &inventory,
+        inventory,
         policy,
         Steps {
             snapshot: false,
@@ -172,7 +172,8 @@ impl Listing {
 
     pub fn to_json(&self) -> String {
         let mut out = Vec::new();
-        self.write_json(&mut out).expect("a listing always serializes");
+        self.write_json(&mut out)
+            .expect("a listing always serializes");
         String::from_utf8(out).expect("JSON is UTF-8")
     }
 

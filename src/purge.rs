@@ -73,10 +73,7 @@ pub async fn delete_all(
 /// The order to start the deletes in: those of volumes without a create in
 /// this run (`create_rank` None) first, then by their volume's create rank;
 /// plan order within each.
-pub fn delete_order(
-    deletes: &[Delete],
-    create_rank: impl Fn(&str) -> Option<usize>,
-) -> Vec<usize> {
+pub fn delete_order(deletes: &[Delete], create_rank: impl Fn(&str) -> Option<usize>) -> Vec<usize> {
     let mut order: Vec<usize> = (0..deletes.len()).collect();
     order.sort_by_key(|&i| create_rank(&deletes[i].snapshot.volume_id).map_or(0, |r| r + 1));
     order
@@ -374,7 +371,10 @@ mod tests {
         ];
         let gates = VolumeGates::new(["vol-early", "vol-late"]);
         let order = delete_order(&deletes, |v| gates.create_rank(v));
-        let ids: Vec<&str> = order.iter().map(|&i| deletes[i].snapshot.id.as_str()).collect();
+        let ids: Vec<&str> = order
+            .iter()
+            .map(|&i| deletes[i].snapshot.id.as_str())
+            .collect();
         assert_eq!(ids, ["b1", "b2", "c1", "a1", "a2"]);
     }
 

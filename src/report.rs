@@ -577,7 +577,8 @@ impl Report {
 
     pub fn to_json(&self) -> String {
         let mut out = Vec::new();
-        self.write_json(&mut out).expect("a report always serializes");
+        self.write_json(&mut out)
+            .expect("a report always serializes");
         String::from_utf8(out).expect("JSON is UTF-8")
     }
 
