@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use chrono::{DateTime, Utc};
 use futures_util::{stream, StreamExt};
 
@@ -19,7 +18,9 @@ use crate::control::{Executor, VolumeGates};
 use crate::inventory::{TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT};
 use crate::plan::{Create, Plan};
 use crate::purge::DeleteOutcome;
-use crate::snapshot::{create_with_retries, no_retries, CreateOutcome};
+use crate::snapshot::{
+    create_with_retries, no_retries, only_snapshot, snapshot_tag_spec, CreateOutcome,
+};
 
 /// One copy to make: a snapshot of this run, to one destination region.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,10 +158,7 @@ async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOu
     let Some(source_id) = &job.source_snapshot_id else {
         return CopyOutcome::Planned;
     };
-    let tags: Vec<Tag> = copy_tags(job, source_id, step.source_region, step.job, step.run_id)
-        .into_iter()
-        .map(|(key, value)| Tag::builder().key(key).value(value).build())
-        .collect();
+    let tags = copy_tags(job, source_id, step.source_region, step.job, step.run_id);
     let description = format!(
         "copy of {source_id} from {}: {}",
         step.source_region,
@@ -176,12 +174,7 @@ async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOu
             .description(&description)
             .set_kms_key_id(kms_key_id.map(str::to_owned))
             .set_encrypted(kms_key_id.map(|_| true))
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Snapshot)
-                    .set_tags(Some(tags.clone()))
-                    .build(),
-            )
+            .tag_specifications(snapshot_tag_spec(tags.iter().cloned()))
             .customize()
             .config_override(no_retries())
             .send()
@@ -193,16 +186,11 @@ async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOu
             .collect())
     };
     let lookup = (TAG_SOURCE_SNAPSHOT, source_id.as_str());
-    match create_with_retries(exec, send, lookup, step.run_id, "the copy").await {
-        Ok(made) => match made.into_iter().next() {
-            Some((_, snapshot_id)) => {
-                tracing::info!(snapshot = %snapshot_id, source = %source_id, "copied snapshot");
-                CopyOutcome::Copied { snapshot_id }
-            }
-            None => CopyOutcome::Failed {
-                reason: "EC2 answered without a snapshot id".into(),
-            },
-        },
+    match only_snapshot(create_with_retries(exec, send, lookup, step.run_id, "the copy").await) {
+        Ok(snapshot_id) => {
+            tracing::info!(snapshot = %snapshot_id, source = %source_id, "copied snapshot");
+            CopyOutcome::Copied { snapshot_id }
+        }
         Err(reason) => CopyOutcome::Failed { reason },
     }
 }
@@ -255,6 +243,14 @@ mod tests {
             volume_id: volume.into(),
             device: device.into(),
             copied_tags: vec![],
+        }
+    }
+
+    /// The copy of snap-src, this run's snapshot of vol-a.
+    fn copy_of_snap_src() -> CopyJob {
+        CopyJob {
+            create: create("vol-a", "/dev/xvda"),
+            source_snapshot_id: Some("snap-src".into()),
         }
     }
 
@@ -364,10 +360,7 @@ mod tests {
             });
         let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
         let (settings, policy) = (settings(Some("alias/dr")), crate::config::testing::policy());
-        let job = CopyJob {
-            create: create("vol-a", "/dev/xvda"),
-            source_snapshot_id: Some("snap-src".into()),
-        };
+        let job = copy_of_snap_src();
 
         let outcome = copy_one(&step(&settings, &policy), &exec, &job).await;
 
@@ -405,10 +398,7 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&copy_rule, &lookup]);
         let exec = test_executor(client, false);
         let (settings, policy) = (settings(None), crate::config::testing::policy());
-        let job = CopyJob {
-            create: create("vol-a", "/dev/xvda"),
-            source_snapshot_id: Some("snap-src".into()),
-        };
+        let job = copy_of_snap_src();
 
         let outcome = copy_one(&step(&settings, &policy), &exec, &job).await;
 
@@ -437,10 +427,7 @@ mod tests {
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&copy_rule]);
         let exec = test_executor(client, false);
         let (settings, policy) = (settings(None), crate::config::testing::policy());
-        let job = CopyJob {
-            create: create("vol-a", "/dev/xvda"),
-            source_snapshot_id: Some("snap-src".into()),
-        };
+        let job = copy_of_snap_src();
 
         let outcome = copy_one(&step(&settings, &policy), &exec, &job).await;
 

@@ -165,17 +165,7 @@ pub async fn attached_volume_tags(
             let Some(id) = volume.volume_id() else {
                 continue;
             };
-            let pairs = volume
-                .tags()
-                .iter()
-                .filter_map(|t| {
-                    Some((
-                        t.key()?.to_owned(),
-                        t.value().unwrap_or_default().to_owned(),
-                    ))
-                })
-                .collect();
-            tags.insert(id.to_owned(), pairs);
+            tags.insert(id.to_owned(), tag_pairs(volume.tags()));
         }
     }
     Ok(tags)
@@ -228,6 +218,18 @@ async fn marked_snapshots(
     Ok(snapshots)
 }
 
+/// EC2 tags as (key, value) pairs; a tag without a key is no tag.
+fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
 fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter()
         .find(|tag| tag.key() == Some(key))
@@ -256,16 +258,7 @@ fn to_instance(instance: &Ec2Instance, tag_key: &str) -> Option<Instance> {
             })
         })
         .collect();
-    let tags = instance
-        .tags()
-        .iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect();
+    let tags = tag_pairs(instance.tags());
     Some(Instance {
         id,
         name: tag_value(instance.tags(), TAG_NAME).map(str::to_owned),

@@ -132,14 +132,7 @@ async fn run_region(
         "discovered"
     );
     let plan = plan::build(inventory, policy, config.steps(), now);
-    let mut exec = Executor::new(
-        client,
-        config.dry_run,
-        stop.clone(),
-        config.max_rate,
-        RetryTiming::STANDARD,
-    );
-    exec.per_volume = config.per_volume;
+    let exec = executor(config, client, stop);
     // Hooks never run in a dry run: they would lock the databases.
     let hooks = config
         .hooks
@@ -184,19 +177,16 @@ async fn run_region(
         // copies there past --copy-retention are purged.
         let copies = match &config.copy {
             Some(settings) => {
+                // Each destination with its own pacing.
                 let destinations: Vec<(String, Executor)> = settings
                     .regions
                     .iter()
                     .filter(|dest| *dest != region)
                     .map(|dest| {
-                        let exec = Executor::new(
-                            aws::client(shared, dest),
-                            config.dry_run,
-                            stop.clone(),
-                            config.max_rate,
-                            RetryTiming::STANDARD,
-                        );
-                        (dest.clone(), exec)
+                        (
+                            dest.clone(),
+                            executor(config, aws::client(shared, dest), stop),
+                        )
                     })
                     .collect();
                 let step = copy::CopyStep {
@@ -223,6 +213,19 @@ async fn run_region(
         hook_failures,
         copies,
     }
+}
+
+/// The executor of one region's calls, paced and retried as configured.
+fn executor(config: &Config, client: aws_sdk_ec2::Client, stop: &Stop) -> Executor {
+    let mut exec = Executor::new(
+        client,
+        config.dry_run,
+        stop.clone(),
+        config.max_rate,
+        RetryTiming::STANDARD,
+    );
+    exec.per_volume = config.per_volume;
+    exec
 }
 
 /// Whether ebsnap's own messages on stderr are JSON log events

@@ -327,7 +327,7 @@ fn by_volume(snapshot: &ExistingSnapshot) -> (&str, &str) {
 }
 
 /// Which volume a disaster-recovery copy backs up: its instance and device.
-pub fn by_source_volume(snapshot: &ExistingSnapshot) -> (&str, &str) {
+fn by_source_volume(snapshot: &ExistingSnapshot) -> (&str, &str) {
     (
         snapshot.instance_id.as_deref().unwrap_or_default(),
         snapshot.device.as_deref().unwrap_or_default(),

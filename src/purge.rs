@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
 use crate::control::{Executor, VolumeGates};
 use crate::plan::Delete;
-use crate::snapshot::{classify_create_failure, no_retries, CreateFailure};
+use crate::snapshot::{classify_failure, no_retries, CallFailure};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -130,8 +130,8 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
         let reason = error_text(&err);
         tracing::info!(snapshot = %snapshot.id, attempt, %reason, "delete failed");
         let status = err.raw_response().map(|r| r.status().as_u16());
-        let failure = classify_create_failure(err.code(), status);
-        if failure == CreateFailure::Refused || attempt >= exec.retry.max_attempts {
+        let failure = classify_failure(err.code(), status);
+        if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
             return DeleteOutcome::Failed { reason };
         }
         if let Err(stopped) = exec.stop.sleep(exec.retry.delay(attempt, false)).await {

@@ -194,6 +194,8 @@ pub struct SkippedEntry {
 }
 
 impl Report {
+    /// A report with a section per region, no accounts (tests build these).
+    #[cfg(test)]
     pub fn new(config: &Config, run_id: String, regions: Vec<String>) -> Report {
         let units = regions
             .into_iter()

@@ -6,8 +6,6 @@
 //! does, and after any failure that may have taken effect it first looks for
 //! the volume's snapshot of this run (by its run-id tag) (safety rule 7).
 
-use std::collections::HashSet;
-
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -48,9 +46,10 @@ impl CreateOutcome {
     }
 }
 
-/// What a failed CreateSnapshot means for the next attempt.
+/// What a failed call that changes the account (a create, copy or delete)
+/// means for its next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateFailure {
+pub enum CallFailure {
     /// EC2 refused it before doing anything (throttled): try again later.
     Throttled,
     /// The volume has too many snapshots in progress: wait longer, retry.
@@ -62,25 +61,25 @@ pub enum CreateFailure {
     Refused,
 }
 
-/// Classifies a failed create from EC2's error code and the HTTP status.
-pub fn classify_create_failure(code: Option<&str>, status: Option<u16>) -> CreateFailure {
+/// Classifies a failed call from EC2's error code and the HTTP status.
+pub fn classify_failure(code: Option<&str>, status: Option<u16>) -> CallFailure {
     match code {
         Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => {
-            CreateFailure::Throttled
+            CallFailure::Throttled
         }
         // ResourceLimitExceeded: too many copies in progress (CopySnapshot).
         Some(
             "SnapshotCreationPerVolumeRateExceeded"
             | "ConcurrentSnapshotLimitExceeded"
             | "ResourceLimitExceeded",
-        ) => CreateFailure::VolumeBusy,
-        Some(_) if status.is_some_and(|s| s < 500) => CreateFailure::Refused,
-        _ => CreateFailure::MaybeApplied,
+        ) => CallFailure::VolumeBusy,
+        Some(_) if status.is_some_and(|s| s < 500) => CallFailure::Refused,
+        _ => CallFailure::MaybeApplied,
     }
 }
 
-fn failure_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> CreateFailure {
-    classify_create_failure(err.code(), err.raw_response().map(|r| r.status().as_u16()))
+fn failure_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> CallFailure {
+    classify_failure(err.code(), err.raw_response().map(|r| r.status().as_u16()))
 }
 
 /// A hook that failed for an instance: a failure of the run.
@@ -289,9 +288,6 @@ fn set_request(
         (TAG_INSTANCE_ID, set.instance_id.as_str()),
         (TAG_RUN_ID, run_id),
     ];
-    let tags = common
-        .into_iter()
-        .map(|(key, value)| Tag::builder().key(key).value(value).build());
     let description = match &first.instance_name {
         Some(name) => format!("ebsnap job={job} instance={} ({name})", set.instance_id),
         None => format!("ebsnap job={job} instance={}", set.instance_id),
@@ -309,13 +305,27 @@ fn set_request(
                 .build(),
         )
         .description(description)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Snapshot)
-                .set_tags(Some(tags.collect()))
-                .build(),
-        )
+        .tag_specifications(snapshot_tag_spec(common))
         .dry_run(exec.dry_run)
+}
+
+/// EC2 tags from (key, value) pairs.
+pub(crate) fn ec2_tags<K: Into<String>, V: Into<String>>(
+    tags: impl IntoIterator<Item = (K, V)>,
+) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect()
+}
+
+/// The tags a create (or copy) call sets on the snapshots it makes.
+pub(crate) fn snapshot_tag_spec<K: Into<String>, V: Into<String>>(
+    tags: impl IntoIterator<Item = (K, V)>,
+) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(ResourceType::Snapshot)
+        .set_tags(Some(ec2_tags(tags)))
+        .build()
 }
 
 /// The per-volume half of the tag contract on a snapshot CreateSnapshots
@@ -332,14 +342,10 @@ async fn tag_snapshot(
     // Tagging completes a create already made, so it goes ahead even once
     // the run is stopped (then unpaced: acquire returns at once).
     let _ = exec.tag_pacer.acquire(&exec.stop).await;
-    let tags = create
-        .tags(job, run_id)
-        .into_iter()
-        .map(|(key, value)| Tag::builder().key(key).value(value).build());
     exec.client
         .create_tags()
         .resources(snapshot_id)
-        .set_tags(Some(tags.collect()))
+        .set_tags(Some(ec2_tags(create.tags(job, run_id))))
         .send()
         .await
         .map(|_| ())
@@ -369,18 +375,23 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
             .collect())
     };
     let lookup = ("volume-id", create.volume_id.as_str());
-    match create_with_retries(exec, send, lookup, run_id, "the snapshot").await {
-        Ok(made) => match made.into_iter().next() {
-            Some((_, snapshot_id)) => {
-                tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
-                CreateOutcome::Created { snapshot_id }
-            }
-            None => CreateOutcome::Failed {
-                reason: "EC2 answered without a snapshot id".into(),
-            },
-        },
+    match only_snapshot(create_with_retries(exec, send, lookup, run_id, "the snapshot").await) {
+        Ok(snapshot_id) => {
+            tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
+            CreateOutcome::Created { snapshot_id }
+        }
         Err(reason) => CreateOutcome::Failed { reason },
     }
+}
+
+/// The snapshot id a call that makes one snapshot (CreateSnapshot,
+/// CopySnapshot) answered, from `create_with_retries`.
+pub(crate) fn only_snapshot(made: Result<Vec<(String, String)>, String>) -> Result<String, String> {
+    made?
+        .into_iter()
+        .next()
+        .map(|(_, snapshot_id)| snapshot_id)
+        .ok_or_else(|| "EC2 answered without a snapshot id".into())
 }
 
 /// The SDK retries nothing of a create: ebsnap does (create_with_retries).
@@ -417,16 +428,16 @@ where
         let failure = failure_of(&err);
         let reason = error_text(&err);
         tracing::info!(resource = lookup.1, attempt, ?failure, %reason, "create failed");
-        if failure == CreateFailure::Refused || attempt >= exec.retry.max_attempts {
+        if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
             return Err(reason);
         }
         let delay = exec
             .retry
-            .delay(attempt, failure == CreateFailure::VolumeBusy);
+            .delay(attempt, failure == CallFailure::VolumeBusy);
         if let Err(stopped) = exec.stop.sleep(delay).await {
             return Err(format!("{reason}; then {stopped}"));
         }
-        if failure == CreateFailure::MaybeApplied {
+        if failure == CallFailure::MaybeApplied {
             match find_snapshots_of_run(exec, &[lookup], run_id).await {
                 Ok(found) if !found.is_empty() => {
                     tracing::info!(
@@ -452,20 +463,11 @@ fn create_request(
     job: &str,
     run_id: &str,
 ) -> aws_sdk_ec2::operation::create_snapshot::builders::CreateSnapshotFluentBuilder {
-    let tags = create
-        .tags(job, run_id)
-        .into_iter()
-        .map(|(key, value)| Tag::builder().key(key).value(value).build());
     exec.client
         .create_snapshot()
         .volume_id(&create.volume_id)
         .description(create.description(job))
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Snapshot)
-                .set_tags(Some(tags.collect()))
-                .build(),
-        )
+        .tag_specifications(snapshot_tag_spec(create.tags(job, run_id)))
         .dry_run(exec.dry_run)
 }
 
@@ -501,20 +503,11 @@ async fn find_snapshots_of_run(
         .collect())
 }
 
-/// The volumes this run failed to snapshot: their deletes are withheld
-/// (safety rule 3).
-pub fn failed_volumes(creates: &[Create], outcomes: &[CreateOutcome]) -> HashSet<String> {
-    creates
-        .iter()
-        .zip(outcomes)
-        .filter(|(_, outcome)| !outcome.is_good_backup())
-        .map(|(create, _)| create.volume_id.clone())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+
     use crate::aws::testing::ec2_error;
     use crate::control::test_executor;
     use aws_sdk_ec2::operation::create_snapshot::{
@@ -529,6 +522,16 @@ mod tests {
     use aws_sdk_ec2::types::SnapshotInfo;
     use aws_sdk_ec2::Client;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    /// The volumes whose create made no good backup.
+    fn failed_volumes(creates: &[Create], outcomes: &[CreateOutcome]) -> HashSet<String> {
+        creates
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, outcome)| !outcome.is_good_backup())
+            .map(|(create, _)| create.volume_id.clone())
+            .collect()
+    }
 
     /// The creates of one instance as one set, as the plan makes them.
     fn set_of(creates: &[Create]) -> Vec<SnapshotSet> {
@@ -1399,38 +1402,38 @@ mod tests {
 
     #[test]
     fn create_failures_are_classified_by_code_and_status() {
-        use CreateFailure::*;
+        use CallFailure::*;
         assert_eq!(
-            classify_create_failure(Some("RequestLimitExceeded"), Some(503)),
+            classify_failure(Some("RequestLimitExceeded"), Some(503)),
             Throttled
         );
         assert_eq!(
-            classify_create_failure(Some("SnapshotCreationPerVolumeRateExceeded"), Some(400)),
+            classify_failure(Some("SnapshotCreationPerVolumeRateExceeded"), Some(400)),
             VolumeBusy
         );
         assert_eq!(
-            classify_create_failure(Some("ConcurrentSnapshotLimitExceeded"), Some(400)),
+            classify_failure(Some("ConcurrentSnapshotLimitExceeded"), Some(400)),
             VolumeBusy
         );
         assert_eq!(
-            classify_create_failure(Some("InternalError"), Some(500)),
+            classify_failure(Some("InternalError"), Some(500)),
             MaybeApplied
         );
         assert_eq!(
-            classify_create_failure(Some("Unavailable"), Some(503)),
+            classify_failure(Some("Unavailable"), Some(503)),
             MaybeApplied
         );
         assert_eq!(
-            classify_create_failure(None, None),
+            classify_failure(None, None),
             MaybeApplied,
             "a timeout or reset"
         );
         assert_eq!(
-            classify_create_failure(Some("UnauthorizedOperation"), Some(403)),
+            classify_failure(Some("UnauthorizedOperation"), Some(403)),
             Refused
         );
         assert_eq!(
-            classify_create_failure(Some("InvalidVolume.NotFound"), Some(400)),
+            classify_failure(Some("InvalidVolume.NotFound"), Some(400)),
             Refused
         );
     }

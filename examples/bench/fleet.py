@@ -66,9 +66,7 @@ def client(endpoint):
     )
 
 
-def set_clock(path, offset):
-    with open(path, "w") as f:
-        f.write(offset + "\n")
+set_clock = demo_fleet.set_clock
 
 
 def parallel(fn, items):
