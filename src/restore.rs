@@ -168,12 +168,20 @@ pub fn choose_run(
         .max_by_key(|(id, run)| (last_start(run), *id));
     let Some((run_id, run)) = chosen else {
         let at_text = rfc3339(at);
-        if first > at {
+        // The earliest --at that works: the last start of the first complete
+        // run, not its first snapshot's start (a run's snapshots start over
+        // a few seconds, and a run counts only once all of it has started).
+        let first_usable = runs
+            .values()
+            .filter(|run| run.iter().all(|s| s.state == SnapshotState::Completed))
+            .filter_map(|run| last_start(run))
+            .min();
+        if let (true, Some(usable)) = (first > at, first_usable) {
             return Err(format!(
                 "the first backup of {instance} in job {job} started at {}, after {at_text}: \
                  pass --at {} or later",
                 rfc3339(first),
-                rfc3339(first)
+                rfc3339(usable)
             ));
         }
         // Say why the newest run before `at` does not do.
@@ -1250,6 +1258,22 @@ mod tests {
             "the first backup of i-1 in job default started at 2026-11-24T01:00:00Z, after \
              2026-11-24T00:00:00Z: pass --at 2026-11-24T01:00:00Z or later"
         );
+    }
+
+    #[test]
+    fn the_suggested_time_is_one_at_which_the_first_run_is_whole() {
+        // run-a's snapshots started a second apart: --at its first start
+        // would still be too early for the run as a whole.
+        let mut all = two_runs();
+        all[1].start_time = t(1) + chrono::Duration::seconds(1);
+        let err = choose_run(&all, "default", "i-1", t(0)).unwrap_err();
+        assert!(
+            err.ends_with("pass --at 2026-11-24T01:00:01Z or later"),
+            "{err}"
+        );
+        let (run, _) = choose_run(&all, "default", "i-1", t(1) + chrono::Duration::seconds(1))
+            .expect("the suggested time works");
+        assert_eq!(run, "run-a");
     }
 
     #[test]

@@ -241,8 +241,15 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     let at = rfc3339_hours_ago(72);
     let run = emu.ebsnap(&["restore", "--instance", &backed.instance, "--at", &at]);
     run.assert_exit(2);
-    let first = emu.snapshot(backed.run_a.iter().next().unwrap());
-    let first_time = chrono::DateTime::from_timestamp(first.start_secs, 0)
+    // run-a's snapshots may start a second or two apart: the time that
+    // works is the last of their starts.
+    let run_a_whole = backed
+        .run_a
+        .iter()
+        .map(|id| emu.snapshot(id).start_secs)
+        .max()
+        .unwrap();
+    let first_time = chrono::DateTime::from_timestamp(run_a_whole, 0)
         .unwrap()
         .to_rfc3339_opts(SecondsFormat::Secs, true);
     assert!(
@@ -253,6 +260,19 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
         "{run}"
     );
     assert_world_unchanged(&before, &emu.world_state(), &run);
+    // The suggested time works, and finds run-a.
+    let run = emu.ebsnap(&[
+        "restore",
+        "--instance",
+        &backed.instance,
+        "--at",
+        &first_time,
+        "--dry-run",
+    ]);
+    run.assert_success();
+    for snapshot in &backed.run_a {
+        assert!(run.stdout.contains(snapshot.as_str()), "{run}");
+    }
 
     // An instance with no backups.
     let run = emu.ebsnap(&["restore", "--instance", "i-0123456789abcdef0"]);
