@@ -63,7 +63,7 @@ pub fn assess(
         for volume in checked {
             let newest = snapshots
                 .iter()
-                .filter(|s| s.volume_id == volume.volume_id && s.is_marked_for(&policy.job))
+                .filter(|s| *s.volume_id == *volume.volume_id && s.is_marked_for(&policy.job))
                 .filter(|s| s.state == SnapshotState::Completed)
                 .max_by_key(|s| s.start_time);
             let status = match newest {
@@ -78,7 +78,7 @@ pub fn assess(
                 volume_id: volume.volume_id.clone(),
                 device: volume.device.clone(),
                 status,
-                newest_snapshot_id: newest.map(|s| s.id.clone()),
+                newest_snapshot_id: newest.map(|s| s.id.to_string()),
                 newest_start_time: newest.map(|s| s.start_time),
             });
         }

@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use crate::aws::error_text;
 use crate::config::TagSelector;
 use crate::inventory::{
-    AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Inventory, SnapshotState, TAG_DEVICE,
-    TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_SKIP, TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
+    AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Interner, Inventory, SnapshotState,
+    TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_SKIP, TAG_SOURCE_REGION,
+    TAG_SOURCE_SNAPSHOT,
 };
 
 /// DescribeSnapshots' largest page.
@@ -210,10 +211,11 @@ async fn marked_snapshots(
         .items()
         .send();
     let mut snapshots = Vec::new();
+    let mut interner = Interner::default();
     while let Some(snapshot) = pages.next().await {
         let snapshot = snapshot
             .map_err(|err| anyhow!("listing the snapshots of job {job}: {}", error_text(&err)))?;
-        snapshots.extend(to_existing_snapshot(&snapshot));
+        snapshots.extend(to_existing_snapshot(&snapshot, &mut interner));
     }
     Ok(snapshots)
 }
@@ -268,21 +270,22 @@ fn to_instance(instance: &Ec2Instance, tag_key: &str) -> Option<Instance> {
     })
 }
 
-fn to_existing_snapshot(snapshot: &Snapshot) -> Option<ExistingSnapshot> {
+fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<ExistingSnapshot> {
     let start = snapshot.start_time()?;
+    let mut shared_tag = |key: &str| tag_value(snapshot.tags(), key).map(|v| interner.get(v));
     Some(ExistingSnapshot {
-        id: snapshot.snapshot_id()?.to_owned(),
-        volume_id: snapshot.volume_id().unwrap_or_default().to_owned(),
+        id: snapshot.snapshot_id()?.into(),
+        job: shared_tag(TAG_JOB),
+        instance_id: shared_tag(TAG_INSTANCE_ID),
+        device: shared_tag(TAG_DEVICE),
+        volume_id: interner.get(snapshot.volume_id().unwrap_or_default()),
         state: SnapshotState::parse(snapshot.state().map(|s| s.as_str()).unwrap_or("unknown")),
         start_time: DateTime::<Utc>::from_timestamp(start.secs(), start.subsec_nanos())?,
-        job: tag_value(snapshot.tags(), TAG_JOB).map(str::to_owned),
-        instance_id: tag_value(snapshot.tags(), TAG_INSTANCE_ID).map(str::to_owned),
-        device: tag_value(snapshot.tags(), TAG_DEVICE).map(str::to_owned),
         // Progress matters only while pending ("100%" on every completed one).
         progress: snapshot
             .progress()
             .filter(|_| snapshot.state().map(|s| s.as_str()) == Some("pending"))
-            .map(str::to_owned),
+            .map(Into::into),
         size_gib: snapshot.volume_size(),
         copy_of: match (
             tag_value(snapshot.tags(), TAG_SOURCE_REGION),
@@ -533,7 +536,7 @@ mod tests {
 
         let states: Vec<_> = snapshots
             .iter()
-            .map(|s| (s.id.as_str(), s.state.as_str()))
+            .map(|s| (&*s.id, s.state.as_str()))
             .collect();
         assert_eq!(
             states,

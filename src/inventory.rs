@@ -4,6 +4,9 @@
 //! write them); the plan works only on these, so every decision can be tested
 //! with hand-built values and a fixed clock.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 /// The tag keys of the tag contract (DESIGN.md). Public: users write IAM
@@ -71,7 +74,7 @@ pub enum SnapshotState {
     Completed,
     Error,
     /// Any state EC2 may add later (e.g. `recoverable`): never deleted.
-    Other(String),
+    Other(Box<str>),
 }
 
 impl SnapshotState {
@@ -80,7 +83,7 @@ impl SnapshotState {
             "pending" => SnapshotState::Pending,
             "completed" => SnapshotState::Completed,
             "error" => SnapshotState::Error,
-            other => SnapshotState::Other(other.to_owned()),
+            other => SnapshotState::Other(other.into()),
         }
     }
 
@@ -94,22 +97,33 @@ impl SnapshotState {
     }
 }
 
+impl std::fmt::Display for SnapshotState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A snapshot that already exists in the account.
+///
+/// Compact on purpose: a run holds one per job snapshot (30,000 at 1,000
+/// instances with 10 days of history). The strings many snapshots repeat
+/// (volume, job, instance, device) are shared, one allocation each
+/// (`Interner`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExistingSnapshot {
-    pub id: String,
+    pub id: Box<str>,
     /// The volume it was taken of.
-    pub volume_id: String,
+    pub volume_id: Arc<str>,
     pub state: SnapshotState,
     pub start_time: DateTime<Utc>,
     /// `ebsnap:job`: the marker. `None` on a snapshot ebsnap did not make.
-    pub job: Option<String>,
+    pub job: Option<Arc<str>>,
     /// `ebsnap:instance-id`.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<Arc<str>>,
     /// `ebsnap:device`.
-    pub device: Option<String>,
+    pub device: Option<Arc<str>>,
     /// How far along a pending snapshot is, e.g. `42%`.
-    pub progress: Option<String>,
+    pub progress: Option<Box<str>>,
     /// The size of the volume it was taken of, in GiB.
     pub size_gib: Option<i32>,
     /// Set on a disaster-recovery copy made by `--copy-to`: purged only by
@@ -129,5 +143,43 @@ impl ExistingSnapshot {
     /// Safety rule 1: only a snapshot carrying this job's marker is ours.
     pub fn is_marked_for(&self, job: &str) -> bool {
         self.job.as_deref() == Some(job)
+    }
+}
+
+/// Hands out one shared allocation per distinct string: discovery reads the
+/// same volume, job, instance and device strings from many snapshots.
+#[derive(Debug, Default)]
+pub struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = text.into();
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interner_gives_one_allocation_per_distinct_string() {
+        let mut interner = Interner::default();
+        let a = interner.get("vol-1");
+        let b = interner.get("vol-1");
+        let c = interner.get("vol-2");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!((&*a, &*c), ("vol-1", "vol-2"));
+    }
+
+    #[test]
+    fn a_snapshot_stays_small() {
+        // 30,000 of them are held at once: each field matters.
+        assert!(std::mem::size_of::<ExistingSnapshot>() <= 152);
     }
 }

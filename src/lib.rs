@@ -17,6 +17,7 @@ pub mod iam;
 pub mod inventory;
 pub mod list;
 pub mod lock;
+pub mod memory;
 pub mod metrics;
 pub mod plan;
 pub mod purge;
@@ -131,6 +132,7 @@ async fn run_region(
         snapshots = inventory.snapshots.len(),
         "discovered"
     );
+    memory::give_back();
     let plan = plan::build(inventory, policy, config.steps(), now);
     let exec = executor(config, client, stop);
     // Hooks never run in a dry run: they would lock the databases.

@@ -4,6 +4,8 @@
 //! The verdicts come from the same pure plan that purge executes, so the list
 //! can never disagree with what purge will do.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
@@ -12,22 +14,23 @@ use serde::Serialize;
 
 use crate::cli::ListArgs;
 use crate::config::{Config, Policy, Steps};
-use crate::inventory::{ExistingSnapshot, Inventory};
+use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
 use crate::plan::{self, format_age, KeepReason};
 use crate::report::ExitStatus;
 
 /// One snapshot of the job, and what purge will do with it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ListEntry {
-    pub region: String,
-    pub instance_id: Option<String>,
-    pub volume_id: String,
-    pub device: Option<String>,
-    pub snapshot_id: String,
+    pub region: Arc<str>,
+    pub instance_id: Option<Arc<str>>,
+    pub volume_id: Arc<str>,
+    pub device: Option<Arc<str>>,
+    pub snapshot_id: Box<str>,
     pub start_time: DateTime<Utc>,
-    pub state: String,
+    #[serde(serialize_with = "crate::report::as_text")]
+    pub state: SnapshotState,
     /// How far along a pending snapshot is, e.g. `42%`.
-    pub progress: Option<String>,
+    pub progress: Option<Box<str>>,
     pub size_gib: Option<i32>,
     /// `delete` (at the next purge) or `keep`.
     pub purge: &'static str,
@@ -78,13 +81,16 @@ pub fn entries(
         },
         now,
     );
+    let shared_region: Arc<str> = region.into();
     let deletes = plan.deletes.into_iter().map(|d| (d.snapshot, None));
     let kept = plan.kept.into_iter().map(|k| (k.snapshot, Some(k.reason)));
     let mut entries: Vec<ListEntry> = deletes
         .chain(kept)
-        .filter(|(s, _)| filter.volume.as_ref().is_none_or(|v| &s.volume_id == v))
-        .filter(|(s, _)| filter.instance.is_none() || s.instance_id == filter.instance)
-        .map(|(snapshot, reason)| entry(region, snapshot, reason))
+        .filter(|(s, _)| filter.volume.as_ref().is_none_or(|v| *s.volume_id == **v))
+        .filter(|(s, _)| {
+            filter.instance.is_none() || s.instance_id.as_deref() == filter.instance.as_deref()
+        })
+        .map(|(snapshot, reason)| entry(&shared_region, snapshot, reason))
         .collect();
     entries.sort_by(|a, b| {
         (&a.instance_id, &a.volume_id, b.start_time, &a.snapshot_id).cmp(&(
@@ -97,7 +103,7 @@ pub fn entries(
     entries
 }
 
-fn entry(region: &str, snapshot: ExistingSnapshot, keep: Option<KeepReason>) -> ListEntry {
+fn entry(region: &Arc<str>, snapshot: ExistingSnapshot, keep: Option<KeepReason>) -> ListEntry {
     let (purge, reason, reason_code, expires_at) = match keep {
         None => (
             "delete",
@@ -114,13 +120,13 @@ fn entry(region: &str, snapshot: ExistingSnapshot, keep: Option<KeepReason>) -> 
         }
     };
     ListEntry {
-        region: region.to_owned(),
+        region: Arc::clone(region),
         instance_id: snapshot.instance_id,
         volume_id: snapshot.volume_id,
         device: snapshot.device,
         snapshot_id: snapshot.id,
         start_time: snapshot.start_time,
-        state: snapshot.state.as_str().to_owned(),
+        state: snapshot.state,
         progress: snapshot.progress,
         size_gib: snapshot.size_gib,
         purge,
@@ -206,13 +212,13 @@ impl Listing {
         for entry in &self.snapshots {
             let state = match (&entry.progress, entry.state.as_str()) {
                 (Some(progress), "pending") => format!("pending {progress}"),
-                _ => entry.state.clone(),
+                _ => entry.state.to_string(),
             };
-            let mut row = vec![
-                entry.instance_id.clone().unwrap_or_else(|| "-".into()),
-                entry.device.clone().unwrap_or_else(|| "-".into()),
-                entry.volume_id.clone(),
-                entry.snapshot_id.clone(),
+            let mut row: Vec<String> = vec![
+                entry.instance_id.as_deref().unwrap_or("-").into(),
+                entry.device.as_deref().unwrap_or("-").into(),
+                entry.volume_id.to_string(),
+                entry.snapshot_id.to_string(),
                 entry.start_time.format("%Y-%m-%d %H:%M").to_string(),
                 format_age(now - entry.start_time),
                 state,
@@ -223,7 +229,7 @@ impl Listing {
                 purge_column(entry),
             ];
             if several_regions {
-                row.insert(0, entry.region.clone());
+                row.insert(0, entry.region.to_string());
             }
             table.add_row(row);
         }
@@ -312,7 +318,7 @@ mod tests {
         let entries = entries("us-east-1", fleet(), &policy(), &no_filter(), now());
         let view: Vec<_> = entries
             .iter()
-            .map(|e| (e.snapshot_id.as_str(), e.purge, e.reason_code))
+            .map(|e| (&*e.snapshot_id, e.purge, e.reason_code))
             .collect();
         assert_eq!(
             view,

@@ -92,13 +92,13 @@ pub fn render(
         let count = |n: usize| n as f64;
         let region = &unit.region;
         let account = unit.account.clone().unwrap_or_default();
-        let here = |entry_account: &Option<String>, r: &String| {
-            r == region && *entry_account == unit.account
+        let here = |entry_account: Option<&str>, r: &str| {
+            r == region && entry_account == unit.account.as_deref()
         };
         let failed = report
             .failed
             .iter()
-            .filter(|f| here(&f.account, &f.region))
+            .filter(|f| here(f.account.as_deref(), &f.region))
             .count();
         let mut set = |name: &str, value: f64| {
             let key = (
@@ -119,7 +119,7 @@ pub fn render(
                 report
                     .created
                     .iter()
-                    .filter(|e| here(&e.account, &e.region))
+                    .filter(|e| here(e.account.as_deref(), &e.region))
                     .count(),
             ),
         );
@@ -129,7 +129,7 @@ pub fn render(
                 report
                     .deleted
                     .iter()
-                    .filter(|e| here(&e.account, &e.region))
+                    .filter(|e| here(e.account.as_deref(), &e.region))
                     .count(),
             ),
         );
@@ -139,7 +139,7 @@ pub fn render(
                 report
                     .kept
                     .iter()
-                    .filter(|e| here(&e.account, &e.region))
+                    .filter(|e| here(e.account.as_deref(), &e.region))
                     .count(),
             ),
         );

@@ -99,7 +99,7 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
         let result = exec
             .client
             .delete_snapshot()
-            .snapshot_id(&snapshot.id)
+            .snapshot_id(&*snapshot.id)
             .dry_run(dry_run)
             .customize()
             .config_override(no_retries())
@@ -162,7 +162,7 @@ mod tests {
                 volume_id: "vol-1".into(),
                 state: SnapshotState::Completed,
                 start_time: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
-                job: job.map(str::to_owned),
+                job: job.map(Into::into),
                 instance_id: Some("i-1".into()),
                 device: Some("/dev/sdf".into()),
                 progress: None,
@@ -371,10 +371,7 @@ mod tests {
         ];
         let gates = VolumeGates::new(["vol-early", "vol-late"]);
         let order = delete_order(&deletes, |v| gates.create_rank(v));
-        let ids: Vec<&str> = order
-            .iter()
-            .map(|&i| deletes[i].snapshot.id.as_str())
-            .collect();
+        let ids: Vec<&str> = order.iter().map(|&i| &*deletes[i].snapshot.id).collect();
         assert_eq!(ids, ["b1", "b2", "c1", "a1", "a2"]);
     }
 

@@ -5,15 +5,16 @@
 //! what a person sees is tested like any other decision.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::accounts::{Blocked, Unit};
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::copy::{CopyOutcome, CopyRun};
-use crate::inventory::ExistingSnapshot;
+use crate::inventory::{ExistingSnapshot, SnapshotState};
 use crate::plan::{format_age, Create, Delete, KeepReason, Kept, Plan};
 use crate::purge::DeleteOutcome;
 use crate::snapshot::{CreateOutcome, HookFailed};
@@ -121,16 +122,19 @@ pub struct CopiedEntry {
     pub permission: Option<&'static str>,
 }
 
+/// One per snapshot deleted, like `KeptEntry` one per snapshot kept: the
+/// snapshot's own strings, moved, and the region and account shared by all
+/// entries of a unit, so 30,000 entries cost no new allocation each.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeletedEntry {
-    pub snapshot_id: String,
-    pub volume_id: String,
-    pub instance_id: Option<String>,
-    pub device: Option<String>,
+    pub snapshot_id: Box<str>,
+    pub volume_id: Arc<str>,
+    pub instance_id: Option<Arc<str>>,
+    pub device: Option<Arc<str>>,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub region: String,
+    pub account: Option<Arc<str>>,
+    pub region: Arc<str>,
     pub start_time: DateTime<Utc>,
     /// `"allowed"` in a dry run, absent otherwise.
     pub permission: Option<&'static str>,
@@ -140,18 +144,29 @@ pub struct DeletedEntry {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeptEntry {
-    pub snapshot_id: String,
-    pub volume_id: String,
-    pub instance_id: Option<String>,
-    pub device: Option<String>,
+    pub snapshot_id: Box<str>,
+    pub volume_id: Arc<str>,
+    pub instance_id: Option<Arc<str>>,
+    pub device: Option<Arc<str>>,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub region: String,
+    pub account: Option<Arc<str>>,
+    pub region: Arc<str>,
     pub start_time: DateTime<Utc>,
-    pub state: String,
-    pub reason: String,
+    #[serde(serialize_with = "as_text")]
+    pub state: SnapshotState,
+    /// Rendered when written, not held as text for every kept snapshot.
+    #[serde(serialize_with = "as_text")]
+    pub reason: KeepReason,
     pub reason_code: &'static str,
+}
+
+/// Serialises a value as its `Display` text.
+pub(crate) fn as_text<T: std::fmt::Display, S: Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -293,6 +308,7 @@ impl Report {
     /// Sets the account of every entry added since `entry_counts` gave `from`.
     fn set_account_from(&mut self, from: [usize; 7], account: &str) {
         let [copied, created, deleted, kept, failed, instances, volumes] = from;
+        let shared: Option<Arc<str>> = Some(account.into());
         let account = Some(account.to_owned());
         for entry in &mut self.copied[copied..] {
             entry.account.clone_from(&account);
@@ -301,10 +317,10 @@ impl Report {
             entry.account.clone_from(&account);
         }
         for entry in &mut self.deleted[deleted..] {
-            entry.account.clone_from(&account);
+            entry.account.clone_from(&shared);
         }
         for entry in &mut self.kept[kept..] {
-            entry.account.clone_from(&account);
+            entry.account.clone_from(&shared);
         }
         for entry in &mut self.failed[failed..] {
             entry.account.clone_from(&account);
@@ -389,11 +405,11 @@ impl Report {
         for (create, outcome) in plan.creates.into_iter().zip(creates) {
             self.add_create(region, create, outcome);
         }
-        for kept in plan.kept {
-            self.kept.push(kept_entry(region, kept));
-        }
+        let shared_region: Arc<str> = region.into();
+        self.add_kept(&shared_region, plan.kept);
+        self.deleted.reserve_exact(plan.deletes.len());
         for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
-            self.add_delete(region, delete, outcome);
+            self.add_delete(&shared_region, delete, outcome);
         }
         for copy in copies {
             self.add_copy_run(region, copy);
@@ -455,11 +471,11 @@ impl Report {
                         reason: format!("copies from {source_region}: {reason}"),
                     });
                 }
-                for kept in plan.kept {
-                    self.kept.push(kept_entry(dest, kept));
-                }
+                let shared_dest: Arc<str> = dest.into();
+                self.add_kept(&shared_dest, plan.kept);
+                self.deleted.reserve_exact(plan.deletes.len());
                 for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
-                    self.add_delete(dest, delete, outcome);
+                    self.add_delete(&shared_dest, delete, outcome);
                 }
             }
         }
@@ -509,7 +525,23 @@ impl Report {
         });
     }
 
-    fn add_delete(&mut self, region: &str, delete: Delete, outcome: DeleteOutcome) {
+    /// The plan's kept snapshots as entries. The conversion reuses the
+    /// plan's buffer (an entry is no larger than a `Kept`), so the largest
+    /// list of a run is never held twice.
+    fn add_kept(&mut self, region: &Arc<str>, kept: Vec<Kept>) {
+        let entries: Vec<KeptEntry> = kept
+            .into_iter()
+            .map(|kept| kept_entry(region, kept))
+            .collect();
+        if self.kept.is_empty() {
+            self.kept = entries;
+        } else {
+            self.kept.reserve_exact(entries.len());
+            self.kept.extend(entries);
+        }
+    }
+
+    fn add_delete(&mut self, region: &Arc<str>, delete: Delete, outcome: DeleteOutcome) {
         let snapshot = delete.snapshot;
         let (permission, already_gone) = match outcome {
             DeleteOutcome::Deleted => (None, false),
@@ -534,11 +566,11 @@ impl Report {
             DeleteOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
                     action: "delete",
-                    snapshot_id: Some(snapshot.id),
-                    volume_id: Some(snapshot.volume_id),
-                    instance_id: snapshot.instance_id,
+                    snapshot_id: Some(snapshot.id.into()),
+                    volume_id: Some(snapshot.volume_id.to_string()),
+                    instance_id: snapshot.instance_id.as_deref().map(str::to_owned),
                     account: None,
-                    region: region.to_owned(),
+                    region: region.to_string(),
                     reason,
                 });
                 return;
@@ -550,7 +582,7 @@ impl Report {
             instance_id: snapshot.instance_id,
             device: snapshot.device,
             account: None,
-            region: region.to_owned(),
+            region: Arc::clone(region),
             start_time: snapshot.start_time,
             permission,
             already_gone,
@@ -602,14 +634,22 @@ impl Report {
             self.command, self.job, self.policy, self.run_id
         );
         for unit in &self.units {
-            let here = |account: &Option<String>, region: &str| {
-                *account == unit.account && region == unit.region
+            let here = |account: Option<&str>, region: &str| {
+                account == unit.account.as_deref() && region == unit.region
             };
             let mut lines = Vec::new();
-            for failed in self.failed.iter().filter(|f| here(&f.account, &f.region)) {
+            for failed in self
+                .failed
+                .iter()
+                .filter(|f| here(f.account.as_deref(), &f.region))
+            {
                 lines.push(format!("  FAILED  {}", failed.describe()));
             }
-            for created in self.created.iter().filter(|c| here(&c.account, &c.region)) {
+            for created in self
+                .created
+                .iter()
+                .filter(|c| here(c.account.as_deref(), &c.region))
+            {
                 let instance = created
                     .instance_name
                     .as_deref()
@@ -628,7 +668,11 @@ impl Report {
                     permission_note(created.permission),
                 ));
             }
-            for copied in self.copied.iter().filter(|c| here(&c.account, &c.region)) {
+            for copied in self
+                .copied
+                .iter()
+                .filter(|c| here(c.account.as_deref(), &c.region))
+            {
                 let verb = if self.dry_run { "copy" } else { "copied" };
                 let copy = copied.snapshot_id.as_deref().unwrap_or("the new snapshot");
                 let source = copied
@@ -645,7 +689,11 @@ impl Report {
                     copied.volume_id, copied.device, copied.source_region,
                 ));
             }
-            for deleted in self.deleted.iter().filter(|d| here(&d.account, &d.region)) {
+            for deleted in self
+                .deleted
+                .iter()
+                .filter(|d| here(d.account.as_deref(), &d.region))
+            {
                 let verb = if self.dry_run { "delete" } else { "deleted" };
                 let gone = if deleted.already_gone {
                     ", already gone"
@@ -667,7 +715,7 @@ impl Report {
             for kept in self
                 .kept
                 .iter()
-                .filter(|k| here(&k.account, &k.region))
+                .filter(|k| here(k.account.as_deref(), &k.region))
                 .filter(notable)
             {
                 lines.push(format!(
@@ -681,7 +729,7 @@ impl Report {
             for skipped in self
                 .skipped_volumes
                 .iter()
-                .filter(|s| here(&s.account, &s.region))
+                .filter(|s| here(s.account.as_deref(), &s.region))
             {
                 let instance = skipped
                     .instance_name
@@ -696,7 +744,7 @@ impl Report {
                 for skipped in self
                     .skipped_instances
                     .iter()
-                    .filter(|s| here(&s.account, &s.region))
+                    .filter(|s| here(s.account.as_deref(), &s.region))
                 {
                     let name = skipped
                         .instance_name
@@ -784,7 +832,7 @@ impl FailedEntry {
     }
 }
 
-fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
+fn kept_entry(region: &Arc<str>, kept: Kept) -> KeptEntry {
     let ExistingSnapshot {
         id,
         volume_id,
@@ -800,11 +848,11 @@ fn kept_entry(region: &str, kept: Kept) -> KeptEntry {
         instance_id,
         device,
         account: None,
-        region: region.to_owned(),
+        region: Arc::clone(region),
         start_time,
-        state: state.as_str().to_owned(),
-        reason: kept.reason.to_string(),
+        state,
         reason_code: kept.reason.code(),
+        reason: kept.reason,
     }
 }
 
@@ -901,6 +949,40 @@ mod tests {
     }
 
     #[test]
+    fn the_kept_snapshots_become_entries_in_the_plans_own_memory() {
+        // At 30,000 snapshots the kept list is the run's largest: turning it
+        // into report entries must not hold it twice.
+        let kept: Vec<Kept> = (0..1000)
+            .map(|i| Kept {
+                snapshot: snapshot(&format!("snap-{i}"), "vol-1", 2),
+                reason: KeepReason::KeepMin { keep_min: 2 },
+            })
+            .collect();
+        let buffer = kept.as_ptr() as usize;
+        let run = RegionRun::Executed {
+            plan: Plan {
+                kept,
+                ..Plan::default()
+            },
+            creates: vec![],
+            deletes: vec![],
+            hook_failures: vec![],
+            copies: vec![],
+        };
+        let report = report(true, run);
+        assert_eq!(report.kept.len(), 1000);
+        assert_eq!(report.kept.as_ptr() as usize, buffer, "the same buffer");
+        assert_eq!(&*report.kept[999].snapshot_id, "snap-999");
+        // The reason is text only in the output.
+        let json = serde_json::to_value(&report.kept[0]).unwrap();
+        assert_eq!(
+            json["reason"],
+            "past retention, but among the 2 newest completed snapshots of its volume"
+        );
+        assert_eq!(json["state"], "completed");
+    }
+
+    #[test]
     fn a_clean_run_succeeds_and_is_quiet_off_a_terminal() {
         let run = RegionRun::Executed {
             plan: plan(),
@@ -912,7 +994,7 @@ mod tests {
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Success);
         assert_eq!(report.created.len(), 2);
-        assert_eq!(report.deleted[0].snapshot_id, "snap-old");
+        assert_eq!(&*report.deleted[0].snapshot_id, "snap-old");
         assert!(!report.should_print(&config(false)));
         let watched = Config {
             stdout_is_terminal: true,
@@ -988,7 +1070,7 @@ mod tests {
         let in_use = report
             .kept
             .iter()
-            .find(|k| k.snapshot_id == "snap-old")
+            .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
         assert_eq!(in_use.reason_code, "in_use");
         assert!(report
@@ -1015,7 +1097,7 @@ mod tests {
         let withheld = report
             .kept
             .iter()
-            .find(|k| k.snapshot_id == "snap-old")
+            .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
         assert_eq!(withheld.reason_code, "volume_failed");
         assert_eq!(report.failed.len(), 1, "only the create is a failure");
@@ -1243,8 +1325,14 @@ mod tests {
         assert_eq!(report.regions, ["us-east-1"]);
         let of_a = Some("111111111111".to_owned());
         assert!(report.created.iter().all(|e| e.account == of_a));
-        assert!(report.deleted.iter().all(|e| e.account == of_a));
-        assert!(report.kept.iter().all(|e| e.account == of_a));
+        assert!(report
+            .deleted
+            .iter()
+            .all(|e| e.account.as_deref() == of_a.as_deref()));
+        assert!(report
+            .kept
+            .iter()
+            .all(|e| e.account.as_deref() == of_a.as_deref()));
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].account.as_deref(), Some("222222222222"));
         assert_eq!(report.failed[0].action, "assume-role");
