@@ -208,14 +208,22 @@ async fn marked_snapshots(
     let mut pages = request
         .max_results(SNAPSHOT_PAGE_SIZE)
         .into_paginator()
-        .items()
         .send();
     let mut snapshots = Vec::new();
     let mut interner = Interner::default();
-    while let Some(snapshot) = pages.next().await {
-        let snapshot = snapshot
+    while let Some(page) = pages.next().await {
+        let page = page
             .map_err(|err| anyhow!("listing the snapshots of job {job}: {}", error_text(&err)))?;
-        snapshots.extend(to_existing_snapshot(&snapshot, &mut interner));
+        snapshots.extend(
+            page.snapshots()
+                .iter()
+                .filter_map(|snapshot| to_existing_snapshot(snapshot, &mut interner)),
+        );
+        // The page's parsed snapshots leave holes between the strings kept:
+        // give them back before the next page, or the heap grows by about a
+        // page each time (5 MiB at 30,000 snapshots).
+        drop(page);
+        crate::memory::give_back();
     }
     Ok(snapshots)
 }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 
 /// The tag keys of the tag contract (DESIGN.md). Public: users write IAM
 /// policies and scripts against them.
@@ -108,10 +109,13 @@ impl std::fmt::Display for SnapshotState {
 /// Compact on purpose: a run holds one per job snapshot (30,000 at 1,000
 /// instances with 10 days of history). The strings many snapshots repeat
 /// (volume, job, instance, device) are shared, one allocation each
-/// (`Interner`).
+/// (`Interner`); the id is held inline (an EC2 id fits in a
+/// `CompactString`'s 24 bytes), so a snapshot costs no allocation of its
+/// own, and none is left between EC2's parsed pages to keep the heap from
+/// shrinking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExistingSnapshot {
-    pub id: Box<str>,
+    pub id: CompactString,
     /// The volume it was taken of.
     pub volume_id: Arc<str>,
     pub state: SnapshotState,
@@ -180,6 +184,12 @@ mod tests {
     #[test]
     fn a_snapshot_stays_small() {
         // 30,000 of them are held at once: each field matters.
-        assert!(std::mem::size_of::<ExistingSnapshot>() <= 152);
+        assert!(std::mem::size_of::<ExistingSnapshot>() <= 160);
+    }
+
+    #[test]
+    fn an_ec2_id_is_held_without_an_allocation() {
+        let id = CompactString::from("snap-0123456789abcdef0");
+        assert!(!id.is_heap_allocated());
     }
 }

@@ -132,7 +132,6 @@ async fn run_region(
         snapshots = inventory.snapshots.len(),
         "discovered"
     );
-    memory::give_back();
     let plan = plan::build(inventory, policy, config.steps(), now);
     let exec = executor(config, client, stop);
     // Hooks never run in a dry run: they would lock the databases.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
+use compact_str::CompactString;
 use futures_util::future::join_all;
 use serde::Serialize;
 
@@ -25,7 +26,7 @@ pub struct ListEntry {
     pub instance_id: Option<Arc<str>>,
     pub volume_id: Arc<str>,
     pub device: Option<Arc<str>>,
-    pub snapshot_id: Box<str>,
+    pub snapshot_id: CompactString,
     pub start_time: DateTime<Utc>,
     #[serde(serialize_with = "crate::report::as_text")]
     pub state: SnapshotState,

@@ -1,5 +1,6 @@
 //! The allocator settings that keep a run's peak small: at 30,000 snapshots
-//! ebsnap stays under 30 MB resident (examples/bench measures it).
+//! ebsnap stays under 30 MB resident (`examples/bench/run.sh --memory`
+//! measures it).
 //!
 //! glibc only: elsewhere (musl, macOS) these are no-ops and the allocator's
 //! own defaults apply.
@@ -22,10 +23,10 @@ pub fn tune() {
     }
 }
 
-/// Gives the heap's free pages back to the system. After discovery the
-/// heap is full of holes where EC2's parsed response pages were (about
-/// 4 MiB at 30,000 snapshots), between the small strings ebsnap keeps; the
-/// plan is built next, and without this it would grow past them.
+/// Gives the heap's free pages back to the system. Discovery calls it after
+/// each page of snapshots: EC2's parsed page leaves holes (about 1 MiB)
+/// between the small strings ebsnap keeps, and without this the heap grows
+/// by most of a page each time.
 pub fn give_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is thread-safe.

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use serde::{Serialize, Serializer};
 
 use crate::accounts::{Blocked, Unit};
@@ -127,7 +128,7 @@ pub struct CopiedEntry {
 /// entries of a unit, so 30,000 entries cost no new allocation each.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeletedEntry {
-    pub snapshot_id: Box<str>,
+    pub snapshot_id: CompactString,
     pub volume_id: Arc<str>,
     pub instance_id: Option<Arc<str>>,
     pub device: Option<Arc<str>>,
@@ -144,7 +145,7 @@ pub struct DeletedEntry {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeptEntry {
-    pub snapshot_id: Box<str>,
+    pub snapshot_id: CompactString,
     pub volume_id: Arc<str>,
     pub instance_id: Option<Arc<str>>,
     pub device: Option<Arc<str>>,
