@@ -169,7 +169,7 @@ fn backup(
     }
     if report.should_print(config) {
         match config.output {
-            OutputFormat::Text => print(report.to_text(now)),
+            OutputFormat::Text => print_with(|out| report.write_text(now, out)),
             OutputFormat::Json => print_with(|out| report.write_json(out)),
         }
     }

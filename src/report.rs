@@ -4,7 +4,6 @@
 //! Built from the plan and the outcomes of each action; rendering is pure, so
 //! what a person sees is tested like any other decision.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -624,27 +623,44 @@ impl Report {
         out.write_all(b"\n")
     }
 
-    /// The text for people. A dry run lists the whole plan, kept snapshots
-    /// included; a real run lists what changed and what failed.
+    /// The text for people, as a String (tests, small reports).
     pub fn to_text(&self, now: DateTime<Utc>) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        self.write_text(now, &mut out)
+            .expect("writing to memory cannot fail");
+        String::from_utf8(out).expect("the text is UTF-8")
+    }
+
+    /// The text for people, written line by line as it is rendered: a dry
+    /// run at 30,000 snapshots is megabytes. A dry run lists the whole
+    /// plan, kept snapshots included; a real run lists what changed and
+    /// what failed.
+    pub fn write_text(
+        &self,
+        now: DateTime<Utc>,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
         let what = if self.dry_run { "Dry run of" } else { "Ran" };
-        let _ = writeln!(
+        writeln!(
             out,
             "{what} `ebsnap {}` for job {} ({}), run {}",
             self.command, self.job, self.policy, self.run_id
-        );
+        )?;
         for unit in &self.units {
             let here = |account: Option<&str>, region: &str| {
                 account == unit.account.as_deref() && region == unit.region
             };
-            let mut lines = Vec::new();
+            let mut lines = UnitLines {
+                out: &mut *out,
+                unit,
+                started: false,
+            };
             for failed in self
                 .failed
                 .iter()
                 .filter(|f| here(f.account.as_deref(), &f.region))
             {
-                lines.push(format!("  FAILED  {}", failed.describe()));
+                lines.line(format_args!("  FAILED  {}", failed.describe()))?;
             }
             for created in self
                 .created
@@ -661,13 +677,13 @@ impl Report {
                     .as_deref()
                     .map(|id| format!("{id} "))
                     .unwrap_or_default();
-                lines.push(format!(
+                lines.line(format_args!(
                     "  {verb:<8}{id}{} of {instance} {} ({}){}",
                     created.volume_id,
                     created.device,
                     created.instance_id,
                     permission_note(created.permission),
-                ));
+                ))?;
             }
             for copied in self
                 .copied
@@ -685,10 +701,10 @@ impl Report {
                 } else {
                     ""
                 };
-                lines.push(format!(
+                lines.line(format_args!(
                     "  {verb:<8}{copy} from {source} of {} {} in {}{note}",
                     copied.volume_id, copied.device, copied.source_region,
-                ));
+                ))?;
             }
             for deleted in self
                 .deleted
@@ -701,13 +717,13 @@ impl Report {
                 } else {
                     ""
                 };
-                lines.push(format!(
+                lines.line(format_args!(
                     "  {verb:<8}{} of {}, {} old{gone}{}",
                     deleted.snapshot_id,
                     deleted.volume_id,
                     format_age(now - deleted.start_time),
                     permission_note(deleted.permission),
-                ));
+                ))?;
             }
             // A real run shows only the kept snapshots worth a look.
             let notable = |k: &&KeptEntry| {
@@ -719,13 +735,13 @@ impl Report {
                 .filter(|k| here(k.account.as_deref(), &k.region))
                 .filter(notable)
             {
-                lines.push(format!(
+                lines.line(format_args!(
                     "  keep    {} of {}, {} old: {}",
                     kept.snapshot_id,
                     kept.volume_id,
                     format_age(now - kept.start_time),
                     kept.reason
-                ));
+                ))?;
             }
             for skipped in self
                 .skipped_volumes
@@ -736,10 +752,10 @@ impl Report {
                     .instance_name
                     .as_deref()
                     .unwrap_or(&skipped.instance_id);
-                lines.push(format!(
+                lines.line(format_args!(
                     "  skip    {} of {instance} {}: {}",
                     skipped.volume_id, skipped.device, skipped.reason
-                ));
+                ))?;
             }
             if self.dry_run {
                 for skipped in self
@@ -752,24 +768,14 @@ impl Report {
                         .as_deref()
                         .map(|n| format!(" {n}"))
                         .unwrap_or_default();
-                    lines.push(format!(
+                    lines.line(format_args!(
                         "  skip    {}{name}: {}",
                         skipped.instance_id, skipped.reason
-                    ));
-                }
-            }
-            if !lines.is_empty() {
-                let _ = match &unit.account {
-                    Some(account) => writeln!(out, "account {account} {}:", unit.region),
-                    None => writeln!(out, "{}:", unit.region),
-                };
-                for line in lines {
-                    let _ = writeln!(out, "{line}");
+                    ))?;
                 }
             }
         }
-        let _ = writeln!(out, "{}", self.summary());
-        out
+        writeln!(out, "{}", self.summary())
     }
 
     /// One line: what was (or would be) done.
@@ -830,6 +836,27 @@ impl FailedEntry {
             text.push_str(id);
         }
         format!("{text}: {}", self.reason)
+    }
+}
+
+/// One unit's section of the text: its header goes out before its first
+/// line, and a unit with nothing to say has none.
+struct UnitLines<'a> {
+    out: &'a mut dyn std::io::Write,
+    unit: &'a Unit,
+    started: bool,
+}
+
+impl UnitLines<'_> {
+    fn line(&mut self, line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+        if !self.started {
+            self.started = true;
+            match &self.unit.account {
+                Some(account) => writeln!(self.out, "account {account} {}:", self.unit.region)?,
+                None => writeln!(self.out, "{}:", self.unit.region)?,
+            }
+        }
+        writeln!(self.out, "{line}")
     }
 }
 
