@@ -192,15 +192,21 @@ prefetch() {
   echo "proxy: prefetched ebsnap's DescribeSnapshots query, $answer, in $("$python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(now)") s (moto's full scan; not part of the run)"
 }
 
-ebsnap_common=(--endpoint-url "$proxy" --output json --retention "${days}d"
+ebsnap_common=(--endpoint-url "$proxy" --retention "${days}d"
   --max-delete 1000000 --lock-file "$work/ebsnap.lock")
 
 run_ebsnap() { # name label kind manifest-name [flags...]
   local name=$1 label=$2 kind=$3 manifest=$4; shift 4
+  local output=json
+  [ "$1" = --text ] && { output=text; shift; }
   prefetch
-  measure "$name" "$EBSNAP" run "${ebsnap_common[@]}" "$@"
+  measure "$name" "$EBSNAP" run "${ebsnap_common[@]}" --output "$output" "$@"
   [ "$manifest" = "$name" ] || cp "$work/$manifest.manifest.json" "$work/$name.manifest.json"
-  report "$name" "$label" "$kind" "$work/$name.out"
+  if [ "$output" = json ]; then
+    report "$name" "$label" "$kind" "$work/$name.out"
+  else
+    report "$name" "$label" "$kind"
+  fi
   if [ "$rc" -ne 0 ]; then
     tail -n 20 "$work/$name.err" >&2
     fail "$label exited $rc"
@@ -241,6 +247,9 @@ else
   # Buckets off (proxy --no-limits), so ebsnap may go at its top rate.
   step "ebsnap run --dry-run (plan + DryRun=true calls)"
   run_ebsnap memory-dry "ebsnap --dry-run" ebsnap-dry-run memory --dry-run --max-rate 100
+  curl -fsS -X POST "$proxy/__reset" >/dev/null
+  step "ebsnap run --dry-run, as text (what an operator at a shell reads)"
+  run_ebsnap memory-dry-text "ebsnap --dry-run (text)" ebsnap-dry-run memory --text --dry-run --max-rate 100
   curl -fsS -X POST "$proxy/__reset" >/dev/null
   step "ebsnap run"
   run_ebsnap memory-run "ebsnap" ebsnap memory --max-rate 100
