@@ -548,7 +548,7 @@ fn plan_purge(
 }
 
 /// How many moved-out snapshots `plan_purge` lets pile up before it hands
-/// their memory back: about 150 KiB.
+/// their memory back: about 160 KiB.
 const SHRINK_STEP: usize = 1024;
 
 /// Why a job snapshot is kept, or `None` when it is to be deleted.
