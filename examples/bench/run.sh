@@ -198,7 +198,7 @@ ebsnap_common=(--endpoint-url "$proxy" --retention "${days}d"
 run_ebsnap() { # name label kind manifest-name [flags...]
   local name=$1 label=$2 kind=$3 manifest=$4; shift 4
   local output=json
-  [ "$1" = --text ] && { output=text; shift; }
+  [ "${1:-}" = --text ] && { output=text; shift; }
   prefetch
   measure "$name" "$EBSNAP" run "${ebsnap_common[@]}" --output "$output" "$@"
   [ "$manifest" = "$name" ] || cp "$work/$manifest.manifest.json" "$work/$name.manifest.json"
