@@ -181,7 +181,7 @@ pub fn choose_run(
                 "the first backup of {instance} in job {job} started at {}, after {at_text}: \
                  pass --at {} or later",
                 rfc3339(first),
-                rfc3339(usable)
+                rfc3339(round_up_to_second(usable))
             ));
         }
         // Say why the newest run before `at` does not do.
@@ -443,6 +443,16 @@ pub fn check_devices_free(
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `time`, or the next whole second when it has a fraction. EC2's start
+/// times carry milliseconds, and a suggested `--at` printed in whole seconds
+/// must not fall just before the start it is meant to cover.
+fn round_up_to_second(time: DateTime<Utc>) -> DateTime<Utc> {
+    match time.timestamp_subsec_nanos() {
+        0 => time,
+        nanos => time + chrono::Duration::nanoseconds(1_000_000_000 - i64::from(nanos)),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1273,6 +1283,22 @@ mod tests {
         );
         let (run, _) = choose_run(&all, "default", "i-1", t(1) + chrono::Duration::seconds(1))
             .expect("the suggested time works");
+        assert_eq!(run, "run-a");
+    }
+
+    #[test]
+    fn the_suggested_time_rounds_a_start_with_milliseconds_up() {
+        // Real EC2 start times carry milliseconds: --at the start's whole
+        // second would fall 250 ms before it.
+        let mut all = two_runs();
+        all[1].start_time = t(1) + chrono::Duration::milliseconds(1_250);
+        let err = choose_run(&all, "default", "i-1", t(0)).unwrap_err();
+        assert!(
+            err.ends_with("pass --at 2026-11-24T01:00:02Z or later"),
+            "{err}"
+        );
+        let at = t(1) + chrono::Duration::seconds(2);
+        let (run, _) = choose_run(&all, "default", "i-1", at).expect("the suggested time works");
         assert_eq!(run, "run-a");
     }
 
