@@ -829,6 +829,59 @@ mod tests {
     }
 
     #[test]
+    fn a_list_longer_than_the_shrink_step_keeps_its_order_and_every_verdict() {
+        // Three volumes, 1,200 hourly snapshots each (50 days), handed over
+        // shuffled and with unmarked ones among them: the plan hands memory
+        // back as it goes (SHRINK_STEP), and must still judge each snapshot
+        // once, by volume and newest first.
+        let hours = 1_200;
+        let mut snapshots = Vec::new();
+        for hour in 0..hours {
+            for volume in ["vol-c", "vol-a", "vol-b"] {
+                let id = format!("snap-{volume}-{hour:04}");
+                snapshots.push(completed(&id, volume, TimeDelta::hours(hour)));
+            }
+            if hour % 100 == 0 {
+                let mut other = completed(
+                    &format!("snap-other-{hour:04}"),
+                    "vol-a",
+                    TimeDelta::hours(hour),
+                );
+                other.job = None;
+                snapshots.push(other);
+            }
+        }
+        snapshots.reverse();
+        assert!(snapshots.len() > 3 * SHRINK_STEP);
+        let plan = purge(snapshots, &policy());
+
+        // 7 days of retention: hours 0..=168 stay, the rest go.
+        let expected = |keep: bool| -> Vec<String> {
+            ["vol-a", "vol-b", "vol-c"]
+                .iter()
+                .flat_map(|volume| {
+                    (0..hours)
+                        .filter(move |hour| (*hour <= 168) == keep)
+                        .map(move |hour| format!("snap-{volume}-{hour:04}"))
+                })
+                .collect()
+        };
+        assert_eq!(deleted_ids(&plan), expected(false));
+        let unmarked: Vec<String> = (0..hours)
+            .rev()
+            .filter(|hour| hour % 100 == 0)
+            .map(|hour| format!("snap-other-{hour:04}"))
+            .collect();
+        let kept: Vec<&str> = plan.kept.iter().map(|k| &*k.snapshot.id).collect();
+        let mut wanted: Vec<String> = unmarked;
+        wanted.extend(expected(true));
+        assert_eq!(kept, wanted);
+        assert!(plan.kept[..12]
+            .iter()
+            .all(|k| matches!(k.reason, KeepReason::NotMarked)));
+    }
+
+    #[test]
     fn keep_min_protects_the_newest_completed_snapshot_past_retention() {
         let plan = purge(
             vec![

@@ -206,6 +206,9 @@ run_ebsnap() { # name label kind manifest-name [flags...]
     report "$name" "$label" "$kind" "$work/$name.out"
   else
     report "$name" "$label" "$kind"
+    # The text ends with its summary line, or the report stopped early.
+    tail -n 1 "$work/$name.out" | grep -Eq '^(Dry run: |Created )' ||
+      fail "$label: the text report does not end with its summary line"
   fi
   if [ "$rc" -ne 0 ]; then
     tail -n 20 "$work/$name.err" >&2
