@@ -74,11 +74,11 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             let width = config
                 .stdout_is_terminal
                 .then(|| console::Term::stdout().size().1);
-            match config.output {
-                OutputFormat::Text => print(listing.to_text(now, width)),
-                OutputFormat::Json => print_with(|out| listing.write_json(out)),
-            }
-            Ok(listing.exit_status())
+            let status = listing.exit_status();
+            Ok(match config.output {
+                OutputFormat::Text => print(status, listing.to_text(now, width)),
+                OutputFormat::Json => print_with(status, |out| listing.write_json(out)),
+            })
         }
         Action::Check { max_age } => {
             let report = runtime()?.block_on(ebsnap::check::run(config, *max_age, now))?;
@@ -88,10 +88,13 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             let watched =
                 !config.quiet && (config.stdout_is_terminal || config.output == OutputFormat::Json);
             if status != ExitStatus::Success || watched {
-                print(match config.output {
-                    OutputFormat::Text => report.to_text(now),
-                    OutputFormat::Json => report.to_json(),
-                });
+                return Ok(print(
+                    status,
+                    match config.output {
+                        OutputFormat::Text => report.to_text(now),
+                        OutputFormat::Json => report.to_json(),
+                    },
+                ));
             }
             Ok(status)
         }
@@ -100,30 +103,37 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             let status = report.exit_status();
             // A person asked for it, so it prints unless -q; failures always.
             if !config.quiet || status != ExitStatus::Success || config.dry_run {
-                print(match config.output {
-                    OutputFormat::Text => report.to_text(),
-                    OutputFormat::Json => report.to_json(),
-                });
+                return Ok(print(
+                    status,
+                    match config.output {
+                        OutputFormat::Text => report.to_text(),
+                        OutputFormat::Json => report.to_json(),
+                    },
+                ));
             }
             Ok(status)
         }
-        Action::IamPolicy => {
-            print(ebsnap::iam::policy_text(&config.policy.job));
-            Ok(ExitStatus::Success)
-        }
+        Action::IamPolicy => Ok(print(
+            ExitStatus::Success,
+            ebsnap::iam::policy_text(&config.policy.job),
+        )),
         // Rendered into memory, then printed like everything else, so that
         // `ebsnap man | head` is no error.
         Action::Completions(shell) => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ebsnap", &mut script);
-            print(String::from_utf8_lossy(&script).into_owned());
-            Ok(ExitStatus::Success)
+            Ok(print(
+                ExitStatus::Success,
+                String::from_utf8_lossy(&script).into_owned(),
+            ))
         }
         Action::Man => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            print(String::from_utf8_lossy(&page).into_owned());
-            Ok(ExitStatus::Success)
+            Ok(print(
+                ExitStatus::Success,
+                String::from_utf8_lossy(&page).into_owned(),
+            ))
         }
     }
 }
@@ -168,23 +178,38 @@ fn backup(
         return Ok(status);
     }
     if report.should_print(config) {
-        match config.output {
-            OutputFormat::Text => print_with(|out| report.write_text(now, out)),
-            OutputFormat::Json => print_with(|out| report.write_json(out)),
-        }
+        status = match config.output {
+            OutputFormat::Text => print_with(status, |out| report.write_text(now, out)),
+            OutputFormat::Json => print_with(status, |out| report.write_json(out)),
+        };
     }
     Ok(status)
 }
 
-/// Writes to stdout; a closed pipe (`ebsnap list | head`) is not worth a panic.
-fn print(text: String) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+/// Writes `text` to stdout; see `print_with`.
+fn print(status: ExitStatus, text: String) -> ExitStatus {
+    print_with(status, |out| out.write_all(text.as_bytes()))
 }
 
-/// Streams a document to stdout through a buffer, as `write` renders it.
-fn print_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+/// Streams a document to stdout through a buffer, as `write` renders it, and
+/// returns `status` with a failed write folded in: a report that never
+/// reached its file (a full disk under cron's `> run.log`) is a failure
+/// cron must hear of. A closed pipe (`ebsnap list | head`) is the reader's
+/// choice, and no failure.
+fn print_with(
+    status: ExitStatus,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> ExitStatus {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let _ = write(&mut out).and_then(|()| out.flush());
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            ebsnap::notice(&format!(
+                "could not write the output to stdout: {err}: free space or fix the file stdout goes to"
+            ));
+            status.max(ExitStatus::Failure)
+        }
+        _ => status,
+    }
 }
 
 /// Logs go to stderr: warnings by default, more with -v, or as RUST_LOG

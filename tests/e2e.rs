@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde_json::Value;
 use support::ages::*;
@@ -524,6 +525,22 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
     let run = emu.ebsnap(&["-n", "run"]);
     run.assert_success();
     assert_world_unchanged(&before, &emu.world_state(), &run);
+
+    // A plan that cannot be written (cron's `> plan.txt` on a full disk)
+    // is no success: exit 1, and stderr says why.
+    for output in ["text", "json"] {
+        let run = emu
+            .ebsnap_cmd(&["run", "--dry-run", "--output", output])
+            .stdout_to(Path::new("/dev/full"))
+            .run();
+        run.assert_exit(1);
+        assert!(
+            run.stderr
+                .contains("could not write the output to stdout: No space left on device"),
+            "{run}"
+        );
+        assert_world_unchanged(&before, &emu.world_state(), &run);
+    }
 }
 
 // 3. The real run, JSON

@@ -192,6 +192,44 @@ fn completions_for_every_shell_and_the_man_page_generate() {
     assert_eq!(man.stderr, "", "{man}");
 }
 
+/// Runs `ebsnap ARGS` with stdout on `stdout`; returns the exit code and stderr.
+fn ebsnap_with_stdout(args: &[&str], stdout: std::process::Stdio) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebsnap"))
+        .args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .output()
+        .expect("run ebsnap");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn output_that_cannot_be_written_fails_but_a_closed_pipe_does_not() {
+    // A full disk: the output is lost, and the exit status says so.
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let (code, stderr) = ebsnap_with_stdout(&["iam-policy"], full.into());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("ebsnap: could not write the output to stdout: No space left on device")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+
+    // `ebsnap man | head`: the reader went away on purpose. Its read end is
+    // closed before ebsnap starts, so every write meets a broken pipe.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let (code, stderr) = ebsnap_with_stdout(&["man"], writer.into());
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+}
+
 /// Checks `ebsnap X.Y.Z( (commit HEX))?\n` by hand (the crate has no regex
 /// dependency); returns the commit when there is one.
 fn parse_version_line(line: &str) -> Result<Option<String>, String> {

@@ -767,6 +767,7 @@ impl Emulator {
                     Some(self.dir.path().display().to_string()),
                 ),
             ],
+            stdout_file: None,
         }
     }
 }
@@ -966,12 +967,20 @@ pub struct EbsnapCommand<'a> {
     emulator: &'a Emulator,
     args: Vec<String>,
     env: Vec<(String, Option<String>)>,
+    /// A file stdout goes to instead of the harness's pipe (`/dev/full`).
+    stdout_file: Option<PathBuf>,
 }
 
 impl EbsnapCommand<'_> {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), Some(value.to_string())));
+        self
+    }
+
+    /// Sends stdout to `path` (opened for writing) instead of capturing it.
+    pub fn stdout_to(mut self, path: &Path) -> Self {
+        self.stdout_file = Some(path.to_path_buf());
         self
     }
 
@@ -1048,8 +1057,16 @@ impl EbsnapCommand<'_> {
             .env("LANG", "C.UTF-8")
             .env("TZ", "UTC")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        match &self.stdout_file {
+            Some(path) => cmd.stdout(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .unwrap_or_else(|e| panic!("open {}: {e}", path.display())),
+            ),
+            None => cmd.stdout(Stdio::piped()),
+        };
         let mut shown_env = Vec::new();
         for (k, v) in &self.env {
             match v {
@@ -1063,11 +1080,13 @@ impl EbsnapCommand<'_> {
             }
         }
         let mut child = cmd.spawn().expect("spawn the ebsnap binary");
-        let mut out_pipe = child.stdout.take().expect("stdout pipe");
+        let out_pipe = child.stdout.take();
         let mut err_pipe = child.stderr.take().expect("stderr pipe");
         let out_reader = std::thread::spawn(move || {
             let mut buf = Vec::new();
-            let _ = out_pipe.read_to_end(&mut buf);
+            if let Some(mut out_pipe) = out_pipe {
+                let _ = out_pipe.read_to_end(&mut buf);
+            }
             buf
         });
         let stderr = Arc::new(Mutex::new(Vec::new()));
