@@ -1272,34 +1272,26 @@ mod tests {
 
     #[test]
     fn the_suggested_time_is_one_at_which_the_first_run_is_whole() {
-        // run-a's snapshots started a second apart: --at its first start
-        // would still be too early for the run as a whole.
-        let mut all = two_runs();
-        all[1].start_time = t(1) + chrono::Duration::seconds(1);
-        let err = choose_run(&all, "default", "i-1", t(0)).unwrap_err();
-        assert!(
-            err.ends_with("pass --at 2026-11-24T01:00:01Z or later"),
-            "{err}"
-        );
-        let (run, _) = choose_run(&all, "default", "i-1", t(1) + chrono::Duration::seconds(1))
-            .expect("the suggested time works");
-        assert_eq!(run, "run-a");
-    }
-
-    #[test]
-    fn the_suggested_time_rounds_a_start_with_milliseconds_up() {
-        // Real EC2 start times carry milliseconds: --at the start's whole
-        // second would fall 250 ms before it.
-        let mut all = two_runs();
-        all[1].start_time = t(1) + chrono::Duration::milliseconds(1_250);
-        let err = choose_run(&all, "default", "i-1", t(0)).unwrap_err();
-        assert!(
-            err.ends_with("pass --at 2026-11-24T01:00:02Z or later"),
-            "{err}"
-        );
-        let at = t(1) + chrono::Duration::seconds(2);
-        let (run, _) = choose_run(&all, "default", "i-1", at).expect("the suggested time works");
-        assert_eq!(run, "run-a");
+        // run-a's snapshots started apart: --at its first start would still
+        // be too early for the run as a whole. Real EC2 start times carry
+        // milliseconds: the suggestion rounds up, or it would fall 250 ms
+        // before the last start.
+        for (last_start_ms, suggested) in [
+            (1_000, "2026-11-24T01:00:01Z"),
+            (1_250, "2026-11-24T01:00:02Z"),
+        ] {
+            let mut all = two_runs();
+            all[1].start_time = t(1) + chrono::Duration::milliseconds(last_start_ms);
+            let err = choose_run(&all, "default", "i-1", t(0)).unwrap_err();
+            assert!(
+                err.ends_with(&format!("pass --at {suggested} or later")),
+                "{err}"
+            );
+            let at = DateTime::parse_from_rfc3339(suggested).unwrap().to_utc();
+            let (run, _) =
+                choose_run(&all, "default", "i-1", at).expect("the suggested time works");
+            assert_eq!(run, "run-a");
+        }
     }
 
     #[test]
