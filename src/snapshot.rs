@@ -1257,16 +1257,7 @@ mod tests {
         ));
         let creates = [create("vol-a")];
 
-        let (outcomes, _) = create_all(
-            &exec,
-            &creates,
-            &set_of(&creates),
-            "default",
-            "run-1",
-            None,
-            None,
-        )
-        .await;
+        let outcomes = run_creates(&exec, &creates, "default", "run-1").await;
 
         assert_eq!(
             outcomes,
@@ -1299,16 +1290,7 @@ mod tests {
         ));
         let creates = [create("vol-a"), create("vol-gone")];
 
-        let (outcomes, _) = create_all(
-            &exec,
-            &creates,
-            &set_of(&creates),
-            "default",
-            "run-1",
-            None,
-            None,
-        )
-        .await;
+        let outcomes = run_creates(&exec, &creates, "default", "run-1").await;
 
         assert!(
             matches!(&outcomes[0], CreateOutcome::Unfinished { snapshot_id, reason } if snapshot_id == "snap-a" && reason.starts_with("created, but tagging it failed: UnauthorizedOperation")),
@@ -1350,16 +1332,7 @@ mod tests {
         *client_stop.lock().unwrap() = Some(exec.stop.clone());
         let creates = [create("vol-a")];
 
-        let (outcomes, _) = create_all(
-            &exec,
-            &creates,
-            &set_of(&creates),
-            "default",
-            "run-1",
-            None,
-            None,
-        )
-        .await;
+        let outcomes = run_creates(&exec, &creates, "default", "run-1").await;
 
         assert!(exec.stop.check().is_err(), "the run was interrupted");
         assert_eq!(
@@ -1385,16 +1358,7 @@ mod tests {
         exec.dry_run = true;
         let creates = [create("vol-a"), create("vol-b")];
 
-        let (outcomes, _) = create_all(
-            &exec,
-            &creates,
-            &set_of(&creates),
-            "default",
-            "run-1",
-            None,
-            None,
-        )
-        .await;
+        let outcomes = run_creates(&exec, &creates, "default", "run-1").await;
 
         assert_eq!(outcomes, [CreateOutcome::Allowed, CreateOutcome::Allowed]);
         assert_eq!(set_call.num_calls(), 1);
