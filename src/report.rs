@@ -989,6 +989,11 @@ mod tests {
                 reason: KeepReason::KeepMin { keep_min: 2 },
             })
             .collect();
+        // What lets std collect in place: an entry no larger than a Kept,
+        // with the same alignment. Should this fail, the buffer check below
+        // fails too, and this says why.
+        assert!(std::mem::size_of::<KeptEntry>() <= std::mem::size_of::<Kept>());
+        assert_eq!(std::mem::align_of::<KeptEntry>(), std::mem::align_of::<Kept>());
         let buffer = kept.as_ptr() as usize;
         let run = RegionRun::Executed {
             plan: Plan {
