@@ -19,7 +19,7 @@ use crate::inventory::{TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT};
 use crate::plan::{Create, Plan};
 use crate::purge::DeleteOutcome;
 use crate::snapshot::{
-    create_with_retries, no_retries, only_snapshot, snapshot_tag_spec, CreateOutcome,
+    create_with_retries, made_one, no_retries, only_snapshot, snapshot_tag_spec, CreateOutcome,
 };
 
 /// One copy to make: a snapshot of this run, to one destination region.
@@ -179,11 +179,7 @@ async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOu
             .config_override(no_retries())
             .send()
             .await?;
-        Ok(output
-            .snapshot_id()
-            .map(|id| (job.create.volume_id.clone(), id.to_owned()))
-            .into_iter()
-            .collect())
+        Ok(made_one(&job.create.volume_id, output.snapshot_id()))
     };
     let lookup = (TAG_SOURCE_SNAPSHOT, source_id.as_str());
     match only_snapshot(create_with_retries(exec, send, lookup, step.run_id, "the copy").await) {

@@ -368,11 +368,7 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
             .config_override(no_retries())
             .send()
             .await?;
-        Ok(output
-            .snapshot_id()
-            .map(|id| (create.volume_id.clone(), id.to_owned()))
-            .into_iter()
-            .collect())
+        Ok(made_one(&create.volume_id, output.snapshot_id()))
     };
     let lookup = ("volume-id", create.volume_id.as_str());
     match only_snapshot(create_with_retries(exec, send, lookup, run_id, "the snapshot").await) {
@@ -386,6 +382,15 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
 
 /// The snapshot id a call that makes one snapshot (CreateSnapshot,
 /// CopySnapshot) answered, from `create_with_retries`.
+/// What a call that makes one snapshot (CreateSnapshot, CopySnapshot)
+/// made, as `create_with_retries` takes it: (volume id, snapshot id).
+pub(crate) fn made_one(volume_id: &str, snapshot_id: Option<&str>) -> Vec<(String, String)> {
+    snapshot_id
+        .map(|id| (volume_id.to_owned(), id.to_owned()))
+        .into_iter()
+        .collect()
+}
+
 pub(crate) fn only_snapshot(made: Result<Vec<(String, String)>, String>) -> Result<String, String> {
     made?
         .into_iter()
