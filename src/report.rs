@@ -993,7 +993,10 @@ mod tests {
         // with the same alignment. Should this fail, the buffer check below
         // fails too, and this says why.
         assert!(std::mem::size_of::<KeptEntry>() <= std::mem::size_of::<Kept>());
-        assert_eq!(std::mem::align_of::<KeptEntry>(), std::mem::align_of::<Kept>());
+        assert_eq!(
+            std::mem::align_of::<KeptEntry>(),
+            std::mem::align_of::<Kept>()
+        );
         let buffer = kept.as_ptr() as usize;
         let run = RegionRun::Executed {
             plan: Plan {
