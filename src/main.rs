@@ -87,31 +87,31 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             // mails only bad news.
             let watched =
                 !config.quiet && (config.stdout_is_terminal || config.output == OutputFormat::Json);
-            if status != ExitStatus::Success || watched {
-                return Ok(print(
-                    status,
-                    match config.output {
-                        OutputFormat::Text => report.to_text(now),
-                        OutputFormat::Json => report.to_json(),
-                    },
-                ));
+            if status == ExitStatus::Success && !watched {
+                return Ok(status);
             }
-            Ok(status)
+            Ok(print(
+                status,
+                match config.output {
+                    OutputFormat::Text => report.to_text(now),
+                    OutputFormat::Json => report.to_json(),
+                },
+            ))
         }
         Action::Restore(args) => {
             let report = runtime()?.block_on(ebsnap::restore::run(config, args))?;
             let status = report.exit_status();
             // A person asked for it, so it prints unless -q; failures always.
-            if !config.quiet || status != ExitStatus::Success || config.dry_run {
-                return Ok(print(
-                    status,
-                    match config.output {
-                        OutputFormat::Text => report.to_text(),
-                        OutputFormat::Json => report.to_json(),
-                    },
-                ));
+            if config.quiet && status == ExitStatus::Success && !config.dry_run {
+                return Ok(status);
             }
-            Ok(status)
+            Ok(print(
+                status,
+                match config.output {
+                    OutputFormat::Text => report.to_text(),
+                    OutputFormat::Json => report.to_json(),
+                },
+            ))
         }
         Action::IamPolicy => Ok(print(
             ExitStatus::Success,

@@ -21,7 +21,7 @@ use aws_sdk_ec2::types::{
     VolumeAttachmentState, VolumeState, VolumeType,
 };
 use aws_sdk_ec2::Client;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::aws::{self, dry_run_verdict, error_text};
@@ -181,7 +181,13 @@ pub fn choose_run(
                 "the first backup of {instance} in job {job} started at {}, after {at_text}: \
                  pass --at {} or later",
                 rfc3339(first),
-                rfc3339(round_up_to_second(usable))
+                // Rounded up: EC2's start times carry milliseconds, and a
+                // whole second just before the last start would not do.
+                rfc3339(
+                    usable
+                        .duration_round_up(TimeDelta::seconds(1))
+                        .unwrap_or(usable)
+                )
             ));
         }
         // Say why the newest run before `at` does not do.
@@ -443,16 +449,6 @@ pub fn check_devices_free(
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// `time`, or the next whole second when it has a fraction. EC2's start
-/// times carry milliseconds, and a suggested `--at` printed in whole seconds
-/// must not fall just before the start it is meant to cover.
-fn round_up_to_second(time: DateTime<Utc>) -> DateTime<Utc> {
-    match time.timestamp_subsec_nanos() {
-        0 => time,
-        nanos => time + chrono::Duration::nanoseconds(1_000_000_000 - i64::from(nanos)),
-    }
 }
 
 // ---------------------------------------------------------------------------
