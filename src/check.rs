@@ -64,7 +64,8 @@ pub fn assess(
             let newest = snapshots
                 .iter()
                 .filter(|s| *s.volume_id == *volume.volume_id && s.is_marked_for(&policy.job))
-                .filter(|s| s.state == SnapshotState::Completed)
+                // An archived snapshot is no backup a restore can use now.
+                .filter(|s| s.state == SnapshotState::Completed && !s.archived)
                 .max_by_key(|s| s.start_time);
             let status = match newest {
                 None => "never",
@@ -235,6 +236,8 @@ mod tests {
             device: None,
             progress: None,
             size_gib: None,
+            run_id: None,
+            archived: false,
             copy_of: None,
         }
     }

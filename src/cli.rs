@@ -315,10 +315,11 @@ pub struct CommonArgs {
     pub min_interval: TimeDelta,
 
     /// Refuse a purge that would delete more than this many snapshots in a
-    /// region (or more than half of the job's snapshots there) without --force.
-    #[arg(long, global = true, env = "EBSNAP_MAX_DELETE", default_value = "100", value_name = "N",
+    /// region without --force. No cap by default: a purge is refused anyway
+    /// when it would delete more than half of the job's snapshots there.
+    #[arg(long, global = true, env = "EBSNAP_MAX_DELETE", value_name = "N",
           value_parser = parse_max_delete, allow_hyphen_values = true)]
-    pub max_delete: usize,
+    pub max_delete: Option<usize>,
 
     /// A command run (through sh -c, on this host) before each instance's
     /// snapshot, e.g. to lock a database: ssh db1 mongosh --eval 'db.fsyncLock()'.

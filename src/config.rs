@@ -43,9 +43,9 @@ pub struct Policy {
     /// A volume with a job snapshot newer than this is not snapshotted again
     /// (`--min-interval`); zero disables.
     pub min_interval: TimeDelta,
-    /// The delete guard (safety rule 8): most snapshots one purge may delete
-    /// in a region without `--force`.
-    pub max_delete: usize,
+    /// `--max-delete`: an absolute cap on the snapshots one purge may delete
+    /// in a region without `--force`; none by default (safety rule 8).
+    pub max_delete: Option<usize>,
     /// `--force`: lift the delete guard.
     pub force: bool,
     /// `--exclude-boot`: leave out each instance's root volume.
@@ -497,7 +497,7 @@ pub mod testing {
 
     /// The policy of `ebsnap run` with every default: job `default`, any
     /// `Scheduled-Snapshots` value, 7 days, keep-min 1, min-interval 10m,
-    /// max-delete 100, no --force.
+    /// no --max-delete, no --force.
     pub fn policy() -> Policy {
         Policy {
             job: "default".into(),
@@ -508,7 +508,7 @@ pub mod testing {
             retention: TimeDelta::days(7),
             keep_min: 1,
             min_interval: TimeDelta::minutes(10),
-            max_delete: 100,
+            max_delete: None,
             force: false,
             exclude_boot: false,
             copy_tags: None,

@@ -253,6 +253,13 @@ pub struct RetryTiming {
     /// The first wait when EC2 says the volume itself is busy
     /// (`SnapshotCreationPerVolumeRateExceeded`, `ConcurrentSnapshotLimitExceeded`).
     pub busy_delay: Duration,
+    /// How long EC2's answers may lag behind its state: for this long after
+    /// a create, a look for the snapshot that finds nothing, and a CreateTags
+    /// or describe that answers `InvalidSnapshot.NotFound`, are asked again
+    /// before they count (EC2 API Reference, "Eventual consistency in the
+    /// Amazon EC2 API": "Amazon EC2 uses a model of eventual consistency ...
+    /// a resource that you create might not be immediately visible").
+    pub settle: Duration,
 }
 
 impl RetryTiming {
@@ -261,6 +268,7 @@ impl RetryTiming {
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(60),
         busy_delay: Duration::from_secs(15),
+        settle: Duration::from_secs(30),
     };
 
     /// The wait before attempt `attempt + 1`, after `attempt` failed ones.
@@ -273,6 +281,17 @@ impl RetryTiming {
         first
             .saturating_mul(1 << attempt.saturating_sub(1).min(16))
             .min(self.max_delay)
+    }
+
+    /// The waits between the looks and asks of the settle window: the base
+    /// delay, doubling, until `settle` has passed in all.
+    pub fn settle_delays(&self) -> impl Iterator<Item = Duration> + '_ {
+        let mut total = Duration::ZERO;
+        (1..).map(|attempt| self.delay(attempt, false)).take_while(move |delay| {
+            let before = total;
+            total += *delay;
+            before < self.settle
+        })
     }
 }
 
@@ -322,6 +341,7 @@ pub fn test_executor(client: Client, dry_run: bool) -> Executor {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(5),
         busy_delay: Duration::from_millis(2),
+        settle: Duration::from_millis(20),
     };
     // The per-volume path unless a test asks for CreateSnapshots.
     let mut exec = Executor::new(

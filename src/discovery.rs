@@ -6,7 +6,9 @@
 //! fleet size. EC2's types are turned into ours (inventory.rs) right here.
 
 use anyhow::{anyhow, Result};
-use aws_sdk_ec2::types::{AttachmentStatus, Filter, Instance as Ec2Instance, Snapshot, Tag};
+use aws_sdk_ec2::types::{
+    AttachmentStatus, Filter, Instance as Ec2Instance, Snapshot, StorageTier, Tag,
+};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
@@ -14,7 +16,7 @@ use crate::aws::error_text;
 use crate::config::TagSelector;
 use crate::inventory::{
     AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Interner, Inventory, SnapshotState,
-    TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_SKIP, TAG_SOURCE_REGION,
+    TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP, TAG_SOURCE_REGION,
     TAG_SOURCE_SNAPSHOT,
 };
 
@@ -286,6 +288,8 @@ fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<
         job: shared_tag(TAG_JOB),
         instance_id: shared_tag(TAG_INSTANCE_ID),
         device: shared_tag(TAG_DEVICE),
+        run_id: shared_tag(TAG_RUN_ID),
+        archived: snapshot.storage_tier() == Some(&StorageTier::Archive),
         volume_id: interner.get(snapshot.volume_id().unwrap_or_default()),
         state: SnapshotState::parse(snapshot.state().map(|s| s.as_str()).unwrap_or("unknown")),
         start_time: DateTime::<Utc>::from_timestamp(start.secs(), start.subsec_nanos())?,

@@ -8,9 +8,22 @@ use serde_json::{json, Value};
 
 use crate::inventory::TAG_JOB;
 
-const VOLUMES: &str = "arn:aws:ec2:*:*:volume/*";
-const SNAPSHOTS: &str = "arn:aws:ec2:*::snapshot/*";
-const INSTANCES: &str = "arn:aws:ec2:*:*:instance/*";
+// Resource ARNs, from the Service Authorization Reference, "Actions,
+// resources, and condition keys for Amazon EC2" (resource types table):
+// `arn:${Partition}:ec2:${Region}:${Account}:volume/${VolumeId}`, and a
+// snapshot's ARN has no account (`arn:${Partition}:ec2:${Region}::snapshot/${SnapshotId}`).
+// The partition is a wildcard, so one policy serves aws, aws-cn and
+// aws-us-gov (IAM User Guide, "IAM JSON policy elements: Resource": wildcards
+// may stand in any segment of an ARN).
+const VOLUMES: &str = "arn:*:ec2:*:*:volume/*";
+const SNAPSHOTS: &str = "arn:*:ec2:*::snapshot/*";
+const INSTANCES: &str = "arn:*:ec2:*:*:instance/*";
+
+/// The create calls whose TagSpecifications IAM judges again as
+/// `ec2:CreateTags` on the new resource, with `ec2:CreateAction` naming the
+/// call (EC2 User Guide, "Grant permission to tag Amazon EC2 resources during
+/// creation"): every call ebsnap makes that tags what it creates.
+const TAGGING_CREATES: [&str; 4] = ["CreateSnapshot", "CreateSnapshots", "CopySnapshot", "CreateVolume"];
 
 /// The policy a role needs to run every ebsnap command for `job`.
 pub fn policy(job: &str) -> Value {
@@ -20,7 +33,13 @@ pub fn policy(job: &str) -> Value {
             {
                 "Sid": "Discover",
                 "Effect": "Allow",
-                "Action": ["ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:DescribeVolumes"],
+                "Action": [
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeLockedSnapshots",
+                    "ec2:DescribeRegions",
+                    "ec2:DescribeSnapshots",
+                    "ec2:DescribeVolumes"
+                ],
                 "Resource": "*"
             },
             {
@@ -41,7 +60,7 @@ pub fn policy(job: &str) -> Value {
                 "Effect": "Allow",
                 "Action": "ec2:CreateTags",
                 "Resource": [SNAPSHOTS, VOLUMES],
-                "Condition": { "StringEquals": { "ec2:CreateAction": ["CreateSnapshot", "CopySnapshot", "CreateVolume"] } }
+                "Condition": { "StringEquals": { "ec2:CreateAction": TAGGING_CREATES } }
             },
             {
                 "Sid": "TagOnlyThisJobsSnapshots",

@@ -126,6 +126,13 @@ pub struct ExistingSnapshot {
     pub instance_id: Option<Arc<str>>,
     /// `ebsnap:device`.
     pub device: Option<Arc<str>>,
+    /// `ebsnap:run-id`: two snapshots of one volume with one run id are a
+    /// duplicate that a retried create left (safety rule 7).
+    pub run_id: Option<Arc<str>>,
+    /// In the archive tier (StorageTier `archive`): it must be restored from
+    /// the archive before a volume can be made of it, so it is no backup a
+    /// restore can use now (safety rule 4).
+    pub archived: bool,
     /// How far along a pending snapshot is, e.g. `42%`.
     pub progress: Option<Box<str>>,
     /// The size of the volume it was taken of, in GiB.
@@ -184,7 +191,7 @@ mod tests {
     #[test]
     fn a_snapshot_stays_small() {
         // 30,000 of them are held at once: each field matters.
-        assert!(std::mem::size_of::<ExistingSnapshot>() <= 160);
+        assert!(std::mem::size_of::<ExistingSnapshot>() <= 176);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::cli::ListArgs;
 use crate::config::{Config, Policy, Steps};
 use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
-use crate::plan::{self, format_age, KeepReason};
+use crate::plan::{self, format_age, DeleteReason, KeepReason};
 use crate::report::ExitStatus;
 
 /// One snapshot of the job, and what purge will do with it.
@@ -33,6 +33,9 @@ pub struct ListEntry {
     /// How far along a pending snapshot is, e.g. `42%`.
     pub progress: Option<Box<str>>,
     pub size_gib: Option<i32>,
+    /// `standard`, or `archive` for a snapshot in the archive tier (it must
+    /// come back from the archive, which takes hours, before a restore).
+    pub storage_tier: &'static str,
     /// `delete` (at the next purge) or `keep`.
     pub purge: &'static str,
     pub reason: String,
@@ -83,8 +86,8 @@ pub fn entries(
         now,
     );
     let shared_region: Arc<str> = region.into();
-    let deletes = plan.deletes.into_iter().map(|d| (d.snapshot, None));
-    let kept = plan.kept.into_iter().map(|k| (k.snapshot, Some(k.reason)));
+    let deletes = plan.deletes.into_iter().map(|d| (d.snapshot, Err(d.reason)));
+    let kept = plan.kept.into_iter().map(|k| (k.snapshot, Ok(k.reason)));
     let mut entries: Vec<ListEntry> = deletes
         .chain(kept)
         .filter(|(s, _)| filter.volume.as_ref().is_none_or(|v| *s.volume_id == **v))
@@ -104,15 +107,19 @@ pub fn entries(
     entries
 }
 
-fn entry(region: &Arc<str>, snapshot: ExistingSnapshot, keep: Option<KeepReason>) -> ListEntry {
-    let (purge, reason, reason_code, expires_at) = match keep {
-        None => (
+fn entry(
+    region: &Arc<str>,
+    snapshot: ExistingSnapshot,
+    verdict: Result<KeepReason, DeleteReason>,
+) -> ListEntry {
+    let (purge, reason, reason_code, expires_at) = match verdict {
+        Err(reason) => (
             "delete",
-            "past retention: deleted at the next purge".to_owned(),
-            "expired",
+            format!("{reason}: deleted at the next purge"),
+            reason.code(),
             None,
         ),
-        Some(reason) => {
+        Ok(reason) => {
             let expires_at = match reason {
                 KeepReason::WithinRetention { expires_at } => Some(expires_at),
                 _ => None,
@@ -130,6 +137,7 @@ fn entry(region: &Arc<str>, snapshot: ExistingSnapshot, keep: Option<KeepReason>
         state: snapshot.state,
         progress: snapshot.progress,
         size_gib: snapshot.size_gib,
+        storage_tier: if snapshot.archived { "archive" } else { "standard" },
         purge,
         reason,
         reason_code,
@@ -213,6 +221,7 @@ impl Listing {
         for entry in &self.snapshots {
             let state = match (&entry.progress, entry.state.as_str()) {
                 (Some(progress), "pending") => format!("pending {progress}"),
+                _ if entry.storage_tier == "archive" => format!("{} (archived)", entry.state),
                 _ => entry.state.to_string(),
             };
             let mut row: Vec<String> = vec![
@@ -290,6 +299,8 @@ mod tests {
             device: Some("/dev/sdf".into()),
             progress: None,
             size_gib: Some(100),
+            run_id: None,
+            archived: false,
             copy_of: None,
         }
     }

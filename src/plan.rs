@@ -95,6 +95,42 @@ impl Create {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delete {
     pub snapshot: ExistingSnapshot,
+    pub reason: DeleteReason,
+}
+
+/// Why the plan deletes a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Past retention, and not among the newest `keep_min` of its volume.
+    Expired,
+    /// In `error`: it holds nothing to restore, whatever its age (safety
+    /// rule 4).
+    Error,
+    /// A second snapshot of its volume with the same run id: what a create
+    /// retried after a lost answer left, when EC2's describes lagged behind
+    /// its state. The oldest of the run stays (safety rule 7).
+    Duplicate,
+}
+
+impl DeleteReason {
+    /// A stable identifier for programs (`--output json`).
+    pub fn code(self) -> &'static str {
+        match self {
+            DeleteReason::Expired => "expired",
+            DeleteReason::Error => "error",
+            DeleteReason::Duplicate => "duplicate",
+        }
+    }
+}
+
+impl fmt::Display for DeleteReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeleteReason::Expired => "past retention",
+            DeleteReason::Error => "in error: it holds no backup",
+            DeleteReason::Duplicate => "a duplicate of an older snapshot of the same run",
+        })
+    }
 }
 
 /// A snapshot the plan leaves alone, and why.
@@ -125,6 +161,16 @@ pub enum KeepReason {
     /// Due for deletion, but the purge would have deleted too many at once
     /// (safety rule 8); `--force` lets it through.
     DeleteGuard,
+    /// In the archive tier: never deleted by retention, and not counted as
+    /// one of a volume's `keep_min` good backups, since it cannot be
+    /// restored until it comes back from the archive (safety rule 4).
+    Archived,
+    /// EC2 refused the delete: the snapshot is locked (EBS snapshot lock)
+    /// until `until`, when EC2 said (safety rule 5).
+    Locked {
+        until: Option<DateTime<Utc>>,
+        message: String,
+    },
 }
 impl KeepReason {
     /// A stable identifier for programs (`--output json`).
@@ -137,6 +183,8 @@ impl KeepReason {
             KeepReason::VolumeFailed => "volume_failed",
             KeepReason::InUse { .. } => "in_use",
             KeepReason::DeleteGuard => "delete_guard",
+            KeepReason::Archived => "archived",
+            KeepReason::Locked { .. } => "locked",
         }
     }
 }
@@ -175,6 +223,14 @@ impl fmt::Display for KeepReason {
             KeepReason::DeleteGuard => {
                 write!(f, "past retention, but the purge was refused as too large")
             }
+            KeepReason::Archived => write!(
+                f,
+                "in the archive tier: kept, and not counted as a restorable backup"
+            ),
+            KeepReason::Locked {
+                until: Some(until), ..
+            } => write!(f, "locked until {}", until.format("%Y-%m-%d %H:%M UTC")),
+            KeepReason::Locked { until: None, message } => write!(f, "locked ({message})"),
         }
     }
 }
@@ -194,7 +250,8 @@ pub struct SkippedVolume {
     pub instance_name: Option<String>,
     pub volume_id: String,
     pub device: String,
-    /// A stable identifier for programs: `recent`.
+    /// A stable identifier for programs: `skip_tag`, `excluded_boot`,
+    /// `recent`, `multi_attach`.
     pub reason_code: &'static str,
     pub reason: String,
 }
@@ -361,20 +418,29 @@ fn recent_snapshots<'a>(
     recent
 }
 
-/// Safety rule 8: a purge that would delete more than `--max-delete`
-/// snapshots, or more than half of the job's snapshots in the region, is
-/// refused unless `--force`: such a purge is far more likely a mistake
-/// (a retention typed wrong, a clock far off) than a normal day.
+/// Safety rule 8: a purge that would expire more than half of the job's
+/// snapshots in the region, or delete more than `--max-delete` when given,
+/// is refused unless `--force`. A healthy purge expires about one snapshot
+/// of each volume's retention's worth (one in eight for daily runs kept 7
+/// days), whatever the fleet's size; half or more gone at once is the mark
+/// of a mistake: a clock far ahead, a retention cut by an order of
+/// magnitude. Snapshots in error and duplicates hold nothing worth a
+/// refusal, so only the expired ones count towards the half.
 fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
     let planned = plan.deletes.len();
     if policy.force || planned == 0 {
         return;
     }
+    let expiring = plan
+        .deletes
+        .iter()
+        .filter(|d| d.reason == DeleteReason::Expired)
+        .count();
     let mut reasons = Vec::new();
-    if planned > policy.max_delete {
-        reasons.push(format!("more than --max-delete {}", policy.max_delete));
+    if let Some(max_delete) = policy.max_delete.filter(|&max| planned > max) {
+        reasons.push(format!("more than --max-delete {max_delete}"));
     }
-    if planned * 2 > job_snapshots {
+    if expiring * 2 > job_snapshots {
         reasons.push(format!(
             "more than half of the job's {job_snapshots} snapshots here"
         ));
@@ -428,6 +494,10 @@ fn plan_creates(
     recent: &BTreeMap<&str, &ExistingSnapshot>,
     plan: &mut Plan,
 ) {
+    // The instance each volume is snapshotted with: a volume attached to
+    // two selected instances (io2 Multi-Attach) gets one snapshot a run,
+    // with the first; the other leaves it out.
+    let mut snapshotted_with: BTreeMap<&str, &str> = BTreeMap::new();
     for instance in &inventory.instances {
         if let Err(reason) = is_selected(&policy.selector, &instance.selection_value) {
             plan.skipped_instances.push(SkippedInstance {
@@ -453,7 +523,14 @@ fn plan_creates(
             .iter()
             .filter(|v| seen.insert(&v.volume_id))
         {
-            if let Some((reason_code, reason)) = skip_reason(volume, inventory, policy, recent) {
+            let skip = match snapshotted_with.get(volume.volume_id.as_str()) {
+                Some(other) => Some((
+                    "multi_attach",
+                    format!("attached to {other} too, and snapshotted with it"),
+                )),
+                None => skip_reason(volume, inventory, policy, recent),
+            };
+            if let Some((reason_code, reason)) = skip {
                 left_out.push(volume);
                 plan.skipped_volumes.push(SkippedVolume {
                     instance_id: instance.id.clone(),
@@ -470,6 +547,7 @@ fn plan_creates(
                 .get(&volume.volume_id)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
+            snapshotted_with.insert(&volume.volume_id, &instance.id);
             plan.creates.push(Create {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
@@ -516,18 +594,24 @@ fn plan_purge(
             .then(b.start_time.cmp(&a.start_time))
             .then(a.id.cmp(&b.id))
     });
+    let duplicates = younger_duplicates(&snapshots, volume_of);
     let mut verdicts = Vec::with_capacity(snapshots.len());
-    let mut newer_completed = 0;
+    let mut newer_good = 0;
     for (position, snapshot) in snapshots.iter().enumerate() {
         if position == 0 || volume_of(&snapshots[position - 1]) != volume_of(snapshot) {
-            newer_completed = 0;
+            newer_good = 0;
         }
-        verdicts.push(keep_reason(snapshot, newer_completed, policy, now));
-        if snapshot.state == SnapshotState::Completed {
-            newer_completed += 1;
+        let verdict = if duplicates.contains(&position) {
+            Err(DeleteReason::Duplicate)
+        } else {
+            verdict(snapshot, newer_good, policy, now)
+        };
+        if verdict.is_ok() && is_good_backup(snapshot) {
+            newer_good += 1;
         }
+        verdicts.push(verdict);
     }
-    let kept = verdicts.iter().filter(|v| v.is_some()).count();
+    let kept = verdicts.iter().filter(|v| v.is_ok()).count();
     plan.kept.reserve_exact(kept);
     plan.deletes.reserve_exact(verdicts.len() - kept);
     let (first_kept, first_delete) = (plan.kept.len(), plan.deletes.len());
@@ -536,8 +620,8 @@ fn plan_purge(
     // sorted order.
     while let (Some(snapshot), Some(verdict)) = (snapshots.pop(), verdicts.pop()) {
         match verdict {
-            Some(reason) => plan.kept.push(Kept { snapshot, reason }),
-            None => plan.deletes.push(Delete { snapshot }),
+            Ok(reason) => plan.kept.push(Kept { snapshot, reason }),
+            Err(reason) => plan.deletes.push(Delete { snapshot, reason }),
         }
         if snapshots.capacity() - snapshots.len() >= SHRINK_STEP {
             snapshots.shrink_to_fit();
@@ -551,33 +635,70 @@ fn plan_purge(
 /// their memory back: about 160 KiB.
 const SHRINK_STEP: usize = 1024;
 
-/// Why a job snapshot is kept, or `None` when it is to be deleted.
-/// `newer_completed` counts the completed snapshots of the same volume that
-/// started after this one.
-fn keep_reason(
+/// A completed snapshot in the standard tier: one a volume can be restored
+/// from now, so one of the `keep_min` (safety rules 2 and 4).
+fn is_good_backup(snapshot: &ExistingSnapshot) -> bool {
+    snapshot.state == SnapshotState::Completed && !snapshot.archived
+}
+
+/// The positions in `sorted` (by volume, newest first) of the younger
+/// snapshots of a volume that share a run id with an older one: a run makes
+/// one snapshot of a volume, so these are the duplicates a retried create
+/// left. Only good backups count: a pending one is never deleted (it is
+/// judged next run), one in error is deleted anyway, an archived one stays.
+fn younger_duplicates(
+    sorted: &[ExistingSnapshot],
+    volume_of: for<'a> fn(&'a ExistingSnapshot) -> (&'a str, &'a str),
+) -> HashSet<usize> {
+    let mut oldest_of_run: BTreeMap<((&str, &str), &str), usize> = BTreeMap::new();
+    let mut duplicates = HashSet::new();
+    for (position, snapshot) in sorted.iter().enumerate() {
+        let Some(run_id) = snapshot.run_id.as_deref() else {
+            continue;
+        };
+        if !is_good_backup(snapshot) {
+            continue;
+        }
+        // Newest first: a later position is older, and takes over as the
+        // one to keep.
+        if let Some(younger) = oldest_of_run.insert((volume_of(snapshot), run_id), position) {
+            duplicates.insert(younger);
+        }
+    }
+    duplicates
+}
+
+/// Why a job snapshot is kept (`Ok`), or why it is deleted (`Err`).
+/// `newer_good` counts the good backups (`is_good_backup`) of the same
+/// volume that started after this one and are kept.
+fn verdict(
     snapshot: &ExistingSnapshot,
-    newer_completed: usize,
+    newer_good: usize,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Option<KeepReason> {
+) -> Result<KeepReason, DeleteReason> {
     match &snapshot.state {
         SnapshotState::Pending | SnapshotState::Other(_) => {
-            return Some(KeepReason::NotFinished {
+            return Ok(KeepReason::NotFinished {
                 state: snapshot.state.as_str().to_owned(),
             });
         }
-        SnapshotState::Completed | SnapshotState::Error => {}
+        SnapshotState::Error => return Err(DeleteReason::Error),
+        SnapshotState::Completed => {}
+    }
+    if snapshot.archived {
+        return Ok(KeepReason::Archived);
     }
     let expires_at = snapshot.start_time + policy.retention;
     if now <= expires_at {
-        return Some(KeepReason::WithinRetention { expires_at });
+        return Ok(KeepReason::WithinRetention { expires_at });
     }
-    if snapshot.state == SnapshotState::Completed && newer_completed < policy.keep_min {
-        return Some(KeepReason::KeepMin {
+    if newer_good < policy.keep_min {
+        return Ok(KeepReason::KeepMin {
             keep_min: policy.keep_min,
         });
     }
-    None
+    Err(DeleteReason::Expired)
 }
 
 /// One id per run, shared by every snapshot of the run: the time it started
@@ -653,6 +774,8 @@ mod tests {
             device: Some("/dev/xvda".into()),
             progress: None,
             size_gib: Some(8),
+            run_id: None,
+            archived: false,
             copy_of: None,
         }
     }
@@ -1260,7 +1383,7 @@ mod tests {
         snapshots
             .extend((0..7).map(|d| completed(&format!("new{d}"), "vol-a", TimeDelta::days(d))));
         let policy = Policy {
-            max_delete: 2,
+            max_delete: Some(2),
             ..guarded()
         };
         let plan = purge(snapshots.clone(), &policy);
@@ -1282,6 +1405,142 @@ mod tests {
             .len(),
             3
         );
+    }
+
+    /// Daily runs at 02:00 for `days` days on `volumes` volumes, as the
+    /// job's snapshots would stand just before the run of `now()`.
+    fn daily_history(volumes: usize, days: i64) -> Vec<ExistingSnapshot> {
+        let mut snapshots = Vec::new();
+        for v in 0..volumes {
+            let volume = format!("vol-{v}");
+            for d in 1..=days {
+                snapshots.push(completed(&format!("{volume}-d{d}"), &volume, TimeDelta::days(d)));
+            }
+        }
+        snapshots
+    }
+
+    #[test]
+    fn the_delete_guard_lets_a_healthy_nightly_purge_through_at_any_fleet_size() {
+        // 1,000 volumes, daily runs, 7-day retention: the snapshot of 8 days
+        // ago goes on every volume, 1,000 deletes, every night.
+        for volumes in [1, 100, 1_000] {
+            let plan = purge(daily_history(volumes, 8), &guarded());
+            assert_eq!(plan.purge_refused, None, "{volumes} volumes");
+            assert_eq!(plan.deletes.len(), volumes);
+        }
+    }
+
+    #[test]
+    fn the_delete_guard_refuses_a_clock_a_year_ahead_or_a_retention_cut_24_fold() {
+        let history = daily_history(1_000, 8);
+        let year_ahead = build(
+            Inventory {
+                snapshots: history.clone(),
+                ..Inventory::default()
+            },
+            &guarded(),
+            PURGE,
+            now() + TimeDelta::days(365),
+        );
+        assert!(year_ahead.deletes.is_empty());
+        assert!(year_ahead.purge_refused.is_some());
+        let cut = Policy {
+            retention: TimeDelta::hours(7),
+            ..guarded()
+        };
+        let plan = purge(history, &cut);
+        assert!(plan.deletes.is_empty());
+        assert!(plan
+            .purge_refused
+            .as_deref()
+            .is_some_and(|r| r.contains("more than half")));
+    }
+
+    #[test]
+    fn a_snapshot_in_error_is_deleted_whatever_its_age_and_never_counts_as_a_backup() {
+        let snapshots = vec![
+            snap("broken", "vol-a", TimeDelta::hours(1), SnapshotState::Error),
+            completed("old", "vol-a", TimeDelta::days(9)),
+        ];
+        let plan = purge(snapshots, &guarded());
+        assert_eq!(deleted_ids(&plan), ["broken"]);
+        assert_eq!(plan.deletes[0].reason, DeleteReason::Error);
+        // The expired one is the volume's newest good backup: kept.
+        assert_eq!(
+            kept_reason(&plan, "old"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
+    }
+
+    #[test]
+    fn an_archived_snapshot_is_kept_and_not_counted_towards_keep_min() {
+        let mut archived = completed("archived", "vol-a", TimeDelta::days(1));
+        archived.archived = true;
+        let mut archived_old = completed("archived-old", "vol-a", TimeDelta::days(400));
+        archived_old.archived = true;
+        let snapshots = vec![
+            archived,
+            archived_old,
+            completed("standard-old", "vol-a", TimeDelta::days(9)),
+        ];
+        let plan = purge(snapshots, &policy());
+        assert!(plan.deletes.is_empty(), "{:?}", deleted_ids(&plan));
+        assert_eq!(kept_reason(&plan, "archived"), &KeepReason::Archived);
+        assert_eq!(kept_reason(&plan, "archived-old"), &KeepReason::Archived);
+        // The newer archived one cannot be restored now, so this expired one
+        // is still the volume's last good backup.
+        assert_eq!(
+            kept_reason(&plan, "standard-old"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
+    }
+
+    #[test]
+    fn the_younger_of_two_snapshots_of_one_run_is_deleted_as_a_duplicate() {
+        let with_run = |id: &str, volume: &str, age: TimeDelta, run: &str| ExistingSnapshot {
+            run_id: Some(run.into()),
+            ..completed(id, volume, age)
+        };
+        let snapshots = vec![
+            with_run("first", "vol-a", TimeDelta::minutes(30), "run-1"),
+            with_run("dup", "vol-a", TimeDelta::minutes(29), "run-1"),
+            // Same run, another volume: no duplicate.
+            with_run("other", "vol-b", TimeDelta::minutes(29), "run-1"),
+            // Another run of the same volume: no duplicate.
+            with_run("earlier", "vol-a", TimeDelta::days(1), "run-0"),
+            // A pending one is never deleted, even as a duplicate.
+            ExistingSnapshot {
+                state: SnapshotState::Pending,
+                ..with_run("pending-dup", "vol-b", TimeDelta::minutes(28), "run-1")
+            },
+        ];
+        let plan = purge(snapshots, &guarded());
+        assert_eq!(deleted_ids(&plan), ["dup"]);
+        assert_eq!(plan.deletes[0].reason, DeleteReason::Duplicate);
+        assert_eq!(plan.purge_refused, None);
+        for kept in ["first", "other", "earlier", "pending-dup"] {
+            assert!(plan.kept.iter().any(|k| *k.snapshot.id == *kept), "{kept}");
+        }
+    }
+
+    #[test]
+    fn a_volume_attached_to_two_selected_instances_gets_one_snapshot() {
+        let inventory = Inventory {
+            instances: vec![
+                instance("i-1", "true", &["vol-root1", "vol-shared"]),
+                instance("i-2", "true", &["vol-root2", "vol-shared"]),
+            ],
+            ..Inventory::default()
+        };
+        let plan = build(inventory, &policy(), SNAPSHOT, now());
+        let volumes: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
+        assert_eq!(volumes, ["vol-root1", "vol-shared", "vol-root2"]);
+        assert_eq!(plan.skipped_volumes.len(), 1);
+        assert_eq!(plan.skipped_volumes[0].instance_id, "i-2");
+        assert_eq!(plan.skipped_volumes[0].reason_code, "multi_attach");
+        // CreateSnapshots of i-2 is told to leave it out.
+        assert_eq!(plan.sets[1].exclude_data_volume_ids, ["vol-shared"]);
     }
 
     #[test]

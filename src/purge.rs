@@ -2,6 +2,7 @@
 //! against the job's marker just before it is sent (safety rule 1).
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::LockState;
 use futures_util::{stream, StreamExt};
 use tokio::sync::Semaphore;
 
@@ -21,6 +22,12 @@ pub enum DeleteOutcome {
     /// An AMI still uses the snapshot: kept and reported, not a failure
     /// (safety rule 5).
     InUse {
+        message: String,
+    },
+    /// The snapshot is locked (EBS snapshot lock): kept and reported, not a
+    /// failure (safety rule 5). `until` is when the lock ends, when known.
+    Locked {
+        until: Option<chrono::DateTime<chrono::Utc>>,
         message: String,
     },
     Failed {
@@ -131,7 +138,17 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
         tracing::info!(snapshot = %snapshot.id, attempt, %reason, "delete failed");
         let status = err.raw_response().map(|r| r.status().as_u16());
         let failure = classify_failure(err.code(), status);
-        if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
+        if failure == CallFailure::Refused {
+            // EC2's refusal of a locked snapshot has no error code of its
+            // own in the API reference, so ask the documented way: a lock
+            // that DescribeLockedSnapshots shows in force explains it.
+            if let Some(until) = lock_in_force(exec, &snapshot.id).await {
+                let message = err.message().unwrap_or("locked").to_owned();
+                return DeleteOutcome::Locked { until, message };
+            }
+            return DeleteOutcome::Failed { reason };
+        }
+        if attempt >= exec.retry.max_attempts {
             return DeleteOutcome::Failed { reason };
         }
         if let Err(stopped) = exec.stop.sleep(exec.retry.delay(attempt, false)).await {
@@ -139,6 +156,36 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
                 reason: format!("{reason}; then {stopped}"),
             };
         }
+    }
+}
+
+/// Whether `snapshot_id` is locked (EBS User Guide, "Amazon EBS snapshot
+/// lock": "While a snapshot is locked, it can't be deleted by any user"),
+/// and until when: `Some(until)` for a lock in force (governance,
+/// compliance, or compliance in its cooling-off period), `None` when it is
+/// not locked or the lock could not be read.
+async fn lock_in_force(
+    exec: &Executor,
+    snapshot_id: &str,
+) -> Option<Option<chrono::DateTime<chrono::Utc>>> {
+    let output = exec
+        .client
+        .describe_locked_snapshots()
+        .snapshot_ids(snapshot_id)
+        .send()
+        .await
+        .map_err(|err| tracing::info!(snapshot = snapshot_id, reason = %error_text(&err), "reading the snapshot's lock failed"))
+        .ok()?;
+    let lock = output
+        .snapshots()
+        .iter()
+        .find(|lock| lock.snapshot_id() == Some(snapshot_id))?;
+    match lock.lock_state()? {
+        LockState::Governance | LockState::Compliance | LockState::ComplianceCooloff => Some(
+            lock.lock_expires_on()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        ),
+        _ => None,
     }
 }
 
@@ -167,8 +214,11 @@ mod tests {
                 device: Some("/dev/sdf".into()),
                 progress: None,
                 size_gib: Some(8),
+                run_id: None,
+                archived: false,
                 copy_of: None,
             },
+            reason: crate::plan::DeleteReason::Expired,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::copy::{CopyOutcome, CopyRun};
 use crate::inventory::{ExistingSnapshot, SnapshotState};
-use crate::plan::{format_age, Create, Delete, KeepReason, Kept, Plan};
+use crate::plan::{format_age, Create, Delete, DeleteReason, KeepReason, Kept, Plan};
 use crate::purge::DeleteOutcome;
 use crate::snapshot::{CreateOutcome, HookFailed};
 
@@ -140,6 +140,11 @@ pub struct DeletedEntry {
     pub permission: Option<&'static str>,
     /// EC2 said it was already gone (deleted by someone else meanwhile).
     pub already_gone: bool,
+    /// Why it was deleted: past retention, in error, or a duplicate.
+    #[serde(serialize_with = "as_text")]
+    pub reason: DeleteReason,
+    /// `expired`, `error` or `duplicate`.
+    pub reason_code: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -543,7 +548,7 @@ impl Report {
     }
 
     fn add_delete(&mut self, region: &Arc<str>, delete: Delete, outcome: DeleteOutcome) {
-        let snapshot = delete.snapshot;
+        let Delete { snapshot, reason } = delete;
         let (permission, already_gone) = match outcome {
             DeleteOutcome::Deleted => (None, false),
             DeleteOutcome::AlreadyGone => (None, true),
@@ -552,6 +557,14 @@ impl Report {
                 let kept = Kept {
                     snapshot,
                     reason: KeepReason::InUse { message },
+                };
+                self.kept.push(kept_entry(region, kept));
+                return;
+            }
+            DeleteOutcome::Locked { until, message } => {
+                let kept = Kept {
+                    snapshot,
+                    reason: KeepReason::Locked { until, message },
                 };
                 self.kept.push(kept_entry(region, kept));
                 return;
@@ -587,6 +600,8 @@ impl Report {
             start_time: snapshot.start_time,
             permission,
             already_gone,
+            reason,
+            reason_code: reason.code(),
         });
     }
 
@@ -720,8 +735,12 @@ impl Report {
                 } else {
                     ""
                 };
+                let why = match deleted.reason {
+                    DeleteReason::Expired => String::new(),
+                    other => format!(": {other}"),
+                };
                 lines.line(format_args!(
-                    "  {verb:<8}{} of {}, {} old{gone}{}",
+                    "  {verb:<8}{} of {}, {} old{gone}{why}{}",
                     deleted.snapshot_id,
                     deleted.volume_id,
                     format_age(now - deleted.start_time),
@@ -730,7 +749,10 @@ impl Report {
             }
             // A real run shows only the kept snapshots worth a look.
             let notable = |k: &&KeptEntry| {
-                self.dry_run || matches!(k.reason_code, "in_use" | "volume_failed" | "delete_guard")
+                self.dry_run || matches!(
+                    k.reason_code,
+                    "in_use" | "volume_failed" | "delete_guard" | "archived" | "locked"
+                )
             };
             for kept in self
                 .kept
@@ -937,6 +959,8 @@ mod tests {
             device: Some("/dev/sdf".into()),
             progress: None,
             size_gib: Some(8),
+            run_id: None,
+            archived: false,
             copy_of: None,
         }
     }
@@ -956,6 +980,7 @@ mod tests {
             creates: vec![create("vol-1"), create("vol-2")],
             deletes: vec![Delete {
                 snapshot: snapshot("snap-old", "vol-1", 9),
+                reason: crate::plan::DeleteReason::Expired,
             }],
             kept: vec![Kept {
                 snapshot: snapshot("snap-new", "vol-1", 2),

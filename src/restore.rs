@@ -56,10 +56,20 @@ pub struct SourceSnapshot {
     /// The size of the volume it was taken of, in GiB.
     pub size_gib: i32,
     pub encrypted: bool,
+    /// In the archive tier: no volume can be made of it until it is
+    /// restored from the archive (EBS User Guide, "Archive Amazon EBS
+    /// snapshots": an archived snapshot must be restored to the standard
+    /// tier before it can be used).
+    pub archived: bool,
     pub tags: Vec<(String, String)>,
 }
 
 impl SourceSnapshot {
+    /// Completed and in the standard tier: a volume can be made of it now.
+    pub fn is_restorable_now(&self) -> bool {
+        self.state == SnapshotState::Completed && !self.archived
+    }
+
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
@@ -163,7 +173,7 @@ pub fn choose_run(
         .iter()
         .filter(|(_, run)| {
             run.iter()
-                .all(|s| s.state == SnapshotState::Completed && s.start_time <= at)
+                .all(|s| s.is_restorable_now() && s.start_time <= at)
         })
         .max_by_key(|(id, run)| (last_start(run), *id));
     let Some((run_id, run)) = chosen else {
@@ -173,7 +183,7 @@ pub fn choose_run(
         // a few seconds, and a run counts only once all of it has started).
         let first_usable = runs
             .values()
-            .filter(|run| run.iter().all(|s| s.state == SnapshotState::Completed))
+            .filter(|run| run.iter().all(|s| s.is_restorable_now()))
             .filter_map(|run| last_start(run))
             .min();
         if let (true, Some(usable)) = (first > at, first_usable) {
@@ -196,9 +206,13 @@ pub fn choose_run(
             .filter(|run| run.iter().any(|s| s.start_time <= at))
             .max_by_key(|run| last_start(run))
             .and_then(|run| {
-                run.iter()
-                    .find(|s| s.state != SnapshotState::Completed)
-                    .map(|s| format!(" ({} is {})", s.id, s.state.as_str()))
+                run.iter().find(|s| !s.is_restorable_now()).map(|s| {
+                    if s.archived {
+                        format!(" ({} is in the archive tier)", s.id)
+                    } else {
+                        format!(" ({} is {})", s.id, s.state.as_str())
+                    }
+                })
             })
             .unwrap_or_default();
         return Err(format!(
@@ -218,8 +232,17 @@ pub fn choose_run(
     Ok((run_id.to_string(), set))
 }
 
-/// A snapshot given with `--snapshot` can be restored only once complete.
+/// A snapshot given with `--snapshot` can be restored only once complete,
+/// and only from the standard tier.
 pub fn check_restorable(snapshot: &SourceSnapshot) -> Result<(), String> {
+    if snapshot.archived && snapshot.state == SnapshotState::Completed {
+        return Err(format!(
+            "snapshot {id} is in the archive tier: bring it back first with \
+             `aws ec2 restore-snapshot-tier --snapshot-id {id} --temporary-restore-days 7` \
+             (hours: `aws ec2 describe-snapshot-tier-status` shows when), then run this again",
+            id = snapshot.id
+        ));
+    }
     match &snapshot.state {
         SnapshotState::Completed => Ok(()),
         SnapshotState::Pending => Err(format!(
@@ -909,9 +932,16 @@ async fn wait_for(
         if waiting.is_empty() {
             return outcomes;
         }
+        // By a filter, not VolumeIds: one volume EC2 does not show (not
+        // yet, or no longer) would fail a describe by ids whole.
         match client
             .describe_volumes()
-            .set_volume_ids(Some(waiting.clone()))
+            .filters(
+                Filter::builder()
+                    .name("volume-id")
+                    .set_values(Some(waiting.clone()))
+                    .build(),
+            )
             .send()
             .await
         {
@@ -967,6 +997,7 @@ fn to_source_snapshot(snapshot: &Snapshot) -> Option<SourceSnapshot> {
         start_time: DateTime::<Utc>::from_timestamp(start.secs(), start.subsec_nanos())?,
         size_gib: snapshot.volume_size().unwrap_or(0),
         encrypted: snapshot.encrypted().unwrap_or(false),
+        archived: snapshot.storage_tier() == Some(&aws_sdk_ec2::types::StorageTier::Archive),
         tags: snapshot
             .tags()
             .iter()
@@ -1158,6 +1189,21 @@ mod tests {
     use super::*;
     use chrono::{TimeDelta, TimeZone};
 
+    /// The values of a describe's `volume-id` filter.
+    fn filtered_ids(filters: &[Filter]) -> Vec<&str> {
+        filters
+            .iter()
+            .filter(|f| f.name() == Some("volume-id"))
+            .flat_map(|f| f.values().iter().map(String::as_str))
+            .collect()
+    }
+
+    /// A describe of the volumes restore made (`vol-new*` here), not of the
+    /// snapshots' source volumes.
+    fn is_poll_of_new_volumes(filters: &[Filter]) -> bool {
+        filtered_ids(filters).iter().any(|id| id.starts_with("vol-new"))
+    }
+
     fn t(hour: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, hour, 0, 0).unwrap()
     }
@@ -1177,6 +1223,7 @@ mod tests {
             start_time: start,
             size_gib: 8,
             encrypted: false,
+            archived: false,
             tags: vec![
                 (TAG_JOB.into(), "default".into()),
                 (TAG_INSTANCE_ID.into(), "i-1".into()),
@@ -1716,7 +1763,7 @@ mod tests {
                 .build()
         });
         let sources = mock!(Client::describe_volumes)
-            .match_requests(|req| !req.filters().is_empty())
+            .match_requests(|req| !is_poll_of_new_volumes(req.filters()))
             .then_output(|| {
                 DescribeVolumesOutput::builder()
                     .volumes(
@@ -1749,7 +1796,7 @@ mod tests {
             .then_output(|| CreateVolumeOutput::builder().volume_id("vol-new").build());
         // Still creating at the first look, then available.
         let poll = mock!(Client::describe_volumes)
-            .match_requests(|req| req.volume_ids() == ["vol-new"])
+            .match_requests(|req| filtered_ids(req.filters()) == ["vol-new"])
             .sequence()
             .output(|| {
                 DescribeVolumesOutput::builder()
@@ -1933,7 +1980,7 @@ mod tests {
             .match_requests(|req| req.instance_ids() == ["i-staging"])
             .then_output(|| instance("i-staging", "us-east-1a", &[("/dev/xvda", "vol-sroot")]));
         let sources = mock!(Client::describe_volumes)
-            .match_requests(|req| !req.filters().is_empty())
+            .match_requests(|req| !is_poll_of_new_volumes(req.filters()))
             .then_output(|| DescribeVolumesOutput::builder().build());
         mock_client!(
             aws_sdk_ec2,
@@ -1963,7 +2010,7 @@ mod tests {
             .match_requests(|req| req.snapshot_id() == Some("snap-g"))
             .then_output(|| CreateVolumeOutput::builder().volume_id("vol-new-g").build());
         let polls = mock!(Client::describe_volumes)
-            .match_requests(|req| !req.volume_ids().is_empty())
+            .match_requests(|req| is_poll_of_new_volumes(req.filters()))
             .then_output(|| {
                 DescribeVolumesOutput::builder()
                     .volumes(volume_in("vol-new-f", VolumeState::Available))
@@ -1987,7 +2034,7 @@ mod tests {
             .match_requests(|req| req.instance_ids() == ["i-staging"])
             .then_output(|| instance("i-staging", "us-east-1a", &[("/dev/xvda", "vol-sroot")]));
         let sources = mock!(Client::describe_volumes)
-            .match_requests(|req| !req.filters().is_empty())
+            .match_requests(|req| !is_poll_of_new_volumes(req.filters()))
             .then_output(|| DescribeVolumesOutput::builder().build());
         let client = mock_client!(
             aws_sdk_ec2,
@@ -2043,19 +2090,19 @@ mod tests {
     async fn a_volume_not_ready_within_the_wait_timeout_is_a_failure_that_says_where_to_look() {
         let creates = mock!(Client::create_volume)
             .sequence()
-            .output(|| CreateVolumeOutput::builder().volume_id("vol-slow").build())
+            .output(|| CreateVolumeOutput::builder().volume_id("vol-new-slow").build())
             .output(|| {
                 CreateVolumeOutput::builder()
-                    .volume_id("vol-slower")
+                    .volume_id("vol-new-slower")
                     .build()
             })
             .build();
         let polls = mock!(Client::describe_volumes)
-            .match_requests(|req| req.volume_ids() == ["vol-slow", "vol-slower"])
+            .match_requests(|req| filtered_ids(req.filters()) == ["vol-new-slow", "vol-new-slower"])
             .then_output(|| {
                 DescribeVolumesOutput::builder()
-                    .volumes(volume_in("vol-slow", VolumeState::Creating))
-                    .volumes(volume_in("vol-slower", VolumeState::Creating))
+                    .volumes(volume_in("vol-new-slow", VolumeState::Creating))
+                    .volumes(volume_in("vol-new-slower", VolumeState::Creating))
                     .build()
             });
         let attach = mock!(Client::attach_volume).then_output(|| {
@@ -2078,7 +2125,7 @@ mod tests {
         assert!(
             report.failed[0].reason.starts_with(
                 "not ready within --wait-timeout: it may still get there; look with \
-                              aws ec2 describe-volumes --volume-ids vol-slow"
+                              aws ec2 describe-volumes --volume-ids vol-new-slow"
             ),
             "{}",
             report.failed[0].reason

@@ -57,6 +57,10 @@ pub enum CallFailure {
     /// The answer was lost (5xx, timeout, connection reset): the snapshot
     /// may exist. Look before trying again.
     MaybeApplied,
+    /// EC2 does not know the snapshot the call names (a copy's source),
+    /// which right after its create is EC2's answers lagging behind its
+    /// state: try again through the settle window.
+    NotVisibleYet,
     /// EC2 said no for good (bad volume, no permission): do not retry.
     Refused,
 }
@@ -73,6 +77,7 @@ pub fn classify_failure(code: Option<&str>, status: Option<u16>) -> CallFailure 
             | "ConcurrentSnapshotLimitExceeded"
             | "ResourceLimitExceeded",
         ) => CallFailure::VolumeBusy,
+        Some("InvalidSnapshot.NotFound") => CallFailure::NotVisibleYet,
         Some(_) if status.is_some_and(|s| s < 500) => CallFailure::Refused,
         _ => CallFailure::MaybeApplied,
     }
@@ -249,7 +254,12 @@ async fn create_at_once(
             .collect())
     };
     let lookup = (TAG_INSTANCE_ID, set.instance_id.as_str());
-    let made = match create_with_retries(exec, send, lookup, run_id, "the snapshots").await {
+    let expected: Vec<&str> = set
+        .creates
+        .iter()
+        .map(|&i| creates[i].volume_id.as_str())
+        .collect();
+    let made = match create_with_retries(exec, send, lookup, &expected, run_id, "the snapshots").await {
         Ok(made) => made,
         Err(reason) => return all(CreateOutcome::Failed { reason }),
     };
@@ -331,7 +341,9 @@ pub(crate) fn snapshot_tag_spec<K: Into<String>, V: Into<String>>(
 /// The per-volume half of the tag contract on a snapshot CreateSnapshots
 /// made: device, Name and copied tags (the whole contract, so a snapshot
 /// found after a lost answer gets everything). The SDK retries it: tagging
-/// twice is harmless.
+/// twice is harmless. Right after the create, EC2 may not know the new
+/// snapshot yet and answer `InvalidSnapshot.NotFound`: that is asked again
+/// through the settle window.
 async fn tag_snapshot(
     exec: &Executor,
     snapshot_id: &str,
@@ -339,17 +351,34 @@ async fn tag_snapshot(
     job: &str,
     run_id: &str,
 ) -> Result<(), String> {
-    // Tagging completes a create already made, so it goes ahead even once
-    // the run is stopped (then unpaced: acquire returns at once).
-    let _ = exec.tag_pacer.acquire(&exec.stop).await;
-    exec.client
-        .create_tags()
-        .resources(snapshot_id)
-        .set_tags(Some(ec2_tags(create.tags(job, run_id))))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|err| error_text(&err))
+    let mut delays = exec.retry.settle_delays();
+    loop {
+        // Tagging completes a create already made, so it goes ahead even
+        // once the run is stopped (then unpaced: acquire returns at once).
+        let _ = exec.tag_pacer.acquire(&exec.stop).await;
+        let err = match exec
+            .client
+            .create_tags()
+            .resources(snapshot_id)
+            .set_tags(Some(ec2_tags(create.tags(job, run_id))))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let reason = error_text(&err);
+        let delay = match err.code() {
+            Some("InvalidSnapshot.NotFound") => delays.next(),
+            _ => None,
+        };
+        let Some(delay) = delay else {
+            return Err(reason);
+        };
+        tracing::info!(snapshot = snapshot_id, ?delay, %reason, "tagging again: EC2 may not show the new snapshot yet");
+        // Not cut short by a stop: the snapshot exists and needs its tags.
+        tokio::time::sleep(delay).await;
+    }
 }
 
 async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -> CreateOutcome {
@@ -371,7 +400,8 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
         Ok(made_one(&create.volume_id, output.snapshot_id()))
     };
     let lookup = ("volume-id", create.volume_id.as_str());
-    match only_snapshot(create_with_retries(exec, send, lookup, run_id, "the snapshot").await) {
+    let expected = [create.volume_id.as_str()];
+    match only_snapshot(create_with_retries(exec, send, lookup, &expected, run_id, "the snapshot").await) {
         Ok(snapshot_id) => {
             tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
             CreateOutcome::Created { snapshot_id }
@@ -407,14 +437,19 @@ pub(crate) fn no_retries() -> aws_sdk_ec2::config::Builder {
 /// ebsnap's own retries of a create call (CreateSnapshot or CreateSnapshots),
 /// which has no client token. `send` makes one attempt and returns what it
 /// made as (volume id, snapshot id). A throttled call is tried again after a
-/// backoff; a busy volume waits longer; after a lost answer (5xx, timeout,
-/// reset) the snapshots this run made that match `lookup` are looked for
-/// first, and used if found (safety rule 7). If that look fails, ebsnap
-/// gives up rather than risk a duplicate. `Err` is the reason it failed.
+/// backoff; a busy volume waits longer. Once an attempt may have taken
+/// effect (a 5xx, a timeout, a reset), every later attempt is preceded by a
+/// look for the snapshots this run made that match `lookup`, and what it
+/// finds is used (safety rule 7). EC2's describes lag behind its state, so
+/// a look that finds nothing, or not every volume in `expected`, is asked
+/// again through the settle window before it counts; a look that cannot be
+/// made in that time gives up rather than risk a duplicate. `Err` is the
+/// reason it failed.
 pub(crate) async fn create_with_retries<E, Fut>(
     exec: &Executor,
     send: impl Fn() -> Fut,
     lookup: (&str, &str),
+    expected: &[&str],
     run_id: &str,
     what: &str,
 ) -> Result<Vec<(String, String)>, String>
@@ -423,7 +458,25 @@ where
     Fut: std::future::Future<Output = Result<Vec<(String, String)>, SdkError<E, HttpResponse>>>,
 {
     let mut attempt = 0;
+    let mut maybe_made: Option<String> = None;
     loop {
+        if let Some(reason) = &maybe_made {
+            match look_until_settled(exec, lookup, expected, run_id).await {
+                Ok(found) if !found.is_empty() => {
+                    tracing::info!(
+                        resource = lookup.1,
+                        "found what a create with a lost answer had made"
+                    );
+                    return Ok(found);
+                }
+                Ok(_) => {}
+                Err(looked) => {
+                    return Err(format!(
+                        "{reason}; and looking for {what} it may have made failed: {looked}"
+                    ));
+                }
+            }
+        }
         attempt += 1;
         exec.create_pacer.acquire(&exec.stop).await?;
         let err = match send().await {
@@ -433,7 +486,13 @@ where
         let failure = failure_of(&err);
         let reason = error_text(&err);
         tracing::info!(resource = lookup.1, attempt, ?failure, %reason, "create failed");
+        if failure == CallFailure::MaybeApplied {
+            maybe_made = Some(reason.clone());
+        }
         if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
+            if let Some(first) = maybe_made.as_deref().filter(|_| failure != CallFailure::MaybeApplied) {
+                return Err(format!("{reason} (after {first})"));
+            }
             return Err(reason);
         }
         let delay = exec
@@ -442,22 +501,42 @@ where
         if let Err(stopped) = exec.stop.sleep(delay).await {
             return Err(format!("{reason}; then {stopped}"));
         }
-        if failure == CallFailure::MaybeApplied {
-            match find_snapshots_of_run(exec, &[lookup], run_id).await {
-                Ok(found) if !found.is_empty() => {
-                    tracing::info!(
-                        resource = lookup.1,
-                        "found what a create with a lost answer had made"
-                    );
-                    return Ok(found);
-                }
-                Ok(_) => {}
-                Err(lookup) => {
-                    return Err(format!(
-                        "{reason}; and looking for {what} it may have made failed: {lookup}"
-                    ));
-                }
-            }
+    }
+}
+
+/// Looks for what this run made that matches `lookup`, again and again
+/// through the settle window, until it has found a snapshot of every volume
+/// in `expected` (any one, when `expected` is empty). What the last look
+/// found is the answer, maybe nothing; `Err` when no look could be made.
+async fn look_until_settled(
+    exec: &Executor,
+    lookup: (&str, &str),
+    expected: &[&str],
+    run_id: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let complete = |found: &[(String, String)]| {
+        !found.is_empty()
+            && expected
+                .iter()
+                .all(|volume| found.iter().any(|(v, _)| v == volume))
+    };
+    let mut delays = exec.retry.settle_delays();
+    // The latest look that answered (a later one sees more), and the
+    // latest failure, for when no look answered.
+    let mut found_last = None;
+    let mut failed_last = String::new();
+    loop {
+        match find_snapshots_of_run(exec, &[lookup], run_id).await {
+            Ok(found) if complete(&found) => return Ok(found),
+            Ok(found) => found_last = Some(found),
+            Err(reason) => failed_last = reason,
+        }
+        let Some(delay) = delays.next() else {
+            return found_last.ok_or(failed_last);
+        };
+        tracing::info!(resource = lookup.1, ?delay, "looking again: EC2's describes may lag");
+        if let Err(stopped) = exec.stop.sleep(delay).await {
+            return found_last.filter(|f| !f.is_empty()).ok_or(stopped);
         }
     }
 }
@@ -774,7 +853,14 @@ mod tests {
                 snapshot_id: "snap-2".into()
             }]
         );
-        assert_eq!((create_rule.num_calls(), lookup_rule.num_calls()), (2, 1));
+        // The look that found nothing was asked again through the settle
+        // window before it counted: EC2's describes lag behind its state.
+        let looks = 1 + test_executor(mock_client!(aws_sdk_ec2, []), false)
+            .retry
+            .settle_delays()
+            .count();
+        assert!(looks > 1);
+        assert_eq!((create_rule.num_calls(), lookup_rule.num_calls()), (2, looks));
     }
 
     #[tokio::test]

@@ -5,9 +5,10 @@
 //! (or is still pending at --wait-timeout) fails the run, and its volume's
 //! old snapshots are kept (safety rule 3): the wait happens before the purge.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -128,6 +129,9 @@ pub async fn wait_for(
         .map(|id| (id.clone(), (SnapshotState::Pending, None)))
         .collect();
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    // Left out of the latest answer about them: not visible yet right after
+    // the create (EC2's eventual consistency), or deleted since.
+    let mut missing: BTreeSet<String> = BTreeSet::new();
     loop {
         let pending: Vec<String> = states
             .iter()
@@ -135,13 +139,25 @@ pub async fn wait_for(
             .map(|(id, _)| id.clone())
             .collect();
         for ids in pending.chunks(IDS_PER_CALL) {
+            // By a filter, not SnapshotIds: an id EC2 does not show (not yet,
+            // or no longer) fails a describe by ids whole, and a filter
+            // leaves it out of the answer instead.
             match client
                 .describe_snapshots()
-                .set_snapshot_ids(Some(ids.to_vec()))
+                .filters(
+                    Filter::builder()
+                        .name("snapshot-id")
+                        .set_values(Some(ids.to_vec()))
+                        .build(),
+                )
                 .send()
                 .await
             {
                 Ok(output) => {
+                    missing.extend(ids.iter().cloned());
+                    for id in output.snapshots().iter().filter_map(|s| s.snapshot_id()) {
+                        missing.remove(id);
+                    }
                     for snapshot in output.snapshots() {
                         let Some(id) = snapshot.snapshot_id() else {
                             continue;
@@ -193,6 +209,9 @@ pub async fn wait_for(
         .map(|(id, (state, progress))| {
             let outcome = match state {
                 SnapshotState::Completed => WaitOutcome::Completed,
+                SnapshotState::Pending if missing.contains(&id) => WaitOutcome::Failed {
+                    reason: "EC2 no longer shows the snapshot (deleted meanwhile?)".into(),
+                },
                 SnapshotState::Pending => match &stopped {
                     Some(reason) => WaitOutcome::Failed {
                         reason: format!("still pending when the wait ended: {reason}"),
