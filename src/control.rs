@@ -287,11 +287,13 @@ impl RetryTiming {
     /// delay, doubling, until `settle` has passed in all.
     pub fn settle_delays(&self) -> impl Iterator<Item = Duration> + '_ {
         let mut total = Duration::ZERO;
-        (1..).map(|attempt| self.delay(attempt, false)).take_while(move |delay| {
-            let before = total;
-            total += *delay;
-            before < self.settle
-        })
+        (1..)
+            .map(|attempt| self.delay(attempt, false))
+            .take_while(move |delay| {
+                let before = total;
+                total += *delay;
+                before < self.settle
+            })
     }
 }
 

@@ -182,7 +182,8 @@ async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOu
         Ok(made_one(&job.create.volume_id, output.snapshot_id()))
     };
     let lookup = (TAG_SOURCE_SNAPSHOT, source_id.as_str());
-    match only_snapshot(create_with_retries(exec, send, lookup, &[], step.run_id, "the copy").await) {
+    match only_snapshot(create_with_retries(exec, send, lookup, &[], step.run_id, "the copy").await)
+    {
         Ok(snapshot_id) => {
             tracing::info!(snapshot = %snapshot_id, source = %source_id, "copied snapshot");
             CopyOutcome::Copied { snapshot_id }
@@ -239,6 +240,7 @@ mod tests {
             volume_id: volume.into(),
             device: device.into(),
             copied_tags: vec![],
+            dropped_tags: vec![],
         }
     }
 

@@ -23,7 +23,12 @@ const INSTANCES: &str = "arn:*:ec2:*:*:instance/*";
 /// `ec2:CreateTags` on the new resource, with `ec2:CreateAction` naming the
 /// call (EC2 User Guide, "Grant permission to tag Amazon EC2 resources during
 /// creation"): every call ebsnap makes that tags what it creates.
-const TAGGING_CREATES: [&str; 4] = ["CreateSnapshot", "CreateSnapshots", "CopySnapshot", "CreateVolume"];
+const TAGGING_CREATES: [&str; 4] = [
+    "CreateSnapshot",
+    "CreateSnapshots",
+    "CopySnapshot",
+    "CreateVolume",
+];
 
 /// The policy a role needs to run every ebsnap command for `job`.
 pub fn policy(job: &str) -> Value {

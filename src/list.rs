@@ -86,7 +86,10 @@ pub fn entries(
         now,
     );
     let shared_region: Arc<str> = region.into();
-    let deletes = plan.deletes.into_iter().map(|d| (d.snapshot, Err(d.reason)));
+    let deletes = plan
+        .deletes
+        .into_iter()
+        .map(|d| (d.snapshot, Err(d.reason)));
     let kept = plan.kept.into_iter().map(|k| (k.snapshot, Ok(k.reason)));
     let mut entries: Vec<ListEntry> = deletes
         .chain(kept)
@@ -137,7 +140,11 @@ fn entry(
         state: snapshot.state,
         progress: snapshot.progress,
         size_gib: snapshot.size_gib,
-        storage_tier: if snapshot.archived { "archive" } else { "standard" },
+        storage_tier: if snapshot.archived {
+            "archive"
+        } else {
+            "standard"
+        },
         purge,
         reason,
         reason_code,

@@ -225,6 +225,7 @@ mod tests {
             account: None,
             region: region.into(),
             permission: None,
+            tags_dropped: vec![],
         }
     }
 

@@ -56,6 +56,8 @@ pub struct Create {
     pub device: String,
     /// Tags copied from the source (`--copy-tags`), after the contract's.
     pub copied_tags: Vec<(String, String)>,
+    /// The keys of the source's tags that did not fit (EC2's tag limits).
+    pub dropped_tags: Vec<String>,
 }
 
 impl Create {
@@ -230,7 +232,10 @@ impl fmt::Display for KeepReason {
             KeepReason::Locked {
                 until: Some(until), ..
             } => write!(f, "locked until {}", until.format("%Y-%m-%d %H:%M UTC")),
-            KeepReason::Locked { until: None, message } => write!(f, "locked ({message})"),
+            KeepReason::Locked {
+                until: None,
+                message,
+            } => write!(f, "locked ({message})"),
         }
     }
 }
@@ -256,22 +261,46 @@ pub struct SkippedVolume {
     pub reason: String,
 }
 
-/// EC2's limit of tags on one resource.
+/// EC2's limits on one resource's tags (EC2 User Guide, "Tag your Amazon
+/// EC2 resources", Tag restrictions): at most 50 tags, keys of at most 128
+/// characters, values of at most 256.
 const MAX_TAGS: usize = 50;
+const MAX_TAG_KEY: usize = 128;
+const MAX_TAG_VALUE: usize = 256;
 /// The tags of the contract, on every snapshot.
 const CONTRACT_TAGS: usize = 5;
+
+/// The `extra` tags that fit on a resource beside `kept` tags of ebsnap's
+/// own (which always stay): within EC2's limits, in order, the first that
+/// fit. Returns them, and the keys of those left out.
+pub fn fit_tags(
+    kept: usize,
+    extra: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut fit, mut dropped) = (Vec::new(), Vec::new());
+    for (key, value) in extra {
+        let within = key.chars().count() <= MAX_TAG_KEY && value.chars().count() <= MAX_TAG_VALUE;
+        if within && kept + fit.len() < MAX_TAGS {
+            fit.push((key, value));
+        } else {
+            dropped.push(key);
+        }
+    }
+    (fit, dropped)
+}
 
 /// The tags `--copy-tags` puts on a volume's snapshot: the instance's and/or
 /// the volume's (the volume's value wins), never `aws:` tags (reserved) nor
 /// the contract's own keys (ebsnap's tags win), sorted, and no more than fit
-/// beside the contract within EC2's 50.
+/// beside the contract within EC2's limits. Returns them, and the keys of
+/// those that did not fit.
 pub fn copied_tags(
     mode: Option<CopyTags>,
     instance_tags: &[(String, String)],
     volume_tags: &[(String, String)],
-) -> Vec<(String, String)> {
+) -> (Vec<(String, String)>, Vec<String>) {
     let (from_instance, from_volume) = match mode {
-        None => return vec![],
+        None => return (vec![], vec![]),
         Some(CopyTags::Instance) => (instance_tags, &[][..]),
         Some(CopyTags::Volume) => (&[][..], volume_tags),
         Some(CopyTags::Both) => (instance_tags, volume_tags),
@@ -288,10 +317,8 @@ pub fn copied_tags(
     {
         tags.insert(key, value);
     }
-    tags.into_iter()
-        .take(MAX_TAGS - CONTRACT_TAGS)
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    let tags = tags.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
+    fit_tags(CONTRACT_TAGS, tags)
 }
 
 /// The values of the selection tag that mean "do not back up".
@@ -548,12 +575,15 @@ fn plan_creates(
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             snapshotted_with.insert(&volume.volume_id, &instance.id);
+            let (copied_tags, dropped_tags) =
+                copied_tags(policy.copy_tags, &instance.tags, volume_tags);
             plan.creates.push(Create {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
                 volume_id: volume.volume_id.clone(),
                 device: volume.device.clone(),
-                copied_tags: copied_tags(policy.copy_tags, &instance.tags, volume_tags),
+                copied_tags,
+                dropped_tags,
             });
         }
         if plan.creates.len() > first_create {
@@ -899,6 +929,7 @@ mod tests {
             volume_id: "vol-1".into(),
             device: "/dev/xvdf".into(),
             copied_tags: vec![],
+            dropped_tags: vec![],
         };
         let tags = create.tags("hourly", "r1");
         let expected = [
@@ -1414,7 +1445,11 @@ mod tests {
         for v in 0..volumes {
             let volume = format!("vol-{v}");
             for d in 1..=days {
-                snapshots.push(completed(&format!("{volume}-d{d}"), &volume, TimeDelta::days(d)));
+                snapshots.push(completed(
+                    &format!("{volume}-d{d}"),
+                    &volume,
+                    TimeDelta::days(d),
+                ));
             }
         }
         snapshots
@@ -1599,17 +1634,17 @@ mod tests {
             ("AWS:backup", "y"),
             ("tier", "hot"),
         ]);
-        assert_eq!(copied_tags(None, &instance, &volume), vec![]);
+        assert_eq!(copied_tags(None, &instance, &volume).0, vec![]);
         assert_eq!(
-            copied_tags(Some(CopyTags::Instance), &instance, &volume),
+            copied_tags(Some(CopyTags::Instance), &instance, &volume).0,
             pairs(&[("env", "prod"), ("team", "db")])
         );
         assert_eq!(
-            copied_tags(Some(CopyTags::Volume), &instance, &volume),
+            copied_tags(Some(CopyTags::Volume), &instance, &volume).0,
             pairs(&[("env", "prod-data"), ("tier", "hot")])
         );
         assert_eq!(
-            copied_tags(Some(CopyTags::Both), &instance, &volume),
+            copied_tags(Some(CopyTags::Both), &instance, &volume).0,
             pairs(&[("env", "prod-data"), ("team", "db"), ("tier", "hot")])
         );
     }
@@ -1619,14 +1654,19 @@ mod tests {
         let many: Vec<(String, String)> = (0..60)
             .map(|i| (format!("k{i:02}"), "v".to_owned()))
             .collect();
-        let copied = copied_tags(Some(CopyTags::Instance), &many, &[]);
+        let (copied, dropped) = copied_tags(Some(CopyTags::Instance), &many, &[]);
         assert_eq!(copied.len(), 45);
+        assert_eq!(
+            dropped,
+            (45..60).map(|i| format!("k{i}")).collect::<Vec<_>>()
+        );
         let create = Create {
             instance_id: "i-1".into(),
             instance_name: None,
             volume_id: "vol-1".into(),
             device: "/dev/sdf".into(),
             copied_tags: copied,
+            dropped_tags: dropped,
         };
         let tags = create.tags("default", "r1");
         assert_eq!(tags.len(), 50);
@@ -1635,6 +1675,22 @@ mod tests {
             ("ebsnap:job".to_owned(), "default".to_owned()),
             "the contract comes first"
         );
+    }
+
+    #[test]
+    fn a_tag_past_ec2s_key_or_value_length_is_left_out_and_named() {
+        let long_key = "k".repeat(129);
+        let tags = vec![
+            ("ok".to_owned(), "v".repeat(256)),
+            (long_key.clone(), "v".into()),
+            ("long-value".to_owned(), "v".repeat(257)),
+        ];
+        let (fit, dropped) = fit_tags(CONTRACT_TAGS, tags);
+        assert_eq!(fit, vec![("ok".to_owned(), "v".repeat(256))]);
+        assert_eq!(dropped, vec![long_key, "long-value".to_owned()]);
+        // Beside 49 tags of its own, one more fits; none beside 50.
+        assert_eq!(fit_tags(49, pairs(&[("a", "1"), ("b", "2")])).1, ["b"]);
+        assert_eq!(fit_tags(50, pairs(&[("a", "1")])).1, ["a"]);
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct CreatedEntry {
     pub region: String,
     /// `"allowed"` in a dry run, absent otherwise.
     pub permission: Option<&'static str>,
+    /// `--copy-tags`: the keys of the source's tags left off the snapshot,
+    /// which EC2's tag limits had no room for; absent when all fit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags_dropped: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -528,6 +532,7 @@ impl Report {
             account: None,
             region: region.to_owned(),
             permission,
+            tags_dropped: create.dropped_tags,
         });
     }
 
@@ -695,8 +700,15 @@ impl Report {
                     .as_deref()
                     .map(|id| format!("{id} "))
                     .unwrap_or_default();
+                let dropped = match created.tags_dropped.len() {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} copied tag(s) left out, past EC2's tag limits: {}",
+                        created.tags_dropped.join(", ")
+                    ),
+                };
                 lines.line(format_args!(
-                    "  {verb:<8}{id}{} of {instance} {} ({}){}",
+                    "  {verb:<8}{id}{} of {instance} {} ({}){}{dropped}",
                     created.volume_id,
                     created.device,
                     created.instance_id,
@@ -749,10 +761,11 @@ impl Report {
             }
             // A real run shows only the kept snapshots worth a look.
             let notable = |k: &&KeptEntry| {
-                self.dry_run || matches!(
-                    k.reason_code,
-                    "in_use" | "volume_failed" | "delete_guard" | "archived" | "locked"
-                )
+                self.dry_run
+                    || matches!(
+                        k.reason_code,
+                        "in_use" | "volume_failed" | "delete_guard" | "archived" | "locked"
+                    )
             };
             for kept in self
                 .kept
@@ -972,6 +985,7 @@ mod tests {
             volume_id: volume.into(),
             device: "/dev/sdf".into(),
             copied_tags: vec![],
+            dropped_tags: vec![],
         }
     }
 
@@ -1140,6 +1154,61 @@ mod tests {
         assert!(report
             .to_text(now())
             .contains("in use by an AMI (used by ami-1)"));
+    }
+
+    #[test]
+    fn a_locked_snapshot_is_kept_until_its_lock_ends_without_failing_the_run() {
+        let until = Utc.with_ymd_and_hms(2027, 1, 31, 0, 0, 0).unwrap();
+        let run = RegionRun::Executed {
+            plan: plan(),
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::Locked {
+                until: Some(until),
+                message: "locked".into(),
+            }],
+            hook_failures: vec![],
+            copies: vec![],
+        };
+        let report = report(false, run);
+        assert_eq!(report.exit_status(), ExitStatus::Success);
+        assert!(report.deleted.is_empty());
+        let locked = report
+            .kept
+            .iter()
+            .find(|k| &*k.snapshot_id == "snap-old")
+            .unwrap();
+        assert_eq!(locked.reason_code, "locked");
+        assert!(report
+            .to_text(now())
+            .contains("keep    snap-old of vol-1, 9d old: locked until 2027-01-31 00:00 UTC"));
+    }
+
+    #[test]
+    fn a_delete_says_why_unless_it_expired_and_dropped_tags_are_named() {
+        let mut plan = plan();
+        plan.deletes[0].reason = DeleteReason::Error;
+        plan.creates[0].dropped_tags = vec!["team".into(), "cost".into()];
+        let run = RegionRun::Executed {
+            plan,
+            creates: vec![created("snap-a"), created("snap-b")],
+            deletes: vec![DeleteOutcome::Deleted],
+            hook_failures: vec![],
+            copies: vec![],
+        };
+        let report = report(false, run);
+        assert_eq!(report.deleted[0].reason_code, "error");
+        assert_eq!(report.created[0].tags_dropped, ["team", "cost"]);
+        let text = report.to_text(now());
+        assert!(
+            text.contains("deleted snap-old of vol-1, 9d old: in error: it holds no backup"),
+            "{text}"
+        );
+        assert!(
+            text.contains("; 2 copied tag(s) left out, past EC2's tag limits: team, cost"),
+            "{text}"
+        );
+        let json = report.to_json();
+        assert!(json.contains("\"tags_dropped\""), "{json}");
     }
 
     #[test]

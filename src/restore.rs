@@ -123,6 +123,9 @@ pub struct VolumeSpec {
     pub kms_key_id: Option<String>,
     /// Tags of the new volume, in the create call.
     pub tags: Vec<(String, String)>,
+    /// The keys of the snapshot's tags left off the volume: past EC2's tag
+    /// limits beside ebsnap's own.
+    pub tags_dropped: Vec<String>,
     /// The device the snapshot was taken at (`ebsnap:device`), if known.
     pub snapshot_device: Option<String>,
     /// (instance, device) to attach to, with `--attach-to`.
@@ -338,13 +341,17 @@ pub fn volume_spec(
     let encrypted =
         (args.kms_key_id.is_some() || snapshot.encrypted || source.is_some_and(|s| s.encrypted))
             .then_some(true);
-    let mut tags: Vec<(String, String)> = snapshot
+    // ebsnap's own tags and Name first, restore's own last of those: the
+    // snapshot's other tags only as far as EC2's limits leave room.
+    let (mut tags, others): (Vec<(String, String)>, Vec<(String, String)>) = snapshot
         .tags
         .iter()
         .filter(|(key, _)| !key.starts_with("aws:") && key != TAG_RESTORED_FROM)
         .cloned()
-        .collect();
+        .partition(|(key, _)| key.starts_with("ebsnap:") || key == "Name");
     tags.push((TAG_RESTORED_FROM.to_string(), snapshot.id.clone()));
+    let (others, tags_dropped) = crate::plan::fit_tags(tags.len(), others);
+    tags.extend(others);
     Ok(VolumeSpec {
         snapshot_id: snapshot.id.clone(),
         source_volume_id: snapshot.volume_id.clone(),
@@ -356,6 +363,7 @@ pub fn volume_spec(
         encrypted,
         kms_key_id: args.kms_key_id.clone(),
         tags,
+        tags_dropped,
         snapshot_device: snapshot.device().map(str::to_owned),
         attach: target.zip(attach_device).map(|(t, d)| (t.id.clone(), d)),
     })
@@ -496,6 +504,10 @@ pub struct Restored {
     pub device: Option<String>,
     /// Dry run: `allowed` when EC2 confirmed the credentials may create it.
     pub permission: Option<String>,
+    /// The keys of the snapshot's tags left off the volume (EC2's tag
+    /// limits); absent when all fit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags_dropped: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -561,10 +573,18 @@ impl RestoreReport {
                     .map(|d| format!(" at {d}"))
                     .unwrap_or_default()
             );
-            let attach = match (&r.attached_to, &r.device) {
+            let mut attach = match (&r.attached_to, &r.device) {
                 (Some(instance), Some(device)) => format!(", attached to {instance} at {device}"),
                 _ => String::new(),
             };
+            if !r.tags_dropped.is_empty() {
+                let _ = write!(
+                    attach,
+                    "; {} of the snapshot's tags left out, past EC2's tag limits: {}",
+                    r.tags_dropped.len(),
+                    r.tags_dropped.join(", ")
+                );
+            }
             if self.dry_run {
                 // As in a backup's dry run: EC2 confirmed the credentials may.
                 let permission = match r.permission.as_deref() {
@@ -745,6 +765,7 @@ fn restored(spec: &VolumeSpec, volume_id: Option<String>, permission: Option<Str
             .map(|(_, d)| d.clone())
             .or_else(|| spec.snapshot_device.clone()),
         permission,
+        tags_dropped: spec.tags_dropped.clone(),
     }
 }
 
@@ -1201,7 +1222,9 @@ mod tests {
     /// A describe of the volumes restore made (`vol-new*` here), not of the
     /// snapshots' source volumes.
     fn is_poll_of_new_volumes(filters: &[Filter]) -> bool {
-        filtered_ids(filters).iter().any(|id| id.starts_with("vol-new"))
+        filtered_ids(filters)
+            .iter()
+            .any(|id| id.starts_with("vol-new"))
     }
 
     fn t(hour: u32) -> DateTime<Utc> {
@@ -1447,6 +1470,25 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_with_fifty_tags_gives_a_volume_within_ec2s_limit_keeping_ebsnaps_own() {
+        let mut s = snap("snap-1", "vol-data", "/dev/sdf", "run-1", t(1));
+        let own = s.tags.len();
+        // The snapshot holds EC2's most: 50 tags, copied ones after ebsnap's.
+        s.tags
+            .extend((own..50).map(|i| (format!("team-{i:02}"), "x".to_owned())));
+        let spec = volume_spec(&s, Some(&gp3_source()), &args(), "us-east-1", None, None).unwrap();
+        assert_eq!(spec.tags.len(), 50);
+        assert_eq!(
+            spec.tags[own],
+            (TAG_RESTORED_FROM.to_owned(), "snap-1".to_owned())
+        );
+        assert!(s.tags[..own].iter().all(|t| spec.tags.contains(t)));
+        assert_eq!(spec.tags_dropped, ["team-49"]);
+        let restored = restored(&spec, Some("vol-new".into()), None);
+        assert_eq!(restored.tags_dropped, ["team-49"]);
+    }
+
+    #[test]
     fn flags_override_the_source_and_performance_follows_the_type() {
         let s = snap("snap-1", "vol-data", "/dev/sdf", "run-1", t(1));
         let mut a = args();
@@ -1639,6 +1681,7 @@ mod tests {
                 attached_to: Some("i-staging".into()),
                 device: Some("/dev/sdf".into()),
                 permission: None,
+                tags_dropped: vec![],
             }],
             failed: vec![],
             skipped: vec![],
@@ -2090,7 +2133,11 @@ mod tests {
     async fn a_volume_not_ready_within_the_wait_timeout_is_a_failure_that_says_where_to_look() {
         let creates = mock!(Client::create_volume)
             .sequence()
-            .output(|| CreateVolumeOutput::builder().volume_id("vol-new-slow").build())
+            .output(|| {
+                CreateVolumeOutput::builder()
+                    .volume_id("vol-new-slow")
+                    .build()
+            })
             .output(|| {
                 CreateVolumeOutput::builder()
                     .volume_id("vol-new-slower")

@@ -259,10 +259,11 @@ async fn create_at_once(
         .iter()
         .map(|&i| creates[i].volume_id.as_str())
         .collect();
-    let made = match create_with_retries(exec, send, lookup, &expected, run_id, "the snapshots").await {
-        Ok(made) => made,
-        Err(reason) => return all(CreateOutcome::Failed { reason }),
-    };
+    let made =
+        match create_with_retries(exec, send, lookup, &expected, run_id, "the snapshots").await {
+            Ok(made) => made,
+            Err(reason) => return all(CreateOutcome::Failed { reason }),
+        };
     let tag_each = set.creates.iter().map(|&i| {
         let create = &creates[i];
         let made = made.iter().find(|(volume, _)| *volume == create.volume_id).map(|(_, id)| id.clone());
@@ -401,7 +402,9 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
     };
     let lookup = ("volume-id", create.volume_id.as_str());
     let expected = [create.volume_id.as_str()];
-    match only_snapshot(create_with_retries(exec, send, lookup, &expected, run_id, "the snapshot").await) {
+    match only_snapshot(
+        create_with_retries(exec, send, lookup, &expected, run_id, "the snapshot").await,
+    ) {
         Ok(snapshot_id) => {
             tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
             CreateOutcome::Created { snapshot_id }
@@ -490,7 +493,10 @@ where
             maybe_made = Some(reason.clone());
         }
         if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
-            if let Some(first) = maybe_made.as_deref().filter(|_| failure != CallFailure::MaybeApplied) {
+            if let Some(first) = maybe_made
+                .as_deref()
+                .filter(|_| failure != CallFailure::MaybeApplied)
+            {
                 return Err(format!("{reason} (after {first})"));
             }
             return Err(reason);
@@ -534,7 +540,11 @@ async fn look_until_settled(
         let Some(delay) = delays.next() else {
             return found_last.ok_or(failed_last);
         };
-        tracing::info!(resource = lookup.1, ?delay, "looking again: EC2's describes may lag");
+        tracing::info!(
+            resource = lookup.1,
+            ?delay,
+            "looking again: EC2's describes may lag"
+        );
         if let Err(stopped) = exec.stop.sleep(delay).await {
             return found_last.filter(|f| !f.is_empty()).ok_or(stopped);
         }
@@ -665,6 +675,7 @@ mod tests {
             volume_id: volume.into(),
             device: "/dev/sdf".into(),
             copied_tags: vec![],
+            dropped_tags: vec![],
         }
     }
 
@@ -860,7 +871,10 @@ mod tests {
             .settle_delays()
             .count();
         assert!(looks > 1);
-        assert_eq!((create_rule.num_calls(), lookup_rule.num_calls()), (2, looks));
+        assert_eq!(
+            (create_rule.num_calls(), lookup_rule.num_calls()),
+            (2, looks)
+        );
     }
 
     #[tokio::test]
