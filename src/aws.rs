@@ -284,7 +284,8 @@ mod tests {
     }
 }
 
-/// Helpers for tests of the SDK edge with aws-smithy-mocks.#[cfg(test)]
+/// Helpers for tests of the SDK edge with aws-smithy-mocks.
+#[cfg(test)]
 pub mod testing {
     use aws_sdk_ec2::error::ErrorMetadata;
 
@@ -292,5 +293,14 @@ pub mod testing {
     /// they arrive as generic errors carrying a code and a message.
     pub fn ec2_error(code: &str, message: &str) -> ErrorMetadata {
         ErrorMetadata::builder().code(code).message(message).build()
+    }
+
+    /// The body of an EC2 error answer, for `http_status(status, body)`:
+    /// unlike `ec2_error`, it comes with the HTTP status EC2 sends.
+    pub fn ec2_error_body(code: &str) -> Option<String> {
+        Some(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
+             <Message>{code} happened</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+        ))
     }
 }

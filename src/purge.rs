@@ -192,7 +192,7 @@ async fn lock_in_force(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::testing::ec2_error;
+    use crate::aws::testing::{ec2_error, ec2_error_body};
     use crate::control::test_executor;
     use crate::inventory::{ExistingSnapshot, SnapshotState};
     use crate::plan::Plan;
@@ -225,6 +225,69 @@ mod tests {
     fn failing_with(code: &'static str, message: &'static str) -> aws_smithy_mocks::Rule {
         mock!(Client::delete_snapshot)
             .then_error(move || DeleteSnapshotError::generic(ec2_error(code, message)))
+    }
+
+    #[tokio::test]
+    async fn a_locked_snapshot_is_kept_until_its_lock_ends() {
+        use aws_sdk_ec2::operation::describe_locked_snapshots::DescribeLockedSnapshotsOutput;
+        use aws_sdk_ec2::types::{LockState, LockedSnapshotsInfo};
+        // EC2 refuses the delete (a 400 with a code of its own) and
+        // DescribeLockedSnapshots shows the lock in force.
+        let refused = mock!(Client::delete_snapshot).then_http_response(|| {
+            aws_sdk_ec2::config::http::HttpResponse::new(
+                400.try_into().unwrap(),
+                ec2_error_body("SnapshotLocked").unwrap().into(),
+            )
+        });
+        let locks = mock!(Client::describe_locked_snapshots)
+            .match_requests(|req| req.snapshot_ids() == ["snap-1"])
+            .then_output(|| {
+                DescribeLockedSnapshotsOutput::builder()
+                    .snapshots(
+                        LockedSnapshotsInfo::builder()
+                            .snapshot_id("snap-1")
+                            .lock_state(LockState::Governance)
+                            .lock_expires_on(aws_sdk_ec2::primitives::DateTime::from_secs(
+                                1_800_000_000,
+                            ))
+                            .build(),
+                    )
+                    .build()
+            });
+        let unlocked = mock!(Client::describe_locked_snapshots)
+            .match_requests(|req| req.snapshot_ids() == ["snap-2"])
+            .then_output(|| DescribeLockedSnapshotsOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&refused, &locks, &unlocked]
+        );
+        let deletes = vec![
+            delete("snap-1", Some("default")),
+            delete("snap-2", Some("default")),
+        ];
+
+        let outcomes = delete_all(
+            &test_executor(client, false),
+            &deletes,
+            "default",
+            &VolumeGates::default(),
+        )
+        .await;
+
+        assert_eq!(
+            outcomes[0],
+            DeleteOutcome::Locked {
+                until: chrono::DateTime::from_timestamp(1_800_000_000, 0),
+                message: "SnapshotLocked happened".into()
+            }
+        );
+        // Refused without a lock: a failure, as before.
+        assert!(
+            matches!(&outcomes[1], DeleteOutcome::Failed { reason } if reason.contains("SnapshotLocked")),
+            "{:?}",
+            outcomes[1]
+        );
     }
 
     #[tokio::test]

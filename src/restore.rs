@@ -1319,6 +1319,34 @@ mod tests {
     }
 
     #[test]
+    fn a_run_with_an_archived_snapshot_is_passed_over_and_named() {
+        let mut all = two_runs();
+        all[3].archived = true;
+        let (run, set) = choose_run(&all, "default", "i-1", t(5)).unwrap();
+        assert_eq!(run, "run-a");
+        assert_eq!(ids(&set), ["snap-a-data", "snap-a-root"]);
+        // With no other run to fall back on, the error names the archived one.
+        all[1].archived = true;
+        let err = choose_run(&all, "default", "i-1", t(5)).unwrap_err();
+        assert!(err.contains("is in the archive tier"), "{err}");
+    }
+
+    #[test]
+    fn an_archived_snapshot_is_refused_with_how_to_bring_it_back() {
+        let mut s = snap("snap-1", "vol-data", "/dev/sdf", "run-1", t(1));
+        s.archived = true;
+        let err = check_restorable(&s).unwrap_err();
+        assert!(
+            err.starts_with("snapshot snap-1 is in the archive tier: bring it back first with"),
+            "{err}"
+        );
+        assert!(
+            err.contains("aws ec2 restore-snapshot-tier --snapshot-id snap-1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_run_that_straddles_the_time_is_passed_over() {
         let mut all = two_runs();
         all[3].start_time = t(4);

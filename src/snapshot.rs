@@ -602,7 +602,7 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    use crate::aws::testing::ec2_error;
+    use crate::aws::testing::{ec2_error, ec2_error_body};
     use crate::control::test_executor;
     use aws_sdk_ec2::operation::create_snapshot::{
         CreateSnapshotError, CreateSnapshotInput, CreateSnapshotOutput,
@@ -679,13 +679,6 @@ mod tests {
         }
     }
 
-    fn ec2_error_body(code: &str) -> Option<String> {
-        Some(format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
-             <Message>{code} happened</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
-        ))
-    }
-
     fn created(id: &'static str) -> impl Fn() -> CreateSnapshotOutput + Send + Sync + 'static {
         move || CreateSnapshotOutput::builder().snapshot_id(id).build()
     }
@@ -700,6 +693,13 @@ mod tests {
         req.owner_ids() == ["self"]
             && has("tag:ebsnap:run-id", "run-1")
             && has("volume-id", "vol-1")
+    }
+
+    fn ec2_snapshot(volume: &str, id: &str) -> Snapshot {
+        Snapshot::builder()
+            .snapshot_id(id)
+            .volume_id(volume)
+            .build()
     }
 
     fn lookup_finding(found: Option<&'static str>) -> Rule {
@@ -1326,6 +1326,94 @@ mod tests {
             (1, 2),
             "1 + N calls per instance"
         );
+    }
+
+    #[tokio::test]
+    async fn tagging_a_snapshot_ec2_does_not_show_yet_is_asked_again() {
+        let set_call = mock!(Client::create_snapshots).then_output(made(&[("vol-a", "snap-a")]));
+        // Right after the create EC2 may not know the snapshot yet.
+        let tag_calls = mock!(Client::create_tags)
+            .sequence()
+            .http_status(400, ec2_error_body("InvalidSnapshot.NotFound"))
+            .times(2)
+            .output(|| CreateTagsOutput::builder().build())
+            .build();
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &tag_calls]
+        ));
+        let creates = [create("vol-a")];
+        let sets = [SnapshotSet {
+            instance_id: "i-1".into(),
+            creates: vec![0],
+            exclude_boot: false,
+            exclude_data_volume_ids: vec![],
+        }];
+
+        let (outcomes, _) =
+            create_all(&exec, &creates, &sets, "default", "run-1", None, None).await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-a".into()
+            }]
+        );
+        assert_eq!((set_call.num_calls(), tag_calls.num_calls()), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_sees_only_part_of_an_instances_snapshots_looks_again() {
+        // The answer of CreateSnapshots is lost; the first look shows one of
+        // the two snapshots it made, the next shows both.
+        let set_call = mock!(Client::create_snapshots)
+            .sequence()
+            .http_status(500, ec2_error_body("InternalError"))
+            .build();
+        let looks = mock!(Client::describe_snapshots)
+            .sequence()
+            .output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(ec2_snapshot("vol-a", "snap-a"))
+                    .build()
+            })
+            .output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(ec2_snapshot("vol-a", "snap-a"))
+                    .snapshots(ec2_snapshot("vol-b", "snap-b"))
+                    .build()
+            })
+            .build();
+        let tags = tags_ok();
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &looks, &tags]
+        ));
+        let creates = [create("vol-a"), create("vol-b")];
+        let sets = [SnapshotSet {
+            instance_id: "i-1".into(),
+            creates: vec![0, 1],
+            exclude_boot: false,
+            exclude_data_volume_ids: vec![],
+        }];
+
+        let (outcomes, _) =
+            create_all(&exec, &creates, &sets, "default", "run-1", None, None).await;
+
+        assert_eq!(
+            outcomes,
+            [
+                CreateOutcome::Created {
+                    snapshot_id: "snap-a".into()
+                },
+                CreateOutcome::Created {
+                    snapshot_id: "snap-b".into()
+                },
+            ]
+        );
+        assert_eq!((set_call.num_calls(), looks.num_calls()), (1, 2));
     }
 
     #[tokio::test]
