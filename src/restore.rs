@@ -343,7 +343,7 @@ pub fn volume_spec(
             .then_some(true);
     // ebsnap's own tags and Name first, restore's own last of those: the
     // snapshot's other tags only as far as EC2's limits leave room.
-    let (mut tags, others): (Vec<(String, String)>, Vec<(String, String)>) = snapshot
+    let (mut tags, others): (Vec<_>, Vec<_>) = snapshot
         .tags
         .iter()
         .filter(|(key, _)| !key.starts_with("aws:") && key != TAG_RESTORED_FROM)
