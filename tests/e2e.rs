@@ -182,8 +182,12 @@ impl Fleet {
         device: &str,
         hours_ago: u32,
     ) -> String {
-        let id =
-            emu.create_snapshot_aged(volume_id, hours_ago, &job_tags(job, instance_id, device));
+        let run_id = seeded_run_id(hours_ago);
+        let id = emu.create_snapshot_aged(
+            volume_id,
+            hours_ago,
+            &job_tags(job, instance_id, device, &run_id),
+        );
         self.seeded.push(Seeded {
             id: id.clone(),
             volume_id: volume_id.to_string(),
@@ -1053,7 +1057,7 @@ fn snapshot_in_use_by_an_ami_is_kept_and_is_not_a_failure() {
             .expect("the AMI's snapshot")
             .to_string()
     });
-    let tags = job_tags("default", &fleet.web, "/dev/sda1");
+    let tags = job_tags("default", &fleet.web, "/dev/sda1", "seeded-ami");
     emu.create_tags(&ami_snapshot, &tags);
     let newer_copy = emu.with_clock_back(H_0_5D, || {
         emu.block_on(
@@ -1068,7 +1072,11 @@ fn snapshot_in_use_by_an_ami_is_kept_and_is_not_a_failure() {
         .expect("copy id")
         .to_string()
     });
-    emu.create_tags(&newer_copy, &tags);
+    // A run of its own: one run's two snapshots of a volume are a duplicate.
+    emu.create_tags(
+        &newer_copy,
+        &job_tags("default", &fleet.web, "/dev/sda1", "seeded-newer"),
+    );
     let state = emu.snapshot_state();
     assert_eq!(
         state.get(&newer_copy).unwrap().volume_id,
@@ -2296,12 +2304,13 @@ fn seed_west_copy(
     source_region: &str,
 ) -> String {
     let west = emu.client_for("us-west-2");
+    let run_id = seeded_run_id(hours_ago);
     emu.with_clock_back(hours_ago, || {
         let tags = [
             ("ebsnap:job", "default"),
             ("ebsnap:instance-id", instance),
             ("ebsnap:device", device),
-            ("ebsnap:run-id", "seeded"),
+            ("ebsnap:run-id", run_id.as_str()),
             ("ebsnap:source-snapshot", "snap-seeded"),
             ("ebsnap:source-region", source_region),
         ];

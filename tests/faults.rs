@@ -19,6 +19,10 @@ use support::*;
 /// Safety net for waits on the proxy: never reached when ebsnap behaves.
 const WAIT: Duration = Duration::from_secs(90);
 
+/// ebsnap under what real EC2 does and moto does not, through the EC2 twin.
+#[path = "faults/real_ec2.rs"]
+mod real_ec2;
+
 #[derive(Clone, Debug)]
 struct Seeded {
     id: String,
@@ -115,8 +119,12 @@ impl Fleet {
         device: &str,
         hours_ago: u32,
     ) -> String {
-        let id =
-            emu.create_snapshot_aged(volume_id, hours_ago, &job_tags(job, instance_id, device));
+        let run_id = seeded_run_id(hours_ago);
+        let id = emu.create_snapshot_aged(
+            volume_id,
+            hours_ago,
+            &job_tags(job, instance_id, device, &run_id),
+        );
         self.seeded.push(Seeded {
             id: id.clone(),
             hours_ago,
@@ -1229,7 +1237,12 @@ fn small_fleet(
         let ids = ages
             .iter()
             .map(|h| {
-                let id = emu.create_snapshot_aged(volume, *h, &job_tags("default", &app, device));
+                let run_id = seeded_run_id(*h);
+                let id = emu.create_snapshot_aged(
+                    volume,
+                    *h,
+                    &job_tags("default", &app, device, &run_id),
+                );
                 (*h, id)
             })
             .collect();
@@ -1473,5 +1486,704 @@ fn create_snapshots_lost_answers_and_throttled_tags_still_converge() {
             calls, 1,
             "instance {instance}: looked up, not sent again\n{ctx}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The EC2 twin (tests/support/twin.rs), probed directly with an SDK client
+// pointed at the proxy: each behaviour does what EC2 does.
+
+mod twin_probes {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+    use aws_sdk_ec2::types::{
+        LockState, ResourceType, SnapshotState, StorageTier, Tag, VolumeType,
+    };
+
+    use super::support::twin::*;
+    use super::support::*;
+
+    /// The error code of a failed call, with the error for the message.
+    fn code<E: ProvideErrorMetadata + std::fmt::Debug>(
+        result: Result<impl std::fmt::Debug, E>,
+    ) -> (String, String) {
+        let err = result.expect_err("the call is refused");
+        (
+            err.code().unwrap_or("-").to_string(),
+            err.message().unwrap_or("").to_string(),
+        )
+    }
+
+    /// The last record of `action` the proxy saw.
+    fn last(proxy: &FaultProxy, action: &str) -> ProxyRecord {
+        proxy
+            .records()
+            .into_iter()
+            .rev()
+            .find(|r| r.action == action)
+            .unwrap_or_else(|| panic!("no {action} seen:\n{}", proxy.log()))
+    }
+
+    fn twin_note(record: &ProxyRecord) -> &str {
+        record.twin.as_deref().unwrap_or("")
+    }
+
+    /// A refusal of the twin's: answered, never forwarded, and noted.
+    fn assert_refused_by_twin(proxy: &FaultProxy, action: &str, note: &str) {
+        let record = last(proxy, action);
+        assert!(
+            !record.forwarded && record.status == Some(400) && twin_note(&record).contains(note),
+            "{action} refused by the twin ({note}): {record}\n{}",
+            proxy.twin_log()
+        );
+    }
+
+    #[test]
+    fn twin_consistency_window_hides_new_snapshots_until_it_ends() {
+        let emu = Emulator::start();
+        let instance = emu.launch_instance(&[]);
+        let (_, volume) = emu.root_volume(&instance);
+        let seeded = emu.create_snapshot_aged(&volume, 0, &[]);
+        let window = Duration::from_secs(15);
+        // The first CreateSnapshot takes effect and its answer is lost: the
+        // window covers what it made too.
+        let proxy = emu.proxy(FaultPlan::none().consistency_window(window).first_attempts(
+            "CreateSnapshot",
+            Fault::LostAnswer,
+            1,
+        ));
+        let client = proxy.sdk_client(&emu);
+        let run_tag = || tag_spec(ResourceType::Snapshot, &[("ebsnap:run-id", "twin-run")]);
+        let before = emu.snapshot_state();
+
+        // Made four ways, each remembered with when it was sent (its create
+        // took effect after that, so the window ends after sent + window).
+        let mut made: Vec<(String, Instant)> = Vec::new();
+        let sent = Instant::now();
+        let lost = emu.block_on(
+            client
+                .create_snapshot()
+                .volume_id(&volume)
+                .tag_specifications(run_tag())
+                .send(),
+        );
+        assert_eq!(code(lost).0, "InternalError");
+        let diff = before.diff(&emu.snapshot_state());
+        assert_eq!(diff.added.len(), 1, "the lost create took effect: {diff:?}");
+        made.push((diff.added_ids().into_iter().next().unwrap(), sent));
+        let sent = Instant::now();
+        let out = emu
+            .block_on(
+                client
+                    .create_snapshot()
+                    .volume_id(&volume)
+                    .tag_specifications(run_tag())
+                    .send(),
+            )
+            .expect("CreateSnapshot");
+        let id = out.snapshot_id().unwrap().to_string();
+        made.push((id.clone(), sent));
+        let sent = Instant::now();
+        let out = emu
+            .block_on(
+                client
+                    .create_snapshots()
+                    .instance_specification(
+                        aws_sdk_ec2::types::InstanceSpecification::builder()
+                            .instance_id(&instance)
+                            .build(),
+                    )
+                    .tag_specifications(run_tag())
+                    .send(),
+            )
+            .expect("CreateSnapshots");
+        for s in out.snapshots() {
+            made.push((s.snapshot_id().unwrap().to_string(), sent));
+        }
+        let sent = Instant::now();
+        let out = emu
+            .block_on(
+                client
+                    .copy_snapshot()
+                    .source_snapshot_id(&seeded)
+                    .source_region(REGION)
+                    .tag_specifications(run_tag())
+                    .send(),
+            )
+            .expect("CopySnapshot");
+        made.push((out.snapshot_id().unwrap().to_string(), sent));
+        assert_eq!(made.len(), 4, "{made:?}");
+        let on_moto = emu.snapshot_state();
+        for (snap, _) in &made {
+            assert!(on_moto.contains(snap), "{snap} exists on the emulator");
+        }
+        let id_sent = made[1].1;
+        // Inside the window: what each check saw is asserted only when the
+        // check ended before the window can have ended (a slow machine skips
+        // assertions, it never fails them).
+        let inside = |sent: Instant| Instant::now() < sent + window;
+        let mut asserted = 0;
+
+        let listed = emu
+            .block_on(
+                client
+                    .describe_snapshots()
+                    .owner_ids("self")
+                    .filters(filter("tag:ebsnap:run-id", "twin-run"))
+                    .send(),
+            )
+            .expect("DescribeSnapshots filtered");
+        let listed: BTreeSet<String> = listed
+            .snapshots()
+            .iter()
+            .filter_map(|s| s.snapshot_id().map(String::from))
+            .collect();
+        for (snap, sent) in &made {
+            if inside(*sent) {
+                assert!(
+                    !listed.contains(snap),
+                    "{snap} left out of a filtered describe: {listed:?}"
+                );
+                asserted += 1;
+            }
+        }
+        let checks: Vec<(&str, Box<dyn Fn() -> (String, String)>)> = vec![
+            (
+                "DescribeSnapshots",
+                Box::new(|| {
+                    code(emu.block_on(client.describe_snapshots().snapshot_ids(&id).send()))
+                }),
+            ),
+            (
+                "CreateTags",
+                Box::new(|| {
+                    code(
+                        emu.block_on(
+                            client
+                                .create_tags()
+                                .resources(&id)
+                                .tags(Tag::builder().key("Name").value("x").build())
+                                .send(),
+                        ),
+                    )
+                }),
+            ),
+            (
+                "DeleteSnapshot",
+                Box::new(|| code(emu.block_on(client.delete_snapshot().snapshot_id(&id).send()))),
+            ),
+            (
+                "CreateVolume",
+                Box::new(|| {
+                    code(
+                        emu.block_on(
+                            client
+                                .create_volume()
+                                .snapshot_id(&id)
+                                .availability_zone(AZ)
+                                .send(),
+                        ),
+                    )
+                }),
+            ),
+            (
+                "CopySnapshot",
+                Box::new(|| {
+                    code(
+                        emu.block_on(
+                            client
+                                .copy_snapshot()
+                                .source_snapshot_id(&id)
+                                .source_region(REGION)
+                                .send(),
+                        ),
+                    )
+                }),
+            ),
+        ];
+        for (action, check) in &checks {
+            let (code, message) = check();
+            if inside(id_sent) {
+                assert_eq!(code, "InvalidSnapshot.NotFound", "{action}: {message}");
+                assert_eq!(
+                    message,
+                    format!("The snapshot '{id}' does not exist."),
+                    "{action}"
+                );
+                assert_refused_by_twin(&proxy, action, "consistency window");
+                asserted += 1;
+            }
+        }
+        assert!(
+            emu.snapshot_state().contains(&id),
+            "the refused delete did not reach the emulator"
+        );
+        assert!(asserted > 0, "no check ran inside the {window:?} window");
+
+        // After the window: found by id, listed, taggable.
+        assert!(
+            wait_until(window + Duration::from_secs(60), || emu
+                .block_on(client.describe_snapshots().snapshot_ids(&id).send())
+                .is_ok()),
+            "{id} never became visible\n{}",
+            proxy.twin_log()
+        );
+        assert!(
+            Instant::now() >= id_sent + window,
+            "found only once its window ended"
+        );
+        let all: BTreeSet<String> = made.iter().map(|(s, _)| s.clone()).collect();
+        assert!(
+            wait_until(window + Duration::from_secs(60), || {
+                let out = emu.block_on(
+                    client
+                        .describe_snapshots()
+                        .owner_ids("self")
+                        .filters(filter("tag:ebsnap:run-id", "twin-run"))
+                        .send(),
+                );
+                out.is_ok_and(|out| {
+                    let listed: BTreeSet<String> = out
+                        .snapshots()
+                        .iter()
+                        .filter_map(|s| s.snapshot_id().map(String::from))
+                        .collect();
+                    all.is_subset(&listed)
+                })
+            }),
+            "every new snapshot listed once the window ended\n{}",
+            proxy.twin_log()
+        );
+        emu.block_on(
+            client
+                .create_tags()
+                .resources(&id)
+                .tags(Tag::builder().key("Name").value("x").build())
+                .send(),
+        )
+        .expect("CreateTags after the window");
+        assert!(last(&proxy, "CreateTags").forwarded);
+        assert_eq!(emu.snapshot(&id).tag("Name"), Some("x"));
+        eprintln!("what the twin did:\n{}", proxy.twin_log());
+    }
+
+    #[test]
+    fn twin_slow_create_is_carried_out_after_the_client_gave_up() {
+        let emu = Emulator::start();
+        let instance = emu.launch_instance(&[]);
+        let (_, volume) = emu.root_volume(&instance);
+        let hold = Duration::from_secs(4);
+        let proxy = emu.proxy(FaultPlan::none().slow_creates_first(hold, 1));
+        // The client gives up on an attempt after 1 s, well before the hold ends.
+        let client = aws_sdk_ec2::Client::from_conf(
+            proxy
+                .sdk_client(&emu)
+                .config()
+                .to_builder()
+                .timeout_config(
+                    aws_sdk_ec2::config::timeout::TimeoutConfig::builder()
+                        .operation_attempt_timeout(Duration::from_secs(1))
+                        .build(),
+                )
+                .build(),
+        );
+        let before = emu.snapshot_state();
+        let err = emu
+            .block_on(client.create_snapshot().volume_id(&volume).send())
+            .expect_err("the held create times out");
+        assert!(
+            matches!(err, aws_sdk_ec2::error::SdkError::TimeoutError(_)),
+            "{err:?}"
+        );
+        // EC2 carries it out all the same, once held.
+        proxy.wait_for(
+            "the held create forwarded",
+            Duration::from_secs(60),
+            |records| {
+                records
+                    .iter()
+                    .any(|r| r.action == "CreateSnapshot" && r.forwarded)
+            },
+        );
+        let record = last(&proxy, "CreateSnapshot");
+        assert!(twin_note(&record).contains("slow create"), "{record}");
+        let diff = before.diff(&emu.snapshot_state());
+        assert_eq!(
+            diff.added.len(),
+            1,
+            "the timed-out create took effect: {diff:?}"
+        );
+        // Only the first create is slow: the next one answers in time.
+        let out = emu
+            .block_on(client.create_snapshot().volume_id(&volume).send())
+            .expect("the second create is not held");
+        assert!(emu.snapshot_state().contains(out.snapshot_id().unwrap()));
+        assert!(!twin_note(&last(&proxy, "CreateSnapshot")).contains("slow create"));
+        assert!(EBSNAP_ATTEMPT_TIMEOUT < EBSNAP_OPERATION_TIMEOUT);
+    }
+
+    #[test]
+    fn twin_error_and_recoverable_states_show_in_describes() {
+        let emu = Emulator::start();
+        let vol_a = emu.create_volume(4);
+        let vol_b = emu.create_volume(4);
+        let s1 = emu.create_snapshot_aged(&vol_a, 0, &[]);
+        let s2 = emu.create_snapshot_aged(&vol_a, 0, &[]);
+        let s3 = emu.create_snapshot_aged(&vol_b, 0, &[]);
+        let proxy = emu.proxy(
+            FaultPlan::none()
+                .snapshot_state(&s1, "error")
+                .snapshot_state(&vol_b, "recoverable"),
+        );
+        let client = proxy.sdk_client(&emu);
+        let states = |out: &aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsOutput| {
+            out.snapshots()
+                .iter()
+                .map(|s| (s.snapshot_id().unwrap().to_string(), s.state().cloned()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let out = emu
+            .block_on(
+                client
+                    .describe_snapshots()
+                    .snapshot_ids(&s1)
+                    .snapshot_ids(&s2)
+                    .snapshot_ids(&s3)
+                    .send(),
+            )
+            .expect("DescribeSnapshots");
+        let seen = states(&out);
+        assert_eq!(seen[&s1], Some(SnapshotState::Error), "{seen:?}");
+        assert_eq!(seen[&s2], Some(SnapshotState::Completed), "{seen:?}");
+        assert_eq!(seen[&s3], Some(SnapshotState::Recoverable), "{seen:?}");
+        // A status filter sees the twin's states, not the emulator's.
+        let out = emu
+            .block_on(
+                client
+                    .describe_snapshots()
+                    .snapshot_ids(&s1)
+                    .snapshot_ids(&s2)
+                    .snapshot_ids(&s3)
+                    .filters(filter("status", "completed"))
+                    .send(),
+            )
+            .expect("DescribeSnapshots status=completed");
+        assert_eq!(states(&out).into_keys().collect::<Vec<_>>(), [s2.clone()]);
+        // The emulator itself still has them all completed.
+        for s in [&s1, &s2, &s3] {
+            assert_eq!(emu.snapshot(s).state, "completed");
+        }
+        assert!(twin_note(&last(&proxy, "DescribeSnapshots")).contains("left out"));
+    }
+
+    #[test]
+    fn twin_archived_snapshot_refuses_create_volume_and_copy_but_not_delete() {
+        let emu = Emulator::start();
+        let volume = emu.create_volume(4);
+        let archived = emu.create_snapshot_aged(&volume, 0, &[]);
+        let standard = emu.create_snapshot_aged(&volume, 0, &[]);
+        let proxy = emu.proxy(FaultPlan::none().archived(&archived));
+        let client = proxy.sdk_client(&emu);
+        let out = emu
+            .block_on(
+                client
+                    .describe_snapshots()
+                    .snapshot_ids(&archived)
+                    .snapshot_ids(&standard)
+                    .send(),
+            )
+            .expect("DescribeSnapshots");
+        for s in out.snapshots() {
+            let is_archived = s.snapshot_id() == Some(archived.as_str());
+            let tier = if is_archived {
+                StorageTier::Archive
+            } else {
+                StorageTier::Standard
+            };
+            assert_eq!(s.storage_tier(), Some(&tier), "{s:?}");
+            assert_eq!(s.state(), Some(&SnapshotState::Completed), "{s:?}");
+            assert!(s.restore_expiry_time().is_none(), "{s:?}");
+        }
+        let (c, message) = code(
+            emu.block_on(
+                client
+                    .create_volume()
+                    .snapshot_id(&archived)
+                    .availability_zone(AZ)
+                    .send(),
+            ),
+        );
+        assert_eq!(c, ARCHIVED_ERROR_CODE, "{message}");
+        assert_refused_by_twin(&proxy, "CreateVolume", "archived");
+        let (c, message) = code(
+            emu.block_on(
+                client
+                    .copy_snapshot()
+                    .source_snapshot_id(&archived)
+                    .source_region(REGION)
+                    .send(),
+            ),
+        );
+        assert_eq!(c, ARCHIVED_ERROR_CODE, "{message}");
+        assert_refused_by_twin(&proxy, "CopySnapshot", "archived");
+        // The standard one restores; the archived one can be deleted.
+        emu.block_on(
+            client
+                .create_volume()
+                .snapshot_id(&standard)
+                .availability_zone(AZ)
+                .send(),
+        )
+        .expect("CreateVolume from a standard-tier snapshot");
+        emu.block_on(client.delete_snapshot().snapshot_id(&archived).send())
+            .expect("DeleteSnapshot of an archived snapshot");
+        assert!(!emu.snapshot_state().contains(&archived));
+    }
+
+    #[test]
+    fn twin_locked_snapshot_refuses_delete_and_is_described_as_locked() {
+        let emu = Emulator::start();
+        let vol_a = emu.create_volume(4);
+        let vol_b = emu.create_volume(4);
+        let s1 = emu.create_snapshot_aged(&vol_a, 0, &[]);
+        let free = emu.create_snapshot_aged(&vol_a, 0, &[]);
+        let s3 = emu.create_snapshot_aged(&vol_b, 0, &[]);
+        let proxy = emu.proxy(FaultPlan::none().locked(&s1, "governance", 30).locked(
+            &vol_b,
+            "compliance",
+            7,
+        ));
+        let client = proxy.sdk_client(&emu);
+        let out = emu
+            .block_on(client.describe_locked_snapshots().snapshot_ids(&s1).send())
+            .expect("DescribeLockedSnapshots by id");
+        let [lock] = out.snapshots() else {
+            panic!("one locked snapshot: {out:?}")
+        };
+        assert_eq!(lock.snapshot_id(), Some(s1.as_str()));
+        assert_eq!(lock.lock_state(), Some(&LockState::Governance));
+        assert_eq!(lock.lock_duration(), Some(30));
+        assert_eq!(lock.owner_id(), Some(ACCOUNT_ID));
+        let expires = lock.lock_expires_on().expect("LockExpiresOn").secs();
+        let in_30_days = chrono::Utc::now().timestamp() + 30 * 86_400;
+        assert!((expires - in_30_days).abs() < 3_600, "{lock:?}");
+        assert!(lock.lock_created_on().is_some() && lock.lock_duration_start_time().is_some());
+        // Unfiltered: both locked snapshots, the one locked through its volume too.
+        let out = emu
+            .block_on(client.describe_locked_snapshots().send())
+            .expect("DescribeLockedSnapshots");
+        let ids: BTreeSet<&str> = out
+            .snapshots()
+            .iter()
+            .filter_map(|l| l.snapshot_id())
+            .collect();
+        assert_eq!(ids, BTreeSet::from([s1.as_str(), s3.as_str()]));
+        let out = emu
+            .block_on(
+                client
+                    .describe_locked_snapshots()
+                    .filters(filter("lock-state", "compliance"))
+                    .send(),
+            )
+            .expect("DescribeLockedSnapshots lock-state=compliance");
+        let ids: Vec<&str> = out
+            .snapshots()
+            .iter()
+            .filter_map(|l| l.snapshot_id())
+            .collect();
+        assert_eq!(ids, [s3.as_str()]);
+        let (c, _) = code(emu.block_on(client.describe_locked_snapshots().dry_run(true).send()));
+        assert_eq!(c, "DryRunOperation");
+        // Deleting a locked snapshot is refused; an unlocked one goes.
+        for locked in [&s1, &s3] {
+            let (c, message) =
+                code(emu.block_on(client.delete_snapshot().snapshot_id(locked).send()));
+            assert_eq!(c, LOCKED_ERROR_CODE, "{message}");
+            assert_refused_by_twin(&proxy, "DeleteSnapshot", "locked");
+            assert!(emu.snapshot_state().contains(locked));
+        }
+        emu.block_on(client.delete_snapshot().snapshot_id(&free).send())
+            .expect("DeleteSnapshot of an unlocked snapshot");
+        assert!(!emu.snapshot_state().contains(&free));
+    }
+
+    #[test]
+    fn twin_per_volume_rate_and_pending_limits() {
+        let emu = Emulator::start();
+        let gp2 = emu.create_volume(4);
+        let st1 = emu
+            .block_on(
+                emu.client()
+                    .create_volume()
+                    .availability_zone(AZ)
+                    .size(125)
+                    .volume_type(VolumeType::St1)
+                    .send(),
+            )
+            .expect("CreateVolume st1")
+            .volume_id()
+            .unwrap()
+            .to_string();
+        let pending_for = Duration::from_secs(90);
+        let proxy = emu.proxy(FaultPlan::none().volume_limits(pending_for));
+        let client = proxy.sdk_client(&emu);
+        let create = |volume: &str| emu.block_on(client.create_snapshot().volume_id(volume).send());
+
+        let sent_gp2 = Instant::now();
+        let first = create(&gp2).expect("the first create of a volume");
+        assert_eq!(first.state(), Some(&SnapshotState::Pending), "{first:?}");
+        let first = first.snapshot_id().unwrap().to_string();
+        let out = emu
+            .block_on(client.describe_snapshots().snapshot_ids(&first).send())
+            .expect("DescribeSnapshots");
+        if Instant::now() < sent_gp2 + pending_for {
+            assert_eq!(out.snapshots()[0].state(), Some(&SnapshotState::Pending));
+        }
+        assert_eq!(
+            emu.snapshot(&first).state,
+            "completed",
+            "the emulator completed it"
+        );
+        // A second create of the volume within 15 s is refused.
+        let again = create(&gp2);
+        if Instant::now() < sent_gp2 + RATE_WINDOW {
+            let (c, message) = code(again);
+            assert_eq!(c, "SnapshotCreationPerVolumeRateExceeded", "{message}");
+            assert_refused_by_twin(
+                &proxy,
+                "CreateSnapshot",
+                "SnapshotCreationPerVolumeRateExceeded",
+            );
+        }
+
+        // st1: one pending snapshot is the limit.
+        let sent_st1 = Instant::now();
+        create(&st1).expect("the first create of the st1 volume");
+        let received = Instant::now();
+        assert!(wait_until(RATE_WINDOW + Duration::from_secs(5), || {
+            Instant::now() >= received + RATE_WINDOW
+        }));
+        let second = create(&st1);
+        if Instant::now() < sent_st1 + pending_for {
+            let (c, message) = code(second);
+            assert_eq!(c, "ConcurrentSnapshotLimitExceeded", "{message}");
+            assert_refused_by_twin(&proxy, "CreateSnapshot", "ConcurrentSnapshotLimitExceeded");
+        }
+        // gp2, past its rate window with one pending: allowed (limit 5).
+        create(&gp2).expect("a gp2 volume may have more than one pending snapshot");
+
+        // CreateSnapshots is judged per volume of the instance, boot volume
+        // excluded when asked.
+        let instance = emu.launch_instance(&[]);
+        let (_, root) = emu.root_volume(&instance);
+        let data = emu.attach_new_volume(&instance, "/dev/sdf");
+        let spec = |exclude_boot: bool| {
+            aws_sdk_ec2::types::InstanceSpecification::builder()
+                .instance_id(&instance)
+                .exclude_boot_volume(exclude_boot)
+                .build()
+        };
+        let sent_root = Instant::now();
+        create(&root).expect("a create of the root volume");
+        let all = emu.block_on(
+            client
+                .create_snapshots()
+                .instance_specification(spec(false))
+                .send(),
+        );
+        if Instant::now() < sent_root + RATE_WINDOW {
+            let (c, message) = code(all);
+            assert_eq!(c, "SnapshotCreationPerVolumeRateExceeded", "{message}");
+            let record = last(&proxy, "CreateSnapshots");
+            assert!(twin_note(&record).contains(&root), "{record}");
+            let data_only = emu
+                .block_on(
+                    client
+                        .create_snapshots()
+                        .instance_specification(spec(true))
+                        .send(),
+                )
+                .expect("CreateSnapshots without the boot volume");
+            let volumes: Vec<&str> = data_only
+                .snapshots()
+                .iter()
+                .filter_map(|s| s.volume_id())
+                .collect();
+            assert_eq!(volumes, [data.as_str()]);
+        }
+        eprintln!("what the twin did:\n{}", proxy.twin_log());
+    }
+
+    #[test]
+    fn twin_tag_limits_refuse_as_ec2_does() {
+        let emu = Emulator::start();
+        let volume = emu.create_volume(4);
+        let full = emu.create_snapshot_aged(&volume, 0, &[]);
+        let tags: Vec<(String, String)> = (0..48).map(|i| (format!("k{i}"), "v".into())).collect();
+        let tag_refs: Vec<(&str, &str)> =
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        emu.create_tags(&full, &tag_refs);
+        let fresh = emu.create_snapshot_aged(&volume, 0, &[]);
+        let proxy = emu.proxy(FaultPlan::none().tag_limits());
+        let client = proxy.sdk_client(&emu);
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        let create_tags = |resource: &str, new: Vec<Tag>| {
+            emu.block_on(
+                client
+                    .create_tags()
+                    .resources(resource)
+                    .set_tags(Some(new))
+                    .send(),
+            )
+        };
+
+        // 48 + 3 new = 51: refused; 48 + 2 = 50: allowed; same keys overwrite.
+        let (c, message) = code(create_tags(
+            &full,
+            vec![tag("n1", "v"), tag("n2", "v"), tag("n3", "v")],
+        ));
+        assert_eq!(c, "TagLimitExceeded", "{message}");
+        assert_refused_by_twin(&proxy, "CreateTags", "TagLimitExceeded");
+        create_tags(&full, vec![tag("n1", "v"), tag("n2", "v")]).expect("the 50th tag");
+        create_tags(&full, vec![tag("k0", "new value")])
+            .expect("overwriting a tag of a full resource");
+        assert_eq!(emu.snapshot(&full).tags.len(), 50);
+        // Key and value lengths, in characters.
+        let (c, message) = code(create_tags(
+            &fresh,
+            vec![tag(&"k".repeat(MAX_TAG_KEY + 1), "v")],
+        ));
+        assert_eq!(c, "InvalidParameterValue", "{message}");
+        assert_refused_by_twin(&proxy, "CreateTags", "InvalidParameterValue");
+        let (c, message) = code(create_tags(
+            &fresh,
+            vec![tag("k", &"v".repeat(MAX_TAG_VALUE + 1))],
+        ));
+        assert_eq!(c, "InvalidParameterValue", "{message}");
+        create_tags(
+            &fresh,
+            vec![tag(&"é".repeat(MAX_TAG_KEY), &"é".repeat(MAX_TAG_VALUE))],
+        )
+        .expect("a key and a value at their maximum length");
+        // A create with too many tags is refused before anything is made.
+        let before = emu.snapshot_state();
+        let many: Vec<(String, String)> = (0..MAX_TAGS + 1)
+            .map(|i| (format!("t{i}"), "v".into()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (c, message) = code(
+            emu.block_on(
+                client
+                    .create_snapshot()
+                    .volume_id(&volume)
+                    .tag_specifications(tag_spec(ResourceType::Snapshot, &many))
+                    .send(),
+            ),
+        );
+        assert_eq!(c, "TagLimitExceeded", "{message}");
+        assert_refused_by_twin(&proxy, "CreateSnapshot", "TagLimitExceeded");
+        assert!(before.diff(&emu.snapshot_state()).added.is_empty());
     }
 }

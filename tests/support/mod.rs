@@ -1208,6 +1208,9 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The EC2 twin: consistency window, slow creates, snapshot states and limits.
+pub mod twin;
+
 // ---------------------------------------------------------------------------
 // A fault-injecting HTTP proxy between the binary and the emulator
 //
@@ -1215,6 +1218,10 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 // keeps talking to the emulator. The proxy forwards every request; per its
 // FaultPlan it answers some mutating calls with an EC2 error instead, and it
 // records every request it saw.
+
+/// The EC2 twin's IAM: every EC2 request judged against a policy as EC2
+/// judges it (`FaultPlan::iam_policy`).
+pub mod iam;
 
 /// The EC2 actions that change the account: the only ones the proxy faults,
 /// delays or holds (and never when sent with `DryRun=true`).
@@ -1272,6 +1279,10 @@ pub struct FaultPlan {
     /// Roles whose AssumeRole the proxy refuses (STS `AccessDenied`).
     denied_roles: Vec<String>,
     failing_regions: Vec<String>,
+    /// The IAM twin's policy and partition (tests/support/iam.rs).
+    iam: iam::IamTwin,
+    /// What the EC2 twin adds (tests/support/twin.rs).
+    twin: twin::TwinPlan,
 }
 
 impl FaultPlan {
@@ -1381,6 +1392,15 @@ pub struct ProxyRecord {
     /// connection was dropped).
     pub status: Option<u16>,
     pub received: Instant,
+    /// Each authorization the IAM twin judged ("ec2:X on ARN"; empty when
+    /// no policy is set or the request is not EC2's).
+    pub judged: Vec<String>,
+    /// The authorization the IAM twin refused ("ec2:X on ARN"): the request
+    /// was answered 403 UnauthorizedOperation and never forwarded.
+    pub denied: Option<String>,
+    /// What the EC2 twin did with the request (tests/support/twin.rs), e.g.
+    /// "refused: InvalidSnapshot.NotFound snap-… (consistency window)".
+    pub twin: Option<String>,
 }
 
 impl ProxyRecord {
@@ -1432,6 +1452,12 @@ impl fmt::Display for ProxyRecord {
         if self.held {
             write!(f, " held")?;
         }
+        if let Some(denied) = &self.denied {
+            write!(f, " denied=[{denied}]")?;
+        }
+        if let Some(twin) = &self.twin {
+            write!(f, " twin=[{twin}]")?;
+        }
         write!(
             f,
             " forwarded={} status={}",
@@ -1457,6 +1483,7 @@ struct ProxyShared {
     state: Mutex<ProxyState>,
     changed: Condvar,
     stop: AtomicBool,
+    twin: twin::TwinState,
 }
 
 /// The fault-injecting proxy: listens on 127.0.0.1:<free port>, forwards to the
@@ -1487,6 +1514,7 @@ impl FaultProxy {
             plan,
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
+            twin: twin::TwinState::default(),
         });
         let accept_shared = Arc::clone(&shared);
         let acceptor = std::thread::spawn(move || {
@@ -1949,13 +1977,16 @@ impl ProxyShared {
         let mutating = MUTATING_ACTIONS.contains(&action.as_str());
         let resource = resource_of(&action, &params);
         let real = mutating && !dry_run;
+        // IAM as EC2 evaluates it (tests/support/iam.rs), before any fault: a
+        // denied request goes no further.
+        let iam = self.judge_iam(req, &params, &action);
 
         let (seq, fault, gated) = {
             let mut state = self.state.lock().unwrap();
             let seq = state.records.len();
             let mut fault = None;
             let mut gated = false;
-            if real {
+            if real && iam.denial.is_none() {
                 let n = state.mutating_seen;
                 state.mutating_seen += 1;
                 let key = format!("{action} {}", resource.as_deref().unwrap_or("-"));
@@ -2008,11 +2039,18 @@ impl ProxyShared {
                 forwarded: false,
                 status: None,
                 received: Instant::now(),
+                judged: iam.judged,
+                denied: iam.denial.as_ref().map(|d| d.what.clone()),
+                twin: None,
             });
             self.changed.notify_all();
             (seq, fault, gated)
         };
 
+        if let Some(denial) = &iam.denial {
+            self.update(seq, |r| r.status = Some(403));
+            return Some(denial.response(&format!("iam-{seq}"), req.keep_alive));
+        }
         if real && !self.plan.delay.is_zero() {
             std::thread::sleep(self.plan.delay);
         }
@@ -2053,6 +2091,9 @@ impl ProxyShared {
                 ));
             }
         }
+        if let Some(answer) = self.twin_before(seq, req, &fault) {
+            return answer;
+        }
         let answer = match &fault {
             Some(Fault::Throttle) => (
                 503,
@@ -2068,12 +2109,12 @@ impl ProxyShared {
                 ec2_error_response(400, code, "Refused by the test proxy.", &request_id),
             ),
             Some(Fault::Reset) => {
-                let forwarded = forward_upstream(self.upstream_port, req).is_ok();
+                let forwarded = self.twin_forward(seq, req).is_ok();
                 self.update(seq, |r| r.forwarded = forwarded);
                 return None;
             }
             Some(Fault::LostAnswer) => {
-                let forwarded = forward_upstream(self.upstream_port, req).is_ok();
+                let forwarded = self.twin_forward(seq, req).is_ok();
                 self.update(seq, |r| r.forwarded = forwarded);
                 (
                     500,
@@ -2085,7 +2126,7 @@ impl ProxyShared {
                     ),
                 )
             }
-            None => match forward_upstream(self.upstream_port, req) {
+            None => match self.twin_forward(seq, req) {
                 Ok((status, reason, headers, body)) => {
                     self.update(seq, |r| r.forwarded = true);
                     (
@@ -2355,16 +2396,24 @@ pub mod ages {
     pub const RETENTION_H: u32 = 168;
 }
 
-/// The tags ebsnap puts on a job's snapshot, for seeding one by hand.
+/// The tags ebsnap puts on a job's snapshot, for seeding one by hand. Each
+/// run has its own id: two snapshots of one volume with one run id are a
+/// duplicate, which purge deletes (safety rule 7).
 pub fn job_tags<'a>(
     job: &'a str,
     instance_id: &'a str,
     device: &'a str,
+    run_id: &'a str,
 ) -> Vec<(&'a str, &'a str)> {
     vec![
         ("ebsnap:job", job),
         ("ebsnap:instance-id", instance_id),
         ("ebsnap:device", device),
-        ("ebsnap:run-id", "seeded-run"),
+        ("ebsnap:run-id", run_id),
     ]
+}
+
+/// The run id of a seeded snapshot of `hours_ago`: one run a seeded age.
+pub fn seeded_run_id(hours_ago: u32) -> String {
+    format!("seeded-{hours_ago}h")
 }
