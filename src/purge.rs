@@ -141,7 +141,16 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
         if failure == CallFailure::Refused {
             // EC2's refusal of a locked snapshot has no error code of its
             // own in the API reference, so ask the documented way: a lock
-            // that DescribeLockedSnapshots shows in force explains it.
+            // that DescribeLockedSnapshots shows in force explains it. A
+            // refusal of the caller (no permission) is not about the
+            // snapshot: nothing to ask.
+            let about_the_caller = matches!(
+                err.code(),
+                Some("UnauthorizedOperation" | "AuthFailure" | "Blocked")
+            );
+            if about_the_caller {
+                return DeleteOutcome::Failed { reason };
+            }
             if let Some(until) = lock_in_force(exec, &snapshot.id).await {
                 let message = err.message().unwrap_or("locked").to_owned();
                 return DeleteOutcome::Locked { until, message };

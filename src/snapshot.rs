@@ -1344,12 +1344,7 @@ mod tests {
             [&set_call, &tag_calls]
         ));
         let creates = [create("vol-a")];
-        let sets = [SnapshotSet {
-            instance_id: "i-1".into(),
-            creates: vec![0],
-            exclude_boot: false,
-            exclude_data_volume_ids: vec![],
-        }];
+        let sets = set_of(&creates);
 
         let (outcomes, _) =
             create_all(&exec, &creates, &sets, "default", "run-1", None, None).await;
@@ -1392,12 +1387,7 @@ mod tests {
             [&set_call, &looks, &tags]
         ));
         let creates = [create("vol-a"), create("vol-b")];
-        let sets = [SnapshotSet {
-            instance_id: "i-1".into(),
-            creates: vec![0, 1],
-            exclude_boot: false,
-            exclude_data_volume_ids: vec![],
-        }];
+        let sets = set_of(&creates);
 
         let (outcomes, _) =
             create_all(&exec, &creates, &sets, "default", "run-1", None, None).await;

@@ -294,6 +294,43 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_snapshot_ec2_does_not_show_holds_up_none_of_the_others() {
+        // Asked by filter, EC2 leaves out the id it does not know (yet, or
+        // any more) instead of failing the whole describe.
+        let rule = mock!(Client::describe_snapshots)
+            .match_requests(|req| {
+                req.snapshot_ids().is_empty()
+                    && req
+                        .filters()
+                        .iter()
+                        .any(|f| f.name() == Some("snapshot-id"))
+            })
+            .sequence()
+            .output(answer(&[("snap-here", Ec2State::Pending, "50%")]))
+            .output(answer(&[("snap-here", Ec2State::Completed, "100%")]))
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+
+        let outcomes = wait_for(
+            &client,
+            &ids(&["snap-here", "snap-gone"]),
+            Duration::from_millis(50),
+            Duration::from_millis(5),
+            &ProgressBar::hidden(),
+            true,
+            &far(),
+        )
+        .await;
+
+        assert_eq!(outcomes["snap-here"], WaitOutcome::Completed);
+        let WaitOutcome::Failed { reason } = &outcomes["snap-gone"] else {
+            panic!("{outcomes:?}")
+        };
+        assert!(reason.contains("EC2 no longer shows the snapshot"), "{reason}");
+    }
+
     fn ids(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
     }

@@ -546,16 +546,6 @@ fn through(emu: &Emulator, proxy: &FaultProxy, args: &[&str]) -> EbsnapRun {
     emu.ebsnap_cmd(args).via(proxy).run()
 }
 
-/// Every request the twin refused, one per line.
-fn denials(proxy: &FaultProxy) -> Vec<String> {
-    proxy
-        .records()
-        .iter()
-        .filter(|r| r.denied.is_some())
-        .map(ProxyRecord::to_string)
-        .collect()
-}
-
 /// The records of real (not DryRun) calls of `action`.
 fn real_calls(records: &[ProxyRecord], action: &str) -> Vec<ProxyRecord> {
     records
@@ -597,7 +587,7 @@ fn under_the_printed_policy_every_command_does_its_work() {
     // DryRunOperation), nothing changes.
     let before = emu.world_state();
     let dry = through(&emu, &proxy, &["run", "--dry-run"]);
-    assert_eq!(denials(&proxy), Vec::<String>::new(), "{dry}");
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{dry}");
     dry.assert_success();
     assert_world_unchanged(&before, &emu.world_state(), &dry);
     assert!(
@@ -612,7 +602,7 @@ fn under_the_printed_policy_every_command_does_its_work() {
     // run: creates one snapshot per selected volume, purges the expired ones.
     let before = emu.snapshot_state();
     let run = through(&emu, &proxy, &["run"]);
-    assert_eq!(denials(&proxy), Vec::<String>::new(), "{run}");
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{run}");
     run.assert_success();
     let diff = before.diff(&emu.snapshot_state());
     assert_one_new_snapshot_per_selected_volume(&fleet, &diff, &run);
@@ -623,7 +613,7 @@ fn under_the_printed_policy_every_command_does_its_work() {
     let expired = fleet.seed_expired(&emu);
     let before = emu.snapshot_state();
     let purge = through(&emu, &proxy, &["purge"]);
-    assert_eq!(denials(&proxy), Vec::<String>::new(), "{purge}");
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{purge}");
     purge.assert_success();
     let diff = before.diff(&emu.snapshot_state());
     assert!(diff.added.is_empty(), "{purge}");
@@ -661,7 +651,7 @@ fn under_the_printed_policy_every_command_does_its_work() {
             "/dev/sdh",
         ],
     );
-    assert_eq!(denials(&proxy), Vec::<String>::new(), "{restore}");
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{restore}");
     restore.assert_success();
     let attached = emu.attached_volumes(&fleet.web);
     let new: Vec<&(String, String)> = attached
@@ -897,7 +887,7 @@ fn under_the_printed_policy_a_run_works_in_every_partition() {
         );
         let before = emu.snapshot_state();
         let run = through(&emu, &proxy, &["run"]);
-        assert_eq!(denials(&proxy), Vec::<String>::new(), "{partition}\n{run}");
+        assert_eq!(proxy.denials(), Vec::<String>::new(), "{partition}\n{run}");
         run.assert_success();
         let diff = before.diff(&emu.snapshot_state());
         assert_one_new_snapshot_per_selected_volume(&fleet, &diff, &run);
@@ -948,7 +938,7 @@ fn under_the_printed_policy_the_other_modes_do_their_work() {
         &proxy,
         &["snapshot", "--per-volume", "--copy-to", "us-west-2"],
     );
-    assert_eq!(denials(&proxy), Vec::<String>::new(), "{run}");
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{run}");
     run.assert_success();
     let diff = before.diff(&emu.snapshot_state());
     assert_one_new_snapshot_per_selected_volume(&fleet, &diff, &run);
@@ -1006,7 +996,7 @@ fn under_the_printed_policy_the_other_modes_do_their_work() {
     // restore --instance: a volume from each snapshot of web's newest run.
     let seen = proxy.records().len();
     let restore = through(&emu, &proxy, &["restore", "--instance", &fleet.web]);
-    assert_eq!(denials(&proxy), Vec::<String>::new(), "{restore}");
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{restore}");
     restore.assert_success();
     let records = proxy.records();
     let volumes = real_calls(&records[seen..], "CreateVolume");
@@ -1056,7 +1046,7 @@ fn under_the_printed_policy_the_other_modes_do_their_work() {
     let seen = proxy.records().len();
     let role = format!("arn:aws:iam::{other}:role/backup");
     let assumed = through(&emu, &proxy, &["--assume-role", &role, "snapshot"]);
-    assert_eq!(denials(&proxy), Vec::<String>::new(), "{assumed}");
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{assumed}");
     assumed.assert_success();
     let records = proxy.records();
     let creates = real_calls(&records[seen..], "CreateSnapshots");
@@ -1238,4 +1228,30 @@ fn harness_signatures_of_bodies_with_spaces_need_the_fix() {
             (fixed, other) => panic!("fixed={fixed}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn under_the_printed_policy_all_regions_lists_the_accounts_regions() {
+    let emu = Emulator::start();
+    SmallFleet::seed(&emu);
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .iam_policy(&printed_policy_text(&[]))
+            .enabled_regions(&["us-east-1", "us-west-2", "eu-west-1"]),
+    );
+
+    // --all-regions asks EC2 which regions the account has enabled
+    // (DescribeRegions), then reads each of them.
+    let list = through(&emu, &proxy, &["list", "--all-regions", "--output", "json"]);
+    assert_eq!(proxy.denials(), Vec::<String>::new(), "{list}");
+    list.assert_success();
+    let records = proxy.records();
+    let asked = real_calls(&records, "DescribeRegions");
+    assert_eq!(asked.len(), 1, "{}", proxy.log());
+    assert_eq!(asked[0].judged, ["ec2:DescribeRegions on *"], "{}", asked[0]);
+    assert_eq!(
+        list.json()["regions"],
+        serde_json::json!(["eu-west-1", "us-east-1", "us-west-2"]),
+        "every enabled region, not only the home one\n{list}"
+    );
 }

@@ -29,6 +29,24 @@ fn job_tags<'a>(instance_id: &'a str, device: &'a str, run_id: &'a str) -> Vec<(
     ]
 }
 
+/// `ebsnap ARGS` as on a real account: through the EC2 twin, every request
+/// judged under the policy `ebsnap iam-policy` prints, unchanged, and new
+/// snapshots hidden from describes for a while (eventual consistency). No
+/// request may be refused: restore must work under the policy users get.
+fn ebsnap_on_ec2(emu: &Emulator, args: &[&str]) -> EbsnapRun {
+    let printed = emu.ebsnap(&["iam-policy"]);
+    printed.assert_success();
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .iam_policy(&printed.stdout)
+            .consistency_window(std::time::Duration::from_secs(2)),
+    );
+    let run = emu.ebsnap_cmd(args).via(&proxy).run();
+    let denied = proxy.denials();
+    assert!(denied.is_empty(), "denied under the printed policy: {denied:#?}\n{run}");
+    run
+}
+
 /// Every volume in the emulator, by id.
 fn volumes(emu: &Emulator) -> BTreeMap<String, Volume> {
     let out = emu
@@ -126,7 +144,7 @@ fn restore_of_one_snapshot_makes_a_volume_like_its_source() {
     let snapshot = emu.create_snapshot_aged(&source, 5, &job_tags(&instance, "/dev/sdf", "run-1"));
     let before = volumes(&emu);
 
-    let run = emu.ebsnap(&["restore", "--snapshot", &snapshot]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--snapshot", &snapshot]);
     run.assert_success();
 
     let new = new_volumes(&emu, &before);
@@ -156,7 +174,7 @@ fn restore_of_one_snapshot_makes_a_volume_like_its_source() {
 
     // Overrides, and the JSON report agrees with the emulator.
     let before = volumes(&emu);
-    let run = emu.ebsnap(&[
+    let run = ebsnap_on_ec2(&emu, &[
         "restore",
         "--snapshot",
         &snapshot,
@@ -195,7 +213,7 @@ fn restore_of_one_snapshot_makes_a_volume_like_its_source() {
 
     // Smaller than the snapshot: refused, nothing made.
     let before = emu.world_state();
-    let run = emu.ebsnap(&["restore", "--snapshot", &snapshot, "--size", "10"]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--snapshot", &snapshot, "--size", "10"]);
     run.assert_exit(2);
     assert!(
         run.stderr.contains("--size 10 is smaller than snapshot") && run.stderr.contains("20 GiB"),
@@ -211,7 +229,7 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     let before = volumes(&emu);
 
     let at = rfc3339_hours_ago(36);
-    let run = emu.ebsnap(&["restore", "--instance", &backed.instance, "--at", &at]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &backed.instance, "--at", &at]);
     run.assert_success();
 
     let new = new_volumes(&emu, &before);
@@ -231,7 +249,7 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
 
     // Without --at: the newest run.
     let before = volumes(&emu);
-    let run = emu.ebsnap(&["restore", "--instance", &backed.instance, "-q"]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &backed.instance, "-q"]);
     run.assert_success();
     let from: BTreeSet<String> = new_volumes(&emu, &before).iter().map(snapshot_of).collect();
     assert_eq!(from, backed.run_b, "{run}");
@@ -239,7 +257,7 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     // Before the first backup: refused, saying when the first one was.
     let before = emu.world_state();
     let at = rfc3339_hours_ago(72);
-    let run = emu.ebsnap(&["restore", "--instance", &backed.instance, "--at", &at]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &backed.instance, "--at", &at]);
     run.assert_exit(2);
     // run-a's snapshots may start a second or two apart: the time that
     // works is the last of their starts.
@@ -261,7 +279,7 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     );
     assert_world_unchanged(&before, &emu.world_state(), &run);
     // The suggested time works, and finds run-a.
-    let run = emu.ebsnap(&[
+    let run = ebsnap_on_ec2(&emu, &[
         "restore",
         "--instance",
         &backed.instance,
@@ -275,7 +293,7 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     }
 
     // An instance with no backups.
-    let run = emu.ebsnap(&["restore", "--instance", "i-0123456789abcdef0"]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", "i-0123456789abcdef0"]);
     run.assert_exit(2);
     assert!(
         run.stderr
@@ -293,7 +311,7 @@ fn prod_and_staging(emu: &Emulator) -> (String, String, BTreeSet<String>) {
     emu.attach_new_volume(&prod, "/dev/sdg");
     let staging = emu.launch_instance(&[("Name", "staging")]);
     let before = emu.snapshot_state();
-    emu.ebsnap(&["snapshot"]).assert_success();
+    ebsnap_on_ec2(&emu, &["snapshot"]).assert_success();
     let made = before.diff(&emu.snapshot_state()).added_ids();
     assert_eq!(
         made.len(),
@@ -310,7 +328,7 @@ fn restore_attaches_to_another_instance_at_the_original_devices() {
     let staging_root = emu.root_volume(&staging);
     let before = volumes(&emu);
 
-    let run = emu.ebsnap(&["restore", "--instance", &prod, "--attach-to", &staging]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &prod, "--attach-to", &staging]);
     run.assert_success();
 
     let new = new_volumes(&emu, &before);
@@ -348,7 +366,7 @@ fn restore_attaches_to_another_instance_at_the_original_devices() {
         .iter()
         .find(|id| state.get(id).unwrap().tag("ebsnap:device") == Some("/dev/sdf"))
         .unwrap();
-    let run = emu.ebsnap(&[
+    let run = ebsnap_on_ec2(&emu, &[
         "restore",
         "--snapshot",
         data,
@@ -373,7 +391,7 @@ fn restore_refuses_a_taken_device_and_creates_nothing() {
     let busy = emu.attach_new_volume(&staging, "/dev/sdg");
     let before = emu.world_state();
 
-    let run = emu.ebsnap(&["restore", "--instance", &prod, "--attach-to", &staging]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &prod, "--attach-to", &staging]);
     run.assert_exit(2);
     assert!(
         run.stderr.contains("device /dev/sdg")
@@ -390,7 +408,7 @@ fn restore_refuses_a_taken_device_and_creates_nothing() {
         .iter()
         .find(|id| state.get(id).unwrap().tag("ebsnap:device") == Some("/dev/sda1"))
         .unwrap();
-    let run = emu.ebsnap(&["restore", "--snapshot", root, "--attach-to", &staging]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--snapshot", root, "--attach-to", &staging]);
     run.assert_exit(2);
     assert!(
         run.stderr.contains("device /dev/sda1") && run.stderr.contains("root volume"),
@@ -408,7 +426,7 @@ fn restore_of_a_missing_snapshot_and_other_bad_input_exit_2_and_change_nothing()
     let before = emu.world_state();
 
     let missing = "snap-0123456789abcdef0";
-    let run = emu.ebsnap(&["restore", "--snapshot", missing]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--snapshot", missing]);
     run.assert_exit(2);
     assert!(
         run.stderr
@@ -434,7 +452,7 @@ fn restore_of_a_missing_snapshot_and_other_bad_input_exit_2_and_change_nothing()
     ] {
         let mut all = vec!["restore", "--snapshot", snapshot.as_str()];
         all.extend(args);
-        let run = emu.ebsnap(&all);
+        let run = ebsnap_on_ec2(&emu, &all);
         run.assert_exit(2);
         assert!(run.stderr.contains(expected), "{run}");
     }
@@ -443,11 +461,11 @@ fn restore_of_a_missing_snapshot_and_other_bad_input_exit_2_and_change_nothing()
     // The source volume is gone: its zone must be given.
     emu.delete_volume(&source);
     let before = emu.world_state();
-    let run = emu.ebsnap(&["restore", "--snapshot", &snapshot]);
+    let run = ebsnap_on_ec2(&emu, &["restore", "--snapshot", &snapshot]);
     run.assert_exit(2);
     assert!(run.stderr.contains("pass --availability-zone"), "{run}");
     assert_world_unchanged(&before, &emu.world_state(), &run);
-    let run = emu.ebsnap(&[
+    let run = ebsnap_on_ec2(&emu, &[
         "restore",
         "--snapshot",
         &snapshot,
@@ -466,7 +484,7 @@ fn a_dry_run_prints_the_plan_and_creates_nothing() {
     let (prod, staging, made) = prod_and_staging(&emu);
     let before = emu.world_state();
 
-    let run = emu.ebsnap(&[
+    let run = ebsnap_on_ec2(&emu, &[
         "restore",
         "--instance",
         &prod,
@@ -489,7 +507,7 @@ fn a_dry_run_prints_the_plan_and_creates_nothing() {
         }
     }
 
-    let run = emu.ebsnap(&[
+    let run = ebsnap_on_ec2(&emu, &[
         "restore",
         "--instance",
         &prod,
@@ -547,7 +565,7 @@ fn the_3am_recipe_puts_last_nights_data_volumes_back_in_place() {
         &backed.instance,
     ];
 
-    let run = emu.ebsnap(&restore);
+    let run = ebsnap_on_ec2(&emu, &restore);
     run.assert_success();
 
     let attached = emu.attached_volumes(&backed.instance);
@@ -571,6 +589,6 @@ fn the_3am_recipe_puts_last_nights_data_volumes_back_in_place() {
     }
     // Run again: every device is taken now, so nothing is made.
     let before = emu.world_state();
-    emu.ebsnap(&restore).assert_exit(2);
+    ebsnap_on_ec2(&emu, &restore).assert_exit(2);
     assert_world_unchanged(&before, &emu.world_state(), &"second restore");
 }

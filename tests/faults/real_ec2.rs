@@ -11,6 +11,24 @@ use super::*;
 /// ebsnap asks again for 30 s; the margin is wide on a loaded machine.
 const WINDOW: Duration = Duration::from_secs(3);
 
+/// The EC2 twin with IAM as EC2 evaluates it, under the policy
+/// `ebsnap iam-policy` prints, unchanged: every call a scenario makes must
+/// pass it on a real account too.
+fn ec2_twin(emu: &Emulator) -> FaultPlan {
+    let printed = emu.ebsnap(&["iam-policy"]);
+    printed.assert_success();
+    FaultPlan::none().iam_policy(&printed.stdout)
+}
+
+/// No request of the run was refused by the twin's IAM.
+fn assert_no_denials(proxy: &FaultProxy, ctx: &dyn std::fmt::Display) {
+    let denied = proxy.denials();
+    assert!(
+        denied.is_empty(),
+        "denied under the printed policy: {denied:#?}\n{ctx}"
+    );
+}
+
 /// The two ways ebsnap creates: one CreateSnapshots per instance (the
 /// default), or one CreateSnapshot per volume.
 const MODES: [&[&str]; 2] = [&[], &["--per-volume"]];
@@ -71,8 +89,7 @@ fn refused_by_window(proxy: &FaultProxy, action: &str) -> usize {
         .iter()
         .filter(|r| {
             r.action == action
-                && r
-                    .twin
+                && r.twin
                     .as_deref()
                     .is_some_and(|t| t.contains("InvalidSnapshot.NotFound"))
         })
@@ -99,10 +116,11 @@ fn under_the_consistency_window_each_volume_gets_one_snapshot_with_every_tag() {
         let emu = Emulator::start();
         let fleet = Fleet::seed(&emu);
         let before = emu.world_state();
-        let proxy = emu.proxy(FaultPlan::none().consistency_window(WINDOW));
+        let proxy = emu.proxy(ec2_twin(&emu).consistency_window(WINDOW));
 
         let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
         let ctx = Ctx2(&proxy, &run);
+        assert_no_denials(&proxy, &ctx);
         run.assert_success();
         let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
         assert_contract_tags(&created, &ctx);
@@ -125,7 +143,7 @@ fn lost_answers_under_the_window_are_looked_up_never_created_twice() {
             let before = emu.world_state();
             let action = create_action(mode);
             let proxy = emu.proxy(
-                FaultPlan::none()
+                ec2_twin(&emu)
                     .consistency_window(WINDOW)
                     .first_attempts(action, fault.clone(), 1)
                     .first_attempts("CreateTags", Fault::Throttle, 1)
@@ -134,6 +152,7 @@ fn lost_answers_under_the_window_are_looked_up_never_created_twice() {
 
             let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
             let ctx = Ctx2(&proxy, &run);
+            assert_no_denials(&proxy, &ctx);
             run.assert_success();
             let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
             assert_contract_tags(&created, &ctx);
@@ -161,13 +180,14 @@ fn a_create_carried_out_after_its_attempt_timed_out_makes_no_duplicate() {
         let before = emu.world_state();
         let action = create_action(mode);
         let proxy = emu.proxy(
-            FaultPlan::none()
+            ec2_twin(&emu)
                 .consistency_window(WINDOW)
                 .slow_creates_first(hold, 1),
         );
 
         let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
         let ctx = Ctx2(&proxy, &run);
+        assert_no_denials(&proxy, &ctx);
         run.assert_success();
         let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
         assert_contract_tags(&created, &ctx);
@@ -189,21 +209,33 @@ fn a_duplicate_that_slipped_through_is_deleted_by_the_next_purge() {
     let first = emu.create_snapshot_aged(&fleet.web_sdf, 2, &tags);
     let duplicate = emu.create_snapshot_aged(&fleet.web_sdf, 1, &tags);
     let before = emu.snapshot_state();
+    let proxy = emu.proxy(ec2_twin(&emu));
 
-    let run = emu.ebsnap(&["purge", "--output", "json"]);
+    let run = emu
+        .ebsnap_cmd(&["purge", "--output", "json"])
+        .via(&proxy)
+        .run();
     run.assert_success();
+    assert_no_denials(&proxy, &run);
     let removed = before.diff(&emu.snapshot_state()).removed_ids();
     let mut expected = fleet.expired_default();
     expected.insert(duplicate.clone());
     assert_eq!(removed, expected, "{run}");
-    assert!(emu.snapshot_state().contains(&first), "the older one stays\n{run}");
+    assert!(
+        emu.snapshot_state().contains(&first),
+        "the older one stays\n{run}"
+    );
     let doc = run.json();
     let deleted = entries(&doc, "deleted", &run);
     let entry = deleted
         .iter()
         .find(|e| str_field(e, "snapshot_id") == Some(duplicate.as_str()))
         .unwrap_or_else(|| panic!("{duplicate} not reported deleted\n{run}"));
-    assert_eq!(str_field(entry, "reason_code"), Some("duplicate"), "{entry}");
+    assert_eq!(
+        str_field(entry, "reason_code"),
+        Some("duplicate"),
+        "{entry}"
+    );
     let text = emu.ebsnap(&["purge", "--dry-run"]);
     text.assert_success();
     assert!(
@@ -218,7 +250,10 @@ fn seeded_of(emu: &Emulator, volume: &str, hours_ago: u32) -> String {
     emu.snapshot_state()
         .of_volume(volume)
         .into_iter()
-        .find(|s| s.tag("ebsnap:run-id") == Some(run_id.as_str()) && s.tag("ebsnap:job") == Some("default"))
+        .find(|s| {
+            s.tag("ebsnap:run-id") == Some(run_id.as_str())
+                && s.tag("ebsnap:job") == Some("default")
+        })
         .unwrap_or_else(|| panic!("no seeded snapshot of {volume} {hours_ago}h old"))
         .id
         .clone()
@@ -245,8 +280,12 @@ fn error_snapshots_go_archived_and_locked_ones_stay_and_the_run_succeeds() {
             .locked(&locked, "compliance", 30),
     );
 
-    let run = emu.ebsnap_cmd(&["purge", "--output", "json"]).via(&proxy).run();
+    let run = emu
+        .ebsnap_cmd(&["purge", "--output", "json"])
+        .via(&proxy)
+        .run();
     let ctx = Ctx2(&proxy, &run);
+    assert_no_denials(&proxy, &ctx);
     run.assert_success();
     let removed = before.diff(&emu.snapshot_state()).removed_ids();
     let mut expected = fleet.expired_default();
@@ -264,11 +303,15 @@ fn error_snapshots_go_archived_and_locked_ones_stay_and_the_run_succeeds() {
             .and_then(|e| str_field(e, "reason_code"))
             .map(str::to_owned)
     };
-    assert_eq!(reason_of("deleted", &broken).as_deref(), Some("error"), "{ctx}");
-    assert_eq!(reason_of("kept", &archived).as_deref(), Some("archived"), "{ctx}");
-    assert_eq!(reason_of("kept", &db_archived).as_deref(), Some("archived"), "{ctx}");
-    assert_eq!(reason_of("kept", &db_last_good).as_deref(), Some("keep_min"), "{ctx}");
-    assert_eq!(reason_of("kept", &locked).as_deref(), Some("locked"), "{ctx}");
+    for (list, id, code) in [
+        ("deleted", &broken, "error"),
+        ("kept", &archived, "archived"),
+        ("kept", &db_archived, "archived"),
+        ("kept", &db_last_good, "keep_min"),
+        ("kept", &locked, "locked"),
+    ] {
+        assert_eq!(reason_of(list, id).as_deref(), Some(code), "{id}\n{ctx}");
+    }
     let locked_entry = entries(&doc, "kept", &ctx)
         .iter()
         .find(|e| str_field(e, "snapshot_id") == Some(locked.as_str()))
@@ -319,7 +362,7 @@ fn restore_refuses_an_archived_snapshot_and_passes_over_a_run_with_one() {
         .filter_map(|e| str_field(e, "snapshot_id").map(str::to_owned))
         .collect::<Vec<_>>();
     let archived = newer_of_web[0].clone();
-    let proxy = emu.proxy(FaultPlan::none().archived(&archived));
+    let proxy = emu.proxy(ec2_twin(&emu).archived(&archived));
     let before = emu.world_state();
 
     let refused = emu
@@ -340,8 +383,13 @@ fn restore_refuses_an_archived_snapshot_and_passes_over_a_run_with_one() {
         .via(&proxy)
         .run();
     by_instance.assert_success();
+    assert_no_denials(&proxy, &by_instance);
     let doc = by_instance.json();
-    assert_eq!(str_field(&doc, "run_id"), Some(older_run.as_str()), "{by_instance}");
+    assert_eq!(
+        str_field(&doc, "run_id"),
+        Some(older_run.as_str()),
+        "{by_instance}"
+    );
     assert_ne!(older_run, newer_run);
     let restored: BTreeSet<String> = doc["restored"]
         .as_array()
@@ -368,7 +416,7 @@ fn copied_tags_past_ec2s_limit_are_left_out_and_named_in_every_mode() {
             tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let app = emu.launch_instance(&borrowed);
         emu.attach_new_volume(&app, "/dev/sdf");
-        let proxy = emu.proxy(FaultPlan::none().tag_limits().consistency_window(WINDOW));
+        let proxy = emu.proxy(ec2_twin(&emu).tag_limits().consistency_window(WINDOW));
         let before = emu.snapshot_state();
 
         let run = emu
@@ -376,6 +424,7 @@ fn copied_tags_past_ec2s_limit_are_left_out_and_named_in_every_mode() {
             .via(&proxy)
             .run();
         let ctx = Ctx2(&proxy, &run);
+        assert_no_denials(&proxy, &ctx);
         run.assert_success();
         let added = before.diff(&emu.snapshot_state()).added;
         assert_eq!(added.len(), 2, "{ctx}");
@@ -383,7 +432,10 @@ fn copied_tags_past_ec2s_limit_are_left_out_and_named_in_every_mode() {
         for s in &added {
             assert_eq!(s.tags.len(), 50, "{s:?}\n{ctx}");
             assert_eq!(s.tag("ebsnap:job"), Some("default"), "{ctx}");
-            assert!(s.tag("ebsnap:device").is_some() && s.tag("Name").is_some(), "{ctx}");
+            assert!(
+                s.tag("ebsnap:device").is_some() && s.tag("Name").is_some(),
+                "{ctx}"
+            );
         }
         let doc = run.json();
         for created in entries(&doc, "created", &ctx) {
@@ -406,20 +458,30 @@ fn a_volume_restored_from_a_snapshot_with_fifty_tags_stays_within_the_limit() {
     tags.extend((tags.len()..50).map(|i| (format!("cost-{i:02}"), "x".to_owned())));
     let borrowed: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let snapshot = emu.create_snapshot_aged(&volume, 2, &borrowed);
-    let proxy = emu.proxy(FaultPlan::none().tag_limits());
+    let proxy = emu.proxy(ec2_twin(&emu).tag_limits());
 
     let run = emu
         .ebsnap_cmd(&["restore", "--snapshot", &snapshot, "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx2(&proxy, &run);
+    assert_no_denials(&proxy, &ctx);
     run.assert_success();
     let doc = run.json();
     let restored = &doc["restored"][0];
-    assert_eq!(restored["tags_dropped"], serde_json::json!(["cost-49"]), "{ctx}");
+    assert_eq!(
+        restored["tags_dropped"],
+        serde_json::json!(["cost-49"]),
+        "{ctx}"
+    );
     let new_volume = str_field(restored, "volume_id").unwrap();
     let described = emu
-        .block_on(emu.client().describe_volumes().volume_ids(new_volume).send())
+        .block_on(
+            emu.client()
+                .describe_volumes()
+                .volume_ids(new_volume)
+                .send(),
+        )
         .expect("DescribeVolumes");
     let volume_tags = tag_map(described.volumes()[0].tags());
     assert_eq!(volume_tags.len(), 50, "{volume_tags:?}");
@@ -464,14 +526,18 @@ fn a_multi_attach_volume_gets_one_snapshot_a_run() {
         }
         for instance in [&a, &b] {
             assert!(
-                emu.attached_volumes(instance).iter().any(|(_, v)| *v == shared),
+                emu.attached_volumes(instance)
+                    .iter()
+                    .any(|(_, v)| *v == shared),
                 "the emulator shows {shared} on {instance}"
             );
         }
         let before = emu.snapshot_state();
+        let proxy = emu.proxy(ec2_twin(&emu));
 
-        let run = emu.ebsnap(&run_args(mode, &[]));
+        let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
         run.assert_success();
+        assert_no_denials(&proxy, &run);
         let added = before.diff(&emu.snapshot_state()).added;
         let of_shared = added.iter().filter(|s| s.volume_id == shared).count();
         assert_eq!(of_shared, 1, "{mode:?}: {added:#?}\n{run}");
@@ -480,8 +546,10 @@ fn a_multi_attach_volume_gets_one_snapshot_a_run() {
         let doc = run.json();
         let skipped = entries(&doc, "skipped_volumes", &run);
         assert!(
-            skipped.iter().any(|s| str_field(s, "volume_id") == Some(shared.as_str())
-                && str_field(s, "reason_code") == Some("multi_attach")),
+            skipped
+                .iter()
+                .any(|s| str_field(s, "volume_id") == Some(shared.as_str())
+                    && str_field(s, "reason_code") == Some("multi_attach")),
             "{run}"
         );
     }
@@ -504,6 +572,7 @@ fn wait_waits_for_snapshots_ec2_does_not_show_yet() {
         .via(&proxy)
         .run();
     let ctx = Ctx2(&proxy, &run);
+    assert_no_denials(&proxy, &ctx);
     run.assert_success();
     let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
     assert_contract_tags(&created, &ctx);

@@ -1571,6 +1571,16 @@ impl FaultProxy {
             .count()
     }
 
+    /// Every request the IAM twin refused (`FaultPlan::iam_policy`), one
+    /// line each.
+    pub fn denials(&self) -> Vec<String> {
+        self.records()
+            .iter()
+            .filter(|r| r.denied.is_some())
+            .map(ProxyRecord::to_string)
+            .collect()
+    }
+
     /// How many requests got `fault`.
     pub fn faulted(&self, fault: &Fault) -> usize {
         self.records()

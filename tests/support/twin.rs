@@ -110,6 +110,8 @@ pub(super) struct TwinPlan {
     /// Some: per-volume limits on, new snapshots pending for this long.
     pending_for: Option<Duration>,
     tag_limits: bool,
+    /// Some: the regions enabled for the account, as DescribeRegions shows.
+    enabled_regions: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +138,7 @@ impl TwinPlan {
             || !self.locks.is_empty()
             || self.pending_for.is_some()
             || self.tag_limits
+            || self.enabled_regions.is_some()
     }
 
     /// Some rule names a volume: the twin needs to know snapshots' volumes.
@@ -319,6 +322,16 @@ impl FaultPlan {
     /// number of tags that you can assign to the specified resource").
     pub fn tag_limits(mut self) -> FaultPlan {
         self.twin.tag_limits = true;
+        self
+    }
+
+    /// The account has only `regions` enabled. EC2 API reference,
+    /// DescribeRegions: "Describes the Regions that are enabled for your
+    /// account, or all Regions" (`AllRegions`, default false: only those
+    /// enabled). moto shows every region it knows, and reading each one's
+    /// snapshots at once is more than it can serve in a test.
+    pub fn enabled_regions(mut self, regions: &[&str]) -> FaultPlan {
+        self.twin.enabled_regions = Some(regions.iter().map(|r| r.to_string()).collect());
         self
     }
 }
@@ -578,6 +591,9 @@ impl ProxyShared {
         let action = record.action.as_str();
         if action == "DescribeLockedSnapshots" && !plan.locks.is_empty() {
             return Some(self.twin_locked_snapshots(record, req));
+        }
+        if let Some(regions) = plan.enabled_regions.as_ref().filter(|_| action == "DescribeRegions") {
+            return Some(enabled_regions_answer(regions, record.dry_run));
         }
         if record.dry_run {
             return None;
@@ -1091,6 +1107,37 @@ fn lock_state(lock: &LockRule, now: DateTime<Utc>) -> &'static str {
         "expired"
     } else {
         lock.state
+    }
+}
+
+/// DescribeRegions' answer for an account with `regions` enabled
+/// (RegionInfo: regionName, regionEndpoint, optInStatus); a DryRun is
+/// answered DryRunOperation, as EC2 does.
+fn enabled_regions_answer(regions: &[String], dry_run: bool) -> Outcome {
+    if dry_run {
+        return Outcome::Refuse {
+            status: 412,
+            code: "DryRunOperation".into(),
+            message: "Request would have succeeded, but DryRun flag is set.".into(),
+            note: "answered DescribeRegions (DryRun)".into(),
+        };
+    }
+    let items: String = regions
+        .iter()
+        .map(|r| {
+            format!(
+                "<item><regionName>{r}</regionName><regionEndpoint>ec2.{r}.amazonaws.com</regionEndpoint>\
+                 <optInStatus>opt-in-not-required</optInStatus></item>"
+            )
+        })
+        .collect();
+    Outcome::Answer {
+        body: format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeRegionsResponse \
+             xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>twin</requestId>\
+             <regionInfo>{items}</regionInfo></DescribeRegionsResponse>"
+        ),
+        note: format!("answered DescribeRegions: {}", regions.join(", ")),
     }
 }
 
