@@ -328,7 +328,10 @@ mod tests {
         let WaitOutcome::Failed { reason } = &outcomes["snap-gone"] else {
             panic!("{outcomes:?}")
         };
-        assert!(reason.contains("EC2 no longer shows the snapshot"), "{reason}");
+        assert!(
+            reason.contains("EC2 no longer shows the snapshot"),
+            "{reason}"
+        );
     }
 
     fn ids(list: &[&str]) -> Vec<String> {

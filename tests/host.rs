@@ -1248,7 +1248,12 @@ fn under_the_printed_policy_all_regions_lists_the_accounts_regions() {
     let records = proxy.records();
     let asked = real_calls(&records, "DescribeRegions");
     assert_eq!(asked.len(), 1, "{}", proxy.log());
-    assert_eq!(asked[0].judged, ["ec2:DescribeRegions on *"], "{}", asked[0]);
+    assert_eq!(
+        asked[0].judged,
+        ["ec2:DescribeRegions on *"],
+        "{}",
+        asked[0]
+    );
     assert_eq!(
         list.json()["regions"],
         serde_json::json!(["eu-west-1", "us-east-1", "us-west-2"]),

@@ -43,7 +43,10 @@ fn ebsnap_on_ec2(emu: &Emulator, args: &[&str]) -> EbsnapRun {
     );
     let run = emu.ebsnap_cmd(args).via(&proxy).run();
     let denied = proxy.denials();
-    assert!(denied.is_empty(), "denied under the printed policy: {denied:#?}\n{run}");
+    assert!(
+        denied.is_empty(),
+        "denied under the printed policy: {denied:#?}\n{run}"
+    );
     run
 }
 
@@ -174,21 +177,24 @@ fn restore_of_one_snapshot_makes_a_volume_like_its_source() {
 
     // Overrides, and the JSON report agrees with the emulator.
     let before = volumes(&emu);
-    let run = ebsnap_on_ec2(&emu, &[
-        "restore",
-        "--snapshot",
-        &snapshot,
-        "--availability-zone",
-        AZ,
-        "--volume-type",
-        "io2",
-        "--iops",
-        "5000",
-        "--size",
-        "30",
-        "--output",
-        "json",
-    ]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &[
+            "restore",
+            "--snapshot",
+            &snapshot,
+            "--availability-zone",
+            AZ,
+            "--volume-type",
+            "io2",
+            "--iops",
+            "5000",
+            "--size",
+            "30",
+            "--output",
+            "json",
+        ],
+    );
     run.assert_success();
     let doc = run.json();
     let new = new_volumes(&emu, &before);
@@ -229,7 +235,10 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     let before = volumes(&emu);
 
     let at = rfc3339_hours_ago(36);
-    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &backed.instance, "--at", &at]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &["restore", "--instance", &backed.instance, "--at", &at],
+    );
     run.assert_success();
 
     let new = new_volumes(&emu, &before);
@@ -257,7 +266,10 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     // Before the first backup: refused, saying when the first one was.
     let before = emu.world_state();
     let at = rfc3339_hours_ago(72);
-    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &backed.instance, "--at", &at]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &["restore", "--instance", &backed.instance, "--at", &at],
+    );
     run.assert_exit(2);
     // run-a's snapshots may start a second or two apart: the time that
     // works is the last of their starts.
@@ -279,14 +291,17 @@ fn restore_of_an_instance_at_a_time_between_two_runs_gets_exactly_the_earlier_ru
     );
     assert_world_unchanged(&before, &emu.world_state(), &run);
     // The suggested time works, and finds run-a.
-    let run = ebsnap_on_ec2(&emu, &[
-        "restore",
-        "--instance",
-        &backed.instance,
-        "--at",
-        &first_time,
-        "--dry-run",
-    ]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &[
+            "restore",
+            "--instance",
+            &backed.instance,
+            "--at",
+            &first_time,
+            "--dry-run",
+        ],
+    );
     run.assert_success();
     for snapshot in &backed.run_a {
         assert!(run.stdout.contains(snapshot.as_str()), "{run}");
@@ -311,7 +326,7 @@ fn prod_and_staging(emu: &Emulator) -> (String, String, BTreeSet<String>) {
     emu.attach_new_volume(&prod, "/dev/sdg");
     let staging = emu.launch_instance(&[("Name", "staging")]);
     let before = emu.snapshot_state();
-    ebsnap_on_ec2(&emu, &["snapshot"]).assert_success();
+    ebsnap_on_ec2(emu, &["snapshot"]).assert_success();
     let made = before.diff(&emu.snapshot_state()).added_ids();
     assert_eq!(
         made.len(),
@@ -328,7 +343,10 @@ fn restore_attaches_to_another_instance_at_the_original_devices() {
     let staging_root = emu.root_volume(&staging);
     let before = volumes(&emu);
 
-    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &prod, "--attach-to", &staging]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &["restore", "--instance", &prod, "--attach-to", &staging],
+    );
     run.assert_success();
 
     let new = new_volumes(&emu, &before);
@@ -366,15 +384,18 @@ fn restore_attaches_to_another_instance_at_the_original_devices() {
         .iter()
         .find(|id| state.get(id).unwrap().tag("ebsnap:device") == Some("/dev/sdf"))
         .unwrap();
-    let run = ebsnap_on_ec2(&emu, &[
-        "restore",
-        "--snapshot",
-        data,
-        "--attach-to",
-        &staging,
-        "--device",
-        "/dev/sdh",
-    ]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &[
+            "restore",
+            "--snapshot",
+            data,
+            "--attach-to",
+            &staging,
+            "--device",
+            "/dev/sdh",
+        ],
+    );
     run.assert_success();
     let at_sdh = emu
         .attached_volumes(&staging)
@@ -391,7 +412,10 @@ fn restore_refuses_a_taken_device_and_creates_nothing() {
     let busy = emu.attach_new_volume(&staging, "/dev/sdg");
     let before = emu.world_state();
 
-    let run = ebsnap_on_ec2(&emu, &["restore", "--instance", &prod, "--attach-to", &staging]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &["restore", "--instance", &prod, "--attach-to", &staging],
+    );
     run.assert_exit(2);
     assert!(
         run.stderr.contains("device /dev/sdg")
@@ -408,7 +432,10 @@ fn restore_refuses_a_taken_device_and_creates_nothing() {
         .iter()
         .find(|id| state.get(id).unwrap().tag("ebsnap:device") == Some("/dev/sda1"))
         .unwrap();
-    let run = ebsnap_on_ec2(&emu, &["restore", "--snapshot", root, "--attach-to", &staging]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &["restore", "--snapshot", root, "--attach-to", &staging],
+    );
     run.assert_exit(2);
     assert!(
         run.stderr.contains("device /dev/sda1") && run.stderr.contains("root volume"),
@@ -465,13 +492,16 @@ fn restore_of_a_missing_snapshot_and_other_bad_input_exit_2_and_change_nothing()
     run.assert_exit(2);
     assert!(run.stderr.contains("pass --availability-zone"), "{run}");
     assert_world_unchanged(&before, &emu.world_state(), &run);
-    let run = ebsnap_on_ec2(&emu, &[
-        "restore",
-        "--snapshot",
-        &snapshot,
-        "--availability-zone",
-        AZ,
-    ]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &[
+            "restore",
+            "--snapshot",
+            &snapshot,
+            "--availability-zone",
+            AZ,
+        ],
+    );
     run.assert_success();
     let new = new_volumes(&emu, &before.volumes);
     assert_eq!(new.len(), 1, "{run}");
@@ -484,14 +514,17 @@ fn a_dry_run_prints_the_plan_and_creates_nothing() {
     let (prod, staging, made) = prod_and_staging(&emu);
     let before = emu.world_state();
 
-    let run = ebsnap_on_ec2(&emu, &[
-        "restore",
-        "--instance",
-        &prod,
-        "--attach-to",
-        &staging,
-        "-n",
-    ]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &[
+            "restore",
+            "--instance",
+            &prod,
+            "--attach-to",
+            &staging,
+            "-n",
+        ],
+    );
     run.assert_success();
     assert_world_unchanged(&before, &emu.world_state(), &run);
     assert!(run.stdout.starts_with("Dry run"), "{run}");
@@ -507,14 +540,17 @@ fn a_dry_run_prints_the_plan_and_creates_nothing() {
         }
     }
 
-    let run = ebsnap_on_ec2(&emu, &[
-        "restore",
-        "--instance",
-        &prod,
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let run = ebsnap_on_ec2(
+        &emu,
+        &[
+            "restore",
+            "--instance",
+            &prod,
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+    );
     run.assert_success();
     assert_world_unchanged(&before, &emu.world_state(), &run);
     let doc = run.json();

@@ -7,4 +7,9 @@ cd "$(dirname "$0")/.."
 . tests/install-deps.sh
 echo "moto server: $EBSNAP_MOTO_SERVER" >&2
 echo "faketime:    $EBSNAP_FAKETIME_LIB" >&2
-cargo test --locked "$@"
+# The end-to-end tests spend their time waiting (on the emulator, on
+# ebsnap's retries, on the EC2 twin's consistency window and limits), not on
+# the CPU: four at a time even on two cores. RUST_TEST_THREADS overrides.
+# --no-fail-fast: one failing test binary does not hide the others' results.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+cargo test --locked --no-fail-fast "$@"

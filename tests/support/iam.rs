@@ -821,7 +821,7 @@ pub fn authorizations(
                 .iter()
                 .filter(|(device, volume)| {
                     let boot = instance.root_device.as_deref() == Some(device.as_str());
-                    !(exclude_boot && boot) && !(!boot && excluded.contains(volume))
+                    !(exclude_boot && boot) && (boot || !excluded.contains(volume))
                 })
                 .map(|(_, volume)| volume)
                 .collect();

@@ -592,7 +592,11 @@ impl ProxyShared {
         if action == "DescribeLockedSnapshots" && !plan.locks.is_empty() {
             return Some(self.twin_locked_snapshots(record, req));
         }
-        if let Some(regions) = plan.enabled_regions.as_ref().filter(|_| action == "DescribeRegions") {
+        if let Some(regions) = plan
+            .enabled_regions
+            .as_ref()
+            .filter(|_| action == "DescribeRegions")
+        {
             return Some(enabled_regions_answer(regions, record.dry_run));
         }
         if record.dry_run {
@@ -780,7 +784,7 @@ impl ProxyShared {
             let excluded = indexed(&record.params, "InstanceSpecification.ExcludeDataVolumeId");
             instance_volumes(&body)
                 .into_iter()
-                .filter(|(volume, root)| !(exclude_boot && *root) && !excluded.contains(volume))
+                .filter(|(volume, root)| !(excluded.contains(volume) || exclude_boot && *root))
                 .map(|(volume, _)| volume)
                 .collect()
         };
