@@ -878,6 +878,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_look_that_fails_once_is_made_again_and_finds_the_snapshot() {
+        // A loaded endpoint: the first look after the lost answer fails, the
+        // next one finds what the create made. No second create.
+        let create_rule = mock!(Client::create_snapshot)
+            .sequence()
+            .http_status(500, ec2_error_body("InternalError"))
+            .output(created("snap-dup"))
+            .build();
+        let lookup_rule = mock!(Client::describe_snapshots)
+            .match_requests(lookup)
+            .sequence()
+            .http_status(400, ec2_error_body("RequestTimeout"))
+            .output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(ec2_snapshot("vol-1", "snap-1"))
+                    .build()
+            })
+            .build();
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&create_rule, &lookup_rule]
+        );
+
+        let outcomes = run_creates(
+            &test_executor(client, false),
+            &[create("vol-1")],
+            "default",
+            "run-1",
+        )
+        .await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-1".into()
+            }]
+        );
+        assert_eq!((create_rule.num_calls(), lookup_rule.num_calls()), (1, 2));
+    }
+
+    #[tokio::test]
     async fn a_failed_lookup_gives_up_rather_than_risk_a_duplicate() {
         let create_rule = mock!(Client::create_snapshot)
             .sequence()
