@@ -16,7 +16,7 @@ use crate::aws::MAX_IN_FLIGHT;
 use crate::config::{CopySettings, Policy};
 use crate::control::{Executor, VolumeGates};
 use crate::inventory::{TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT};
-use crate::plan::{Create, Plan};
+use crate::plan::{Create, Plan, CONTRACT_TAGS};
 use crate::purge::DeleteOutcome;
 use crate::snapshot::{
     create_with_retries, made_one, no_retries, only_snapshot, snapshot_tag_spec, CreateOutcome,
@@ -76,7 +76,8 @@ pub fn plan_copies(creates: &[Create], outcomes: &[CreateOutcome]) -> Vec<CopyJo
         .collect()
 }
 
-/// The copies' tags: the contract's, as on the source, and where it came from.
+/// The copies' tags: the contract's, as on the source, where it came from,
+/// and as many copied tags as fit.
 pub fn copy_tags(
     job: &CopyJob,
     source_snapshot_id: &str,
@@ -84,13 +85,21 @@ pub fn copy_tags(
     job_name: &str,
     run_id: &str,
 ) -> Vec<(String, String)> {
-    let mut tags = job.create.tags(job_name, run_id);
+    let mut tags = job.create.contract_tags(job_name, run_id);
     tags.push((
         TAG_SOURCE_SNAPSHOT.to_owned(),
         source_snapshot_id.to_owned(),
     ));
     tags.push((TAG_SOURCE_REGION.to_owned(), source_region.to_owned()));
+    tags.extend(copied_tags_on_copy(&job.create).0);
     tags
+}
+
+/// The copied tags (`--copy-tags`) that fit on a copy beside ebsnap's own
+/// seven (the contract's and where it came from) within EC2's limits, and
+/// the keys of those that do not.
+pub fn copied_tags_on_copy(create: &Create) -> (Vec<(String, String)>, Vec<String>) {
+    crate::plan::fit_tags(CONTRACT_TAGS + 2, create.copied_tags.iter().cloned())
 }
 
 /// The (instance, device) pairs whose copy failed: their old copies stay
@@ -242,6 +251,24 @@ mod tests {
             copied_tags: vec![],
             dropped_tags: vec![],
         }
+    }
+
+    #[test]
+    fn a_copy_keeps_ebsnaps_own_tags_and_as_many_copied_ones_as_fit_in_fifty() {
+        let mut job = copy_of_snap_src();
+        // As many as fit on the source beside the contract: 45.
+        job.create.copied_tags = (0..45).map(|i| (format!("k{i:02}"), "v".into())).collect();
+        let tags = copy_tags(&job, "snap-src", "us-east-1", "default", "run-1");
+        assert_eq!(tags.len(), 50);
+        for key in [
+            TAG_SOURCE_SNAPSHOT,
+            TAG_SOURCE_REGION,
+            "ebsnap:job",
+            "ebsnap:device",
+        ] {
+            assert!(tags.iter().any(|(k, _)| k == key), "{key}");
+        }
+        assert_eq!(copied_tags_on_copy(&job.create).1, ["k43", "k44"]);
     }
 
     /// The copy of snap-src, this run's snapshot of vol-a.

@@ -61,21 +61,28 @@ pub struct Create {
 }
 
 impl Create {
-    /// Every tag of the contract, set in the create call itself so that no
-    /// snapshot of ebsnap ever exists without its marker.
+    /// Every tag of the contract, then the copied ones, set in the create
+    /// call itself so that no snapshot of ebsnap ever exists without its
+    /// marker.
     pub fn tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
+        let mut tags = self.contract_tags(job, run_id);
+        tags.extend(self.copied_tags.iter().cloned());
+        tags
+    }
+
+    /// The tag contract's five tags on the volume's snapshot.
+    pub fn contract_tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
         let label = self.instance_name.as_deref().unwrap_or(&self.instance_id);
-        let contract = [
+        [
             (TAG_JOB, job.to_owned()),
             (TAG_INSTANCE_ID, self.instance_id.clone()),
             (TAG_DEVICE, self.device.clone()),
             (TAG_RUN_ID, run_id.to_owned()),
             (TAG_NAME, format!("{label} {}", self.device)),
-        ];
-        let contract = contract
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value));
-        contract.chain(self.copied_tags.iter().cloned()).collect()
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
     }
 
     /// The snapshot's description: who made it, for which job, of what.
@@ -130,7 +137,7 @@ impl fmt::Display for DeleteReason {
         f.write_str(match self {
             DeleteReason::Expired => "past retention",
             DeleteReason::Error => "in error: it holds no backup",
-            DeleteReason::Duplicate => "a duplicate of an older snapshot of the same run",
+            DeleteReason::Duplicate => "a second snapshot of its volume in one run",
         })
     }
 }
@@ -268,7 +275,7 @@ const MAX_TAGS: usize = 50;
 const MAX_TAG_KEY: usize = 128;
 const MAX_TAG_VALUE: usize = 256;
 /// The tags of the contract, on every snapshot.
-const CONTRACT_TAGS: usize = 5;
+pub const CONTRACT_TAGS: usize = 5;
 
 /// The `extra` tags that fit on a resource beside `kept` tags of ebsnap's
 /// own (which always stay): within EC2's limits, in order, the first that
@@ -397,11 +404,14 @@ pub fn build_copy_purge(
     plan
 }
 
-/// How many of `snapshots` carry the job's marker.
+/// How many of `snapshots` are the job's good backups (completed, in the
+/// standard tier): what retention can delete, and so what the delete guard
+/// weighs a purge against. Archived ones, which pile up outside retention,
+/// must not make a mistaken purge look small.
 fn marked_count(snapshots: &[ExistingSnapshot], policy: &Policy) -> usize {
     snapshots
         .iter()
-        .filter(|s| s.is_marked_for(&policy.job))
+        .filter(|s| s.is_marked_for(&policy.job) && is_good_backup(s))
         .count()
 }
 
@@ -451,8 +461,8 @@ fn recent_snapshots<'a>(
 /// of each volume's retention's worth (one in eight for daily runs kept 7
 /// days), whatever the fleet's size; half or more gone at once is the mark
 /// of a mistake: a clock far ahead, a retention cut by an order of
-/// magnitude. Snapshots in error and duplicates hold nothing worth a
-/// refusal, so only the expired ones count towards the half.
+/// magnitude. Snapshots in error hold nothing: they neither count towards
+/// the half nor are ever held back.
 fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
     let planned = plan.deletes.len();
     if policy.force || planned == 0 {
@@ -461,7 +471,7 @@ fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
     let expiring = plan
         .deletes
         .iter()
-        .filter(|d| d.reason == DeleteReason::Expired)
+        .filter(|d| d.reason != DeleteReason::Error)
         .count();
     let mut reasons = Vec::new();
     if let Some(max_delete) = policy.max_delete.filter(|&max| planned > max) {
@@ -479,7 +489,10 @@ fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
         "refused to delete {planned} snapshots ({}): check the plan with --dry-run, then rerun with --force",
         reasons.join(", ")
     ));
-    let withheld = std::mem::take(&mut plan.deletes);
+    let (errors, withheld): (Vec<Delete>, Vec<Delete>) = std::mem::take(&mut plan.deletes)
+        .into_iter()
+        .partition(|d| d.reason == DeleteReason::Error);
+    plan.deletes = errors;
     plan.kept.extend(withheld.into_iter().map(|delete| Kept {
         snapshot: delete.snapshot,
         reason: KeepReason::DeleteGuard,
@@ -624,7 +637,7 @@ fn plan_purge(
             .then(b.start_time.cmp(&a.start_time))
             .then(a.id.cmp(&b.id))
     });
-    let duplicates = younger_duplicates(&snapshots, volume_of);
+    let duplicates = duplicates_of_a_run(&snapshots, volume_of);
     let mut verdicts = Vec::with_capacity(snapshots.len());
     let mut newer_good = 0;
     for (position, snapshot) in snapshots.iter().enumerate() {
@@ -671,29 +684,42 @@ fn is_good_backup(snapshot: &ExistingSnapshot) -> bool {
     snapshot.state == SnapshotState::Completed && !snapshot.archived
 }
 
-/// The positions in `sorted` (by volume, newest first) of the younger
-/// snapshots of a volume that share a run id with an older one: a run makes
-/// one snapshot of a volume, so these are the duplicates a retried create
-/// left. Only good backups count: a pending one is never deleted (it is
-/// judged next run), one in error is deleted anyway, an archived one stays.
-fn younger_duplicates(
+/// The positions in `sorted` (by volume, newest first) of the snapshots of
+/// a volume that share their instance and run id with another one (both set
+/// in the create call itself, so on every snapshot ebsnap makes): a run makes
+/// one snapshot of a volume, so all but one are the duplicates a retried
+/// create left. The one kept is the oldest with its `ebsnap:device` tag (a
+/// CreateSnapshots whose answer was lost leaves a first snapshot without
+/// it), else the oldest. Only good backups count: a pending one is never
+/// deleted (it is judged next run), one in error is deleted anyway, an
+/// archived one stays. A snapshot without a volume of its own (EC2 gives a
+/// copy `vol-ffffffff`) is never taken for a duplicate.
+fn duplicates_of_a_run(
     sorted: &[ExistingSnapshot],
     volume_of: for<'a> fn(&'a ExistingSnapshot) -> (&'a str, &'a str),
 ) -> HashSet<usize> {
-    let mut oldest_of_run: BTreeMap<((&str, &str), &str), usize> = BTreeMap::new();
-    let mut duplicates = HashSet::new();
+    type RunOfVolume<'a> = ((&'a str, &'a str), Option<&'a str>, &'a str);
+    let mut runs: BTreeMap<RunOfVolume, Vec<usize>> = BTreeMap::new();
     for (position, snapshot) in sorted.iter().enumerate() {
         let Some(run_id) = snapshot.run_id.as_deref() else {
             continue;
         };
-        if !is_good_backup(snapshot) {
+        let volume = volume_of(snapshot);
+        if !is_good_backup(snapshot) || matches!(volume.0, "" | "vol-ffffffff") {
             continue;
         }
-        // Newest first: a later position is older, and takes over as the
-        // one to keep.
-        if let Some(younger) = oldest_of_run.insert((volume_of(snapshot), run_id), position) {
-            duplicates.insert(younger);
-        }
+        runs.entry((volume, snapshot.instance_id.as_deref(), run_id))
+            .or_default()
+            .push(position);
+    }
+    let mut duplicates = HashSet::new();
+    for positions in runs.into_values().filter(|p| p.len() > 1) {
+        // Newest first: a larger position is older.
+        let keep = positions
+            .iter()
+            .copied()
+            .max_by_key(|&p| (sorted[p].device.is_some(), p));
+        duplicates.extend(positions.into_iter().filter(|&p| Some(p) != keep));
     }
     duplicates
 }
@@ -1557,6 +1583,79 @@ mod tests {
         for kept in ["first", "other", "earlier", "pending-dup"] {
             assert!(plan.kept.iter().any(|k| *k.snapshot.id == *kept), "{kept}");
         }
+    }
+
+    #[test]
+    fn of_a_duplicate_pair_the_one_with_its_device_tag_stays() {
+        // A CreateSnapshots whose answer was lost made the first snapshot,
+        // which never got its per-volume tags; the second was tagged.
+        let untagged = ExistingSnapshot {
+            run_id: Some("run-1".into()),
+            device: None,
+            ..completed("untagged", "vol-a", TimeDelta::minutes(30))
+        };
+        let tagged = ExistingSnapshot {
+            run_id: Some("run-1".into()),
+            ..completed("tagged", "vol-a", TimeDelta::minutes(29))
+        };
+        let plan = purge(vec![untagged, tagged], &guarded());
+        assert_eq!(deleted_ids(&plan), ["untagged"]);
+        assert_eq!(plan.deletes[0].reason, DeleteReason::Duplicate);
+    }
+
+    #[test]
+    fn copies_without_a_volume_of_their_own_are_never_duplicates() {
+        let copy = |id: &str| ExistingSnapshot {
+            run_id: Some("run-1".into()),
+            ..completed(id, "vol-ffffffff", TimeDelta::minutes(30))
+        };
+        let plan = purge(vec![copy("copy-a"), copy("copy-b")], &guarded());
+        assert!(plan.deletes.is_empty(), "{:?}", deleted_ids(&plan));
+    }
+
+    #[test]
+    fn archived_snapshots_do_not_water_down_the_delete_guard() {
+        // 100 volumes, 31 daily snapshots each in the standard tier and 301
+        // archived: a retention cut from 30 days to 30 hours would expire
+        // nearly all the standard ones.
+        let mut snapshots = daily_history(100, 31);
+        for v in 0..100 {
+            for d in 32..=332 {
+                snapshots.push(ExistingSnapshot {
+                    archived: true,
+                    ..completed(
+                        &format!("vol-{v}-a{d}"),
+                        &format!("vol-{v}"),
+                        TimeDelta::days(d),
+                    )
+                });
+            }
+        }
+        let cut = Policy {
+            retention: TimeDelta::hours(30),
+            ..guarded()
+        };
+        let plan = purge(snapshots, &cut);
+        assert!(plan.deletes.is_empty(), "{} deletes", plan.deletes.len());
+        assert!(plan.purge_refused.is_some());
+    }
+
+    #[test]
+    fn a_refused_purge_still_deletes_the_snapshots_in_error() {
+        let mut snapshots = daily_history(2, 8);
+        snapshots.push(snap(
+            "broken",
+            "vol-0",
+            TimeDelta::hours(3),
+            SnapshotState::Error,
+        ));
+        let cut = Policy {
+            retention: TimeDelta::hours(7),
+            ..guarded()
+        };
+        let plan = purge(snapshots, &cut);
+        assert!(plan.purge_refused.is_some());
+        assert_eq!(deleted_ids(&plan), ["broken"]);
     }
 
     #[test]

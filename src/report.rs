@@ -124,6 +124,10 @@ pub struct CopiedEntry {
     /// `"planned"` in a dry run (no call: the snapshot does not exist yet),
     /// absent otherwise.
     pub permission: Option<&'static str>,
+    /// `--copy-tags`: the keys of the source's tags left off the copy,
+    /// which EC2's tag limits had no room for; absent when all fit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags_dropped: Vec<String>,
 }
 
 /// One per snapshot deleted, like `KeptEntry` one per snapshot kept: the
@@ -446,7 +450,10 @@ impl Report {
                     continue;
                 }
             };
+            let mut tags_dropped = job.create.dropped_tags.clone();
+            tags_dropped.extend(crate::copy::copied_tags_on_copy(&job.create).1);
             self.copied.push(CopiedEntry {
+                tags_dropped,
                 snapshot_id,
                 source_snapshot_id: job.source_snapshot_id,
                 source_region: source_region.to_owned(),

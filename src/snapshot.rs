@@ -105,9 +105,14 @@ pub struct RunHooks<'a> {
 
 /// Carries out (or, in a dry run, checks) every create, set by set: with
 /// hooks, the pre-hook, the set's snapshot calls, and the post-hook as soon
-/// as they return. As each set returns, its volumes' `gates` are settled, so
-/// their deletes start without waiting for the other sets. Outcomes come
-/// back in the order of `creates`, with the hooks' failures.
+/// as they return. At most `MAX_IN_FLIGHT` sets are at that stage at once.
+/// The CreateTags that follow a CreateSnapshots run after it, outside that
+/// limit: a tag that EC2 refuses while it does not show the new snapshot
+/// yet, and that waits to be asked again, holds up neither the next set's
+/// create nor the database the post-hook unlocks. As each volume's outcome
+/// is known, its `gates` are settled, so its deletes start without waiting
+/// for the others. Outcomes come back in the order of `creates`, with the
+/// hooks' failures.
 pub async fn create_all(
     exec: &Executor,
     creates: &[Create],
@@ -117,26 +122,35 @@ pub async fn create_all(
     hooks: Option<RunHooks<'_>>,
     gates: Option<&VolumeGates>,
 ) -> (Vec<CreateOutcome>, Vec<HookFailed>) {
-    let results: Vec<SetOutcome> = stream::iter(sets)
-        .map(|set| async move {
-            let (outcomes, failures) = snapshot_set(exec, creates, set, job, run_id, hooks).await;
-            if let Some(gates) = gates {
-                for (index, outcome) in &outcomes {
-                    gates.settle(&creates[*index].volume_id, outcome.is_good_backup());
-                }
-            }
-            (outcomes, failures)
-        })
-        .buffer_unordered(MAX_IN_FLIGHT)
-        .collect()
-        .await;
+    let mut snapshotting = stream::iter(sets)
+        .map(|set| snapshot_set(exec, creates, set, job, run_id, hooks))
+        .buffer_unordered(MAX_IN_FLIGHT);
+    let mut tagging = futures_util::stream::FuturesUnordered::new();
     let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; creates.len()];
     let mut failures = Vec::new();
-    for (set_outcomes, set_failures) in results {
-        for (index, outcome) in set_outcomes {
-            outcomes[index] = Some(outcome);
+    let mut settle = |index: usize, outcome: CreateOutcome| {
+        if let Some(gates) = gates {
+            gates.settle(&creates[index].volume_id, outcome.is_good_backup());
         }
-        failures.extend(set_failures);
+        outcomes[index] = Some(outcome);
+    };
+    loop {
+        tokio::select! {
+            Some(set) = snapshotting.next() => {
+                for (index, outcome) in set.outcomes {
+                    settle(index, outcome);
+                }
+                failures.extend(set.hook_failures);
+                for (index, snapshot_id) in set.to_tag {
+                    let create = &creates[index];
+                    tagging.push(async move {
+                        (index, tag_made(exec, snapshot_id, create, job, run_id).await)
+                    });
+                }
+            }
+            Some((index, outcome)) = tagging.next() => settle(index, outcome),
+            else => break,
+        }
     }
     let outcomes = outcomes.into_iter().map(|o| {
         o.unwrap_or(CreateOutcome::Failed {
@@ -146,9 +160,34 @@ pub async fn create_all(
     (outcomes.collect(), failures)
 }
 
-/// One set's outcomes, by index into the run's creates, and its hooks'
-/// failures.
-type SetOutcome = (Vec<(usize, CreateOutcome)>, Vec<HookFailed>);
+/// What one set's snapshot stage left: the outcomes known, the hooks'
+/// failures, and the snapshots CreateSnapshots made that still need their
+/// per-volume tags (by index into the run's creates).
+struct SetOutcome {
+    outcomes: Vec<(usize, CreateOutcome)>,
+    hook_failures: Vec<HookFailed>,
+    to_tag: Vec<(usize, String)>,
+}
+
+/// A snapshot CreateSnapshots made, once its per-volume tags are on.
+async fn tag_made(
+    exec: &Executor,
+    snapshot_id: String,
+    create: &Create,
+    job: &str,
+    run_id: &str,
+) -> CreateOutcome {
+    match tag_snapshot(exec, &snapshot_id, create, job, run_id).await {
+        Ok(()) => {
+            tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
+            CreateOutcome::Created { snapshot_id }
+        }
+        Err(reason) => CreateOutcome::Unfinished {
+            snapshot_id,
+            reason: format!("created, but tagging it failed: {reason}"),
+        },
+    }
+}
 
 async fn snapshot_set(
     exec: &Executor,
@@ -163,7 +202,11 @@ async fn snapshot_set(
     };
     // Nothing starts once the run is stopped: no pre-hook, so no post-hook.
     if let Err(reason) = exec.stop.check() {
-        return (all(CreateOutcome::Failed { reason }), vec![]);
+        return SetOutcome {
+            outcomes: all(CreateOutcome::Failed { reason }),
+            hook_failures: vec![],
+            to_tag: vec![],
+        };
     }
     let first = &creates[set.creates[0]];
     let env = hooks.map(|h| HookEnv {
@@ -188,14 +231,14 @@ async fn snapshot_set(
             }
         }
     }
-    let outcomes = match skip {
-        Some(reason) => all(CreateOutcome::Failed { reason }),
+    let (outcomes, to_tag) = match skip {
+        Some(reason) => (all(CreateOutcome::Failed { reason }), vec![]),
         None if exec.per_volume => {
             let each = set
                 .creates
                 .iter()
                 .map(|&i| async move { (i, create_one(exec, &creates[i], job, run_id).await) });
-            futures_util::future::join_all(each).await
+            (futures_util::future::join_all(each).await, vec![])
         }
         None => create_at_once(exec, creates, set, job, run_id).await,
     };
@@ -210,7 +253,11 @@ async fn snapshot_set(
             }
         }
     }
-    (outcomes, failures)
+    SetOutcome {
+        outcomes,
+        hook_failures: failures,
+        to_tag,
+    }
 }
 
 /// A set by one CreateSnapshots call: all its volumes at one instant. The
@@ -225,9 +272,12 @@ async fn create_at_once(
     set: &SnapshotSet,
     job: &str,
     run_id: &str,
-) -> Vec<(usize, CreateOutcome)> {
-    let all = |outcome: CreateOutcome| -> Vec<(usize, CreateOutcome)> {
-        set.creates.iter().map(|&i| (i, outcome.clone())).collect()
+) -> (Vec<(usize, CreateOutcome)>, Vec<(usize, String)>) {
+    let all = |outcome: CreateOutcome| -> (Vec<(usize, CreateOutcome)>, Vec<(usize, String)>) {
+        (
+            set.creates.iter().map(|&i| (i, outcome.clone())).collect(),
+            vec![],
+        )
     };
     let first = &creates[set.creates[0]];
     if exec.dry_run {
@@ -264,27 +314,23 @@ async fn create_at_once(
             Ok(made) => made,
             Err(reason) => return all(CreateOutcome::Failed { reason }),
         };
-    let tag_each = set.creates.iter().map(|&i| {
-        let create = &creates[i];
-        let made = made.iter().find(|(volume, _)| *volume == create.volume_id).map(|(_, id)| id.clone());
-        async move {
-            let outcome = match made {
-                None => CreateOutcome::Failed { reason: "CreateSnapshots made no snapshot of this volume".into() },
-                Some(snapshot_id) => match tag_snapshot(exec, &snapshot_id, create, job, run_id).await {
-                    Ok(()) => {
-                        tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
-                        CreateOutcome::Created { snapshot_id }
-                    }
-                    Err(reason) => CreateOutcome::Unfinished {
-                        snapshot_id,
-                        reason: format!("created, but tagging it failed: {reason}"),
-                    },
+    let mut outcomes = Vec::new();
+    let mut to_tag = Vec::new();
+    for &i in &set.creates {
+        match made
+            .iter()
+            .find(|(volume, _)| *volume == creates[i].volume_id)
+        {
+            Some((_, snapshot_id)) => to_tag.push((i, snapshot_id.clone())),
+            None => outcomes.push((
+                i,
+                CreateOutcome::Failed {
+                    reason: "CreateSnapshots made no snapshot of this volume".into(),
                 },
-            };
-            (i, outcome)
+            )),
         }
-    });
-    futures_util::future::join_all(tag_each).await
+    }
+    (outcomes, to_tag)
 }
 
 fn set_request(
@@ -493,6 +539,15 @@ where
             maybe_made = Some(reason.clone());
         }
         if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
+            // Giving up after an attempt that may have taken effect: a last
+            // look, so that a snapshot which exists is not reported failed.
+            if maybe_made.is_some() {
+                if let Ok(found) = look_until_settled(exec, lookup, expected, run_id).await {
+                    if !found.is_empty() {
+                        return Ok(found);
+                    }
+                }
+            }
             if let Some(first) = maybe_made
                 .as_deref()
                 .filter(|_| failure != CallFailure::MaybeApplied)
@@ -505,6 +560,14 @@ where
             .retry
             .delay(attempt, failure == CallFailure::VolumeBusy);
         if let Err(stopped) = exec.stop.sleep(delay).await {
+            // Stopped: no new attempt, but one look at what may exist.
+            if maybe_made.is_some() {
+                if let Ok(found) = find_snapshots_of_run(exec, &[lookup], run_id).await {
+                    if !found.is_empty() {
+                        return Ok(found);
+                    }
+                }
+            }
             return Err(format!("{reason}; then {stopped}"));
         }
     }
@@ -917,6 +980,55 @@ mod tests {
             }]
         );
         assert_eq!((create_rule.num_calls(), lookup_rule.num_calls()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn when_the_last_attempts_answer_is_lost_a_last_look_finds_it() {
+        let exec_attempts = test_executor(mock_client!(aws_sdk_ec2, []), false)
+            .retry
+            .max_attempts as usize;
+        let looks_per_round = 1 + test_executor(mock_client!(aws_sdk_ec2, []), false)
+            .retry
+            .settle_delays()
+            .count();
+        // Every attempt's answer is lost; only the last one took effect.
+        let create_rule = mock!(Client::create_snapshot)
+            .sequence()
+            .http_status(500, ec2_error_body("InternalError"))
+            .times(exec_attempts)
+            .build();
+        let lookup_rule = mock!(Client::describe_snapshots)
+            .match_requests(lookup)
+            .sequence()
+            .output(|| DescribeSnapshotsOutput::builder().build())
+            .times((exec_attempts - 1) * looks_per_round)
+            .output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(ec2_snapshot("vol-1", "snap-last"))
+                    .build()
+            })
+            .build();
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&create_rule, &lookup_rule]
+        );
+
+        let outcomes = run_creates(
+            &test_executor(client, false),
+            &[create("vol-1")],
+            "default",
+            "run-1",
+        )
+        .await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-last".into()
+            }]
+        );
+        assert_eq!(create_rule.num_calls(), exec_attempts);
     }
 
     #[tokio::test]

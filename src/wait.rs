@@ -21,8 +21,12 @@ use crate::snapshot::CreateOutcome;
 pub const POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// How often to say so on stderr when no progress bar is shown.
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// DescribeSnapshots takes at most this many ids per call.
+/// A filter takes at most this many values.
 const IDS_PER_CALL: usize = 200;
+/// A new snapshot EC2 has not shown for this long is gone (deleted
+/// meanwhile), not lagging: twice the settle window ebsnap allows EC2's
+/// describes elsewhere (control.rs `RetryTiming::settle`).
+pub const GONE_AFTER: Duration = Duration::from_secs(60);
 
 /// How one snapshot's wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +92,11 @@ pub async fn wait_for_created(
     let outcomes = wait_for(
         &exec.client,
         &created,
-        timeout,
-        POLL_INTERVAL,
+        Polling {
+            timeout,
+            interval: POLL_INTERVAL,
+            gone_after: GONE_AFTER,
+        },
         &bar,
         quiet,
         &exec.stop,
@@ -107,19 +114,33 @@ pub fn still_pending(states: &BTreeMap<String, (SnapshotState, Option<String>)>)
         .count()
 }
 
-/// Waits for `snapshot_ids` until all are completed or failed, or `timeout`
-/// passes; polls every `interval`. `progress` counts finished snapshots
-/// (hidden when nobody watches; then a line a minute on stderr, unless
-/// `quiet`).
+/// How long and how often `wait_for` asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Polling {
+    /// The whole wait, at most.
+    pub timeout: Duration,
+    /// Between two polls.
+    pub interval: Duration,
+    /// A snapshot EC2 has not shown for this long counts as gone.
+    pub gone_after: Duration,
+}
+
+/// Waits for `snapshot_ids` until all are completed or failed, or the
+/// timeout passes. `progress` counts finished snapshots (hidden when nobody
+/// watches; then a line a minute on stderr, unless `quiet`).
 pub async fn wait_for(
     client: &Client,
     snapshot_ids: &[String],
-    timeout: Duration,
-    interval: Duration,
+    polling: Polling,
     progress: &ProgressBar,
     quiet: bool,
     stop: &Stop,
 ) -> BTreeMap<String, WaitOutcome> {
+    let Polling {
+        timeout,
+        interval,
+        gone_after,
+    } = polling;
     let deadline = Instant::now() + timeout;
     // Set when a signal or the run's budget ends the wait early.
     let mut stopped: Option<String> = None;
@@ -129,9 +150,9 @@ pub async fn wait_for(
         .map(|id| (id.clone(), (SnapshotState::Pending, None)))
         .collect();
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
-    // Left out of the latest answer about them: not visible yet right after
-    // the create (EC2's eventual consistency), or deleted since.
-    let mut missing: BTreeSet<String> = BTreeSet::new();
+    // Left out of the answers about them since then: not visible yet right
+    // after the create (EC2's eventual consistency), or deleted since.
+    let mut missing_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         let pending: Vec<String> = states
             .iter()
@@ -144,6 +165,7 @@ pub async fn wait_for(
             // leaves it out of the answer instead.
             match client
                 .describe_snapshots()
+                .owner_ids("self")
                 .filters(
                     Filter::builder()
                         .name("snapshot-id")
@@ -154,9 +176,28 @@ pub async fn wait_for(
                 .await
             {
                 Ok(output) => {
-                    missing.extend(ids.iter().cloned());
-                    for id in output.snapshots().iter().filter_map(|s| s.snapshot_id()) {
-                        missing.remove(id);
+                    let shown: BTreeSet<&str> = output
+                        .snapshots()
+                        .iter()
+                        .filter_map(|s| s.snapshot_id())
+                        .collect();
+                    let now = Instant::now();
+                    for id in ids {
+                        if shown.contains(id.as_str()) {
+                            missing_since.remove(id);
+                            continue;
+                        }
+                        let since = *missing_since.entry(id.clone()).or_insert(now);
+                        if now.duration_since(since) >= gone_after {
+                            failures.insert(
+                                id.clone(),
+                                format!(
+                                    "EC2 has not shown the snapshot for {:?}: deleted meanwhile?",
+                                    gone_after
+                                ),
+                            );
+                            states.insert(id.clone(), (SnapshotState::Other("gone".into()), None));
+                        }
                     }
                     for snapshot in output.snapshots() {
                         let Some(id) = snapshot.snapshot_id() else {
@@ -209,9 +250,6 @@ pub async fn wait_for(
         .map(|(id, (state, progress))| {
             let outcome = match state {
                 SnapshotState::Completed => WaitOutcome::Completed,
-                SnapshotState::Pending if missing.contains(&id) => WaitOutcome::Failed {
-                    reason: "EC2 no longer shows the snapshot (deleted meanwhile?)".into(),
-                },
                 SnapshotState::Pending => match &stopped {
                     Some(reason) => WaitOutcome::Failed {
                         reason: format!("still pending when the wait ended: {reason}"),
@@ -275,8 +313,11 @@ mod tests {
         let outcomes = wait_for(
             &client,
             &ids(&["snap-1"]),
-            Duration::from_secs(3600),
-            Duration::from_secs(60),
+            Polling {
+                timeout: Duration::from_secs(3600),
+                interval: Duration::from_secs(60),
+                gone_after: GONE_AFTER,
+            },
             &ProgressBar::hidden(),
             true,
             &stop,
@@ -316,8 +357,11 @@ mod tests {
         let outcomes = wait_for(
             &client,
             &ids(&["snap-here", "snap-gone"]),
-            Duration::from_millis(50),
-            Duration::from_millis(5),
+            Polling {
+                timeout: Duration::from_secs(60),
+                interval: Duration::from_millis(5),
+                gone_after: Duration::from_millis(20),
+            },
             &ProgressBar::hidden(),
             true,
             &far(),
@@ -329,7 +373,7 @@ mod tests {
             panic!("{outcomes:?}")
         };
         assert!(
-            reason.contains("EC2 no longer shows the snapshot"),
+            reason.contains("EC2 has not shown the snapshot"),
             "{reason}"
         );
     }
@@ -412,8 +456,11 @@ mod tests {
         let outcomes = wait_for(
             &client,
             &ids(&["snap-1", "snap-2"]),
-            Duration::from_secs(60),
-            Duration::from_millis(1),
+            Polling {
+                timeout: Duration::from_secs(60),
+                interval: Duration::from_millis(1),
+                gone_after: GONE_AFTER,
+            },
             &bar,
             true,
             &far(),
@@ -442,8 +489,11 @@ mod tests {
         let outcomes = wait_for(
             &client,
             &ids(&["snap-1"]),
-            Duration::from_secs(60),
-            Duration::from_millis(1),
+            Polling {
+                timeout: Duration::from_secs(60),
+                interval: Duration::from_millis(1),
+                gone_after: GONE_AFTER,
+            },
             &ProgressBar::hidden(),
             true,
             &far(),
@@ -470,8 +520,11 @@ mod tests {
         let outcomes = wait_for(
             &client,
             &ids(&["snap-1"]),
-            Duration::from_millis(30),
-            Duration::from_millis(5),
+            Polling {
+                timeout: Duration::from_millis(30),
+                interval: Duration::from_millis(5),
+                gone_after: GONE_AFTER,
+            },
             &ProgressBar::hidden(),
             true,
             &far(),

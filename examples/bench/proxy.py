@@ -2,7 +2,8 @@
 """An HTTP proxy between an EC2 client and moto that behaves more like EC2.
 
   proxy.py --upstream http://127.0.0.1:MOTO_PORT --port PORT [--delay-ms 50]
-           [--no-limits] [--stats-file PATH] [--port-file PATH]
+           [--no-limits] [--consistency-window-ms MS] [--stats-file PATH]
+           [--port-file PATH]
 
 Python standard library only, one thread per connection. For every EC2 query
 request (POST, form-encoded, `Action=...`) it
@@ -23,16 +24,39 @@ request (POST, form-encoded, `Action=...`) it
     MaxResults), kept until a call that changes something passes through the
     proxy (or POST /__reset), and served as pages of MaxResults items with a
     <nextToken>. Concurrent or retried first pages of one query share one
-    fetch, so a slow moto answer is fetched once.
+    fetch, so a slow moto answer is fetched once;
+  - with --consistency-window-ms MS (default 0: off), behaves as EC2's eventual
+    consistency lets it. "Eventual consistency in the Amazon EC2 API"
+    (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html,
+    formerly in the EC2 API Reference): "if you run a command to modify or
+    describe the resource that you just created, its ID might not have
+    propagated throughout the system, and you will get an error responding that
+    the resource does not exist". For MS after moto carried out a
+    CreateSnapshot, CreateSnapshots or CopySnapshot (its answer came back 200;
+    the new ids are read from its <snapshotId>s), each new snapshot is
+      * left out of DescribeSnapshots answers, filtered or not: its whole
+        <item> of <snapshotSet> is dropped as the answer is served, pages from
+        the proxy's cache included (judged at the time each page is served;
+        pages keep their place in the whole answer, so one may hold fewer than
+        MaxResults items, as EC2's may);
+      * not found by a DescribeSnapshots naming it (SnapshotId.N), CreateTags
+        on it (ResourceId.N) or DeleteSnapshot of it: HTTP 400
+        `InvalidSnapshot.NotFound`, "The snapshot 'snap-...' does not exist.",
+        without reaching moto (after the bucket: the call took its token).
+    DryRun=true calls are not judged (as in tests/support/twin.rs). The stats'
+    "window" counts the snapshots that entered the window, the requests it
+    refused (per action; also among "errors") and the describe items it hid.
 
 Control endpoints (not EC2):
   GET  /__stats   the counts as JSON
   POST /__reset   zero the counts, refill the buckets, drop the cached answers
+                  and forget the consistency window's snapshots
                   (call it after seeding moto directly, before a measured run)
   POST /__prefetch  an EC2 query (form body, SigV4 header for the region):
                   fetch and cache its whole answer now, uncounted
 
---trace FILE appends one JSON line per call (time, action, status, throttled).
+--trace FILE appends one JSON line per call (time, action, status, throttled,
+and "window": true on a refusal of the consistency window).
 
 On SIGTERM/SIGINT it writes the counts to --stats-file, if given, and exits.
 """
@@ -74,6 +98,16 @@ CACHE_ENTRIES = 32
 SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/ec2/aws4_request")
 ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>")
 ITEM_TAG = re.compile(rb"<(/?)item(?:\s[^>]*)?(/?)>")
+SNAPSHOT_ID = re.compile(rb"<snapshotId>\s*([^<\s]+)\s*</snapshotId>")
+# Creates whose answer names new snapshots, and what the window refuses:
+# action -> the request parameters naming existing snapshots (a prefix ending
+# in "." is an indexed list: SnapshotId.1, SnapshotId.2, ...).
+CREATES = {"CreateSnapshot", "CreateSnapshots", "CopySnapshot"}
+NAMING = {
+    "DescribeSnapshots": "SnapshotId.",
+    "CreateTags": "ResourceId.",
+    "DeleteSnapshot": "SnapshotId",
+}
 
 
 def error_xml(code, message):
@@ -154,9 +188,84 @@ def split_items(body, set_name):
     return body[:content_start], items, body[end:]
 
 
-class Stats:
-    def __init__(self):
+def item_snapshot_id(item):
+    """The <snapshotId> of a <snapshotSet> item at its own level (not one in
+    a nested <item>), or None."""
+    depth = 0
+    pos = 0
+    for m in ITEM_TAG.finditer(item):
+        if depth == 1:
+            found = SNAPSHOT_ID.search(item, pos, m.start())
+            if found:
+                return found.group(1).decode()
+        closing, self_closing = m.group(1), m.group(2)
+        if not self_closing:
+            depth += -1 if closing else 1
+        pos = m.end()
+    return None
+
+
+def named_snapshots(action, params):
+    """The snapshot ids a request names, for the window's refusals."""
+    name = NAMING.get(action)
+    if name is None:
+        return []
+    if not name.endswith("."):
+        return [params[name]] if params.get(name) else []
+    indexed = []
+    for k, v in params.items():
+        rest = k[len(name):] if k.startswith(name) else ""
+        if rest.isdigit():
+            indexed.append((int(rest), v))
+    return [v for _, v in sorted(indexed)]
+
+
+class Window:
+    """EC2's consistency window: the snapshots created less than `seconds`
+    ago, by monotonic time of moto's answer."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
         self.lock = threading.Lock()
+        self.created = {}  # snapshot id: monotonic time moto answered its create
+
+    def reset(self):
+        with self.lock:
+            self.created.clear()
+
+    def add(self, ids, at):
+        if self.seconds <= 0:
+            return
+        with self.lock:
+            for old in [i for i, t in self.created.items() if at >= t + self.seconds]:
+                del self.created[old]  # out of the window for good
+            for i in ids:
+                self.created[i] = at
+
+    def hidden(self, snapshot_id, now=None):
+        if self.seconds <= 0:
+            return False
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            at = self.created.get(snapshot_id)
+        return at is not None and now < at + self.seconds
+
+    def visible_items(self, items, now=None):
+        """(the items outside the window, how many were hidden)."""
+        if self.seconds <= 0 or not items:
+            return items, 0
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            if not any(now < at + self.seconds for at in self.created.values()):
+                return items, 0
+        kept = [item for item in items if not self.hidden(item_snapshot_id(item) or "", now)]
+        return kept, len(items) - len(kept)
+
+
+class Stats:
+    def __init__(self, window_ms=0):
+        self.lock = threading.Lock()
+        self.window_ms = window_ms
         self.reset()
 
     def reset(self):
@@ -167,6 +276,9 @@ class Stats:
             self.pages_from_cache = 0
             self.pages = {}  # paginated query: pages served
             self.upstream_seconds = {}  # action: time spent waiting for moto
+            self.window_created = 0  # snapshots that entered the consistency window
+            self.window_refused = {}  # action: requests answered InvalidSnapshot.NotFound
+            self.window_hidden = {}  # action: describe items left out
             self.started = time.time()
 
     def add(self, table, action, n=1):
@@ -189,19 +301,28 @@ class Stats:
                 "upstream_seconds": {k: round(v, 3) for k, v in sorted(self.upstream_seconds.items())},
                 "total_calls": sum(self.calls.values()),
                 "total_throttled": sum(self.throttled.values()),
+                "window": {
+                    "ms": self.window_ms,
+                    "created": self.window_created,
+                    "refused": dict(sorted(self.window_refused.items())),
+                    "hidden": dict(sorted(self.window_hidden.items())),
+                    "total_refused": sum(self.window_refused.values()),
+                    "total_hidden": sum(self.window_hidden.values()),
+                },
                 "since": self.started,
             }
 
 
 class Proxy:
-    def __init__(self, upstream, delay, limits, trace=None):
+    def __init__(self, upstream, delay, limits, trace=None, window_ms=0):
         url = urllib.parse.urlsplit(upstream)
         if url.hostname not in ("127.0.0.1", "localhost"):
             sys.exit(f"proxy: {upstream} is not on 127.0.0.1; this proxy only fronts a local emulator")
         self.host, self.port = url.hostname, url.port or 80
         self.delay = delay
         self.limits = limits
-        self.stats = Stats()
+        self.stats = Stats(window_ms)
+        self.window = Window(window_ms / 1000.0)
         self.lock = threading.Lock()
         self.buckets = {}
         self.cache = {}  # query key: (generation, [items], head, tail); or an Event while fetching
@@ -212,6 +333,7 @@ class Proxy:
 
     def reset(self):
         self.stats.reset()
+        self.window.reset()
         with self.lock:
             if self.trace:
                 self.trace.write(json.dumps({"t": round(time.monotonic() - self.epoch, 4),
@@ -310,12 +432,53 @@ class Proxy:
         self.stats.add(self.stats.pages, key[1])
         status, out_headers, head, items, tail = answer
         page = items[offset:offset + max_results]
+        if action == "DescribeSnapshots":
+            # The window is judged now, as this page is served (from the
+            # cache or not); the page keeps its place in the whole answer.
+            page, hidden = self.window.visible_items(page)
+            if hidden:
+                self.stats.add(self.stats.window_hidden, action, hidden)
         next_token = b""
         if offset + max_results < len(items):
             next_token = f"<nextToken>bench-{offset + max_results}</nextToken>".encode()
         # tail starts with the list's closing tag; the token follows it.
         close = f"</{PAGINATED[action][0]}>".encode()
         return status, out_headers, head + b"".join(page) + close + next_token + tail[len(close):]
+
+
+    def window_refusal(self, action, params):
+        """EC2's answer to a request naming a snapshot inside the window, or
+        None."""
+        if self.window.seconds <= 0 or params.get("DryRun", "").lower() == "true":
+            return None
+        now = time.monotonic()
+        for snapshot_id in named_snapshots(action, params):
+            if self.window.hidden(snapshot_id, now):
+                self.stats.add(self.stats.window_refused, action)
+                return 400, [("Content-Type", "text/xml;charset=UTF-8")], error_xml(
+                    "InvalidSnapshot.NotFound", f"The snapshot '{snapshot_id}' does not exist.")
+        return None
+
+    def window_after(self, action, params, answer):
+        """Enters a create's new snapshots into the window; hides the window's
+        snapshots from a (whole, unpaginated) DescribeSnapshots answer."""
+        status, out_headers, data = answer
+        if self.window.seconds <= 0 or status != 200:
+            return answer
+        if action in CREATES and params.get("DryRun", "").lower() != "true":
+            ids = [m.group(1).decode() for m in SNAPSHOT_ID.finditer(data)]
+            self.window.add(ids, time.monotonic())
+            with self.stats.lock:
+                self.stats.window_created += len(set(ids))
+        elif action == "DescribeSnapshots":
+            parts = split_items(data, "snapshotSet")
+            if parts is not None:
+                head, items, tail = parts
+                kept, hidden = self.window.visible_items(items)
+                if hidden:
+                    self.stats.add(self.stats.window_hidden, action, hidden)
+                    data = head + b"".join(kept) + tail
+        return status, out_headers, data
 
 
 def make_handler(proxy):
@@ -368,10 +531,13 @@ def make_handler(proxy):
                 if k.lower() not in ("host", "content-length", "connection", "expect", "transfer-encoding")
             }
             throttled = not proxy.take_token(region, action, params)
+            refusal = None if throttled else proxy.window_refusal(action, params)
             if throttled:
                 proxy.stats.add(proxy.stats.throttled, action)
                 answer = 503, [("Content-Type", "text/xml;charset=UTF-8")], error_xml(
                     "RequestLimitExceeded", "Request limit exceeded.")
+            elif refusal is not None:
+                answer = refusal
             elif action in PAGINATED and "MaxResults" in params:
                 answer = proxy.paginated(action, params, self.path, headers, region)
             else:
@@ -380,11 +546,15 @@ def make_handler(proxy):
                         proxy.cache.clear()
                         proxy.cache_order.clear()
                         proxy.generation += 1
-                answer = proxy.forward(action, self.path, headers, body)
+                answer = proxy.window_after(
+                    action, params, proxy.forward(action, self.path, headers, body))
             status, out_headers, data = answer
             if proxy.trace:
-                line = json.dumps({"t": round(started - proxy.epoch, 4), "action": action,
-                                   "status": status, "throttled": throttled})
+                entry = {"t": round(started - proxy.epoch, 4), "action": action,
+                         "status": status, "throttled": throttled}
+                if refusal is not None:
+                    entry["window"] = True
+                line = json.dumps(entry)
                 with proxy.lock:
                     proxy.trace.write(line + "\n")
             if status >= 400 and not throttled:
@@ -405,12 +575,18 @@ def main():
     parser.add_argument("--port-file", help="write the port listened on here once ready")
     parser.add_argument("--delay-ms", type=float, default=50.0, help="round trip per request (default 50)")
     parser.add_argument("--no-limits", action="store_true", help="no token buckets: never throttle")
+    parser.add_argument("--consistency-window-ms", type=float, default=0.0, metavar="MS",
+                        help="EC2's eventual consistency: for MS after a create, its snapshots are "
+                             "left out of DescribeSnapshots and not found by id (default 0: off)")
     parser.add_argument("--stats-file", help="write the counts here (JSON) on exit")
     parser.add_argument("--trace", help="append one JSON line per call here: time, action, status")
     args = parser.parse_args()
 
     trace = open(args.trace, "a", buffering=1) if args.trace else None
-    proxy = Proxy(args.upstream, args.delay_ms / 1000.0, not args.no_limits, trace)
+    if args.consistency_window_ms < 0:
+        parser.error("--consistency-window-ms must be 0 or more")
+    proxy = Proxy(args.upstream, args.delay_ms / 1000.0, not args.no_limits, trace,
+                  args.consistency_window_ms)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(proxy))
     server.daemon_threads = True
     server.request_queue_size = 128

@@ -7,8 +7,11 @@
   report.py table FILE [--markdown]
 
 `run` prints the calls per action against the lower bound of a clean run,
-the throttled calls, and the time EC2's buckets alone impose, and appends the
-row to FILE (JSON lines). `table` prints every row of FILE as one table.
+the throttled calls, the time EC2's buckets alone impose, what the proxy's
+consistency window refused and hid (when it is on), and ebsnap's failed
+entries, and appends the row to FILE (JSON lines). `table` prints every row of
+FILE as one table; with the window on in any row, a column counts the
+requests it refused (InvalidSnapshot.NotFound, retried by the client).
 """
 
 import argparse
@@ -93,6 +96,13 @@ def run(args):
     if errors:
         print(f"  EC2 error codes answered: {json.dumps(errors)}")
     print(f"  bucket time (theory): {formula} = {seconds:.1f} s")
+    window = stats.get("window") or {}
+    if window.get("ms"):
+        refused = window.get("refused", {})
+        print(f"  consistency window {window['ms'] / 1000:g} s: {window.get('created', 0)} new snapshots "
+              f"entered it; {sum(refused.values())} requests refused with InvalidSnapshot.NotFound"
+              + (f" ({', '.join(f'{n} {a}' for a, n in refused.items())})" if refused else "")
+              + f"; {sum(window.get('hidden', {}).values())} snapshots left out of describe answers")
     upstream = sum(stats.get("upstream_seconds", {}).values())
     print(f"  moto's own time, summed over calls: {upstream:.1f} s "
           f"({stats.get('pages_from_cache', 0)} pages served from the proxy's cache)")
@@ -103,23 +113,44 @@ def run(args):
                 doc = json.load(f)
             outcome = {k: len(doc.get(k) or []) for k in ("created", "deleted", "kept", "failed")}
             print("  ebsnap reported: " + ", ".join(f"{v} {k}" for k, v in outcome.items()))
+            failed = doc.get("failed") or []
+            for entry in failed[:20]:
+                what = " ".join(str(entry[k]) for k in ("region", "instance_id", "volume_id", "snapshot_id")
+                                if entry.get(k))
+                print(f"  failed: {what}: {entry.get('reason', '(no reason)')}")
+            if len(failed) > 20:
+                print(f"  failed: ... and {len(failed) - 20} more (see the JSON)")
         except (OSError, ValueError) as err:
             print(f"  ebsnap's JSON could not be read: {err}")
     row = {
         "label": args.label, "kind": args.kind, "wall": round(args.wall, 2),
         "rss_kb": args.rss_kb, "exit": args.exit, "calls": calls, "throttled": throttled,
         "bound": bound, "theory": round(seconds, 1), "manifest": m, "outcome": outcome,
+        "window": window,
     }
     if args.results:
         with open(args.results, "a") as f:
             f.write(json.dumps(row) + "\n")
 
 
+def window_cell(window):
+    """The window's refusals: the total, and per action."""
+    if not window.get("ms"):
+        return "off"
+    refused = window.get("refused", {})
+    total = sum(refused.values())
+    if not total:
+        return "0"
+    return f"{total} (" + ", ".join(f"{n} {a}" for a, n in refused.items()) + ")"
+
+
 def table(args):
     with open(args.file) as f:
         rows = [json.loads(line) for line in f if line.strip()]
+    with_window = any((r.get("window") or {}).get("ms") for r in rows)
     header = ["run", "wall", "theory", "creates", "CreateTags", "DeleteSnapshot",
-              "Describe*", "all calls", "throttled", "peak RSS"]
+              "Describe*", "all calls", "throttled"] + \
+        (["window refused"] if with_window else []) + ["peak RSS"]
 
     def pair(row, actions):
         c = sum(row["calls"].get(a, 0) for a in actions)
@@ -134,7 +165,9 @@ def table(args):
             pair(r, ["CreateSnapshots", "CreateSnapshot"]), pair(r, ["CreateTags"]),
             pair(r, ["DeleteSnapshot"]), pair(r, describes),
             f"{sum(r['calls'].values())} ({sum(r['bound'].values())})",
-            str(sum(r["throttled"].values())), f"{r['rss_kb'] / 1024:.1f} MiB",
+            str(sum(r["throttled"].values())),
+        ] + ([window_cell(r.get("window") or {})] if with_window else []) + [
+            f"{r['rss_kb'] / 1024:.1f} MiB",
         ])
     if args.markdown:
         print("| " + " | ".join(header) + " |")
@@ -147,6 +180,9 @@ def table(args):
         for line in lines:
             print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
     print("calls: made (lower bound of a clean run); theory: the time EC2's buckets alone impose")
+    if with_window:
+        print("window refused: requests the consistency window answered InvalidSnapshot.NotFound "
+              "(per action); they are counted among the calls above")
     base = next((r for r in rows if r["kind"] == "ebsnap"), None)
     cli = next((r for r in rows if r["kind"] == "aws-cli"), None)
     if base and cli and base["wall"] > 0:

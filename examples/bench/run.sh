@@ -16,6 +16,10 @@
 #          --days D (history inside the retention, = --retention Dd)
 #          --expired-days E (older days, deleted by the run)
 #          --delay-ms MS (proxy's round trip, default 50)  --no-aws-cli
+#          --consistency-window MS (EC2's eventual consistency, default 0: off:
+#            for MS after a create the proxy leaves the new snapshots out of
+#            DescribeSnapshots and answers InvalidSnapshot.NotFound to a
+#            describe by id, CreateTags or DeleteSnapshot on them)
 #          --only LIST (of ebsnap,per-volume,aws-cli: the runs to measure)
 #          --stock-moto (moto_server unpatched: O(n^2) tag lookups)
 #          --keep (keep the work directory with logs and JSON)
@@ -32,6 +36,7 @@ cd "$repo"
 awscli_version="1.46.3"
 only="ebsnap,per-volume,aws-cli"
 mode=compare instances="" volumes="" days="" expired="" delay=50 with_awscli=1 stock_moto=0 keep=0
+window=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) mode=memory; shift ;;
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
     --days) days=$2; shift 2 ;;
     --expired-days) expired=$2; shift 2 ;;
     --delay-ms) delay=$2; shift 2 ;;
+    --consistency-window) window=$2; shift 2 ;;
     --no-aws-cli) with_awscli=0; shift ;;
     --only) only=$2; shift 2 ;;
     --stock-moto) stock_moto=1; shift ;;
@@ -48,6 +54,9 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$window" in
+  ''|*[!0-9]*) echo "run.sh: --consistency-window takes milliseconds, e.g. 3000" >&2; exit 2 ;;
+esac
 if [ "$mode" = memory ]; then
   : "${instances:=1000}" "${volumes:=3}" "${days:=7}" "${expired:=3}"
   with_awscli=0
@@ -63,7 +72,8 @@ step "Emulator and libfaketime (tests/install-deps.sh)"
 . tests/install-deps.sh
 venv=$(dirname "$(dirname "$EBSNAP_MOTO_SERVER")")
 python="$venv/bin/python"
-if [ "$with_awscli" = 1 ] && [ ! -x "$venv/bin/aws" ]; then
+wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+if [ "$with_awscli" = 1 ] && wanted aws-cli && [ ! -x "$venv/bin/aws" ]; then
   echo "installing awscli==$awscli_version into $venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check "awscli==$awscli_version" >&2
 fi
@@ -123,12 +133,13 @@ proxy_args=(--upstream "$moto" --delay-ms "$delay" --port-file "$work/proxy.port
 # The memory run measures ebsnap's memory, not EC2's buckets: 9,000 deletes
 # at 5 a second would take half an hour.
 [ "$mode" = memory ] && proxy_args+=(--no-limits)
+[ "$window" -gt 0 ] && proxy_args+=(--consistency-window-ms "$window")
 "$python" "$here/proxy.py" "${proxy_args[@]}" >"$work/proxy.log" 2>&1 &
 proxy_pid=$!
 for _ in $(seq 100); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
 [ -s "$work/proxy.port" ] || fail "the proxy did not start; see $work/proxy.log"
 proxy="http://127.0.0.1:$(cat "$work/proxy.port")"
-echo "moto $moto, proxy $proxy (round trip ${delay} ms, EC2 buckets $([ "$mode" = memory ] && echo off || echo on))"
+echo "moto $moto, proxy $proxy (round trip ${delay} ms, EC2 buckets $([ "$mode" = memory ] && echo off || echo on), consistency window $([ "$window" -gt 0 ] && echo "${window} ms" || echo off))"
 
 # ebsnap and aws-cli find only these settings: no ~/.aws, no real endpoint.
 : >"$work/aws-config"
@@ -217,7 +228,6 @@ run_ebsnap() { # name label kind manifest-name [flags...]
 }
 
 started=$(now)
-wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 if [ "$mode" = compare ]; then
   if wanted ebsnap; then
     step "ebsnap run (one CreateSnapshots per instance + one CreateTags per snapshot)"
@@ -259,7 +269,7 @@ else
   "$python" "$here/fleet.py" verify --endpoint-url "$moto" --manifest "$work/memory.manifest.json"
 fi
 
-step "Summary ($mode; round trip ${delay} ms; $(printf '%.0f' "$("$python" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")") s in all)"
+step "Summary ($mode; round trip ${delay} ms; consistency window $([ "$window" -gt 0 ] && echo "${window} ms" || echo off); $(printf '%.0f' "$("$python" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")") s in all)"
 "$python" "$here/report.py" table "$work/results.jsonl"
 if [ "$mode" = memory ]; then
   echo "EC2's buckets were off (proxy --no-limits) and ebsnap ran with --max-rate 100; theory is what"
