@@ -1513,6 +1513,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tags_that_wait_for_ec2_hold_up_no_other_instances_create() {
+        use std::sync::{Arc, Mutex};
+        // One more instance than may be snapshotted at once, and EC2 does
+        // not show the new snapshots yet: the first two CreateTags per
+        // instance are refused.
+        let instances = MAX_IN_FLIGHT + 1;
+        let refusals = 2 * instances;
+        let events = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+        let seen = Arc::clone(&events);
+        let set_call = mock!(Client::create_snapshots)
+            .match_requests(move |_| {
+                seen.lock().unwrap().push("create");
+                true
+            })
+            .then_output(made(&[("vol-x", "snap-x")]));
+        let seen = Arc::clone(&events);
+        let tag_calls = mock!(Client::create_tags)
+            .match_requests(move |_| {
+                seen.lock().unwrap().push("tag");
+                true
+            })
+            .sequence()
+            .http_status(400, ec2_error_body("InvalidSnapshot.NotFound"))
+            .times(refusals)
+            .output(|| CreateTagsOutput::builder().build())
+            .repeatedly()
+            .build();
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &tag_calls]
+        ));
+        let creates: Vec<Create> = (0..instances).map(|_| create("vol-x")).collect();
+        let sets: Vec<SnapshotSet> = (0..instances)
+            .map(|i| SnapshotSet {
+                instance_id: format!("i-{i}"),
+                creates: vec![i],
+                exclude_boot: false,
+                exclude_data_volume_ids: vec![],
+            })
+            .collect();
+
+        let (outcomes, _) =
+            create_all(&exec, &creates, &sets, "default", "run-1", None, None).await;
+
+        assert!(
+            outcomes.iter().all(CreateOutcome::is_good_backup),
+            "{outcomes:?}"
+        );
+        let events = events.lock().unwrap().clone();
+        let last_create = events.iter().rposition(|e| *e == "create").unwrap();
+        let first_tagged = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| **e == "tag")
+            .nth(refusals)
+            .map(|(i, _)| i)
+            .unwrap();
+        assert!(
+            last_create < first_tagged,
+            "the last instance's create waited for the others' tags: {events:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_lookup_that_sees_only_part_of_an_instances_snapshots_looks_again() {
         // The answer of CreateSnapshots is lost; the first look shows one of
         // the two snapshots it made, the next shows both.
