@@ -387,10 +387,13 @@ pub(crate) fn snapshot_tag_spec<K: Into<String>, V: Into<String>>(
 
 /// The per-volume half of the tag contract on a snapshot CreateSnapshots
 /// made: device, Name and copied tags (the whole contract, so a snapshot
-/// found after a lost answer gets everything). The SDK retries it: tagging
-/// twice is harmless. Right after the create, EC2 may not know the new
-/// snapshot yet and answer `InvalidSnapshot.NotFound`: that is asked again
-/// through the settle window.
+/// found after a lost answer gets everything). Tagging twice is harmless,
+/// so every failure that may pass is tried again, by ebsnap itself and each
+/// attempt through the CreateTags bucket, as a create is (the SDK's own
+/// retries would go round the bucket and throttle the calls after them):
+/// throttled or lost, after a backoff; `InvalidSnapshot.NotFound`, EC2 not
+/// showing the new snapshot yet right after its create, through the settle
+/// window.
 async fn tag_snapshot(
     exec: &Executor,
     snapshot_id: &str,
@@ -398,8 +401,10 @@ async fn tag_snapshot(
     job: &str,
     run_id: &str,
 ) -> Result<(), String> {
-    let mut delays = exec.retry.settle_delays();
+    let mut not_found_delays = exec.retry.settle_delays();
+    let mut attempt = 0;
     loop {
+        attempt += 1;
         // Tagging completes a create already made, so it goes ahead even
         // once the run is stopped (then unpaced: acquire returns at once).
         let _ = exec.tag_pacer.acquire(&exec.stop).await;
@@ -408,6 +413,8 @@ async fn tag_snapshot(
             .create_tags()
             .resources(snapshot_id)
             .set_tags(Some(ec2_tags(create.tags(job, run_id))))
+            .customize()
+            .config_override(no_retries())
             .send()
             .await
         {
@@ -415,14 +422,19 @@ async fn tag_snapshot(
             Err(err) => err,
         };
         let reason = error_text(&err);
-        let delay = match err.code() {
-            Some("InvalidSnapshot.NotFound") => delays.next(),
+        let delay = match failure_of(&err) {
+            CallFailure::NotVisibleYet => not_found_delays.next(),
+            CallFailure::Throttled | CallFailure::MaybeApplied
+                if attempt < exec.retry.max_attempts =>
+            {
+                Some(exec.retry.delay(attempt, false))
+            }
             _ => None,
         };
         let Some(delay) = delay else {
             return Err(reason);
         };
-        tracing::info!(snapshot = snapshot_id, ?delay, %reason, "tagging again: EC2 may not show the new snapshot yet");
+        tracing::info!(snapshot = snapshot_id, attempt, ?delay, %reason, "tagging again");
         // Not cut short by a stop: the snapshot exists and needs its tags.
         tokio::time::sleep(delay).await;
     }
