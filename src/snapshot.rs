@@ -777,6 +777,18 @@ mod tests {
             .build()
     }
 
+    /// vol-1's create, as a run makes it, against these two rules.
+    async fn create_vol1(create_rule: &Rule, lookup_rule: &Rule) -> Vec<CreateOutcome> {
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [create_rule, lookup_rule]);
+        run_creates(
+            &test_executor(client, false),
+            &[create("vol-1")],
+            "default",
+            "run-1",
+        )
+        .await
+    }
+
     fn lookup_finding(found: Option<&'static str>) -> Rule {
         mock!(Client::describe_snapshots)
             .match_requests(lookup)
@@ -846,19 +858,7 @@ mod tests {
             .output(created("snap-1"))
             .build();
         let lookup_rule = lookup_finding(None);
-        let client = mock_client!(
-            aws_sdk_ec2,
-            RuleMode::MatchAny,
-            [&create_rule, &lookup_rule]
-        );
-
-        let outcomes = run_creates(
-            &test_executor(client, false),
-            &[create("vol-1")],
-            "default",
-            "run-1",
-        )
-        .await;
+        let outcomes = create_vol1(&create_rule, &lookup_rule).await;
 
         assert_eq!(
             outcomes,
@@ -883,19 +883,7 @@ mod tests {
             .output(created("snap-second"))
             .build();
         let lookup_rule = lookup_finding(Some("snap-made"));
-        let client = mock_client!(
-            aws_sdk_ec2,
-            RuleMode::MatchAny,
-            [&create_rule, &lookup_rule]
-        );
-
-        let outcomes = run_creates(
-            &test_executor(client, false),
-            &[create("vol-1")],
-            "default",
-            "run-1",
-        )
-        .await;
+        let outcomes = create_vol1(&create_rule, &lookup_rule).await;
 
         assert_eq!(
             outcomes,
@@ -919,19 +907,7 @@ mod tests {
             .output(created("snap-2"))
             .build();
         let lookup_rule = lookup_finding(None);
-        let client = mock_client!(
-            aws_sdk_ec2,
-            RuleMode::MatchAny,
-            [&create_rule, &lookup_rule]
-        );
-
-        let outcomes = run_creates(
-            &test_executor(client, false),
-            &[create("vol-1")],
-            "default",
-            "run-1",
-        )
-        .await;
+        let outcomes = create_vol1(&create_rule, &lookup_rule).await;
 
         assert_eq!(
             outcomes,
@@ -971,19 +947,7 @@ mod tests {
                     .build()
             })
             .build();
-        let client = mock_client!(
-            aws_sdk_ec2,
-            RuleMode::MatchAny,
-            [&create_rule, &lookup_rule]
-        );
-
-        let outcomes = run_creates(
-            &test_executor(client, false),
-            &[create("vol-1")],
-            "default",
-            "run-1",
-        )
-        .await;
+        let outcomes = create_vol1(&create_rule, &lookup_rule).await;
 
         assert_eq!(
             outcomes,
@@ -1020,19 +984,7 @@ mod tests {
                     .build()
             })
             .build();
-        let client = mock_client!(
-            aws_sdk_ec2,
-            RuleMode::MatchAny,
-            [&create_rule, &lookup_rule]
-        );
-
-        let outcomes = run_creates(
-            &test_executor(client, false),
-            &[create("vol-1")],
-            "default",
-            "run-1",
-        )
-        .await;
+        let outcomes = create_vol1(&create_rule, &lookup_rule).await;
 
         assert_eq!(
             outcomes,
@@ -1053,19 +1005,7 @@ mod tests {
         let lookup_rule = mock!(Client::describe_snapshots).then_error(|| {
             DescribeSnapshotsError::generic(ec2_error("UnauthorizedOperation", "no describe"))
         });
-        let client = mock_client!(
-            aws_sdk_ec2,
-            RuleMode::MatchAny,
-            [&create_rule, &lookup_rule]
-        );
-
-        let outcomes = run_creates(
-            &test_executor(client, false),
-            &[create("vol-1")],
-            "default",
-            "run-1",
-        )
-        .await;
+        let outcomes = create_vol1(&create_rule, &lookup_rule).await;
 
         assert_eq!(create_rule.num_calls(), 1);
         let CreateOutcome::Failed { reason } = &outcomes[0] else {

@@ -110,27 +110,47 @@ impl std::fmt::Display for Ctx2<'_> {
     }
 }
 
+/// One `ebsnap run ARGS` of the fleet in `mode`, through the EC2 twin (the
+/// printed policy, and what `twin` adds): it must succeed with the effect
+/// of a clean run, every tag of the contract on each new snapshot, no
+/// request denied and nothing failed. `more` checks the rest.
+fn clean_run_under(
+    mode: &[&str],
+    extra: &[&str],
+    twin: impl FnOnce(FaultPlan) -> FaultPlan,
+    more: impl FnOnce(&FaultProxy, &dyn std::fmt::Display),
+) {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let proxy = emu.proxy(twin(ec2_twin(&emu)));
+
+    let run = emu.ebsnap_cmd(&run_args(mode, extra)).via(&proxy).run();
+    let ctx = Ctx2(&proxy, &run);
+    assert_no_denials(&proxy, &ctx);
+    run.assert_success();
+    let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+    assert_contract_tags(&created, &ctx);
+    assert!(entries(&run.json(), "failed", &ctx).is_empty(), "{ctx}");
+    more(&proxy, &ctx);
+}
+
 #[test]
 fn under_the_consistency_window_each_volume_gets_one_snapshot_with_every_tag() {
     for mode in MODES {
-        let emu = Emulator::start();
-        let fleet = Fleet::seed(&emu);
-        let before = emu.world_state();
-        let proxy = emu.proxy(ec2_twin(&emu).consistency_window(WINDOW));
-
-        let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
-        let ctx = Ctx2(&proxy, &run);
-        assert_no_denials(&proxy, &ctx);
-        run.assert_success();
-        let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
-        assert_contract_tags(&created, &ctx);
-        assert!(entries(&run.json(), "failed", &ctx).is_empty(), "{ctx}");
-        if mode.is_empty() {
-            // CreateSnapshots tags all of an instance's snapshots alike; the
-            // device and Name follow in CreateTags, which EC2 refuses for a
-            // snapshot it does not show yet: ebsnap asked again.
-            assert!(refused_by_window(&proxy, "CreateTags") > 0, "{ctx}");
-        }
+        clean_run_under(
+            mode,
+            &[],
+            |twin| twin.consistency_window(WINDOW),
+            |proxy, ctx| {
+                if mode.is_empty() {
+                    // CreateSnapshots tags all of an instance's snapshots alike;
+                    // the device and Name follow in CreateTags, which EC2 refuses
+                    // for a snapshot it does not show yet: ebsnap asked again.
+                    assert!(refused_by_window(proxy, "CreateTags") > 0, "{ctx}");
+                }
+            },
+        );
     }
 }
 
@@ -138,33 +158,25 @@ fn under_the_consistency_window_each_volume_gets_one_snapshot_with_every_tag() {
 fn lost_answers_under_the_window_are_looked_up_never_created_twice() {
     for mode in MODES {
         for fault in [Fault::LostAnswer, Fault::Reset] {
-            let emu = Emulator::start();
-            let fleet = Fleet::seed(&emu);
-            let before = emu.world_state();
             let action = create_action(mode);
-            let proxy = emu.proxy(
-                ec2_twin(&emu)
-                    .consistency_window(WINDOW)
+            let plan = |twin: FaultPlan| {
+                twin.consistency_window(WINDOW)
                     .first_attempts(action, fault.clone(), 1)
                     .first_attempts("CreateTags", Fault::Throttle, 1)
-                    .first_attempts("DeleteSnapshot", Fault::Throttle, 1),
-            );
-
-            let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
-            let ctx = Ctx2(&proxy, &run);
-            assert_no_denials(&proxy, &ctx);
-            run.assert_success();
-            let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
-            assert_contract_tags(&created, &ctx);
-            assert!(proxy.faulted(&fault) > 0, "{fault:?} never struck\n{ctx}");
-            // The look after the lost answer found what the first attempt
-            // made, although EC2 did not show it at first: no second call.
-            for (resource, calls) in creates_per_resource(&proxy, action) {
-                assert_eq!(
-                    calls, 1,
-                    "{mode:?} {fault:?}: {action} of {resource} sent again\n{ctx}"
-                );
-            }
+                    .first_attempts("DeleteSnapshot", Fault::Throttle, 1)
+            };
+            clean_run_under(mode, &[], plan, |proxy, ctx| {
+                assert!(proxy.faulted(&fault) > 0, "{fault:?} never struck\n{ctx}");
+                // The look after the lost answer found what the first
+                // attempt made, although EC2 did not show it at first: no
+                // second call.
+                for (resource, calls) in creates_per_resource(proxy, action) {
+                    assert_eq!(
+                        calls, 1,
+                        "{mode:?} {fault:?}: {action} of {resource} sent again\n{ctx}"
+                    );
+                }
+            });
         }
     }
 }
@@ -175,27 +187,14 @@ fn a_create_carried_out_after_its_attempt_timed_out_makes_no_duplicate() {
     // it; its answer never reaches ebsnap in time.
     let hold = twin::EBSNAP_ATTEMPT_TIMEOUT + Duration::from_secs(3);
     for mode in MODES {
-        let emu = Emulator::start();
-        let fleet = Fleet::seed(&emu);
-        let before = emu.world_state();
-        let action = create_action(mode);
-        let proxy = emu.proxy(
-            ec2_twin(&emu)
-                .consistency_window(WINDOW)
-                .slow_creates_first(hold, 1),
-        );
-
-        let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
-        let ctx = Ctx2(&proxy, &run);
-        assert_no_denials(&proxy, &ctx);
-        run.assert_success();
-        let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
-        assert_contract_tags(&created, &ctx);
-        let calls = creates_per_resource(&proxy, action);
-        assert!(
-            calls.values().all(|&n| n == 1),
-            "a create was sent again: {calls:?}\n{ctx}"
-        );
+        let plan = |twin: FaultPlan| twin.consistency_window(WINDOW).slow_creates_first(hold, 1);
+        clean_run_under(mode, &[], plan, |proxy, ctx| {
+            let calls = creates_per_resource(proxy, create_action(mode));
+            assert!(
+                calls.values().all(|&n| n == 1),
+                "a create was sent again: {calls:?}\n{ctx}"
+            );
+        });
     }
 }
 
@@ -557,24 +556,10 @@ fn a_multi_attach_volume_gets_one_snapshot_a_run() {
 
 #[test]
 fn wait_waits_for_snapshots_ec2_does_not_show_yet() {
-    let emu = Emulator::start();
-    let fleet = Fleet::seed(&emu);
-    let before = emu.world_state();
     // New snapshots pending for 5 s, and invisible for the first 3.
-    let proxy = emu.proxy(
-        FaultPlan::none()
-            .consistency_window(WINDOW)
-            .volume_limits(Duration::from_secs(5)),
-    );
-
-    let run = emu
-        .ebsnap_cmd(&["run", "--wait", "--output", "json"])
-        .via(&proxy)
-        .run();
-    let ctx = Ctx2(&proxy, &run);
-    assert_no_denials(&proxy, &ctx);
-    run.assert_success();
-    let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
-    assert_contract_tags(&created, &ctx);
-    assert!(entries(&run.json(), "failed", &ctx).is_empty(), "{ctx}");
+    let plan = |twin: FaultPlan| {
+        twin.consistency_window(WINDOW)
+            .volume_limits(Duration::from_secs(5))
+    };
+    clean_run_under(&[], &["--wait"], plan, |_, _| {});
 }
