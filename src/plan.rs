@@ -698,28 +698,39 @@ fn duplicates_of_a_run(
     sorted: &[ExistingSnapshot],
     volume_of: for<'a> fn(&'a ExistingSnapshot) -> (&'a str, &'a str),
 ) -> HashSet<usize> {
-    type RunOfVolume<'a> = ((&'a str, &'a str), Option<&'a str>, &'a str);
-    let mut runs: BTreeMap<RunOfVolume, Vec<usize>> = BTreeMap::new();
-    for (position, snapshot) in sorted.iter().enumerate() {
-        let Some(run_id) = snapshot.run_id.as_deref() else {
-            continue;
-        };
-        let volume = volume_of(snapshot);
-        if !is_good_backup(snapshot) || matches!(volume.0, "" | "vol-ffffffff") {
-            continue;
-        }
-        runs.entry((volume, snapshot.instance_id.as_deref(), run_id))
-            .or_default()
-            .push(position);
-    }
     let mut duplicates = HashSet::new();
-    for positions in runs.into_values().filter(|p| p.len() > 1) {
-        // Newest first: a larger position is older.
-        let keep = positions
-            .iter()
-            .copied()
-            .max_by_key(|&p| (sorted[p].device.is_some(), p));
-        duplicates.extend(positions.into_iter().filter(|&p| Some(p) != keep));
+    // One volume at a time (`sorted` holds each volume's snapshots
+    // together), so the work space is one volume's, never the account's.
+    let mut start = 0;
+    while start < sorted.len() {
+        let volume = volume_of(&sorted[start]);
+        let end = start
+            + sorted[start..]
+                .iter()
+                .take_while(|s| volume_of(s) == volume)
+                .count();
+        if !matches!(volume.0, "" | "vol-ffffffff") {
+            let mut runs: Vec<(Option<&str>, &str, usize)> = (start..end)
+                .filter(|&p| is_good_backup(&sorted[p]))
+                .filter_map(|p| {
+                    let s = &sorted[p];
+                    Some((s.instance_id.as_deref(), s.run_id.as_deref()?, p))
+                })
+                .collect();
+            runs.sort_unstable();
+            for run in runs.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+                if run.len() < 2 {
+                    continue;
+                }
+                // Newest first: a larger position is older.
+                let keep = run
+                    .iter()
+                    .map(|&(_, _, p)| p)
+                    .max_by_key(|&p| (sorted[p].device.is_some(), p));
+                duplicates.extend(run.iter().map(|&(_, _, p)| p).filter(|&p| Some(p) != keep));
+            }
+        }
+        start = end;
     }
     duplicates
 }
