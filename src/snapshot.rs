@@ -260,20 +260,25 @@ async fn snapshot_set(
     }
 }
 
+/// What a set's CreateSnapshots left: the outcomes known (by index into the
+/// run's creates), and the snapshots made that still need their tags.
+type MadeAtOnce = (Vec<(usize, CreateOutcome)>, Vec<(usize, String)>);
+
 /// A set by one CreateSnapshots call: all its volumes at one instant. The
 /// marker, instance and run id go in the call; each snapshot's device, Name
 /// and copied tags follow in one CreateTags each (CreateSnapshots tags all
-/// of an instance's snapshots alike). The call has no client token either,
-/// so a lost answer is followed by a look for the instance's snapshots of
-/// this run before any new attempt (safety rule 7).
+/// of an instance's snapshots alike), which `create_all` sends. The call
+/// has no client token either, so a lost answer is followed by a look for
+/// the instance's snapshots of this run before any new attempt (safety
+/// rule 7).
 async fn create_at_once(
     exec: &Executor,
     creates: &[Create],
     set: &SnapshotSet,
     job: &str,
     run_id: &str,
-) -> (Vec<(usize, CreateOutcome)>, Vec<(usize, String)>) {
-    let all = |outcome: CreateOutcome| -> (Vec<(usize, CreateOutcome)>, Vec<(usize, String)>) {
+) -> MadeAtOnce {
+    let all = |outcome: CreateOutcome| -> MadeAtOnce {
         (
             set.creates.iter().map(|&i| (i, outcome.clone())).collect(),
             vec![],
