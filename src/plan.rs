@@ -360,9 +360,9 @@ pub fn build(mut inventory: Inventory, policy: &Policy, steps: Steps, now: DateT
         plan_creates(&inventory, policy, &recent, &mut plan);
     }
     if steps.purge {
-        let marked = marked_count(&own, policy);
+        let good_backups = good_backup_count(&own, policy);
         plan_purge(own, by_volume, policy, now, &mut plan);
-        guard_deletes(&mut plan, marked, policy);
+        guard_deletes(&mut plan, good_backups, policy);
     }
     plan
 }
@@ -386,7 +386,7 @@ pub fn build_copy_purge(
     };
     let mut copies = copies;
     copies.retain(|s| s.copy_of.is_some());
-    let marked = marked_count(&copies, &policy);
+    let good_backups = good_backup_count(&copies, &policy);
     let mut plan = Plan::default();
     plan_purge(copies, by_source_volume, &policy, now, &mut plan);
     let (withheld, deletes): (Vec<Delete>, Vec<Delete>) = std::mem::take(&mut plan.deletes)
@@ -400,7 +400,7 @@ pub fn build_copy_purge(
         snapshot: delete.snapshot,
         reason: KeepReason::VolumeFailed,
     }));
-    guard_deletes(&mut plan, marked, &policy);
+    guard_deletes(&mut plan, good_backups, &policy);
     plan
 }
 
@@ -408,7 +408,7 @@ pub fn build_copy_purge(
 /// standard tier): what retention can delete, and so what the delete guard
 /// weighs a purge against. Archived ones, which pile up outside retention,
 /// must not make a mistaken purge look small.
-fn marked_count(snapshots: &[ExistingSnapshot], policy: &Policy) -> usize {
+fn good_backup_count(snapshots: &[ExistingSnapshot], policy: &Policy) -> usize {
     snapshots
         .iter()
         .filter(|s| s.is_marked_for(&policy.job) && is_good_backup(s))
@@ -463,7 +463,7 @@ fn recent_snapshots<'a>(
 /// of a mistake: a clock far ahead, a retention cut by an order of
 /// magnitude. Snapshots in error hold nothing: they neither count towards
 /// the half nor are ever held back.
-fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
+fn guard_deletes(plan: &mut Plan, good_backups: usize, policy: &Policy) {
     let planned = plan.deletes.len();
     if policy.force || planned == 0 {
         return;
@@ -477,9 +477,9 @@ fn guard_deletes(plan: &mut Plan, job_snapshots: usize, policy: &Policy) {
     if let Some(max_delete) = policy.max_delete.filter(|&max| planned > max) {
         reasons.push(format!("more than --max-delete {max_delete}"));
     }
-    if expiring * 2 > job_snapshots {
+    if expiring * 2 > good_backups {
         reasons.push(format!(
-            "more than half of the job's {job_snapshots} snapshots here"
+            "more than half of the job's {good_backups} snapshots here"
         ));
     }
     if reasons.is_empty() {

@@ -524,9 +524,14 @@ where
     Fut: std::future::Future<Output = Result<Vec<(String, String)>, SdkError<E, HttpResponse>>>,
 {
     let mut attempt = 0;
+    // The reason of the last attempt that may have taken effect, and, once
+    // ebsnap stops trying, why.
     let mut maybe_made: Option<String> = None;
+    let mut give_up: Option<String> = None;
     loop {
-        if let Some(reason) = &maybe_made {
+        // Before any new attempt, and before giving up: a look (through the
+        // settle window; a single one once the run is stopped).
+        if let Some(first) = &maybe_made {
             match look_until_settled(exec, lookup, expected, run_id).await {
                 Ok(found) if !found.is_empty() => {
                     tracing::info!(
@@ -537,11 +542,15 @@ where
                 }
                 Ok(_) => {}
                 Err(looked) => {
+                    let reason = give_up.as_deref().unwrap_or(first);
                     return Err(format!(
                         "{reason}; and looking for {what} it may have made failed: {looked}"
                     ));
                 }
             }
+        }
+        if let Some(reason) = give_up {
+            return Err(reason);
         }
         attempt += 1;
         exec.create_pacer.acquire(&exec.stop).await?;
@@ -556,44 +565,31 @@ where
             maybe_made = Some(reason.clone());
         }
         if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
-            // Giving up after an attempt that may have taken effect: a last
-            // look, so that a snapshot which exists is not reported failed.
-            if maybe_made.is_some() {
-                if let Ok(found) = look_until_settled(exec, lookup, expected, run_id).await {
-                    if !found.is_empty() {
-                        return Ok(found);
-                    }
-                }
-            }
-            if let Some(first) = maybe_made
-                .as_deref()
-                .filter(|_| failure != CallFailure::MaybeApplied)
-            {
-                return Err(format!("{reason} (after {first})"));
-            }
-            return Err(reason);
+            give_up = Some(
+                match maybe_made
+                    .as_deref()
+                    .filter(|_| failure != CallFailure::MaybeApplied)
+                {
+                    Some(first) => format!("{reason} (after {first})"),
+                    None => reason,
+                },
+            );
+            continue;
         }
         let delay = exec
             .retry
             .delay(attempt, failure == CallFailure::VolumeBusy);
         if let Err(stopped) = exec.stop.sleep(delay).await {
-            // Stopped: no new attempt, but one look at what may exist.
-            if maybe_made.is_some() {
-                if let Ok(found) = find_snapshots_of_run(exec, &[lookup], run_id).await {
-                    if !found.is_empty() {
-                        return Ok(found);
-                    }
-                }
-            }
-            return Err(format!("{reason}; then {stopped}"));
+            give_up = Some(format!("{reason}; then {stopped}"));
         }
     }
 }
 
 /// Looks for what this run made that matches `lookup`, again and again
 /// through the settle window, until it has found a snapshot of every volume
-/// in `expected` (any one, when `expected` is empty). What the last look
-/// found is the answer, maybe nothing; `Err` when no look could be made.
+/// in `expected` (any one, when `expected` is empty), or the run is stopped.
+/// What the last look found is the answer, maybe nothing; `Err` when no look
+/// could be made.
 async fn look_until_settled(
     exec: &Executor,
     lookup: (&str, &str),
@@ -626,7 +622,7 @@ async fn look_until_settled(
             "looking again: EC2's describes may lag"
         );
         if let Err(stopped) = exec.stop.sleep(delay).await {
-            return found_last.filter(|f| !f.is_empty()).ok_or(stopped);
+            return found_last.ok_or(stopped);
         }
     }
 }
