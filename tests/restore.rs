@@ -34,19 +34,13 @@ fn job_tags<'a>(instance_id: &'a str, device: &'a str, run_id: &'a str) -> Vec<(
 /// snapshots hidden from describes for a while (eventual consistency). No
 /// request may be refused: restore must work under the policy users get.
 fn ebsnap_on_ec2(emu: &Emulator, args: &[&str]) -> EbsnapRun {
-    let printed = emu.ebsnap(&["iam-policy"]);
-    printed.assert_success();
     let proxy = emu.proxy(
         FaultPlan::none()
-            .iam_policy(&printed.stdout)
+            .under_printed_policy()
             .consistency_window(std::time::Duration::from_secs(2)),
     );
     let run = emu.ebsnap_cmd(args).via(&proxy).run();
-    let denied = proxy.denials();
-    assert!(
-        denied.is_empty(),
-        "denied under the printed policy: {denied:#?}\n{run}"
-    );
+    proxy.assert_no_denials(&run);
     run
 }
 

@@ -14,19 +14,8 @@ const WINDOW: Duration = Duration::from_secs(3);
 /// The EC2 twin with IAM as EC2 evaluates it, under the policy
 /// `ebsnap iam-policy` prints, unchanged: every call a scenario makes must
 /// pass it on a real account too.
-fn ec2_twin(emu: &Emulator) -> FaultPlan {
-    let printed = emu.ebsnap(&["iam-policy"]);
-    printed.assert_success();
-    FaultPlan::none().iam_policy(&printed.stdout)
-}
-
-/// No request of the run was refused by the twin's IAM.
-fn assert_no_denials(proxy: &FaultProxy, ctx: &dyn std::fmt::Display) {
-    let denied = proxy.denials();
-    assert!(
-        denied.is_empty(),
-        "denied under the printed policy: {denied:#?}\n{ctx}"
-    );
+fn ec2_twin() -> FaultPlan {
+    FaultPlan::none().under_printed_policy()
 }
 
 /// The two ways ebsnap creates: one CreateSnapshots per instance (the
@@ -123,11 +112,11 @@ fn clean_run_under(
     let emu = Emulator::start();
     let fleet = Fleet::seed(&emu);
     let before = emu.world_state();
-    let proxy = emu.proxy(twin(ec2_twin(&emu)));
+    let proxy = emu.proxy(twin(ec2_twin()));
 
     let run = emu.ebsnap_cmd(&run_args(mode, extra)).via(&proxy).run();
     let ctx = Ctx2(&proxy, &run);
-    assert_no_denials(&proxy, &ctx);
+    proxy.assert_no_denials(&ctx);
     run.assert_success();
     let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
     assert_contract_tags(&created, &ctx);
@@ -208,14 +197,14 @@ fn a_duplicate_that_slipped_through_is_deleted_by_the_next_purge() {
     let first = emu.create_snapshot_aged(&fleet.web_sdf, 2, &tags);
     let duplicate = emu.create_snapshot_aged(&fleet.web_sdf, 1, &tags);
     let before = emu.snapshot_state();
-    let proxy = emu.proxy(ec2_twin(&emu));
+    let proxy = emu.proxy(ec2_twin());
 
     let run = emu
         .ebsnap_cmd(&["purge", "--output", "json"])
         .via(&proxy)
         .run();
     run.assert_success();
-    assert_no_denials(&proxy, &run);
+    proxy.assert_no_denials(&run);
     let removed = before.diff(&emu.snapshot_state()).removed_ids();
     let mut expected = fleet.expired_default();
     expected.insert(duplicate.clone());
@@ -284,7 +273,7 @@ fn error_snapshots_go_archived_and_locked_ones_stay_and_the_run_succeeds() {
         .via(&proxy)
         .run();
     let ctx = Ctx2(&proxy, &run);
-    assert_no_denials(&proxy, &ctx);
+    proxy.assert_no_denials(&ctx);
     run.assert_success();
     let removed = before.diff(&emu.snapshot_state()).removed_ids();
     let mut expected = fleet.expired_default();
@@ -361,7 +350,7 @@ fn restore_refuses_an_archived_snapshot_and_passes_over_a_run_with_one() {
         .filter_map(|e| str_field(e, "snapshot_id").map(str::to_owned))
         .collect::<Vec<_>>();
     let archived = newer_of_web[0].clone();
-    let proxy = emu.proxy(ec2_twin(&emu).archived(&archived));
+    let proxy = emu.proxy(ec2_twin().archived(&archived));
     let before = emu.world_state();
 
     let refused = emu
@@ -382,7 +371,7 @@ fn restore_refuses_an_archived_snapshot_and_passes_over_a_run_with_one() {
         .via(&proxy)
         .run();
     by_instance.assert_success();
-    assert_no_denials(&proxy, &by_instance);
+    proxy.assert_no_denials(&by_instance);
     let doc = by_instance.json();
     assert_eq!(
         str_field(&doc, "run_id"),
@@ -415,7 +404,7 @@ fn copied_tags_past_ec2s_limit_are_left_out_and_named_in_every_mode() {
             tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let app = emu.launch_instance(&borrowed);
         emu.attach_new_volume(&app, "/dev/sdf");
-        let proxy = emu.proxy(ec2_twin(&emu).tag_limits().consistency_window(WINDOW));
+        let proxy = emu.proxy(ec2_twin().tag_limits().consistency_window(WINDOW));
         let before = emu.snapshot_state();
 
         let run = emu
@@ -423,7 +412,7 @@ fn copied_tags_past_ec2s_limit_are_left_out_and_named_in_every_mode() {
             .via(&proxy)
             .run();
         let ctx = Ctx2(&proxy, &run);
-        assert_no_denials(&proxy, &ctx);
+        proxy.assert_no_denials(&ctx);
         run.assert_success();
         let added = before.diff(&emu.snapshot_state()).added;
         assert_eq!(added.len(), 2, "{ctx}");
@@ -457,14 +446,14 @@ fn a_volume_restored_from_a_snapshot_with_fifty_tags_stays_within_the_limit() {
     tags.extend((tags.len()..50).map(|i| (format!("cost-{i:02}"), "x".to_owned())));
     let borrowed: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let snapshot = emu.create_snapshot_aged(&volume, 2, &borrowed);
-    let proxy = emu.proxy(ec2_twin(&emu).tag_limits());
+    let proxy = emu.proxy(ec2_twin().tag_limits());
 
     let run = emu
         .ebsnap_cmd(&["restore", "--snapshot", &snapshot, "--output", "json"])
         .via(&proxy)
         .run();
     let ctx = Ctx2(&proxy, &run);
-    assert_no_denials(&proxy, &ctx);
+    proxy.assert_no_denials(&ctx);
     run.assert_success();
     let doc = run.json();
     let restored = &doc["restored"][0];
@@ -532,11 +521,11 @@ fn a_multi_attach_volume_gets_one_snapshot_a_run() {
             );
         }
         let before = emu.snapshot_state();
-        let proxy = emu.proxy(ec2_twin(&emu));
+        let proxy = emu.proxy(ec2_twin());
 
         let run = emu.ebsnap_cmd(&run_args(mode, &[])).via(&proxy).run();
         run.assert_success();
-        assert_no_denials(&proxy, &run);
+        proxy.assert_no_denials(&run);
         let added = before.diff(&emu.snapshot_state()).added;
         let of_shared = added.iter().filter(|s| s.volume_id == shared).count();
         assert_eq!(of_shared, 1, "{mode:?}: {added:#?}\n{run}");

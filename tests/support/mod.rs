@@ -1581,6 +1581,16 @@ impl FaultProxy {
             .collect()
     }
 
+    /// No request was refused by the IAM twin: what was run works under
+    /// the policy it was given.
+    pub fn assert_no_denials(&self, context: &dyn fmt::Display) {
+        let denied = self.denials();
+        assert!(
+            denied.is_empty(),
+            "denied under the policy: {denied:#?}\n{context}"
+        );
+    }
+
     /// How many requests got `fault`.
     pub fn faulted(&self, fault: &Fault) -> usize {
         self.records()
@@ -2404,6 +2414,28 @@ pub mod ages {
     pub const H_9_5D: u32 = 228;
     /// The default retention (7 days) in hours.
     pub const RETENTION_H: u32 = 168;
+}
+
+/// The policy `ebsnap iam-policy` prints for the default job, as printed:
+/// asked of the binary once per test binary.
+pub fn printed_policy() -> &'static str {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ebsnap"))
+            .arg("iam-policy")
+            .output()
+            .expect("run ebsnap iam-policy");
+        assert!(out.status.success(), "ebsnap iam-policy: {out:?}");
+        String::from_utf8(out.stdout).expect("the policy is UTF-8")
+    })
+}
+
+impl FaultPlan {
+    /// IAM as EC2 evaluates it (`iam_policy`), under the policy
+    /// `ebsnap iam-policy` prints, unchanged: what users are told to grant.
+    pub fn under_printed_policy(self) -> FaultPlan {
+        self.iam_policy(printed_policy())
+    }
 }
 
 /// The tags ebsnap puts on a job's snapshot, for seeding one by hand. Each
