@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::config::{format_duration, Config, Policy};
 use std::collections::BTreeSet;
 
-use crate::inventory::{AttachedVolume, ExistingSnapshot, Instance, SnapshotState};
+use crate::inventory::{AttachedVolume, ExistingSnapshot, Instance};
 use crate::list::RegionFailure;
 use crate::plan::{format_age, is_selected};
 use crate::report::ExitStatus;
@@ -65,7 +65,7 @@ pub fn assess(
                 .iter()
                 .filter(|s| *s.volume_id == *volume.volume_id && s.is_marked_for(&policy.job))
                 // An archived snapshot is no backup a restore can use now.
-                .filter(|s| s.state == SnapshotState::Completed && !s.archived)
+                .filter(|s| s.is_good_backup())
                 .max_by_key(|s| s.start_time);
             let status = match newest {
                 None => "never",
@@ -195,7 +195,7 @@ impl CheckReport {
 mod tests {
     use super::*;
     use crate::config::testing::policy;
-    use crate::inventory::AttachedVolume;
+    use crate::inventory::{AttachedVolume, SnapshotState};
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {

@@ -155,6 +155,12 @@ impl ExistingSnapshot {
     pub fn is_marked_for(&self, job: &str) -> bool {
         self.job.as_deref() == Some(job)
     }
+
+    /// Completed and in the standard tier: a volume can be restored from it
+    /// now, so it is a good backup (safety rules 2 and 4).
+    pub fn is_good_backup(&self) -> bool {
+        self.state == SnapshotState::Completed && !self.archived
+    }
 }
 
 /// Hands out one shared allocation per distinct string: discovery reads the

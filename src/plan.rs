@@ -411,7 +411,7 @@ pub fn build_copy_purge(
 fn good_backup_count(snapshots: &[ExistingSnapshot], policy: &Policy) -> usize {
     snapshots
         .iter()
-        .filter(|s| s.is_marked_for(&policy.job) && is_good_backup(s))
+        .filter(|s| s.is_marked_for(&policy.job) && s.is_good_backup())
         .count()
 }
 
@@ -649,7 +649,7 @@ fn plan_purge(
         } else {
             verdict(snapshot, newer_good, policy, now)
         };
-        if verdict.is_ok() && is_good_backup(snapshot) {
+        if verdict.is_ok() && snapshot.is_good_backup() {
             newer_good += 1;
         }
         verdicts.push(verdict);
@@ -678,12 +678,6 @@ fn plan_purge(
 /// their memory back: about 160 KiB.
 const SHRINK_STEP: usize = 1024;
 
-/// A completed snapshot in the standard tier: one a volume can be restored
-/// from now, so one of the `keep_min` (safety rules 2 and 4).
-fn is_good_backup(snapshot: &ExistingSnapshot) -> bool {
-    snapshot.state == SnapshotState::Completed && !snapshot.archived
-}
-
 /// The positions in `sorted` (by volume, newest first) of the snapshots of
 /// a volume that share their instance and run id with another one (both set
 /// in the create call itself, so on every snapshot ebsnap makes): a run makes
@@ -711,7 +705,7 @@ fn duplicates_of_a_run(
                 .count();
         if !matches!(volume.0, "" | "vol-ffffffff") {
             let mut runs: Vec<(Option<&str>, &str, usize)> = (start..end)
-                .filter(|&p| is_good_backup(&sorted[p]))
+                .filter(|&p| sorted[p].is_good_backup())
                 .filter_map(|p| {
                     let s = &sorted[p];
                     Some((s.instance_id.as_deref(), s.run_id.as_deref()?, p))
