@@ -7,13 +7,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::config::{format_duration, Config, Policy};
+use crate::config::{Config, Policy};
+use crate::values::{format_age, format_duration};
 use std::collections::BTreeSet;
 
-use crate::inventory::{AttachedVolume, ExistingSnapshot, Instance};
+use crate::exit::ExitStatus;
+use crate::inventory::{ExistingSnapshot, Instance};
 use crate::list::RegionFailure;
-use crate::plan::{format_age, is_selected};
-use crate::report::ExitStatus;
+use crate::plan::{is_selected, left_out_on_purpose};
 
 /// One selected volume's backup health.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,7 +60,7 @@ pub fn assess(
         let checked = instance
             .volumes
             .iter()
-            .filter(|v| !left_out(v, skip_volume_ids, policy));
+            .filter(|v| left_out_on_purpose(v, skip_volume_ids, policy).is_none());
         for volume in checked {
             let newest = snapshots
                 .iter()
@@ -87,12 +88,6 @@ pub fn assess(
     health
 }
 
-/// A volume left out of every backup on purpose: tagged ebsnap:skip=true, or
-/// the root with --exclude-boot.
-fn left_out(volume: &AttachedVolume, skip_volume_ids: &BTreeSet<String>, policy: &Policy) -> bool {
-    skip_volume_ids.contains(&volume.volume_id) || (policy.exclude_boot && volume.is_root)
-}
-
 /// Reads every region's selected instances and job snapshots and judges them.
 pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Result<CheckReport> {
     let shared = crate::aws::load_shared_config(&config.aws).await;
@@ -101,8 +96,17 @@ pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Res
     let results = join_all(regions.iter().map(|region| {
         let client = crate::aws::client(&shared, region);
         async move {
-            crate::discovery::discover(&client, &policy.selector, &policy.job, true, true, false)
-                .await
+            crate::discovery::discover(
+                &client,
+                &policy.selector,
+                &policy.job,
+                crate::discovery::Reads {
+                    instances: true,
+                    snapshots: true,
+                    volume_tags: false,
+                },
+            )
+            .await
         }
     }))
     .await;

@@ -7,10 +7,53 @@
 use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{
+use clap::builder::PossibleValue;
+
+use crate::values::{
     parse_duration, parse_job, parse_keep_min, parse_max_delete, parse_max_rate,
-    parse_min_interval, parse_region, parse_role_arn, parse_tag_key, parse_tag_value, Role,
+    parse_min_interval, parse_region, parse_role_arn, parse_tag_key, parse_tag_value, parse_time,
+    ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat, Role,
 };
+
+/// The command line's names (and help) for the small enums of values.rs,
+/// which know nothing of clap.
+macro_rules! value_enum {
+    ($type:ident { $($variant:ident => $name:literal $(: $help:literal)?),+ $(,)? }) => {
+        impl ValueEnum for $type {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($type::$variant),+]
+            }
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $($type::$variant => PossibleValue::new($name)$(.help($help))?),+
+                })
+            }
+        }
+    };
+}
+
+value_enum!(CopyTags {
+    Volume => "volume": "The source volume's tags",
+    Instance => "instance": "The instance's tags",
+    Both => "both": "Both; the volume's value wins where both have a key",
+});
+value_enum!(ColorChoice {
+    Auto => "auto": "Colour when stderr is a terminal and NO_COLOR is not set",
+    Always => "always",
+    Never => "never",
+});
+value_enum!(LogFormat {
+    Text => "text": "One line per event, for people",
+    Json => "json": "One JSON object per event, for log shippers",
+});
+value_enum!(OutputFormat {
+    Text => "text": "A short summary for people",
+    Json => "json": "One JSON document on stdout, for programs",
+});
+value_enum!(HookFailure {
+    Snapshot => "snapshot": "Snapshot anyway (crash-consistent), and fail the run",
+    Skip => "skip": "No snapshot of that instance, and fail the run",
+});
 
 /// Keeps EBS snapshot backups of tagged EC2 instances.
 ///
@@ -59,33 +102,6 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
-}
-
-/// Whose tags `--copy-tags` copies onto the snapshots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CopyTags {
-    /// The source volume's tags.
-    Volume,
-    /// The instance's tags.
-    Instance,
-    /// Both; the volume's value wins where both have a key.
-    Both,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    /// Colour when stderr is a terminal and NO_COLOR is not set.
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One line per event, for people.
-    Text,
-    /// One JSON object per event, for log shippers.
-    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Args)]
@@ -199,23 +215,6 @@ pub fn one_line_usage_error(rendered: &str, says_how_to_fix: bool) -> String {
         text.push_str("; see 'ebsnap --help'");
     }
     text
-}
-
-/// An RFC 3339 time, e.g. `2026-11-24T03:00:00Z`.
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|_| {
-            format!("'{text}' is not an RFC 3339 time: write it like 2026-11-24T03:00:00Z")
-        })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// A short summary for people.
-    Text,
-    /// One JSON document on stdout, for programs.
-    Json,
 }
 
 /// Flags every command takes, before or after the subcommand.
@@ -340,8 +339,8 @@ pub struct CommonArgs {
 
     /// When the pre-hook fails: snapshot anyway (crash-consistent) or skip
     /// the instance; either way the run fails.
-    #[arg(long, global = true, value_enum, default_value_t = crate::hooks::HookFailure::Snapshot)]
-    pub hook_failure: crate::hooks::HookFailure,
+    #[arg(long, global = true, value_enum, default_value_t = HookFailure::Snapshot)]
+    pub hook_failure: HookFailure,
 
     /// Copy the source's tags onto its snapshots (never aws: tags; ebsnap's
     /// own tags win, within EC2's 50 tags a resource).

@@ -12,31 +12,53 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
-use crate::aws::error_text;
-use crate::config::TagSelector;
+use crate::aws::{error_text, INSTANCE_PAGE_SIZE, SNAPSHOT_PAGE_SIZE, VOLUME_PAGE_SIZE};
+use crate::config::{Policy, Steps, TagSelector};
 use crate::inventory::{
     AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Interner, Inventory, SnapshotState,
-    TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP, TAG_SOURCE_REGION,
-    TAG_SOURCE_SNAPSHOT,
+    SourceSnapshot, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
+    TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
 };
+use crate::values::CopyTags;
 
-/// DescribeSnapshots' largest page.
-const SNAPSHOT_PAGE_SIZE: i32 = 1000;
-/// DescribeVolumes' largest page.
-const VOLUME_PAGE_SIZE: i32 = 500;
-/// DescribeInstances' largest page.
-const INSTANCE_PAGE_SIZE: i32 = 1000;
+/// What a run needs to read; each part left out saves its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// The tagged instances, their volumes and the `ebsnap:skip` volumes.
+    pub instances: bool,
+    /// The job's snapshots (purge, `--min-interval`, check).
+    pub snapshots: bool,
+    /// The attached volumes' own tags (`--copy-tags volume|both`).
+    pub volume_tags: bool,
+}
 
-/// Reads what a run needs. `with_snapshots` is false for the snapshot step
-/// alone, which needs no existing snapshots.
+impl Reads {
+    /// What a backup command reads: the snapshot step needs the instances
+    /// (and their volumes' tags to copy them); the purge step, and
+    /// `--min-interval` in the snapshot step, the job's snapshots.
+    pub fn for_backup(steps: Steps, policy: &Policy) -> Reads {
+        Reads {
+            instances: steps.snapshot,
+            snapshots: steps.purge || policy.min_interval > chrono::TimeDelta::zero(),
+            volume_tags: steps.snapshot
+                && matches!(policy.copy_tags, Some(CopyTags::Volume | CopyTags::Both)),
+        }
+    }
+}
+
+/// Reads what a run needs, `reads`, of the instances `selector` selects and
+/// the snapshots of `job`.
 pub async fn discover(
     client: &Client,
     selector: &TagSelector,
     job: &str,
-    with_instances: bool,
-    with_snapshots: bool,
-    with_volume_tags: bool,
+    reads: Reads,
 ) -> Result<Inventory> {
+    let Reads {
+        instances: with_instances,
+        snapshots: with_snapshots,
+        volume_tags: with_volume_tags,
+    } = reads;
     let instances = if with_instances {
         tagged_instances(client, selector).await?
     } else {
@@ -280,24 +302,46 @@ fn to_instance(instance: &Ec2Instance, tag_key: &str) -> Option<Instance> {
     })
 }
 
-fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<ExistingSnapshot> {
+/// What every reading of a snapshot needs and EC2 may leave out: its id,
+/// start time and state, and whether it is in the archive tier. `None`
+/// without an id or a start time: not a snapshot ebsnap can reason about.
+struct SnapshotBasics<'a> {
+    id: &'a str,
+    start_time: DateTime<Utc>,
+    state: SnapshotState,
+    archived: bool,
+}
+
+fn basics(snapshot: &Snapshot) -> Option<SnapshotBasics<'_>> {
     let start = snapshot.start_time()?;
+    Some(SnapshotBasics {
+        id: snapshot.snapshot_id()?,
+        start_time: DateTime::<Utc>::from_timestamp(start.secs(), start.subsec_nanos())?,
+        state: SnapshotState::parse(snapshot.state().map(|s| s.as_str()).unwrap_or("unknown")),
+        archived: snapshot.storage_tier() == Some(&StorageTier::Archive),
+    })
+}
+
+/// A job snapshot as the plan reads it: the contract's tags only, their
+/// values shared through `interner` (tens of thousands are held at once).
+fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<ExistingSnapshot> {
+    let basics = basics(snapshot)?;
     let mut shared_tag = |key: &str| tag_value(snapshot.tags(), key).map(|v| interner.get(v));
     Some(ExistingSnapshot {
-        id: snapshot.snapshot_id()?.into(),
+        id: basics.id.into(),
         job: shared_tag(TAG_JOB),
         instance_id: shared_tag(TAG_INSTANCE_ID),
         device: shared_tag(TAG_DEVICE),
         run_id: shared_tag(TAG_RUN_ID),
-        archived: snapshot.storage_tier() == Some(&StorageTier::Archive),
+        archived: basics.archived,
         volume_id: interner.get(snapshot.volume_id().unwrap_or_default()),
-        state: SnapshotState::parse(snapshot.state().map(|s| s.as_str()).unwrap_or("unknown")),
-        start_time: DateTime::<Utc>::from_timestamp(start.secs(), start.subsec_nanos())?,
         // Progress matters only while pending ("100%" on every completed one).
         progress: snapshot
             .progress()
-            .filter(|_| snapshot.state().map(|s| s.as_str()) == Some("pending"))
+            .filter(|_| basics.state == SnapshotState::Pending)
             .map(Into::into),
+        state: basics.state,
+        start_time: basics.start_time,
         size_gib: snapshot.volume_size(),
         copy_of: match (
             tag_value(snapshot.tags(), TAG_SOURCE_REGION),
@@ -309,6 +353,23 @@ fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<
             })),
             _ => None,
         },
+    })
+}
+
+/// A snapshot as restore reads it: every tag, and what a new volume of it
+/// needs (size, encryption).
+pub fn to_source_snapshot(snapshot: &Snapshot) -> Option<SourceSnapshot> {
+    let basics = basics(snapshot)?;
+    Some(SourceSnapshot {
+        id: basics.id.to_owned(),
+        volume_id: snapshot.volume_id().unwrap_or_default().to_owned(),
+        state: basics.state,
+        progress: snapshot.progress().map(str::to_owned),
+        start_time: basics.start_time,
+        size_gib: snapshot.volume_size().unwrap_or(0),
+        encrypted: snapshot.encrypted().unwrap_or(false),
+        archived: basics.archived,
+        tags: tag_pairs(snapshot.tags()),
     })
 }
 

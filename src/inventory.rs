@@ -179,6 +179,47 @@ impl Interner {
     }
 }
 
+/// A snapshot as restore reads it: all its tags, and whether a volume can
+/// be made of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSnapshot {
+    pub id: String,
+    /// The volume it was taken of (it may no longer exist).
+    pub volume_id: String,
+    pub state: SnapshotState,
+    /// EC2's progress while pending, e.g. `42%`.
+    pub progress: Option<String>,
+    pub start_time: DateTime<Utc>,
+    /// The size of the volume it was taken of, in GiB.
+    pub size_gib: i32,
+    pub encrypted: bool,
+    /// In the archive tier: no volume can be made of it until it is
+    /// restored from the archive (EBS User Guide, "Archive Amazon EBS
+    /// snapshots": an archived snapshot must be restored to the standard
+    /// tier before it can be used).
+    pub archived: bool,
+    pub tags: Vec<(String, String)>,
+}
+
+impl SourceSnapshot {
+    /// Completed and in the standard tier: a volume can be made of it now.
+    pub fn is_restorable_now(&self) -> bool {
+        self.state == SnapshotState::Completed && !self.archived
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `ebsnap:device`: where the volume was attached when it was taken.
+    pub fn device(&self) -> Option<&str> {
+        self.tag(TAG_DEVICE)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,285 +1,175 @@
-//! ebsnap keeps EBS snapshot backups of tagged EC2 instances.
+//! ebsnap keeps EBS snapshot backups of tagged EC2 instances. This page is the
+//! architecture. The README covers how to use ebsnap and what it promises. Read
+//! it for the tag contract, the safety rules and the exit codes.
 //!
-//! One run: resolve the config, then in each region discover what is there,
-//! build the plan (pure), execute it, and fold the outcomes into one report.
-//! A layer only calls down this flow; see DESIGN.md.
+//! One run goes like this. First the config is resolved, once, from the flags
+//! and the environment. Then the run is split into units of work, one per
+//! account × region, and all units run at once, each with its own clients,
+//! pacing and report section. In each unit: **discover** what is there (EC2
+//! reads only), **plan** what to do (a pure function, no I/O), then
+//! **execute** the plan's two steps. The snapshot step and the purge step
+//! overlap volume by volume: a volume's deletes wait only for that volume's
+//! create (and, with `--wait`, for its completion), not for the other volumes.
+//! Every outcome is folded into **one report**. The report gives the **exit
+//! code**: 0 when everything planned was done, 1 when something failed, 2 when
+//! nothing was attempted.
+//!
+//! ```text
+//! flags/env ──► Config ──► per account × region: discover ──► Plan ──► execute ──► Report ──► exit code
+//! ```
+//!
+//! # Layers
+//!
+//! Each layer only calls down this flow, never up: `discovery` knows nothing
+//! of the plan, the plan does no I/O, `backup/` carries out a plan but does not
+//! decide what goes in it, and rendering does not change the report. The
+//! leaves (`values`, `inventory`, `exit`, `notice`) depend on nothing else in
+//! the crate, so any layer may use them.
+//!
+//! | file | what it does |
+//! |---|---|
+//! | `main.rs` | parse the command line, run the command, print the report, exit with its code |
+//! | `lib.rs` | these crate docs: the architecture |
+//! | `values.rs` | the parsers behind the flags (durations with units `s m h d w`, job names, region names, role ARNs, rates), durations and ages shown the way a user writes them, and the small enums of the command line. A leaf: it knows nothing of clap or of the rest of the crate |
+//! | `cli.rs` | the clap types only: what the user may type. It maps `values.rs`'s parsers and enums onto flags, so a bad flag is refused before any call to AWS |
+//! | `config.rs` | `Config`, built once from the CLI and the environment: plain data (retention, keep-min, selector, job, regions, accounts, output, whether stdout is a terminal, lock file, pacing, time budget, hooks). Also the plain request types of the other commands (`ListFilter`, `RestoreRequest`, ...) |
+//! | `exit.rs` | `ExitStatus`: the exit codes 0, 1 and 2, ordered by severity, so the worse of two is their `max`. The README's "Exit codes" section is this contract in words |
+//! | `notice.rs` | the one way to tell the operator something outside the report (errors, interruptions, a wait that gave up): one line on stderr, `ebsnap: ...`, or a log event with `--log-format json`, so a log shipper never meets a line it cannot parse |
+//! | `aws/mod.rs` | the EC2 clients from the standard AWS chain (environment, profile, instance role) with `--region`, `--profile` and `--endpoint-url` on top. Also the timeouts (5 s to connect, 15 s per attempt, 40 s per call with the SDK's retries), and SDK errors turned into one line a person can act on |
+//! | `aws/accounts.rs` | the accounts and the units of work. With `--assume-role`, each role is assumed through STS (session name `ebsnap-JOB`, `--external-id`) with the chain's own credentials, and renewed before they expire. It lists the regions with `--all-regions` (DescribeRegions) and makes one unit per account × region. Before any call, it refuses two roles in one account, and `--assume-role` with `list`, `check` or `restore`. A role that cannot be assumed, or an account whose regions cannot be listed, fails that account's units only (`assume-role`, `list-regions`) |
+//! | `discovery.rs` | the EC2 reads: the instances carrying the selection tag, their attached volumes, the volumes tagged `ebsnap:skip=true` (one filtered DescribeVolumes), and the job's snapshots. Always filtered on the server and paginated, with no per-instance, per-volume or per-snapshot calls, so a run costs the same few calls at any fleet size. EC2's types become `inventory`'s here |
+//! | `inventory.rs` | what discovery found, as plain data in ebsnap's own small types. Also the tag contract's keys (`ebsnap:job`, `ebsnap:instance-id`, `ebsnap:device`, `ebsnap:run-id`, `ebsnap:skip`, `ebsnap:source-*`, `ebsnap:restored-from`), public because IAM policies rely on them. Snapshots are small: the id is held inline, and the strings many snapshots repeat are shared |
+//! | `plan.rs` | all the judgement, a pure function of (inventory, config, now): what to create (grouped per instance into the sets that are snapshotted together), what to delete and why (`expired`, `error`, `duplicate`), what to keep and why, which instances and volumes to skip and why, and whether the delete guard refuses the purge. Unit-tested with hand-built inventories and a fixed clock. `list` and `check` judge with it too |
+//! | `backup/mod.rs` | the backup job (`run`, `snapshot`, `purge`): `run` starts every unit at once, and `run_region` does one unit's discover, plan and execute, with the snapshot and purge steps overlapped per volume |
+//! | `backup/control.rs` | pacing: token buckets per unit, kept inside EC2's own (100 calls of burst, then `--max-rate`, 5 a second by default), so ebsnap does not lean on `RequestLimitExceeded`. The per-volume gates that let a volume's deletes follow its create. The run's stop signal: SIGINT/SIGTERM and `--timeout`, after which nothing new starts |
+//! | `backup/retry.rs` | one home for retries and failure classes: which failures are tried again (throttled, a lost answer, a busy volume, EC2 not showing a new snapshot yet), the timings (6 attempts, 1 s doubling up to 60 s; 15 s for a busy volume; 30 s of settling while EC2's describes lag), and `create_with_retries`. A call with no client token is retried only after a look for what this run already made, so a lost answer never makes a duplicate (safety rule 7). The SDK retries none of these calls, because its retries would go round the buckets |
+//! | `backup/snapshot.rs` | carries out the plan's creates. In the default mode it sends one CreateSnapshots per instance, so all of the instance's selected volumes are at one instant. The marker, instance and run id go in that call, and then one CreateTags per snapshot adds the device, `Name` and copied tags. With `--per-volume` it sends one CreateSnapshot per volume, with all the tags in the call, and the volumes are not at one instant. The pre-hook and post-hook run around each instance's set |
+//! | `backup/purge.rs` | carries out the plan's deletes, checking the job's marker again before each one. A snapshot already gone counts as deleted. A snapshot an AMI uses, or one that is locked, is kept and reported |
+//! | `backup/wait.rs` | `--wait`: waits until this run's snapshots are completed, within `--wait-timeout` |
+//! | `backup/copy.rs` | `--copy-to`: the disaster-recovery copies (CopySnapshot, paced per destination, with a look for this run's copy before trying again), and the purge of the copies in each copy region under `--copy-retention`, planned by `plan.rs` under the same safety rules |
+//! | `backup/hooks.rs` | `--pre-hook` and `--post-hook`: `sh -c` in a process group of its own, the `EBSNAP_*` environment, `--hook-timeout` |
+//! | `backup/report.rs` | assembles the report from the plan and the outcome of each action, and gives the exit status |
+//! | `backup/render.rs` | renders the report as text for people or JSON for programs, streamed to stdout and never held whole. Rendering is pure, so what a person sees is tested like any other decision |
+//! | `restore/mod.rs` | `ebsnap restore` |
+//! | `restore/decide.rs` | pure, and tested like the plan: which backup run (`--at`), which volumes, and each volume's zone, type, IOPS, throughput, size and device, from what `ec2.rs` read. The refusals that come before any volume is made (exit 2, nothing created) are decided here |
+//! | `restore/ec2.rs` | restore's EC2 calls: the describes, CreateVolume (tagged `ebsnap:restored-from` in the call), AttachVolume, and the waits |
+//! | `restore/report.rs` | restore's report, in text or JSON |
+//! | `list.rs` | `ebsnap list`: the job's snapshots, judged by the same plan as `purge` |
+//! | `check.rs` | `ebsnap check`: the freshness of each selected volume; the decision is pure and tested |
+//! | `metrics.rs` | the Prometheus textfile (`--metrics-file`), written atomically |
+//! | `iam.rs` | the least-privilege policy `ebsnap iam-policy` prints. `examples/iam-policy.json` is its output for the default job, and a test keeps the two identical |
+//! | `lock.rs` | the cron lock: one run per job per host |
+//! | `memory.rs` | memory tuning: glibc's allocator settings that keep a run's peak small, and no-ops elsewhere |
+//!
+//! # Tests
+//!
+//! There are three layers of tests, each for what it does best, and then the
+//! EC2 twin on top of the end-to-end tests.
+//!
+//! 1. **Unit tests** (most tests), in `src/`, of the plan and the other pure
+//!    decisions (`restore/decide.rs`, `check`, rendering). They use
+//!    hand-built inventories and a fixed clock, and every safety rule has
+//!    one.
+//! 2. **SDK-mock tests**, in `src/`, with `aws-smithy-mocks`: pagination, EC2
+//!    error codes (`RequestLimitExceeded`, `InvalidSnapshot.InUse`,
+//!    `UnauthorizedOperation`, ...) and retries. `cargo test --lib` runs
+//!    layers 1 and 2 alone, with no emulator.
+//! 3. **End-to-end tests**: the real binary against moto's EC2 emulator on
+//!    127.0.0.1, with snapshots aged by libfaketime. They assert on the
+//!    emulator's state after the run. There is one integration binary,
+//!    `tests/it/main.rs`, with these modules:
+//!    - `e2e`: the backup job, list, check, metrics.
+//!    - `faults`: a fault-injecting proxy between ebsnap and the emulator
+//!      (throttling, answers lost after the call took effect, resets, held
+//!      calls), overlapping runs, SIGKILL, SIGTERM, bad input, the delete
+//!      guard, `--min-interval`. Its real-EC2 scenarios run ebsnap under the
+//!      EC2 twin, and its twin probes test each twin behaviour directly.
+//!    - `restore`: restores.
+//!    - `host`: completions, the man page, cron's bare environment, colour,
+//!      JSON logs, IAM.
+//!
+//!    The harness is `tests/it/support/`, split by job:
+//!    - `emulator`: moto's server, one per test, and faketime.
+//!    - `state`: seeding the emulator, and reading its state to assert on.
+//!    - `binary`: running the real `ebsnap`. It gets static test credentials,
+//!      no instance metadata and an empty HOME, and talks only to 127.0.0.1.
+//!    - `proxy`: the fault proxy.
+//!    - `iam`: the IAM evaluator.
+//!    - `twin`: the EC2 behaviours moto lacks.
+//!    - `cron`: cron's bare environment.
+//!
+//! Run them all with `bash tests/run-all.sh`. It installs moto and faketime
+//! (`tests/install-deps.sh`), exports `EBSNAP_MOTO_SERVER` and
+//! `EBSNAP_FAKETIME_LIB`, and runs `cargo test --locked --no-fail-fast`, four
+//! tests at a time (`RUST_TEST_THREADS`), because the end-to-end tests spend
+//! their time waiting, not on the CPU. A missing emulator is a test failure
+//! with a clear message, never a silent skip. The examples
+//! (`examples/demo.sh`, `examples/demo-fleet.py`) use the same emulator and
+//! the same `tests/install-deps.sh`.
+//!
+//! **moto is not EC2.** It evaluates no IAM condition. It shows a snapshot
+//! the moment it exists and completes it at once. It never archives, locks,
+//! errors or limits. So the proxy is also an *EC2 twin*: it gives the emulator
+//! what real EC2 does. Each behaviour is switched on per test and written from
+//! AWS's documentation, with the page cited in the code.
+//!
+//! - `FaultPlan::iam_policy` (`support/iam`) evaluates IAM as EC2 does. Every
+//!   request is judged once for each resource it touches, with that
+//!   resource's ARN and condition keys (`aws:RequestTag/*`, `aws:TagKeys`,
+//!   `ec2:ResourceTag/*` read from the emulator, `ec2:CreateAction`). A create
+//!   that carries tags is judged again as `ec2:CreateTags`. An explicit Deny
+//!   wins, and a denial answers 403 `UnauthorizedOperation`. Every command is
+//!   tested under the policy `ebsnap iam-policy` prints, unchanged
+//!   (`support::printed_policy`, `FaultPlan::under_printed_policy`,
+//!   `FaultProxy::assert_no_denials`), in `host`, `restore` and the real-EC2
+//!   scenarios of `faults`. The policy printed for another job is the control:
+//!   it must be denied this job's creates and deletes.
+//! - `consistency_window`, `slow_creates*`, `snapshot_state`, `archived`,
+//!   `locked`, `volume_limits` and `tag_limits` (`support/twin`) add what moto
+//!   lacks:
+//!   - eventual consistency;
+//!   - creates carried out after the client gave up;
+//!   - snapshots in `error` or `recoverable`;
+//!   - the archive tier;
+//!   - snapshot locks, with DescribeLockedSnapshots, which moto lacks;
+//!   - the per-volume rate and pending limits;
+//!   - EC2's tag limits.
+//!
+//!   The twin probes in `faults` test each one directly, and the real-EC2
+//!   scenarios run ebsnap under them.
+//!
+//! If a scenario passes on bare moto and fails through the twin, that is a bug
+//! in ebsnap, unless the twin contradicts AWS's documentation. The `harness_*`
+//! tests in `host` document moto's own IAM enforcement. They start moto with a
+//! small patch to its signature check: moto rebuilds request bodies with `+`
+//! for spaces, where the AWS SDK for Rust signs `%20`.
+//!
+//! # Where a rule lives
+//!
+//! - **The plan decides** (`plan.rs`, `restore/decide.rs`): what to create,
+//!   what to delete, what to keep, and why. A safety rule about *what* is
+//!   deleted or kept lives here, with its unit test.
+//! - **`backup/` executes**: it paces, orders (a volume's deletes after its
+//!   create), retries (`retry.rs`), and checks the marker again before each
+//!   delete. It never adds a delete the plan did not make.
+//! - **The report assembles** (`backup/report.rs`): the plan and every
+//!   outcome, in one report, and the exit status.
+//! - **Render prints** (`backup/render.rs`): text or JSON, and nothing else.
 
-pub mod accounts;
 pub mod aws;
+pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod control;
-pub mod copy;
 pub mod discovery;
-pub mod hooks;
+pub mod exit;
 pub mod iam;
 pub mod inventory;
 pub mod list;
 pub mod lock;
 pub mod memory;
 pub mod metrics;
+pub mod notice;
 pub mod plan;
-pub mod purge;
-pub mod report;
 pub mod restore;
-pub mod snapshot;
-pub mod wait;
-
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use anyhow::Result;
-use aws_config::SdkConfig;
-use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
-
-use crate::config::{Action, Config};
-use crate::control::{Executor, RetryTiming, Stop, VolumeGates};
-use crate::report::{RegionRun, Report};
-use indicatif::MultiProgress;
-use tracing::Instrument;
-
-/// Runs the configured command in every region of every account (one
-/// unit of work each, all at once) and reports what happened. `Err` means
-/// nothing was attempted (e.g. no region configured).
-pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
-    let shared = aws::load_shared_config(&config.aws).await;
-    let accounts = accounts::resolve(&config.aws, &shared, &config.policy.job).await?;
-    let units = accounts::units(accounts);
-    let run_id = plan::run_id(now, run_entropy());
-    // With --wait, the wait comes on top of the run's own budget.
-    let wait = match config.action {
-        Action::Backup {
-            wait: Some(wait), ..
-        } => wait,
-        _ => std::time::Duration::ZERO,
-    };
-    let stop = Stop::new(config.timeout.saturating_add(wait));
-    let signals = tokio::spawn(stop_on_signals(stop.clone()));
-    let progress = MultiProgress::new();
-    let unit_runs = join_all(units.iter().map(|(unit, access)| {
-        let (run_id, stop, progress) = (&run_id, &stop, &progress);
-        let span = match &unit.account {
-            Some(account) => tracing::info_span!("unit", account = account.as_str()),
-            None => tracing::Span::none(),
-        };
-        async move {
-            let sdk = access.as_ref().map_err(Clone::clone)?;
-            Ok(run_region(config, sdk, &unit.region, run_id, now, stop, progress).await)
-        }
-        .instrument(span)
-    }))
-    .await;
-    signals.abort();
-    let mut report = Report::for_units(
-        config,
-        run_id,
-        units.iter().map(|(unit, _)| unit.clone()).collect(),
-    );
-    for ((unit, _), unit_run) in units.iter().zip(unit_runs) {
-        match unit_run {
-            Ok(region_run) => report.add_unit(unit, region_run),
-            Err(blocked) => report.add_blocked(unit, blocked),
-        }
-    }
-    Ok(report)
-}
-
-/// Discover, plan and execute in one region. Regions are independent: one
-/// failing does not stop the others.
-async fn run_region(
-    config: &Config,
-    shared: &SdkConfig,
-    region: &str,
-    run_id: &str,
-    now: DateTime<Utc>,
-    stop: &Stop,
-    progress: &MultiProgress,
-) -> RegionRun {
-    let client = aws::client(shared, region);
-    let policy = &config.policy;
-    let inventory = match stop
-        .race(discovery::discover(
-            &client,
-            &policy.selector,
-            &policy.job,
-            config.steps().snapshot,
-            // The snapshot step needs the job's snapshots too, for --min-interval.
-            config.steps().purge || policy.min_interval > chrono::TimeDelta::zero(),
-            config.steps().snapshot
-                && matches!(
-                    policy.copy_tags,
-                    Some(crate::cli::CopyTags::Volume | crate::cli::CopyTags::Both)
-                ),
-        ))
-        .await
-    {
-        Ok(Ok(inventory)) => inventory,
-        Ok(Err(err)) => {
-            return RegionRun::DiscoveryFailed {
-                reason: format!("{err:#}"),
-            }
-        }
-        Err(stopped) => {
-            return RegionRun::DiscoveryFailed {
-                reason: format!("listing instances and snapshots: {stopped}"),
-            }
-        }
-    };
-    tracing::info!(
-        region,
-        instances = inventory.instances.len(),
-        snapshots = inventory.snapshots.len(),
-        "discovered"
-    );
-    let plan = plan::build(inventory, policy, config.steps(), now);
-    let exec = executor(config, client, stop);
-    // Hooks never run in a dry run: they would lock the databases.
-    let hooks = config
-        .hooks
-        .as_ref()
-        .filter(|_| !config.dry_run)
-        .map(|hooks| snapshot::RunHooks { hooks, region });
-    // The two steps overlap: a volume's deletes wait only for that volume's
-    // create (safety rule 3), and with --wait for its completion. A dry run
-    // checks every delete's permission all the same: a create refused there
-    // is a permission to fix, and the operator should learn of every missing
-    // permission at once.
-    let gates = if config.dry_run {
-        VolumeGates::default()
-    } else {
-        VolumeGates::new(plan.creates.iter().map(|c| c.volume_id.as_str()))
-    };
-    let wait = match (&config.action, config.dry_run) {
-        (Action::Backup { wait, .. }, false) => *wait,
-        _ => None,
-    };
-    let snapshot_step = async {
-        let settle_at_once = wait.is_none().then_some(&gates);
-        let (mut creates, hook_failures) = snapshot::create_all(
-            &exec,
-            &plan.creates,
-            &plan.sets,
-            &policy.job,
-            run_id,
-            hooks,
-            settle_at_once,
-        )
-        .await;
-        if let Some(timeout) = wait {
-            wait::wait_for_created(&exec, &mut creates, timeout, progress, region, config.quiet)
-                .await;
-            for (create, outcome) in plan.creates.iter().zip(&creates) {
-                gates.settle(&create.volume_id, outcome.is_good_backup());
-            }
-        }
-        gates.close_unsettled();
-        // --copy-to: the completed snapshots go to each copy region, and the
-        // copies there past --copy-retention are purged.
-        let copies = match &config.copy {
-            Some(settings) => {
-                // Each destination with its own pacing.
-                let destinations: Vec<(String, Executor)> = settings
-                    .regions
-                    .iter()
-                    .filter(|dest| *dest != region)
-                    .map(|dest| {
-                        (
-                            dest.clone(),
-                            executor(config, aws::client(shared, dest), stop),
-                        )
-                    })
-                    .collect();
-                let step = copy::CopyStep {
-                    settings,
-                    source_region: region,
-                    job: &policy.job,
-                    run_id,
-                    purge: config.steps().purge,
-                    policy,
-                    now,
-                };
-                copy::copy_and_purge(&step, &destinations, &plan.creates, &creates).await
-            }
-            None => Vec::new(),
-        };
-        (creates, hook_failures, copies)
-    };
-    let purge_step = purge::delete_all(&exec, &plan.deletes, &policy.job, &gates);
-    let ((creates, hook_failures, copies), deletes) = tokio::join!(snapshot_step, purge_step);
-    RegionRun::Executed {
-        plan,
-        creates,
-        deletes,
-        hook_failures,
-        copies,
-    }
-}
-
-/// The executor of one region's calls, paced and retried as configured.
-fn executor(config: &Config, client: aws_sdk_ec2::Client, stop: &Stop) -> Executor {
-    let mut exec = Executor::new(
-        client,
-        config.dry_run,
-        stop.clone(),
-        config.max_rate,
-        RetryTiming::STANDARD,
-    );
-    exec.per_volume = config.per_volume;
-    exec
-}
-
-/// Whether ebsnap's own messages on stderr are JSON log events
-/// (`--log-format json`) rather than `ebsnap: ...` lines.
-static JSON_LOGS: AtomicBool = AtomicBool::new(false);
-
-/// Sends ebsnap's own messages (errors, interruptions) to the log as JSON
-/// events instead of plain lines; set once at start-up.
-pub fn set_json_logs(on: bool) {
-    JSON_LOGS.store(on, Ordering::Relaxed);
-}
-
-/// A message for whoever reads stderr: `ebsnap: message` on a line of its
-/// own, or with `--log-format json` a log event like every other line.
-pub fn notice(message: &str) {
-    if JSON_LOGS.load(Ordering::Relaxed) {
-        tracing::warn!("{message}");
-    } else {
-        eprintln!("ebsnap: {message}");
-    }
-}
-
-/// On the first SIGINT or SIGTERM, start nothing new and let the calls in
-/// flight finish, so the report can say exactly what was and was not done.
-/// On a second one, exit at once.
-async fn stop_on_signals(stop: Stop) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot listen for signals: SIGINT/SIGTERM will end the run at once");
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    notice("interrupted: finishing the calls in flight, starting nothing new (again to quit now)");
-    stop.interrupt();
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    notice("interrupted twice: quitting without a report");
-    std::process::exit(130);
-}
-
-/// A few bits that differ between two runs started in the same second.
-fn run_entropy() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    nanos ^ std::process::id().rotate_left(16)
-}
+pub mod values;

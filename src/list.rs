@@ -13,11 +13,12 @@ use compact_str::CompactString;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::cli::ListArgs;
+use crate::config::ListFilter;
 use crate::config::{Config, Policy, Steps};
+use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
-use crate::plan::{self, format_age, DeleteReason, KeepReason};
-use crate::report::ExitStatus;
+use crate::plan::{self, DeleteReason, KeepReason};
+use crate::values::format_age;
 
 /// One snapshot of the job, and what purge will do with it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,7 +29,7 @@ pub struct ListEntry {
     pub device: Option<Arc<str>>,
     pub snapshot_id: CompactString,
     pub start_time: DateTime<Utc>,
-    #[serde(serialize_with = "crate::report::as_text")]
+    #[serde(serialize_with = "crate::values::as_text")]
     pub state: SnapshotState,
     /// How far along a pending snapshot is, e.g. `42%`.
     pub progress: Option<Box<str>>,
@@ -67,7 +68,7 @@ pub fn entries(
     region: &str,
     snapshots: Vec<ExistingSnapshot>,
     policy: &Policy,
-    filter: &ListArgs,
+    filter: &ListFilter,
     now: DateTime<Utc>,
 ) -> Vec<ListEntry> {
     // The plan sees every snapshot of the job, so keep-min and the delete
@@ -153,7 +154,7 @@ fn entry(
 }
 
 /// Reads the job's snapshots in every region and judges them.
-pub async fn run(config: &Config, filter: &ListArgs, now: DateTime<Utc>) -> Result<Listing> {
+pub async fn run(config: &Config, filter: &ListFilter, now: DateTime<Utc>) -> Result<Listing> {
     let shared = crate::aws::load_shared_config(&config.aws).await;
     let regions = crate::aws::regions(&config.aws, &shared).await?;
     let results = join_all(regions.iter().map(|region| {
@@ -325,8 +326,8 @@ mod tests {
         ]
     }
 
-    fn no_filter() -> ListArgs {
-        ListArgs {
+    fn no_filter() -> ListFilter {
+        ListFilter {
             instance: None,
             volume: None,
         }
@@ -355,7 +356,7 @@ mod tests {
 
     #[test]
     fn filters_narrow_the_list_after_judging_the_whole_job() {
-        let by_instance = ListArgs {
+        let by_instance = ListFilter {
             instance: Some("i-b".into()),
             volume: None,
         };
@@ -363,7 +364,7 @@ mod tests {
         assert_eq!(entries.len(), 2);
         // b-last is kept as vol-b's last good backup, whatever the filter.
         assert_eq!(entries[1].reason_code, "keep_min");
-        let by_volume = ListArgs {
+        let by_volume = ListFilter {
             instance: None,
             volume: Some("vol-a".into()),
         };

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
-use ebsnap::cli::{Cli, LogFormat, OutputFormat};
+use ebsnap::cli::Cli;
 use ebsnap::config::{Action, Config};
-use ebsnap::report::ExitStatus;
+use ebsnap::exit::ExitStatus;
+use ebsnap::values::{LogFormat, OutputFormat};
 
 fn main() -> ExitCode {
     ebsnap::memory::tune();
@@ -18,7 +19,7 @@ fn main() -> ExitCode {
     match run(&config) {
         Ok(status) => status.into(),
         Err(err) => {
-            ebsnap::notice(&format!("{err:#}"));
+            ebsnap::notice::tell(&format!("{err:#}"));
             ExitStatus::NothingAttempted.into()
         }
     }
@@ -63,13 +64,13 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         config.action,
         Action::List(_) | Action::Check { .. } | Action::Restore(_)
     );
-    ebsnap::accounts::check_usage(&config.aws, takes_roles)?;
+    ebsnap::aws::accounts::check_usage(&config.aws, takes_roles)?;
     match &config.action {
         Action::Backup { .. } => backup(config, &runtime()?, now),
         Action::List(filter) => {
             let listing = runtime()?.block_on(ebsnap::list::run(config, filter, now))?;
             for failed in &listing.failed {
-                ebsnap::notice(&format!("{}: {}", failed.region, failed.reason));
+                ebsnap::notice::tell(&format!("{}: {}", failed.region, failed.reason));
             }
             let width = config
                 .stdout_is_terminal
@@ -155,14 +156,14 @@ fn backup(
         )?)
     };
     let started = std::time::Instant::now();
-    let report = runtime.block_on(ebsnap::run(config, now))?;
+    let report = runtime.block_on(ebsnap::backup::run(config, now))?;
     let mut status = report.exit_status();
     // A dry run is no backup: it leaves the metrics alone.
     if let (Some(path), false) = (&config.metrics_file, config.dry_run) {
         if let Err(err) =
             ebsnap::metrics::write(path, &report, chrono::Utc::now(), started.elapsed())
         {
-            ebsnap::notice(&format!("{err:#}"));
+            ebsnap::notice::tell(&format!("{err:#}"));
             status = status.max(ExitStatus::Failure);
         }
     }
@@ -171,7 +172,7 @@ fn backup(
     let nothing_attempted = status == ExitStatus::NothingAttempted;
     if nothing_attempted || config.output == OutputFormat::Json {
         for failed in &report.failed {
-            ebsnap::notice(&format!("{}: {}", failed.location(), failed.describe()));
+            ebsnap::notice::tell(&format!("{}: {}", failed.location(), failed.describe()));
         }
     }
     if nothing_attempted {
@@ -203,7 +204,7 @@ fn print_with(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match write(&mut out).and_then(|()| out.flush()) {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-            ebsnap::notice(&format!(
+            ebsnap::notice::tell(&format!(
                 "could not write the output to stdout: {err}: free space or fix the file stdout goes to"
             ));
             status.max(ExitStatus::Failure)
@@ -227,7 +228,7 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // The progress bar on stderr follows the same colour choice.
     console::set_colors_enabled_stderr(config.color);
-    ebsnap::set_json_logs(config.log_format == LogFormat::Json);
+    ebsnap::notice::set_json_logs(config.log_format == LogFormat::Json);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

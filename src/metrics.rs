@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
-use crate::report::Report;
+use crate::backup::report::Report;
 
 /// Each metric, its help text, in the order they are written.
 const METRICS: [(&str, &str); 7] = [
@@ -184,8 +184,8 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::Unit;
-    use crate::report::{CreatedEntry, FailedEntry};
+    use crate::aws::accounts::Unit;
+    use crate::backup::report::{CreatedEntry, FailedEntry};
     use chrono::TimeZone;
 
     fn report(job: &str, regions: &[&str]) -> Report {

@@ -5,17 +5,18 @@
 //! plan; a real run executes it. Nothing here does I/O, so every safety rule of
 //! DESIGN.md is unit-tested below with a fixed clock.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::cli::CopyTags;
-use crate::config::{format_duration, Policy, Steps, TagSelector};
+use crate::config::{Policy, Steps, TagSelector};
 use crate::inventory::{
     AttachedVolume, ExistingSnapshot, Inventory, SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID,
     TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
 };
+use crate::values::format_duration;
+use crate::values::CopyTags;
 
 /// What one run will do in one region.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,18 +86,27 @@ impl Create {
         .collect()
     }
 
-    /// The snapshot's description: who made it, for which job, of what.
+    /// The description of this volume's snapshot made on its own
+    /// (`--per-volume`): who made it, for which job, of what.
     pub fn description(&self, job: &str) -> String {
-        match &self.instance_name {
-            Some(name) => format!(
-                "ebsnap job={job} instance={} ({name}) device={}",
-                self.instance_id, self.device
-            ),
-            None => format!(
-                "ebsnap job={job} instance={} device={}",
-                self.instance_id, self.device
-            ),
+        self.describe(job, Some(&self.device))
+    }
+
+    /// The one description CreateSnapshots gives every snapshot of the
+    /// instance's set (the first create of the set speaks for it): no device.
+    pub fn set_description(&self, job: &str) -> String {
+        self.describe(job, None)
+    }
+
+    fn describe(&self, job: &str, device: Option<&str>) -> String {
+        let mut text = format!("ebsnap job={job} instance={}", self.instance_id);
+        if let Some(name) = &self.instance_name {
+            text.push_str(&format!(" ({name})"));
         }
+        if let Some(device) = device {
+            text.push_str(&format!(" device={device}"));
+        }
+        text
     }
 }
 
@@ -499,15 +509,16 @@ fn guard_deletes(plan: &mut Plan, good_backups: usize, policy: &Policy) {
     }));
 }
 
-/// Why a volume of a selected instance is left out of this run, if it is:
-/// a `(reason_code, reason)` pair.
-fn skip_reason(
+/// Why a volume is left out of every backup on purpose, if it is: tagged
+/// `ebsnap:skip=true`, or the root with `--exclude-boot`. A
+/// `(reason_code, reason)` pair. `check` asks the same: such a volume has
+/// no stale backup.
+pub fn left_out_on_purpose(
     volume: &AttachedVolume,
-    inventory: &Inventory,
+    skip_volume_ids: &BTreeSet<String>,
     policy: &Policy,
-    recent: &BTreeMap<&str, &ExistingSnapshot>,
 ) -> Option<(&'static str, String)> {
-    if inventory.skip_volume_ids.contains(&volume.volume_id) {
+    if skip_volume_ids.contains(&volume.volume_id) {
         return Some(("skip_tag", format!("tagged {TAG_SKIP}=true")));
     }
     if policy.exclude_boot && volume.is_root {
@@ -515,6 +526,20 @@ fn skip_reason(
             "excluded_boot",
             "the boot volume, left out by --exclude-boot".into(),
         ));
+    }
+    None
+}
+
+/// Why a volume of a selected instance is left out of this run, if it is:
+/// on purpose, or snapshotted within `--min-interval`.
+fn skip_reason(
+    volume: &AttachedVolume,
+    inventory: &Inventory,
+    policy: &Policy,
+    recent: &BTreeMap<&str, &ExistingSnapshot>,
+) -> Option<(&'static str, String)> {
+    if let Some(on_purpose) = left_out_on_purpose(volume, &inventory.skip_volume_ids, policy) {
+        return Some(on_purpose);
     }
     recent.get(volume.volume_id.as_str()).map(|snapshot| {
         let started = snapshot.start_time.format("%Y-%m-%d %H:%M UTC");
@@ -768,19 +793,6 @@ pub fn run_id(now: DateTime<Utc>, entropy: u32) -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), entropy & 0xffff)
 }
 
-/// How old a snapshot is, for people, rounded down so it never looks older
-/// than the retention it is kept under: `9d12h`, `23h`, `20m`.
-pub fn format_age(age: TimeDelta) -> String {
-    let minutes = age.num_minutes().max(0);
-    let (days, hours) = (minutes / 1440, minutes % 1440 / 60);
-    match (days, hours) {
-        (0, 0) => format!("{minutes}m"),
-        (0, _) => format!("{hours}h"),
-        (_, 0) => format!("{days}d"),
-        _ => format!("{days}d{hours}h"),
-    }
-}
-
 /// Describes the policy in one line, for reports: `retention 7d, keep-min 1`.
 pub fn describe_policy(policy: &Policy) -> String {
     format!(
@@ -794,6 +806,7 @@ pub fn describe_policy(policy: &Policy) -> String {
 mod tests {
     use super::*;
     use crate::inventory::{AttachedVolume, Instance};
+    use crate::values::format_age;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {

@@ -131,7 +131,7 @@ impl Stop {
         } else if Instant::now() >= self.deadline {
             Err(format!(
                 "not started: the run's time budget (--timeout {}) was used up",
-                crate::config::format_duration(
+                crate::values::format_duration(
                     chrono::TimeDelta::from_std(self.budget).unwrap_or_default()
                 )
             ))

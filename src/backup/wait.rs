@@ -13,9 +13,9 @@ use aws_sdk_ec2::Client;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::aws::error_text;
-use crate::control::{Executor, Stop};
+use crate::backup::control::{Executor, Stop};
+use crate::backup::snapshot::CreateOutcome;
 use crate::inventory::SnapshotState;
-use crate::snapshot::CreateOutcome;
 
 /// How often to ask EC2 how the snapshots are doing.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(15);
@@ -231,7 +231,7 @@ pub async fn wait_for(
             break;
         }
         if progress.is_hidden() && !quiet && last_log.elapsed() >= LOG_INTERVAL {
-            crate::notice(&format!(
+            crate::notice::tell(&format!(
                 "waiting for {waiting} of {} snapshot(s) to complete",
                 states.len()
             ));

@@ -18,7 +18,8 @@ use aws_credential_types::Credentials;
 use futures_util::future::join_all;
 
 use crate::aws;
-use crate::config::{AwsSettings, Role};
+use crate::config::AwsSettings;
+use crate::values::Role;
 
 /// One unit of work: a region of an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +245,7 @@ impl ProvideCredentials for Assumed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_role_arn;
+    use crate::values::parse_role_arn;
 
     fn account(id: Option<&str>, regions: &[&str], access: Result<u8, Blocked>) -> Account<u8> {
         Account {

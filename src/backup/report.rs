@@ -8,34 +8,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
-use crate::accounts::{Blocked, Unit};
-use crate::cli::OutputFormat;
+use crate::aws::accounts::{Blocked, Unit};
+use crate::backup::copy::{CopyOutcome, CopyRun};
+use crate::backup::purge::DeleteOutcome;
+use crate::backup::snapshot::{CreateOutcome, HookFailed};
 use crate::config::Config;
-use crate::copy::{CopyOutcome, CopyRun};
+use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, SnapshotState};
-use crate::plan::{format_age, Create, Delete, DeleteReason, KeepReason, Kept, Plan};
-use crate::purge::DeleteOutcome;
-use crate::snapshot::{CreateOutcome, HookFailed};
-
-/// The process exit codes (DESIGN.md, safety rule 9).
-/// Ordered by severity, so `max` of two is the worse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ExitStatus {
-    /// Everything planned was done.
-    Success = 0,
-    /// Something failed; the report says what.
-    Failure = 1,
-    /// Nothing was attempted: bad input, no credentials, no region reachable.
-    NothingAttempted = 2,
-}
-
-impl From<ExitStatus> for std::process::ExitCode {
-    fn from(status: ExitStatus) -> Self {
-        std::process::ExitCode::from(status as u8)
-    }
-}
+use crate::plan::{Create, Delete, DeleteReason, KeepReason, Kept, Plan};
+use crate::values::as_text;
+use crate::values::OutputFormat;
 
 /// What one region's run produced: one per region, short-lived, so the
 /// size of `Executed` costs nothing worth a box.
@@ -174,14 +158,6 @@ pub struct KeptEntry {
     pub reason_code: &'static str,
 }
 
-/// Serialises a value as its `Display` text.
-pub(crate) fn as_text<T: std::fmt::Display, S: Serializer>(
-    value: &T,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailedEntry {
     /// What failed: `discover`, `create`, `wait`, `delete`, `purge`,
@@ -269,8 +245,8 @@ impl Report {
         }
     }
 
-    /// Folds one unit's plan and outcomes into the report: as a region's,
-    /// then the entries it added carry the unit's account.
+    /// Folds one unit's plan and outcomes into the report; every entry
+    /// carries the unit's account (and its region, or a copy's).
     pub fn add_unit(&mut self, unit: &Unit, run: RegionRun) {
         // The copy regions get a section of the text too.
         if let RegionRun::Executed { copies, .. } = &run {
@@ -284,11 +260,7 @@ impl Report {
                 }
             }
         }
-        let before = self.entry_counts();
-        self.add_region(&unit.region, run);
-        if let Some(account) = &unit.account {
-            self.set_account_from(before, account);
-        }
+        self.fold(unit, run);
     }
 
     /// A unit that could not start (its role not assumed, its account's
@@ -305,50 +277,19 @@ impl Report {
         });
     }
 
-    /// How many entries each list holds, in the order `set_account_from`
-    /// takes them.
-    fn entry_counts(&self) -> [usize; 7] {
-        [
-            self.copied.len(),
-            self.created.len(),
-            self.deleted.len(),
-            self.kept.len(),
-            self.failed.len(),
-            self.skipped_instances.len(),
-            self.skipped_volumes.len(),
-        ]
-    }
-
-    /// Sets the account of every entry added since `entry_counts` gave `from`.
-    fn set_account_from(&mut self, from: [usize; 7], account: &str) {
-        let [copied, created, deleted, kept, failed, instances, volumes] = from;
-        let shared: Option<Arc<str>> = Some(account.into());
-        let account = Some(account.to_owned());
-        for entry in &mut self.copied[copied..] {
-            entry.account.clone_from(&account);
-        }
-        for entry in &mut self.created[created..] {
-            entry.account.clone_from(&account);
-        }
-        for entry in &mut self.deleted[deleted..] {
-            entry.account.clone_from(&shared);
-        }
-        for entry in &mut self.kept[kept..] {
-            entry.account.clone_from(&shared);
-        }
-        for entry in &mut self.failed[failed..] {
-            entry.account.clone_from(&account);
-        }
-        for entry in &mut self.skipped_instances[instances..] {
-            entry.account.clone_from(&account);
-        }
-        for entry in &mut self.skipped_volumes[volumes..] {
-            entry.account.clone_from(&account);
-        }
-    }
-
-    /// Folds one region's plan and outcomes into the report.
+    /// Folds one region's plan and outcomes into the report, without an
+    /// account (tests).
+    #[cfg(test)]
     pub fn add_region(&mut self, region: &str, run: RegionRun) {
+        let unit = Unit {
+            account: None,
+            region: region.to_owned(),
+        };
+        self.fold(&unit, run);
+    }
+
+    fn fold(&mut self, unit: &Unit, run: RegionRun) {
+        let (region, account) = (unit.region.as_str(), &unit.account);
         let (plan, creates, deletes, copies) = match run {
             RegionRun::DiscoveryFailed { reason } => {
                 self.failed.push(FailedEntry {
@@ -356,7 +297,7 @@ impl Report {
                     snapshot_id: None,
                     volume_id: None,
                     instance_id: None,
-                    account: None,
+                    account: account.clone(),
                     region: region.to_owned(),
                     reason,
                 });
@@ -375,7 +316,7 @@ impl Report {
                         snapshot_id: None,
                         volume_id: None,
                         instance_id: Some(failed.instance_id),
-                        account: None,
+                        account: account.clone(),
                         region: region.to_owned(),
                         reason: failed.reason,
                     });
@@ -388,7 +329,7 @@ impl Report {
             self.skipped_instances.push(SkippedEntry {
                 instance_id: skipped.instance_id,
                 instance_name: skipped.instance_name,
-                account: None,
+                account: account.clone(),
                 region: region.to_owned(),
                 reason: skipped.reason,
             });
@@ -399,7 +340,7 @@ impl Report {
                 instance_id: skipped.instance_id,
                 instance_name: skipped.instance_name,
                 device: skipped.device,
-                account: None,
+                account: account.clone(),
                 region: region.to_owned(),
                 reason: skipped.reason,
                 reason_code: skipped.reason_code,
@@ -411,27 +352,29 @@ impl Report {
                 snapshot_id: None,
                 volume_id: None,
                 instance_id: None,
-                account: None,
+                account: account.clone(),
                 region: region.to_owned(),
                 reason,
             });
         }
         for (create, outcome) in plan.creates.into_iter().zip(creates) {
-            self.add_create(region, create, outcome);
+            self.add_create(unit, create, outcome);
         }
         let shared_region: Arc<str> = region.into();
-        self.add_kept(&shared_region, plan.kept);
+        let shared_account: Option<Arc<str>> = account.as_deref().map(Arc::from);
+        self.add_kept(&shared_region, &shared_account, plan.kept);
         self.deleted.reserve(plan.deletes.len());
         for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
-            self.add_delete(&shared_region, delete, outcome);
+            self.add_delete(&shared_region, &shared_account, delete, outcome);
         }
         for copy in copies {
-            self.add_copy_run(region, copy);
+            self.add_copy_run(unit, copy);
         }
     }
 
     /// One destination's copies and the purge of the copies there.
-    fn add_copy_run(&mut self, source_region: &str, run: CopyRun) {
+    fn add_copy_run(&mut self, unit: &Unit, run: CopyRun) {
+        let (source_region, account) = (unit.region.as_str(), &unit.account);
         let dest = run.region.as_str();
         for (job, outcome) in run.copies {
             let (snapshot_id, permission) = match outcome {
@@ -443,7 +386,7 @@ impl Report {
                         snapshot_id: job.source_snapshot_id,
                         volume_id: Some(job.create.volume_id),
                         instance_id: Some(job.create.instance_id),
-                        account: None,
+                        account: account.clone(),
                         region: dest.to_owned(),
                         reason,
                     });
@@ -451,7 +394,7 @@ impl Report {
                 }
             };
             let mut tags_dropped = job.create.dropped_tags.clone();
-            tags_dropped.extend(crate::copy::copied_tags_on_copy(&job.create).1);
+            tags_dropped.extend(crate::backup::copy::copied_tags_on_copy(&job.create).1);
             self.copied.push(CopiedEntry {
                 tags_dropped,
                 snapshot_id,
@@ -460,7 +403,7 @@ impl Report {
                 volume_id: job.create.volume_id,
                 instance_id: job.create.instance_id,
                 device: job.create.device,
-                account: None,
+                account: account.clone(),
                 region: dest.to_owned(),
                 permission,
             });
@@ -472,7 +415,7 @@ impl Report {
                 snapshot_id: None,
                 volume_id: None,
                 instance_id: None,
-                account: None,
+                account: account.clone(),
                 region: dest.to_owned(),
                 reason: format!("listing the copies from {source_region}: {reason}"),
             }),
@@ -483,22 +426,24 @@ impl Report {
                         snapshot_id: None,
                         volume_id: None,
                         instance_id: None,
-                        account: None,
+                        account: account.clone(),
                         region: dest.to_owned(),
                         reason: format!("copies from {source_region}: {reason}"),
                     });
                 }
                 let shared_dest: Arc<str> = dest.into();
-                self.add_kept(&shared_dest, plan.kept);
+                let shared_account: Option<Arc<str>> = account.as_deref().map(Arc::from);
+                self.add_kept(&shared_dest, &shared_account, plan.kept);
                 self.deleted.reserve(plan.deletes.len());
                 for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
-                    self.add_delete(&shared_dest, delete, outcome);
+                    self.add_delete(&shared_dest, &shared_account, delete, outcome);
                 }
             }
         }
     }
 
-    fn add_create(&mut self, region: &str, create: Create, outcome: CreateOutcome) {
+    fn add_create(&mut self, unit: &Unit, create: Create, outcome: CreateOutcome) {
+        let (region, account) = (unit.region.as_str(), &unit.account);
         let (snapshot_id, permission) = match outcome {
             CreateOutcome::Created { snapshot_id } => (Some(snapshot_id), None),
             CreateOutcome::Unfinished {
@@ -510,7 +455,7 @@ impl Report {
                     snapshot_id: Some(snapshot_id.clone()),
                     volume_id: Some(create.volume_id.clone()),
                     instance_id: Some(create.instance_id.clone()),
-                    account: None,
+                    account: account.clone(),
                     region: region.to_owned(),
                     reason,
                 });
@@ -523,7 +468,7 @@ impl Report {
                     snapshot_id: None,
                     volume_id: Some(create.volume_id),
                     instance_id: Some(create.instance_id),
-                    account: None,
+                    account: account.clone(),
                     region: region.to_owned(),
                     reason,
                 });
@@ -536,7 +481,7 @@ impl Report {
             instance_id: create.instance_id,
             instance_name: create.instance_name,
             device: create.device,
-            account: None,
+            account: account.clone(),
             region: region.to_owned(),
             permission,
             tags_dropped: create.dropped_tags,
@@ -546,10 +491,10 @@ impl Report {
     /// The plan's kept snapshots as entries. The conversion reuses the
     /// plan's buffer (an entry is no larger than a `Kept`), so the largest
     /// list of a run is never held twice.
-    fn add_kept(&mut self, region: &Arc<str>, kept: Vec<Kept>) {
+    fn add_kept(&mut self, region: &Arc<str>, account: &Option<Arc<str>>, kept: Vec<Kept>) {
         let entries: Vec<KeptEntry> = kept
             .into_iter()
-            .map(|kept| kept_entry(region, kept))
+            .map(|kept| kept_entry(region, account, kept))
             .collect();
         if self.kept.is_empty() {
             self.kept = entries;
@@ -559,7 +504,13 @@ impl Report {
         }
     }
 
-    fn add_delete(&mut self, region: &Arc<str>, delete: Delete, outcome: DeleteOutcome) {
+    fn add_delete(
+        &mut self,
+        region: &Arc<str>,
+        account: &Option<Arc<str>>,
+        delete: Delete,
+        outcome: DeleteOutcome,
+    ) {
         let Delete { snapshot, reason } = delete;
         let (permission, already_gone) = match outcome {
             DeleteOutcome::Deleted => (None, false),
@@ -570,7 +521,7 @@ impl Report {
                     snapshot,
                     reason: KeepReason::InUse { message },
                 };
-                self.kept.push(kept_entry(region, kept));
+                self.kept.push(kept_entry(region, account, kept));
                 return;
             }
             DeleteOutcome::Locked { until, message } => {
@@ -578,7 +529,7 @@ impl Report {
                     snapshot,
                     reason: KeepReason::Locked { until, message },
                 };
-                self.kept.push(kept_entry(region, kept));
+                self.kept.push(kept_entry(region, account, kept));
                 return;
             }
             DeleteOutcome::Withheld => {
@@ -586,7 +537,7 @@ impl Report {
                     snapshot,
                     reason: KeepReason::VolumeFailed,
                 };
-                self.kept.push(kept_entry(region, kept));
+                self.kept.push(kept_entry(region, account, kept));
                 return;
             }
             DeleteOutcome::Failed { reason } => {
@@ -595,7 +546,7 @@ impl Report {
                     snapshot_id: Some(snapshot.id.into()),
                     volume_id: Some(snapshot.volume_id.to_string()),
                     instance_id: snapshot.instance_id.as_deref().map(str::to_owned),
-                    account: None,
+                    account: account.as_deref().map(str::to_owned),
                     region: region.to_string(),
                     reason,
                 });
@@ -607,7 +558,7 @@ impl Report {
             volume_id: snapshot.volume_id,
             instance_id: snapshot.instance_id,
             device: snapshot.device,
-            account: None,
+            account: account.clone(),
             region: Arc::clone(region),
             start_time: snapshot.start_time,
             permission,
@@ -636,276 +587,9 @@ impl Report {
             || !self.failed.is_empty()
             || (!config.quiet && (config.stdout_is_terminal || config.output == OutputFormat::Json))
     }
-
-    #[cfg(test)]
-    pub fn to_json(&self) -> String {
-        let mut out = Vec::new();
-        self.write_json(&mut out)
-            .expect("a report always serializes");
-        String::from_utf8(out).expect("JSON is UTF-8")
-    }
-
-    /// The JSON document, written as it is rendered: at 30,000 snapshots
-    /// it is megabytes, never held whole in memory.
-    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut out, self)?;
-        out.write_all(b"\n")
-    }
-
-    #[cfg(test)]
-    /// The text for people, as a String, for tests.
-    pub fn to_text(&self, now: DateTime<Utc>) -> String {
-        let mut out = Vec::new();
-        self.write_text(now, &mut out)
-            .expect("writing to memory cannot fail");
-        String::from_utf8(out).expect("the text is UTF-8")
-    }
-
-    /// The text for people, written line by line as it is rendered: a dry
-    /// run at 30,000 snapshots is megabytes. A dry run lists the whole
-    /// plan, kept snapshots included; a real run lists what changed and
-    /// what failed.
-    pub fn write_text(
-        &self,
-        now: DateTime<Utc>,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<()> {
-        let what = if self.dry_run { "Dry run of" } else { "Ran" };
-        writeln!(
-            out,
-            "{what} `ebsnap {}` for job {} ({}), run {}",
-            self.command, self.job, self.policy, self.run_id
-        )?;
-        for unit in &self.units {
-            let here = |account: Option<&str>, region: &str| {
-                account == unit.account.as_deref() && region == unit.region
-            };
-            let mut lines = UnitLines {
-                out: &mut *out,
-                unit,
-                started: false,
-            };
-            for failed in self
-                .failed
-                .iter()
-                .filter(|f| here(f.account.as_deref(), &f.region))
-            {
-                lines.line(format_args!("  FAILED  {}", failed.describe()))?;
-            }
-            for created in self
-                .created
-                .iter()
-                .filter(|c| here(c.account.as_deref(), &c.region))
-            {
-                let instance = created
-                    .instance_name
-                    .as_deref()
-                    .unwrap_or(&created.instance_id);
-                let verb = if self.dry_run { "create" } else { "created" };
-                let id = created
-                    .snapshot_id
-                    .as_deref()
-                    .map(|id| format!("{id} "))
-                    .unwrap_or_default();
-                let dropped = match created.tags_dropped.len() {
-                    0 => String::new(),
-                    n => format!(
-                        "; {n} copied tag(s) left out, past EC2's tag limits: {}",
-                        created.tags_dropped.join(", ")
-                    ),
-                };
-                lines.line(format_args!(
-                    "  {verb:<8}{id}{} of {instance} {} ({}){}{dropped}",
-                    created.volume_id,
-                    created.device,
-                    created.instance_id,
-                    permission_note(created.permission),
-                ))?;
-            }
-            for copied in self
-                .copied
-                .iter()
-                .filter(|c| here(c.account.as_deref(), &c.region))
-            {
-                let verb = if self.dry_run { "copy" } else { "copied" };
-                let copy = copied.snapshot_id.as_deref().unwrap_or("the new snapshot");
-                let source = copied
-                    .source_snapshot_id
-                    .as_deref()
-                    .unwrap_or("the new snapshot");
-                let note = if copied.permission.is_some() {
-                    " (once completed; permission not checked: it does not exist yet)"
-                } else {
-                    ""
-                };
-                lines.line(format_args!(
-                    "  {verb:<8}{copy} from {source} of {} {} in {}{note}",
-                    copied.volume_id, copied.device, copied.source_region,
-                ))?;
-            }
-            for deleted in self
-                .deleted
-                .iter()
-                .filter(|d| here(d.account.as_deref(), &d.region))
-            {
-                let verb = if self.dry_run { "delete" } else { "deleted" };
-                let gone = if deleted.already_gone {
-                    ", already gone"
-                } else {
-                    ""
-                };
-                let why = match deleted.reason {
-                    DeleteReason::Expired => String::new(),
-                    other => format!(": {other}"),
-                };
-                lines.line(format_args!(
-                    "  {verb:<8}{} of {}, {} old{gone}{why}{}",
-                    deleted.snapshot_id,
-                    deleted.volume_id,
-                    format_age(now - deleted.start_time),
-                    permission_note(deleted.permission),
-                ))?;
-            }
-            // A real run shows only the kept snapshots worth a look.
-            let notable = |k: &&KeptEntry| {
-                self.dry_run
-                    || matches!(
-                        k.reason_code,
-                        "in_use" | "volume_failed" | "delete_guard" | "archived" | "locked"
-                    )
-            };
-            for kept in self
-                .kept
-                .iter()
-                .filter(|k| here(k.account.as_deref(), &k.region))
-                .filter(notable)
-            {
-                lines.line(format_args!(
-                    "  keep    {} of {}, {} old: {}",
-                    kept.snapshot_id,
-                    kept.volume_id,
-                    format_age(now - kept.start_time),
-                    kept.reason
-                ))?;
-            }
-            for skipped in self
-                .skipped_volumes
-                .iter()
-                .filter(|s| here(s.account.as_deref(), &s.region))
-            {
-                let instance = skipped
-                    .instance_name
-                    .as_deref()
-                    .unwrap_or(&skipped.instance_id);
-                lines.line(format_args!(
-                    "  skip    {} of {instance} {}: {}",
-                    skipped.volume_id, skipped.device, skipped.reason
-                ))?;
-            }
-            if self.dry_run {
-                for skipped in self
-                    .skipped_instances
-                    .iter()
-                    .filter(|s| here(s.account.as_deref(), &s.region))
-                {
-                    let name = skipped
-                        .instance_name
-                        .as_deref()
-                        .map(|n| format!(" {n}"))
-                        .unwrap_or_default();
-                    lines.line(format_args!(
-                        "  skip    {}{name}: {}",
-                        skipped.instance_id, skipped.reason
-                    ))?;
-                }
-            }
-        }
-        writeln!(out, "{}", self.summary())
-    }
-
-    /// One line: what was (or would be) done.
-    pub fn summary(&self) -> String {
-        let (create, delete, keep) = if self.dry_run {
-            ("would create", "delete", "keep")
-        } else {
-            ("created", "deleted", "kept")
-        };
-        let copied = match (self.copied.len(), self.dry_run) {
-            (0, _) => String::new(),
-            (n, true) => format!(", copy {n}"),
-            (n, false) => format!(", copied {n}"),
-        };
-        let counts = format!(
-            "{create} {} snapshot(s){copied}, {delete} {}, {keep} {}, {} failed",
-            self.created.len(),
-            self.deleted.len(),
-            self.kept.len(),
-            self.failed.len()
-        );
-        if self.dry_run {
-            format!("Dry run: {counts}. Nothing was changed.")
-        } else {
-            let mut text = counts;
-            text[..1].make_ascii_uppercase();
-            text + "."
-        }
-    }
 }
 
-/// `: permitted` after a dry-run action EC2 confirmed the credentials may do.
-fn permission_note(permission: Option<&str>) -> &'static str {
-    match permission {
-        Some(_) => ": permitted",
-        None => "",
-    }
-}
-
-impl FailedEntry {
-    /// Where it failed: the region, after the account when there is one.
-    pub fn location(&self) -> String {
-        match &self.account {
-            Some(account) => format!("account {account} {}", self.region),
-            None => self.region.clone(),
-        }
-    }
-
-    /// `create vol-1 i-1: reason`: the action, what it was about, and why it
-    /// failed.
-    pub fn describe(&self) -> String {
-        let mut text = self.action.to_owned();
-        for id in [&self.snapshot_id, &self.volume_id, &self.instance_id]
-            .into_iter()
-            .flatten()
-        {
-            text.push(' ');
-            text.push_str(id);
-        }
-        format!("{text}: {}", self.reason)
-    }
-}
-
-/// One unit's section of the text: its header goes out before its first
-/// line, and a unit with nothing to say has none.
-struct UnitLines<'a> {
-    out: &'a mut dyn std::io::Write,
-    unit: &'a Unit,
-    started: bool,
-}
-
-impl UnitLines<'_> {
-    fn line(&mut self, line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
-        if !self.started {
-            self.started = true;
-            match &self.unit.account {
-                Some(account) => writeln!(self.out, "account {account} {}:", self.unit.region)?,
-                None => writeln!(self.out, "{}:", self.unit.region)?,
-            }
-        }
-        writeln!(self.out, "{line}")
-    }
-}
-
-fn kept_entry(region: &Arc<str>, kept: Kept) -> KeptEntry {
+fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> KeptEntry {
     let ExistingSnapshot {
         id,
         volume_id,
@@ -920,7 +604,7 @@ fn kept_entry(region: &Arc<str>, kept: Kept) -> KeptEntry {
         volume_id,
         instance_id,
         device,
-        account: None,
+        account: account.clone(),
         region: Arc::clone(region),
         start_time,
         state,
@@ -964,7 +648,7 @@ mod tests {
             per_volume: false,
             hooks: None,
             color: false,
-            log_format: crate::cli::LogFormat::Text,
+            log_format: crate::values::LogFormat::Text,
             copy: None,
         }
     }
@@ -1552,12 +1236,5 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
         }
         let text = report(false, clean_run()).to_text(now());
         assert!(text.contains("\nus-east-1:\n"), "{text}");
-    }
-
-    #[test]
-    fn exit_codes_are_what_cron_expects() {
-        assert_eq!(ExitStatus::Success as u8, 0);
-        assert_eq!(ExitStatus::Failure as u8, 1);
-        assert_eq!(ExitStatus::NothingAttempted as u8, 2);
     }
 }

@@ -12,15 +12,14 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use futures_util::{stream, StreamExt};
 
-use crate::aws::MAX_IN_FLIGHT;
+use crate::aws::{tag_spec, MAX_IN_FLIGHT};
+use crate::backup::control::{Executor, VolumeGates};
+use crate::backup::purge::DeleteOutcome;
+use crate::backup::retry::{create_with_retries, made_one, no_retries, only_snapshot};
+use crate::backup::snapshot::CreateOutcome;
 use crate::config::{CopySettings, Policy};
-use crate::control::{Executor, VolumeGates};
 use crate::inventory::{TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT};
 use crate::plan::{Create, Plan, CONTRACT_TAGS};
-use crate::purge::DeleteOutcome;
-use crate::snapshot::{
-    create_with_retries, made_one, no_retries, only_snapshot, snapshot_tag_spec, CreateOutcome,
-};
 
 /// One copy to make: a snapshot of this run, to one destination region.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,7 +182,10 @@ async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOu
             .description(&description)
             .set_kms_key_id(kms_key_id.map(str::to_owned))
             .set_encrypted(kms_key_id.map(|_| true))
-            .tag_specifications(snapshot_tag_spec(tags.iter().cloned()))
+            .tag_specifications(tag_spec(
+                aws_sdk_ec2::types::ResourceType::Snapshot,
+                tags.iter().cloned(),
+            ))
             .customize()
             .config_override(no_retries())
             .send()
@@ -225,14 +227,15 @@ async fn purge_copies(
         step.now,
     );
     let deletes =
-        crate::purge::delete_all(exec, &plan.deletes, step.job, &VolumeGates::default()).await;
+        crate::backup::purge::delete_all(exec, &plan.deletes, step.job, &VolumeGates::default())
+            .await;
     Ok((plan, deletes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::test_executor;
+    use crate::backup::control::test_executor;
     use aws_sdk_ec2::operation::copy_snapshot::{CopySnapshotInput, CopySnapshotOutput};
     use aws_sdk_ec2::operation::describe_snapshots::{
         DescribeSnapshotsInput, DescribeSnapshotsOutput,

@@ -13,24 +13,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-/// What a failed pre-hook means for the instance's snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HookFailure {
-    /// Snapshot anyway (crash-consistent), and fail the run.
-    Snapshot,
-    /// No snapshot of that instance, and fail the run.
-    Skip,
-}
-
-/// The hooks of a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hooks {
-    pub pre: Option<String>,
-    pub post: Option<String>,
-    pub timeout: Duration,
-    pub on_failure: HookFailure,
-}
-
 /// What a hook is told about the instance, in its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookEnv {
@@ -112,7 +94,7 @@ pub async fn run(
             }
             Err(format!(
                 "the {which} did not finish within --hook-timeout {}",
-                crate::config::format_duration(
+                crate::values::format_duration(
                     chrono::TimeDelta::from_std(timeout).unwrap_or_default()
                 )
             ))

@@ -7,9 +7,9 @@ use futures_util::{stream, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
-use crate::control::{Executor, VolumeGates};
+use crate::backup::control::{Executor, VolumeGates};
+use crate::backup::retry::{classify_failure, no_retries, CallFailure};
 use crate::plan::Delete;
-use crate::snapshot::{classify_failure, no_retries, CallFailure};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -202,10 +202,11 @@ async fn lock_in_force(
 mod tests {
     use super::*;
     use crate::aws::testing::{ec2_error, ec2_error_body};
-    use crate::control::test_executor;
+    use crate::backup::control::test_executor;
+    use crate::backup::report::{RegionRun, Report};
+    use crate::exit::ExitStatus;
     use crate::inventory::{ExistingSnapshot, SnapshotState};
     use crate::plan::Plan;
-    use crate::report::{ExitStatus, RegionRun, Report};
     use aws_sdk_ec2::operation::delete_snapshot::{DeleteSnapshotError, DeleteSnapshotOutput};
     use aws_sdk_ec2::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};

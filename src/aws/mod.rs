@@ -3,6 +3,8 @@
 //!
 //! Also turns SDK errors into one line a person can act on.
 
+pub mod accounts;
+
 use std::error::Error as StdError;
 use std::time::Duration;
 
@@ -12,12 +14,20 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
 use crate::config::AwsSettings;
 
 /// How long to wait for a TCP connection before giving up on an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// DescribeSnapshots' largest page.
+pub const SNAPSHOT_PAGE_SIZE: i32 = 1000;
+/// DescribeVolumes' largest page.
+pub const VOLUME_PAGE_SIZE: i32 = 500;
+/// DescribeInstances' largest page.
+pub const INSTANCE_PAGE_SIZE: i32 = 1000;
+
 /// How long one attempt of a call may take before it counts as lost. A page
 /// of 1,000 snapshots takes a second or two; an endpoint that accepts
 /// connections but never answers must not hold a cron job for minutes.
@@ -228,6 +238,26 @@ where
         Err(err) => Err(error_text(&err)),
         Ok(_) => Err("EC2 carried out a call sent with DryRun=true; check --endpoint-url".into()),
     }
+}
+
+/// EC2 tags from (key, value) pairs.
+pub(crate) fn ec2_tags<K: Into<String>, V: Into<String>>(
+    tags: impl IntoIterator<Item = (K, V)>,
+) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect()
+}
+
+/// The tags a create (or copy) call sets on the resources it makes.
+pub(crate) fn tag_spec<K: Into<String>, V: Into<String>>(
+    resource: ResourceType,
+    tags: impl IntoIterator<Item = (K, V)>,
+) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(resource)
+        .set_tags(Some(ec2_tags(tags)))
+        .build()
 }
 
 #[cfg(test)]

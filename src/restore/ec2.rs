@@ -1,0 +1,444 @@
+//! restore's EC2 calls: the reads it decides on (the snapshots, their
+//! source volumes, the instances), and the creates, attaches and waits that
+//! carry out its decisions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{
+    AttachmentStatus, Filter, ResourceType, Volume, VolumeAttachmentState, VolumeState, VolumeType,
+};
+use aws_sdk_ec2::Client;
+
+use crate::aws::{self, error_text, SNAPSHOT_PAGE_SIZE};
+use crate::config::RestoreRequest;
+use crate::discovery::to_source_snapshot;
+use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB};
+use crate::restore::decide::{InstanceInfo, SourceSnapshot, SourceVolume, VolumeSpec};
+use crate::restore::report::{restored, FailedRestore, RestoreReport};
+
+/// The first pause between two looks at the new volumes; doubles up to
+/// `MAX_POLL`.
+const FIRST_POLL: Duration = Duration::from_secs(1);
+const MAX_POLL: Duration = Duration::from_secs(15);
+
+/// Creates, waits, attaches, waits. Failures are recorded per volume; the
+/// set is attached only when every volume of it is available, so an
+/// instance never gets part of a backup run.
+pub(super) async fn execute(
+    client: &Client,
+    specs: &[VolumeSpec],
+    args: &RestoreRequest,
+    report: &mut RestoreReport,
+) {
+    let timeout = args.wait_timeout;
+    let fail = |report: &mut RestoreReport, spec: &VolumeSpec, volume: Option<&str>, reason| {
+        report.failed.push(FailedRestore {
+            snapshot_id: spec.snapshot_id.clone(),
+            volume_id: volume.map(str::to_owned),
+            reason,
+        })
+    };
+    let mut created: Vec<(&VolumeSpec, String)> = vec![];
+    for spec in specs {
+        match create_request(client, spec, false).send().await {
+            Ok(output) => match output.volume_id() {
+                Some(id) => {
+                    tracing::info!(volume = id, snapshot = %spec.snapshot_id, "created volume");
+                    created.push((spec, id.to_string()));
+                }
+                None => fail(
+                    report,
+                    spec,
+                    None,
+                    "EC2 answered CreateVolume without a volume id".into(),
+                ),
+            },
+            Err(err) => fail(
+                report,
+                spec,
+                None,
+                format!("creating a volume failed: {}", error_text(&err)),
+            ),
+        }
+    }
+    let ids: Vec<String> = created.iter().map(|(_, id)| id.clone()).collect();
+    let available = wait_for(client, &ids, timeout, volume_available).await;
+    let mut ready: Vec<(&VolumeSpec, String)> = vec![];
+    for (spec, id) in created {
+        match available.get(&id) {
+            Some(Ok(())) => ready.push((spec, id)),
+            Some(Err(reason)) => fail(report, spec, Some(&id), reason.clone()),
+            None => fail(report, spec, Some(&id), "lost track of the volume".into()),
+        }
+    }
+    let attaching = ready.iter().any(|(spec, _)| spec.attach.is_some());
+    if attaching && !report.failed.is_empty() {
+        for (spec, id) in ready {
+            let mut entry = restored(spec, Some(id), None);
+            entry.attached_to = None;
+            report.restored.push(entry);
+        }
+        let note = "not attached: another volume of the set failed, and an incomplete set is not attached; \
+                    attach the volumes by hand (aws ec2 attach-volume) once you have them all";
+        for f in &mut report.failed {
+            f.reason = format!("{}; the other volumes were {note}", f.reason);
+        }
+        return;
+    }
+    let mut attached: Vec<(&VolumeSpec, String)> = vec![];
+    for (spec, id) in ready {
+        let Some((instance, device)) = &spec.attach else {
+            report.restored.push(restored(spec, Some(id), None));
+            continue;
+        };
+        match client
+            .attach_volume()
+            .volume_id(&id)
+            .instance_id(instance)
+            .device(device)
+            .send()
+            .await
+        {
+            Ok(_) => attached.push((spec, id)),
+            Err(err) => {
+                let mut entry = restored(spec, Some(id.clone()), None);
+                entry.attached_to = None;
+                report.restored.push(entry);
+                fail(
+                    report,
+                    spec,
+                    Some(&id),
+                    format!(
+                        "{id} was made, but attaching it to {instance} at {device} failed: {}: attach it by hand",
+                        error_text(&err)
+                    ),
+                );
+            }
+        }
+    }
+    let ids: Vec<String> = attached.iter().map(|(_, id)| id.clone()).collect();
+    let done = wait_for(client, &ids, timeout, volume_attached).await;
+    for (spec, id) in attached {
+        report.restored.push(restored(spec, Some(id.clone()), None));
+        if let Some(Err(reason)) = done.get(&id) {
+            fail(report, spec, Some(&id), reason.clone());
+        }
+    }
+}
+
+pub(super) fn create_request(
+    client: &Client,
+    spec: &VolumeSpec,
+    dry_run: bool,
+) -> aws_sdk_ec2::operation::create_volume::builders::CreateVolumeFluentBuilder {
+    // CreateVolume carries a client token (the SDK makes one per call and
+    // keeps it across its retries), so a retry after a lost answer does not
+    // make a second volume.
+    client
+        .create_volume()
+        .snapshot_id(&spec.snapshot_id)
+        .availability_zone(&spec.availability_zone)
+        .size(spec.size_gib)
+        .set_volume_type(spec.volume_type.as_deref().map(VolumeType::from))
+        .set_iops(spec.iops)
+        .set_throughput(spec.throughput)
+        .set_encrypted(spec.encrypted)
+        .set_kms_key_id(spec.kms_key_id.clone())
+        .tag_specifications(aws::tag_spec(
+            ResourceType::Volume,
+            spec.tags.iter().cloned(),
+        ))
+        .dry_run(dry_run)
+}
+
+/// Whether a volume is ready to attach: `Err` when it never will be.
+fn volume_available(volume: &Volume) -> Result<bool, String> {
+    match volume.state() {
+        Some(VolumeState::Available | VolumeState::InUse) => Ok(true),
+        Some(VolumeState::Creating) | None => Ok(false),
+        Some(state) => Err(format!(
+            "the new volume went to state {}: look at it with aws ec2 describe-volumes, then delete it and try again",
+            state.as_str()
+        )),
+    }
+}
+
+/// Whether a volume's attachment is complete.
+fn volume_attached(volume: &Volume) -> Result<bool, String> {
+    let state = volume.attachments().first().and_then(|a| a.state());
+    match state {
+        Some(VolumeAttachmentState::Attached) => Ok(true),
+        Some(VolumeAttachmentState::Attaching) => Ok(false),
+        None if volume.state() == Some(&VolumeState::Available) => Ok(false),
+        other => Err(format!(
+            "the attachment went to {}: look at it with aws ec2 describe-volumes",
+            other.map(|s| s.as_str()).unwrap_or("nothing")
+        )),
+    }
+}
+
+/// Looks at `ids` until each is done, failed, or `timeout` has passed.
+/// Errors of DescribeVolumes itself are retried: a volume just made may not
+/// be visible yet.
+async fn wait_for(
+    client: &Client,
+    ids: &[String],
+    timeout: Duration,
+    done: fn(&Volume) -> Result<bool, String>,
+) -> BTreeMap<String, Result<(), String>> {
+    let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(365 * 86_400));
+    let mut outcomes = BTreeMap::new();
+    let mut pause = FIRST_POLL;
+    let mut last_error = None;
+    loop {
+        let waiting: Vec<String> = ids
+            .iter()
+            .filter(|id| !outcomes.contains_key(*id))
+            .cloned()
+            .collect();
+        if waiting.is_empty() {
+            return outcomes;
+        }
+        // By a filter, not VolumeIds: one volume EC2 does not show (not
+        // yet, or no longer) would fail a describe by ids whole.
+        match client
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("volume-id")
+                    .set_values(Some(waiting.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+        {
+            Ok(output) => {
+                for volume in output.volumes() {
+                    let Some(id) = volume.volume_id() else {
+                        continue;
+                    };
+                    match done(volume) {
+                        Ok(true) => {
+                            outcomes.insert(id.to_string(), Ok(()));
+                        }
+                        Ok(false) => {}
+                        Err(reason) => {
+                            outcomes.insert(id.to_string(), Err(reason));
+                        }
+                    }
+                }
+            }
+            Err(err) => last_error = Some(error_text(&err)),
+        }
+        if ids.iter().all(|id| outcomes.contains_key(id)) {
+            return outcomes;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            let seen = last_error
+                .map(|e| format!(" (last look: {e})"))
+                .unwrap_or_default();
+            for id in ids {
+                outcomes.entry(id.clone()).or_insert_with(|| {
+                    Err(format!(
+                        "not ready within --wait-timeout{seen}: it may still get there; look with \
+                         aws ec2 describe-volumes --volume-ids {id}"
+                    ))
+                });
+            }
+            return outcomes;
+        }
+        tracing::info!(waiting = waiting.len(), "waiting for the new volumes");
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(MAX_POLL);
+    }
+}
+
+/// One snapshot of this account, by id.
+pub(super) async fn one_snapshot(
+    client: &Client,
+    id: &str,
+    region: &str,
+) -> Result<SourceSnapshot> {
+    let missing = || {
+        anyhow!(
+            "snapshot {id} does not exist in {region} (or is not this account's): check the id and --region \
+             (`ebsnap list` shows the job's snapshots)"
+        )
+    };
+    let output = match client
+        .describe_snapshots()
+        .owner_ids("self")
+        .snapshot_ids(id)
+        .send()
+        .await
+    {
+        Ok(output) => output,
+        Err(err)
+            if matches!(
+                err.code(),
+                Some("InvalidSnapshot.NotFound" | "InvalidSnapshotID.Malformed")
+            ) =>
+        {
+            return Err(missing())
+        }
+        Err(err) => bail!("reading snapshot {id}: {}", error_text(&err)),
+    };
+    output
+        .snapshots()
+        .iter()
+        .filter(|s| s.snapshot_id() == Some(id))
+        .find_map(to_source_snapshot)
+        .ok_or_else(missing)
+}
+
+/// The job's snapshots of one instance.
+pub(super) async fn instance_snapshots(
+    client: &Client,
+    job: &str,
+    instance: &str,
+) -> Result<Vec<SourceSnapshot>> {
+    let filter = |name: String, value: &str| Filter::builder().name(name).values(value).build();
+    let mut pages = client
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(filter(format!("tag:{TAG_JOB}"), job))
+        .filters(filter(format!("tag:{TAG_INSTANCE_ID}"), instance))
+        .max_results(SNAPSHOT_PAGE_SIZE)
+        .into_paginator()
+        .items()
+        .send();
+    let mut snapshots = Vec::new();
+    while let Some(snapshot) = pages.next().await {
+        let snapshot = snapshot.map_err(|err| {
+            anyhow!(
+                "listing the snapshots of {instance} in job {job}: {}",
+                error_text(&err)
+            )
+        })?;
+        snapshots.extend(to_source_snapshot(&snapshot));
+    }
+    Ok(snapshots)
+}
+
+/// The source volumes that still exist, by id. Filtered rather than asked
+/// by id, so a deleted volume is simply absent instead of an error.
+pub(super) async fn source_volumes(
+    client: &Client,
+    snapshots: &[SourceSnapshot],
+) -> Result<BTreeMap<String, SourceVolume>> {
+    let mut ids: Vec<String> = snapshots.iter().map(|s| s.volume_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut pages = client
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name("volume-id")
+                .set_values(Some(ids))
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send();
+    let mut volumes = BTreeMap::new();
+    while let Some(volume) = pages.next().await {
+        let volume = volume.map_err(|err| {
+            anyhow!(
+                "reading the snapshots' source volumes: {}",
+                error_text(&err)
+            )
+        })?;
+        let (Some(id), Some(zone)) = (volume.volume_id(), volume.availability_zone()) else {
+            continue;
+        };
+        volumes.insert(
+            id.to_string(),
+            SourceVolume {
+                id: id.to_string(),
+                availability_zone: zone.to_string(),
+                volume_type: volume.volume_type().map(|t| t.as_str().to_string()),
+                iops: volume.iops(),
+                throughput: volume.throughput(),
+                encrypted: volume.encrypted().unwrap_or(false),
+            },
+        );
+    }
+    Ok(volumes)
+}
+
+/// An instance by id; `None` when it does not exist (any more).
+pub(super) async fn describe_instance(client: &Client, id: &str) -> Result<Option<InstanceInfo>> {
+    let output = match client.describe_instances().instance_ids(id).send().await {
+        Ok(output) => output,
+        Err(err)
+            if matches!(
+                err.code(),
+                Some("InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed")
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(err) => bail!("reading instance {id}: {}", error_text(&err)),
+    };
+    let Some(instance) = output
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| i.instance_id() == Some(id))
+    else {
+        return Ok(None);
+    };
+    let devices = instance
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| {
+            let ebs = m.ebs()?;
+            if ebs.status() == Some(&AttachmentStatus::Detached) {
+                return None;
+            }
+            Some((
+                m.device_name()?.to_string(),
+                ebs.volume_id().unwrap_or("a volume").to_string(),
+            ))
+        })
+        .collect();
+    Ok(Some(InstanceInfo {
+        id: id.to_string(),
+        state: instance
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        availability_zone: instance
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_owned),
+        root_device: instance.root_device_name().map(str::to_owned),
+        devices,
+    }))
+}
+
+/// The `--attach-to` instance, which must exist and be running or stopped.
+pub(super) async fn target_instance(
+    client: &Client,
+    id: &str,
+    region: &str,
+) -> Result<InstanceInfo> {
+    let Some(target) = describe_instance(client, id).await? else {
+        bail!("instance {id} (--attach-to) does not exist in {region}: check the id and --region");
+    };
+    if matches!(
+        target.state.as_str(),
+        "terminated" | "shutting-down" | "stopping"
+    ) {
+        bail!(
+            "instance {id} (--attach-to) is {}: attach to a running or stopped instance",
+            target.state
+        );
+    }
+    Ok(target)
+}
