@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Instance};
-use crate::list::RegionFailure;
+use crate::discovery::RegionFailure;
 use crate::plan::{is_selected, left_out_on_purpose};
 
 /// One selected volume's backup health.

@@ -21,6 +21,13 @@ use crate::inventory::{
 };
 use crate::values::CopyTags;
 
+/// A region that could not be read (`list`, `check`), and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegionFailure {
+    pub region: String,
+    pub reason: String,
+}
+
 /// What a run needs to read; each part left out saves its calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reads {

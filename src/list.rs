@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::config::ListFilter;
+use crate::discovery::RegionFailure;
 use crate::config::{Config, Policy, Steps};
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
@@ -53,12 +54,6 @@ pub struct Listing {
     pub snapshots: Vec<ListEntry>,
     /// Regions that could not be read, with the reason.
     pub failed: Vec<RegionFailure>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RegionFailure {
-    pub region: String,
-    pub reason: String,
 }
 
 /// The entries of one region: the purge plan's verdict on every job

@@ -12,4 +12,6 @@ echo "faketime:    $EBSNAP_FAKETIME_LIB" >&2
 # the CPU: four at a time even on two cores. RUST_TEST_THREADS overrides.
 # --no-fail-fast: one failing test binary does not hide the others' results.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+# The layout first: no circle between modules, no import upward (seconds).
+python3 tests/layout.py
 cargo test --locked --no-fail-fast "$@"
