@@ -13,36 +13,36 @@ use std::collections::BTreeSet;
 
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Instance};
-use crate::discovery::RegionFailure;
+use crate::aws::RegionFailure;
 use crate::plan::{is_selected, left_out_on_purpose};
 
 /// One selected volume's backup health.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VolumeHealth {
-    pub region: String,
-    pub instance_id: String,
-    pub instance_name: Option<String>,
-    pub volume_id: String,
-    pub device: String,
+    pub(crate) region: String,
+    pub(crate) instance_id: String,
+    pub(crate) instance_name: Option<String>,
+    pub(crate) volume_id: String,
+    pub(crate) device: String,
     /// `fresh`, `stale` or `never`.
-    pub status: &'static str,
+    pub(crate) status: &'static str,
     /// The newest completed snapshot of the job for this volume.
-    pub newest_snapshot_id: Option<String>,
-    pub newest_start_time: Option<DateTime<Utc>>,
+    pub(crate) newest_snapshot_id: Option<String>,
+    pub(crate) newest_start_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
-    pub job: String,
-    pub max_age: String,
-    pub regions: Vec<String>,
-    pub volumes: Vec<VolumeHealth>,
+    pub(crate) job: String,
+    pub(crate) max_age: String,
+    pub(crate) regions: Vec<String>,
+    pub(crate) volumes: Vec<VolumeHealth>,
     pub failed: Vec<RegionFailure>,
 }
 
 /// Judges each volume of each selected instance by its newest completed
 /// snapshot of the job: pending and failed snapshots are no backup.
-pub fn assess(
+pub(crate) fn assess(
     region: &str,
     instances: &[Instance],
     snapshots: &[ExistingSnapshot],

@@ -367,7 +367,7 @@ fn dedup_keep_order<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 
 /// Fixtures for tests across the crate.
 #[cfg(test)]
-pub mod testing {
+pub(crate) mod testing {
     use super::*;
 
     /// The policy of `ebsnap run` with every default: job `default`, any

@@ -21,16 +21,9 @@ use crate::inventory::{
 };
 use crate::values::CopyTags;
 
-/// A region that could not be read (`list`, `check`), and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct RegionFailure {
-    pub region: String,
-    pub reason: String,
-}
-
 /// What a run needs to read; each part left out saves its calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reads {
+pub(crate) struct Reads {
     /// The tagged instances, their volumes and the `ebsnap:skip` volumes.
     pub instances: bool,
     /// The job's snapshots (purge, `--min-interval`, check).
@@ -43,7 +36,7 @@ impl Reads {
     /// What a backup command reads: the snapshot step needs the instances
     /// (and their volumes' tags to copy them); the purge step, and
     /// `--min-interval` in the snapshot step, the job's snapshots.
-    pub fn for_backup(steps: Steps, policy: &Policy) -> Reads {
+    pub(crate) fn for_backup(steps: Steps, policy: &Policy) -> Reads {
         Reads {
             instances: steps.snapshot,
             snapshots: steps.purge || policy.min_interval > chrono::TimeDelta::zero(),
@@ -55,7 +48,7 @@ impl Reads {
 
 /// Reads what a run needs, `reads`, of the instances `selector` selects and
 /// the snapshots of `job`.
-pub async fn discover(
+pub(crate) async fn discover(
     client: &Client,
     selector: &TagSelector,
     job: &str,
@@ -97,7 +90,7 @@ pub async fn discover(
 
 /// Instances carrying the selection tag key (with exactly `--tag-value` when
 /// given), in every state but terminated and shutting-down.
-pub async fn tagged_instances(client: &Client, selector: &TagSelector) -> Result<Vec<Instance>> {
+pub(crate) async fn tagged_instances(client: &Client, selector: &TagSelector) -> Result<Vec<Instance>> {
     let tag_filter = match &selector.value {
         Some(value) => Filter::builder()
             .name(format!("tag:{}", selector.key))
@@ -140,7 +133,7 @@ pub async fn tagged_instances(client: &Client, selector: &TagSelector) -> Result
 
 /// The volumes tagged `ebsnap:skip=true` (filtered on the server: one
 /// call, whatever the fleet's size).
-pub async fn skip_tagged_volumes(client: &Client) -> Result<std::collections::BTreeSet<String>> {
+pub(crate) async fn skip_tagged_volumes(client: &Client) -> Result<std::collections::BTreeSet<String>> {
     let mut pages = client
         .describe_volumes()
         .filters(
@@ -168,7 +161,7 @@ pub async fn skip_tagged_volumes(client: &Client) -> Result<std::collections::BT
 
 /// The tags of the volumes attached to `instance_ids`, by volume id: one
 /// DescribeVolumes pass filtered on the server by attachment.
-pub async fn attached_volume_tags(
+pub(crate) async fn attached_volume_tags(
     client: &Client,
     instance_ids: &[String],
 ) -> Result<std::collections::BTreeMap<String, Vec<(String, String)>>> {
@@ -204,13 +197,13 @@ pub async fn attached_volume_tags(
 }
 
 /// The snapshots this account owns that carry this job's marker.
-pub async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSnapshot>> {
+pub(crate) async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSnapshot>> {
     marked_snapshots(client, job, None).await
 }
 
 /// The job's disaster-recovery copies in the client's region that came from
 /// `source_region` (`--copy-to`).
-pub async fn job_copies(
+pub(crate) async fn job_copies(
     client: &Client,
     job: &str,
     source_region: &str,
@@ -365,7 +358,7 @@ fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<
 
 /// A snapshot as restore reads it: every tag, and what a new volume of it
 /// needs (size, encryption).
-pub fn to_source_snapshot(snapshot: &Snapshot) -> Option<SourceSnapshot> {
+pub(crate) fn to_source_snapshot(snapshot: &Snapshot) -> Option<SourceSnapshot> {
     let basics = basics(snapshot)?;
     Some(SourceSnapshot {
         id: basics.id.to_owned(),

@@ -31,7 +31,7 @@ const TAGGING_CREATES: [&str; 4] = [
 ];
 
 /// The policy a role needs to run every ebsnap command for `job`.
-pub fn policy(job: &str) -> Value {
+pub(crate) fn policy(job: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [

@@ -12,21 +12,21 @@ use compact_str::CompactString;
 
 /// The tag keys of the tag contract (DESIGN.md). Public: users write IAM
 /// policies and scripts against them.
-pub const TAG_JOB: &str = "ebsnap:job";
-pub const TAG_INSTANCE_ID: &str = "ebsnap:instance-id";
-pub const TAG_DEVICE: &str = "ebsnap:device";
-pub const TAG_RUN_ID: &str = "ebsnap:run-id";
-pub const TAG_NAME: &str = "Name";
+pub(crate) const TAG_JOB: &str = "ebsnap:job";
+pub(crate) const TAG_INSTANCE_ID: &str = "ebsnap:instance-id";
+pub(crate) const TAG_DEVICE: &str = "ebsnap:device";
+pub(crate) const TAG_RUN_ID: &str = "ebsnap:run-id";
+pub(crate) const TAG_NAME: &str = "Name";
 /// On a disaster-recovery copy (`--copy-to`): the snapshot it was copied
 /// from, and that snapshot's region.
-pub const TAG_SOURCE_SNAPSHOT: &str = "ebsnap:source-snapshot";
-pub const TAG_SOURCE_REGION: &str = "ebsnap:source-region";
+pub(crate) const TAG_SOURCE_SNAPSHOT: &str = "ebsnap:source-snapshot";
+pub(crate) const TAG_SOURCE_REGION: &str = "ebsnap:source-region";
 /// On a volume: `true` leaves it out of every backup.
-pub const TAG_SKIP: &str = "ebsnap:skip";
+pub(crate) const TAG_SKIP: &str = "ebsnap:skip";
 
 /// Everything one region holds that a run needs to decide.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Inventory {
+pub(crate) struct Inventory {
     /// Instances carrying the selection tag key, whatever its value; the plan
     /// decides which of them are selected, and says why the others are not.
     pub instances: Vec<Instance>,
@@ -41,7 +41,7 @@ pub struct Inventory {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Instance {
+pub(crate) struct Instance {
     pub id: String,
     /// The instance's `Name` tag, when it has one.
     pub name: Option<String>,
@@ -52,16 +52,9 @@ pub struct Instance {
     pub tags: Vec<(String, String)>,
 }
 
-impl Instance {
-    /// How people know the instance: its Name tag, else its id.
-    pub fn label(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.id)
-    }
-}
-
 /// An EBS volume attached to an instance, from its block device mappings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AttachedVolume {
+pub(crate) struct AttachedVolume {
     pub volume_id: String,
     /// The device name it is attached at, e.g. `/dev/xvda`.
     pub device: String,
@@ -70,7 +63,7 @@ pub struct AttachedVolume {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotState {
+pub(crate) enum SnapshotState {
     Pending,
     Completed,
     Error,
@@ -79,7 +72,7 @@ pub enum SnapshotState {
 }
 
 impl SnapshotState {
-    pub fn parse(state: &str) -> SnapshotState {
+    pub(crate) fn parse(state: &str) -> SnapshotState {
         match state {
             "pending" => SnapshotState::Pending,
             "completed" => SnapshotState::Completed,
@@ -88,7 +81,7 @@ impl SnapshotState {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             SnapshotState::Pending => "pending",
             SnapshotState::Completed => "completed",
@@ -114,7 +107,7 @@ impl std::fmt::Display for SnapshotState {
 /// own, and none is left between EC2's parsed pages to keep the heap from
 /// shrinking.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExistingSnapshot {
+pub(crate) struct ExistingSnapshot {
     pub id: CompactString,
     /// The volume it was taken of.
     pub volume_id: Arc<str>,
@@ -145,20 +138,20 @@ pub struct ExistingSnapshot {
 
 /// Where a disaster-recovery copy came from (its `ebsnap:source-*` tags).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyOrigin {
+pub(crate) struct CopyOrigin {
     pub region: String,
     pub snapshot_id: String,
 }
 
 impl ExistingSnapshot {
     /// Safety rule 1: only a snapshot carrying this job's marker is ours.
-    pub fn is_marked_for(&self, job: &str) -> bool {
+    pub(crate) fn is_marked_for(&self, job: &str) -> bool {
         self.job.as_deref() == Some(job)
     }
 
     /// Completed and in the standard tier: a volume can be restored from it
     /// now, so it is a good backup (safety rules 2 and 4).
-    pub fn is_good_backup(&self) -> bool {
+    pub(crate) fn is_good_backup(&self) -> bool {
         self.state == SnapshotState::Completed && !self.archived
     }
 }
@@ -166,10 +159,10 @@ impl ExistingSnapshot {
 /// Hands out one shared allocation per distinct string: discovery reads the
 /// same volume, job, instance and device strings from many snapshots.
 #[derive(Debug, Default)]
-pub struct Interner(HashSet<Arc<str>>);
+pub(crate) struct Interner(HashSet<Arc<str>>);
 
 impl Interner {
-    pub fn get(&mut self, text: &str) -> Arc<str> {
+    pub(crate) fn get(&mut self, text: &str) -> Arc<str> {
         if let Some(shared) = self.0.get(text) {
             return Arc::clone(shared);
         }
@@ -182,7 +175,7 @@ impl Interner {
 /// A snapshot as restore reads it: all its tags, and whether a volume can
 /// be made of it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SourceSnapshot {
+pub(crate) struct SourceSnapshot {
     pub id: String,
     /// The volume it was taken of (it may no longer exist).
     pub volume_id: String,
@@ -203,11 +196,11 @@ pub struct SourceSnapshot {
 
 impl SourceSnapshot {
     /// Completed and in the standard tier: a volume can be made of it now.
-    pub fn is_restorable_now(&self) -> bool {
+    pub(crate) fn is_restorable_now(&self) -> bool {
         self.state == SnapshotState::Completed && !self.archived
     }
 
-    pub fn tag(&self, key: &str) -> Option<&str> {
+    pub(crate) fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
             .find(|(k, _)| k == key)
@@ -215,7 +208,7 @@ impl SourceSnapshot {
     }
 
     /// `ebsnap:device`: where the volume was attached when it was taken.
-    pub fn device(&self) -> Option<&str> {
+    pub(crate) fn device(&self) -> Option<&str> {
         self.tag(TAG_DEVICE)
     }
 }

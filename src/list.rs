@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::config::ListFilter;
-use crate::discovery::RegionFailure;
+use crate::aws::RegionFailure;
 use crate::config::{Config, Policy, Steps};
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
@@ -24,34 +24,34 @@ use crate::values::format_age;
 /// One snapshot of the job, and what purge will do with it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ListEntry {
-    pub region: Arc<str>,
-    pub instance_id: Option<Arc<str>>,
-    pub volume_id: Arc<str>,
-    pub device: Option<Arc<str>>,
-    pub snapshot_id: CompactString,
-    pub start_time: DateTime<Utc>,
+    pub(crate) region: Arc<str>,
+    pub(crate) instance_id: Option<Arc<str>>,
+    pub(crate) volume_id: Arc<str>,
+    pub(crate) device: Option<Arc<str>>,
+    pub(crate) snapshot_id: CompactString,
+    pub(crate) start_time: DateTime<Utc>,
     #[serde(serialize_with = "crate::values::as_text")]
-    pub state: SnapshotState,
+    pub(crate) state: SnapshotState,
     /// How far along a pending snapshot is, e.g. `42%`.
-    pub progress: Option<Box<str>>,
-    pub size_gib: Option<i32>,
+    pub(crate) progress: Option<Box<str>>,
+    pub(crate) size_gib: Option<i32>,
     /// `standard`, or `archive` for a snapshot in the archive tier (it must
     /// come back from the archive, which takes hours, before a restore).
-    pub storage_tier: &'static str,
+    pub(crate) storage_tier: &'static str,
     /// `delete` (at the next purge) or `keep`.
-    pub purge: &'static str,
-    pub reason: String,
+    pub(crate) purge: &'static str,
+    pub(crate) reason: String,
     /// `expired` for a delete; a keep reason code otherwise.
-    pub reason_code: &'static str,
+    pub(crate) reason_code: &'static str,
     /// When purge will delete it, for a snapshot within retention.
-    pub expires_at: Option<DateTime<Utc>>,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Listing {
-    pub job: String,
-    pub regions: Vec<String>,
-    pub snapshots: Vec<ListEntry>,
+    pub(crate) job: String,
+    pub(crate) regions: Vec<String>,
+    pub(crate) snapshots: Vec<ListEntry>,
     /// Regions that could not be read, with the reason.
     pub failed: Vec<RegionFailure>,
 }
@@ -59,7 +59,7 @@ pub struct Listing {
 /// The entries of one region: the purge plan's verdict on every job
 /// snapshot, then the `--instance`/`--volume` filters, sorted by instance,
 /// volume and newest first.
-pub fn entries(
+pub(crate) fn entries(
     region: &str,
     snapshots: Vec<ExistingSnapshot>,
     policy: &Policy,
@@ -188,7 +188,9 @@ impl Listing {
         }
     }
 
-    pub fn to_json(&self) -> String {
+    /// The JSON document as a String, for tests.
+    #[cfg(test)]
+    pub(crate) fn to_json(&self) -> String {
         let mut out = Vec::new();
         self.write_json(&mut out)
             .expect("a listing always serializes");

@@ -27,7 +27,7 @@ pub fn tune() {
 /// each page of snapshots: EC2's parsed page leaves holes (about 1 MiB)
 /// between the small strings ebsnap keeps, and without this the heap grows
 /// by most of a page each time.
-pub fn give_back() {
+pub(crate) fn give_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is thread-safe.
     unsafe {

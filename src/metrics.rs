@@ -79,7 +79,7 @@ fn parse(existing: &str) -> BTreeMap<Key, f64> {
 
 /// The new file: this run's samples for its job and regions, on top of what
 /// the existing file says of other jobs and regions.
-pub fn render(
+pub(crate) fn render(
     existing: &str,
     report: &Report,
     finished: DateTime<Utc>,

@@ -20,7 +20,7 @@ use crate::values::CopyTags;
 
 /// What one run will do in one region.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub creates: Vec<Create>,
     pub deletes: Vec<Delete>,
     pub kept: Vec<Kept>,
@@ -39,7 +39,7 @@ pub struct Plan {
 /// told what to leave out; or, with `--per-volume`, one CreateSnapshot per
 /// volume. Hooks run around a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotSet {
+pub(crate) struct SnapshotSet {
     pub instance_id: String,
     /// Indices into [`Plan::creates`].
     pub creates: Vec<usize>,
@@ -50,7 +50,7 @@ pub struct SnapshotSet {
 }
 /// A snapshot to take: one per attached EBS volume of a selected instance.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Create {
+pub(crate) struct Create {
     pub instance_id: String,
     pub instance_name: Option<String>,
     pub volume_id: String,
@@ -65,14 +65,14 @@ impl Create {
     /// Every tag of the contract, then the copied ones, set in the create
     /// call itself so that no snapshot of ebsnap ever exists without its
     /// marker.
-    pub fn tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
+    pub(crate) fn tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
         let mut tags = self.contract_tags(job, run_id);
         tags.extend(self.copied_tags.iter().cloned());
         tags
     }
 
     /// The tag contract's five tags on the volume's snapshot.
-    pub fn contract_tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
+    pub(crate) fn contract_tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
         let label = self.instance_name.as_deref().unwrap_or(&self.instance_id);
         [
             (TAG_JOB, job.to_owned()),
@@ -88,13 +88,13 @@ impl Create {
 
     /// The description of this volume's snapshot made on its own
     /// (`--per-volume`): who made it, for which job, of what.
-    pub fn description(&self, job: &str) -> String {
+    pub(crate) fn description(&self, job: &str) -> String {
         self.describe(job, Some(&self.device))
     }
 
     /// The one description CreateSnapshots gives every snapshot of the
     /// instance's set (the first create of the set speaks for it): no device.
-    pub fn set_description(&self, job: &str) -> String {
+    pub(crate) fn set_description(&self, job: &str) -> String {
         self.describe(job, None)
     }
 
@@ -112,14 +112,14 @@ impl Create {
 
 /// A snapshot to delete, with the facts that justified it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delete {
+pub(crate) struct Delete {
     pub snapshot: ExistingSnapshot,
     pub reason: DeleteReason,
 }
 
 /// Why the plan deletes a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteReason {
+pub(crate) enum DeleteReason {
     /// Past retention, and not among the newest `keep_min` of its volume.
     Expired,
     /// In `error`: it holds nothing to restore, whatever its age (safety
@@ -133,7 +133,7 @@ pub enum DeleteReason {
 
 impl DeleteReason {
     /// A stable identifier for programs (`--output json`).
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             DeleteReason::Expired => "expired",
             DeleteReason::Error => "error",
@@ -154,13 +154,13 @@ impl fmt::Display for DeleteReason {
 
 /// A snapshot the plan leaves alone, and why.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Kept {
+pub(crate) struct Kept {
     pub snapshot: ExistingSnapshot,
     pub reason: KeepReason,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum KeepReason {
+pub(crate) enum KeepReason {
     /// Younger than the retention; purge deletes it after `expires_at`.
     WithinRetention { expires_at: DateTime<Utc> },
     /// Past retention, but among the newest `keep_min` completed snapshots of
@@ -193,7 +193,7 @@ pub enum KeepReason {
 }
 impl KeepReason {
     /// A stable identifier for programs (`--output json`).
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             KeepReason::WithinRetention { .. } => "within_retention",
             KeepReason::KeepMin { .. } => "keep_min",
@@ -259,7 +259,7 @@ impl fmt::Display for KeepReason {
 
 /// An instance that carries the selection tag key but is not backed up.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SkippedInstance {
+pub(crate) struct SkippedInstance {
     pub instance_id: String,
     pub instance_name: Option<String>,
     pub reason: String,
@@ -267,7 +267,7 @@ pub struct SkippedInstance {
 
 /// A volume of a selected instance that this run does not snapshot.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SkippedVolume {
+pub(crate) struct SkippedVolume {
     pub instance_id: String,
     pub instance_name: Option<String>,
     pub volume_id: String,
@@ -285,12 +285,12 @@ const MAX_TAGS: usize = 50;
 const MAX_TAG_KEY: usize = 128;
 const MAX_TAG_VALUE: usize = 256;
 /// The tags of the contract, on every snapshot.
-pub const CONTRACT_TAGS: usize = 5;
+pub(crate) const CONTRACT_TAGS: usize = 5;
 
 /// The `extra` tags that fit on a resource beside `kept` tags of ebsnap's
 /// own (which always stay): within EC2's limits, in order, the first that
 /// fit. Returns them, and the keys of those left out.
-pub fn fit_tags(
+pub(crate) fn fit_tags(
     kept: usize,
     extra: impl IntoIterator<Item = (String, String)>,
 ) -> (Vec<(String, String)>, Vec<String>) {
@@ -311,7 +311,7 @@ pub fn fit_tags(
 /// the contract's own keys (ebsnap's tags win), sorted, and no more than fit
 /// beside the contract within EC2's limits. Returns them, and the keys of
 /// those that did not fit.
-pub fn copied_tags(
+pub(crate) fn copied_tags(
     mode: Option<CopyTags>,
     instance_tags: &[(String, String)],
     volume_tags: &[(String, String)],
@@ -343,7 +343,7 @@ const NEGATIVE_VALUES: [&str; 5] = ["false", "no", "off", "0", ""];
 
 /// Whether an instance whose selection tag holds `value` is backed up.
 /// `Err` carries the reason it is not.
-pub fn is_selected(selector: &TagSelector, value: &str) -> Result<(), String> {
+pub(crate) fn is_selected(selector: &TagSelector, value: &str) -> Result<(), String> {
     match &selector.value {
         Some(wanted) if value == wanted => Ok(()),
         Some(wanted) => Err(format!("{}={value:?}, not {wanted:?}", selector.key)),
@@ -357,7 +357,7 @@ pub fn is_selected(selector: &TagSelector, value: &str) -> Result<(), String> {
 /// Builds the plan for one region. It takes the inventory whole: its
 /// snapshots move into the plan rather than being copied (30,000 of them
 /// are megabytes).
-pub fn build(mut inventory: Inventory, policy: &Policy, steps: Steps, now: DateTime<Utc>) -> Plan {
+pub(crate) fn build(mut inventory: Inventory, policy: &Policy, steps: Steps, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan::default();
     // Disaster-recovery copies kept here for another region are not backups
     // of this region's volumes: only the copy purge judges them.
@@ -383,7 +383,7 @@ pub fn build(mut inventory: Inventory, policy: &Policy, steps: Steps, now: DateT
 /// volume is known by its instance and device. `failed` names the
 /// (instance, device) pairs whose copy failed in this run: their old copies
 /// all stay (safety rule 3).
-pub fn build_copy_purge(
+pub(crate) fn build_copy_purge(
     copies: Vec<ExistingSnapshot>,
     policy: &Policy,
     copy_retention: TimeDelta,
@@ -513,7 +513,7 @@ fn guard_deletes(plan: &mut Plan, good_backups: usize, policy: &Policy) {
 /// `ebsnap:skip=true`, or the root with `--exclude-boot`. A
 /// `(reason_code, reason)` pair. `check` asks the same: such a volume has
 /// no stale backup.
-pub fn left_out_on_purpose(
+pub(crate) fn left_out_on_purpose(
     volume: &AttachedVolume,
     skip_volume_ids: &BTreeSet<String>,
     policy: &Policy,
@@ -789,12 +789,12 @@ fn verdict(
 
 /// One id per run, shared by every snapshot of the run: the time it started
 /// and a few bits to tell apart two runs in the same second.
-pub fn run_id(now: DateTime<Utc>, entropy: u32) -> String {
+pub(crate) fn run_id(now: DateTime<Utc>, entropy: u32) -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), entropy & 0xffff)
 }
 
 /// Describes the policy in one line, for reports: `retention 7d, keep-min 1`.
-pub fn describe_policy(policy: &Policy) -> String {
+pub(crate) fn describe_policy(policy: &Policy) -> String {
     format!(
         "retention {}, keep-min {}",
         format_duration(policy.retention),

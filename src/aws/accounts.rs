@@ -23,7 +23,7 @@ use crate::values::Role;
 
 /// One unit of work: a region of an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unit {
+pub(crate) struct Unit {
     /// The account id when roles are assumed; `None`: the chain's own account.
     pub account: Option<String>,
     pub region: String,
@@ -31,7 +31,7 @@ pub struct Unit {
 
 /// Why a unit could not even start: the step that failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocked {
+pub(crate) struct Blocked {
     /// `assume-role` or `list-regions`, as the report names the action.
     pub action: &'static str,
     pub reason: String,
@@ -42,7 +42,7 @@ pub struct Blocked {
 /// (then `regions` are those it would have covered, or, with
 /// `--all-regions`, the region the failed call was made in).
 #[derive(Debug)]
-pub struct Account<C> {
+pub(crate) struct Account<C> {
     pub account: Option<String>,
     pub regions: Vec<String>,
     pub access: Result<C, Blocked>,
@@ -51,7 +51,7 @@ pub struct Account<C> {
 /// Every account's regions as units, each with the account's access; a
 /// blocked account gives each of its units the same failure, and never
 /// touches another account's units.
-pub fn units<C: Clone>(accounts: Vec<Account<C>>) -> Vec<(Unit, Result<C, Blocked>)> {
+pub(crate) fn units<C: Clone>(accounts: Vec<Account<C>>) -> Vec<(Unit, Result<C, Blocked>)> {
     accounts
         .into_iter()
         .flat_map(|account| {
@@ -103,7 +103,7 @@ pub fn check_usage(settings: &AwsSettings, takes_roles: bool) -> Result<()> {
 /// The role session name, `ebsnap-<job>`, which the account's CloudTrail
 /// shows: the job name with what a session name may not hold replaced by
 /// `-`, at most 64 characters.
-pub fn session_name(job: &str) -> String {
+pub(crate) fn session_name(job: &str) -> String {
     format!("ebsnap-{job}")
         .chars()
         .map(|c| {
@@ -131,7 +131,7 @@ fn sts_region(settings: &AwsSettings, shared: &SdkConfig) -> String {
 /// its regions; an `Err` then means nothing can be attempted, as before.
 /// With roles, every role is assumed (and with `--all-regions` its regions
 /// listed) concurrently, each account's failure its own.
-pub async fn resolve(
+pub(crate) async fn resolve(
     settings: &AwsSettings,
     shared: &SdkConfig,
     job: &str,

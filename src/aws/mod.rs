@@ -21,12 +21,19 @@ use crate::config::AwsSettings;
 
 /// How long to wait for a TCP connection before giving up on an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A region that could not be read (`list`, `check`), and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegionFailure {
+    pub region: String,
+    pub reason: String,
+}
+
 /// DescribeSnapshots' largest page.
-pub const SNAPSHOT_PAGE_SIZE: i32 = 1000;
+pub(crate) const SNAPSHOT_PAGE_SIZE: i32 = 1000;
 /// DescribeVolumes' largest page.
-pub const VOLUME_PAGE_SIZE: i32 = 500;
+pub(crate) const VOLUME_PAGE_SIZE: i32 = 500;
 /// DescribeInstances' largest page.
-pub const INSTANCE_PAGE_SIZE: i32 = 1000;
+pub(crate) const INSTANCE_PAGE_SIZE: i32 = 1000;
 
 /// How long one attempt of a call may take before it counts as lost. A page
 /// of 1,000 snapshots takes a second or two; an endpoint that accepts
@@ -39,7 +46,7 @@ const MAX_ATTEMPTS: u32 = 5;
 
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile` and `--endpoint-url`.
-pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
+pub(crate) async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
     // Standard retries (jittered exponential backoff), not adaptive: ebsnap
     // paces its calls with its own token buckets (control.rs), and the
     // adaptive client-side limiter on top of them, shared by the creates and
@@ -66,7 +73,7 @@ pub async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
 /// The regions this run covers: `--region` flags; with `--all-regions`,
 /// every region enabled for the account (DescribeRegions, asked in the
 /// chain's region or us-east-1); else the chain's region.
-pub async fn regions(settings: &AwsSettings, shared: &SdkConfig) -> Result<Vec<String>> {
+pub(crate) async fn regions(settings: &AwsSettings, shared: &SdkConfig) -> Result<Vec<String>> {
     if !settings.regions.is_empty() {
         return Ok(settings.regions.clone());
     }
@@ -81,7 +88,7 @@ pub async fn regions(settings: &AwsSettings, shared: &SdkConfig) -> Result<Vec<S
 }
 
 /// The regions enabled for the account (opt-in regions only once opted in).
-pub async fn enabled_regions(client: &Client) -> Result<Vec<String>> {
+pub(crate) async fn enabled_regions(client: &Client) -> Result<Vec<String>> {
     let output = client
         .describe_regions()
         .all_regions(false)
@@ -107,7 +114,7 @@ pub async fn enabled_regions(client: &Client) -> Result<Vec<String>> {
 }
 
 /// An EC2 client for one region.
-pub fn client(shared: &SdkConfig, region: &str) -> Client {
+pub(crate) fn client(shared: &SdkConfig, region: &str) -> Client {
     let config = aws_sdk_ec2::config::Builder::from(shared)
         .region(Region::new(region.to_owned()))
         .build();
@@ -117,7 +124,7 @@ pub fn client(shared: &SdkConfig, region: &str) -> Client {
 /// One line for a failed call: EC2's code and message when it sent them,
 /// else the chain of causes (timeouts, refused connections, missing
 /// credentials), outermost first.
-pub fn error_text<E, R>(err: &SdkError<E, R>) -> String
+pub(crate) fn error_text<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
@@ -153,7 +160,7 @@ fn credential_hint(code: &str) -> Option<&'static str> {
 /// One line for credentials that could not be had, e.g. a role STS would
 /// not let these credentials assume: STS's code and message when it sent
 /// them, and what to do.
-pub fn credentials_error_text(err: &CredentialsError) -> String {
+pub(crate) fn credentials_error_text(err: &CredentialsError) -> String {
     if is_missing_credentials(err) {
         return NO_CREDENTIALS.to_owned();
     }
@@ -182,7 +189,7 @@ pub fn credentials_error_text(err: &CredentialsError) -> String {
 }
 
 /// What to do when the standard chain found no credentials at all.
-pub const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_PROFILE (or pass --profile), \
+pub(crate) const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_PROFILE (or pass --profile), \
 or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run on a host with an instance role";
 
 fn is_missing_credentials(err: &(dyn StdError + 'static)) -> bool {
@@ -200,7 +207,7 @@ fn is_missing_credentials(err: &(dyn StdError + 'static)) -> bool {
 
 /// `outer: inner: innermost` on one line, skipping causes that only repeat
 /// their parent.
-pub fn cause_chain(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn cause_chain(err: &(dyn StdError + 'static)) -> String {
     let one_line = |e: &dyn StdError| {
         e.to_string()
             .split_whitespace()
@@ -221,11 +228,11 @@ pub fn cause_chain(err: &(dyn StdError + 'static)) -> String {
 
 /// How many calls that change the account may be in flight at once in one
 /// region: enough to hide the round trip, far below EC2's burst capacity.
-pub const MAX_IN_FLIGHT: usize = 8;
+pub(crate) const MAX_IN_FLIGHT: usize = 8;
 
 /// What a `DryRun=true` call proved: `Ok` when EC2 answered
 /// `DryRunOperation` (the credentials may do the real thing), else why not.
-pub fn dry_run_verdict<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), String>
+pub(crate) fn dry_run_verdict<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), String>
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
@@ -316,18 +323,18 @@ mod tests {
 
 /// Helpers for tests of the SDK edge with aws-smithy-mocks.
 #[cfg(test)]
-pub mod testing {
+pub(crate) mod testing {
     use aws_sdk_ec2::error::ErrorMetadata;
 
     /// An EC2 error as the SDK surfaces it: EC2's errors are unmodeled, so
     /// they arrive as generic errors carrying a code and a message.
-    pub fn ec2_error(code: &str, message: &str) -> ErrorMetadata {
+    pub(crate) fn ec2_error(code: &str, message: &str) -> ErrorMetadata {
         ErrorMetadata::builder().code(code).message(message).build()
     }
 
     /// The body of an EC2 error answer, for `http_status(status, body)`:
     /// unlike `ec2_error`, it comes with the HTTP status EC2 sends.
-    pub fn ec2_error_body(code: &str) -> Option<String> {
+    pub(crate) fn ec2_error_body(code: &str) -> Option<String> {
         Some(format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
              <Message>{code} happened</Message></Error></Errors><RequestID>r-1</RequestID></Response>"

@@ -22,7 +22,7 @@ const EC2_BURST: f64 = 100.0;
 /// A token bucket: `capacity` calls at once, refilled at `rate` a second.
 /// Times are seconds since an arbitrary start, so the arithmetic is pure.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     capacity: f64,
     rate: f64,
     tokens: f64,
@@ -31,7 +31,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// A full bucket.
-    pub fn new(capacity: f64, rate: f64) -> Bucket {
+    pub(crate) fn new(capacity: f64, rate: f64) -> Bucket {
         Bucket {
             capacity,
             rate,
@@ -42,14 +42,14 @@ impl Bucket {
 
     /// The bucket ebsnap uses for `--max-rate` calls a second: EC2's burst,
     /// scaled down with the rate so a lowered rate also lowers the burst.
-    pub fn for_rate(rate: f64) -> Bucket {
+    pub(crate) fn for_rate(rate: f64) -> Bucket {
         Bucket::new((rate * 20.0).clamp(1.0, EC2_BURST), rate)
     }
 
     /// Reserves one call at time `now` and returns how many seconds the
     /// caller must wait before making it. Reservations queue: each caller
     /// waits behind the ones before it.
-    pub fn reserve(&mut self, now: f64) -> f64 {
+    pub(crate) fn reserve(&mut self, now: f64) -> f64 {
         let elapsed = (now - self.last).max(0.0);
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
         self.last = now;
@@ -64,13 +64,13 @@ impl Bucket {
 
 /// A bucket shared by every task of one region.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     bucket: Mutex<Bucket>,
     start: Instant,
 }
 
 impl Pacer {
-    pub fn new(bucket: Bucket) -> Pacer {
+    pub(crate) fn new(bucket: Bucket) -> Pacer {
         Pacer {
             bucket: Mutex::new(bucket),
             start: Instant::now(),
@@ -79,7 +79,7 @@ impl Pacer {
 
     /// Waits for this call's turn; `Err` with the reason when the run is
     /// stopped first.
-    pub async fn acquire(&self, stop: &Stop) -> Result<(), String> {
+    pub(crate) async fn acquire(&self, stop: &Stop) -> Result<(), String> {
         stop.check()?;
         let wait = {
             let mut bucket = self
@@ -98,7 +98,7 @@ impl Pacer {
 /// Tells running work to start nothing new: after a signal, or once the
 /// run's time budget is used up. Cheap to clone; clones share the state.
 #[derive(Debug, Clone)]
-pub struct Stop {
+pub(crate) struct Stop {
     interrupted: Arc<AtomicBool>,
     wake: Arc<Notify>,
     deadline: Instant,
@@ -106,7 +106,7 @@ pub struct Stop {
 }
 
 impl Stop {
-    pub fn new(budget: Duration) -> Stop {
+    pub(crate) fn new(budget: Duration) -> Stop {
         let now = Instant::now();
         Stop {
             interrupted: Arc::new(AtomicBool::new(false)),
@@ -119,13 +119,13 @@ impl Stop {
     }
 
     /// Asks all work to stop starting new calls.
-    pub fn interrupt(&self) {
+    pub(crate) fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
         self.wake.notify_waiters();
     }
 
     /// `Err` with the reason when nothing new may start.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.interrupted.load(Ordering::SeqCst) {
             Err("not started: the run was interrupted (SIGINT/SIGTERM)".into())
         } else if Instant::now() >= self.deadline {
@@ -142,7 +142,7 @@ impl Stop {
 
     /// Runs `work` unless the run is stopped first (signal or time budget);
     /// then `Err` with the reason, and `work` is dropped.
-    pub async fn race<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    pub(crate) async fn race<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, String> {
         let woken = self.wake.notified();
         self.check()?;
         tokio::select! {
@@ -153,7 +153,7 @@ impl Stop {
     }
 
     /// Sleeps for `duration`, or less when the run is stopped meanwhile.
-    pub async fn sleep(&self, duration: Duration) -> Result<(), String> {
+    pub(crate) async fn sleep(&self, duration: Duration) -> Result<(), String> {
         // Registered before the check, so an interrupt between the two still
         // wakes this sleep.
         let woken = self.wake.notified();
@@ -184,7 +184,7 @@ enum Gate {
 /// V creates and D deletes spends about the larger of the two buckets' times
 /// rather than their sum. Volumes without a create in this run have no gate.
 #[derive(Debug, Default)]
-pub struct VolumeGates {
+pub(crate) struct VolumeGates {
     /// Each gate, with the rank of its volume's create in the run.
     gates: HashMap<String, (usize, watch::Sender<Gate>)>,
 }
@@ -192,7 +192,7 @@ pub struct VolumeGates {
 impl VolumeGates {
     /// One closed-until-settled gate per volume this run snapshots, given
     /// in the order their creates are sent.
-    pub fn new<'a>(volume_ids: impl IntoIterator<Item = &'a str>) -> VolumeGates {
+    pub(crate) fn new<'a>(volume_ids: impl IntoIterator<Item = &'a str>) -> VolumeGates {
         let gates = volume_ids
             .into_iter()
             .enumerate()
@@ -202,14 +202,14 @@ impl VolumeGates {
     }
 
     /// Where the volume's create comes in the run; `None` without one.
-    pub fn create_rank(&self, volume_id: &str) -> Option<usize> {
+    pub(crate) fn create_rank(&self, volume_id: &str) -> Option<usize> {
         self.gates.get(volume_id).map(|(rank, _)| *rank)
     }
 
     /// Records how the volume's create turned out: `good` when it made a
     /// backup (or, in a dry run, was allowed), and wakes its deletes. The
     /// first verdict stands.
-    pub fn settle(&self, volume_id: &str, good: bool) {
+    pub(crate) fn settle(&self, volume_id: &str, good: bool) {
         if let Some((_, gate)) = self.gates.get(volume_id) {
             gate.send_if_modified(|state| {
                 let waiting = *state == Gate::Waiting;
@@ -223,7 +223,7 @@ impl VolumeGates {
 
     /// Closes every gate not settled yet: once the snapshot step is over, a
     /// volume without a verdict has no new backup.
-    pub fn close_unsettled(&self) {
+    pub(crate) fn close_unsettled(&self) {
         for volume_id in self.gates.keys() {
             self.settle(volume_id, false);
         }
@@ -231,7 +231,7 @@ impl VolumeGates {
 
     /// Waits until the volume's deletes may be decided: `true` when they may
     /// go, `false` when the volume's create failed.
-    pub async fn may_delete(&self, volume_id: &str) -> bool {
+    pub(crate) async fn may_delete(&self, volume_id: &str) -> bool {
         let Some((_, gate)) = self.gates.get(volume_id) else {
             return true;
         };
@@ -243,7 +243,7 @@ impl VolumeGates {
 
 /// How long ebsnap waits between its own attempts at a create.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetryTiming {
+pub(crate) struct RetryTiming {
     /// Attempts at one create before it counts as failed.
     pub max_attempts: u32,
     /// The first wait after a throttled or lost call; doubles each time.
@@ -263,7 +263,7 @@ pub struct RetryTiming {
 }
 
 impl RetryTiming {
-    pub const STANDARD: RetryTiming = RetryTiming {
+    pub(crate) const STANDARD: RetryTiming = RetryTiming {
         max_attempts: 6,
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(60),
@@ -272,7 +272,7 @@ impl RetryTiming {
     };
 
     /// The wait before attempt `attempt + 1`, after `attempt` failed ones.
-    pub fn delay(&self, attempt: u32, volume_busy: bool) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, volume_busy: bool) -> Duration {
         let first = if volume_busy {
             self.busy_delay
         } else {
@@ -285,7 +285,7 @@ impl RetryTiming {
 
     /// The waits between the looks and asks of the settle window: the base
     /// delay, doubling, until `settle` has passed in all.
-    pub fn settle_delays(&self) -> impl Iterator<Item = Duration> + '_ {
+    pub(crate) fn settle_delays(&self) -> impl Iterator<Item = Duration> + '_ {
         let mut total = Duration::ZERO;
         (1..)
             .map(|attempt| self.delay(attempt, false))
@@ -299,7 +299,7 @@ impl RetryTiming {
 
 /// Everything the executors (snapshot.rs, purge.rs) need in one region.
 #[derive(Debug)]
-pub struct Executor {
+pub(crate) struct Executor {
     pub client: Client,
     pub dry_run: bool,
     pub stop: Stop,
@@ -314,7 +314,7 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         dry_run: bool,
         stop: Stop,
@@ -337,7 +337,7 @@ impl Executor {
 /// An executor for tests of the SDK edge: no pacing to speak of, and retry
 /// waits of milliseconds.
 #[cfg(test)]
-pub fn test_executor(client: Client, dry_run: bool) -> Executor {
+pub(crate) fn test_executor(client: Client, dry_run: bool) -> Executor {
     let fast = RetryTiming {
         max_attempts: 4,
         base_delay: Duration::from_millis(1),

@@ -23,7 +23,7 @@ use crate::plan::{Create, Plan, CONTRACT_TAGS};
 
 /// One copy to make: a snapshot of this run, to one destination region.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CopyJob {
+pub(crate) struct CopyJob {
     /// The create (in the source region's plan) whose snapshot is copied.
     pub create: Create,
     /// `None` in a dry run: the snapshot does not exist yet.
@@ -31,7 +31,7 @@ pub struct CopyJob {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CopyOutcome {
+pub(crate) enum CopyOutcome {
     Copied {
         snapshot_id: String,
     },
@@ -45,7 +45,7 @@ pub enum CopyOutcome {
 
 /// What `--copy-to` did in one destination region for one source region.
 #[derive(Debug)]
-pub struct CopyRun {
+pub(crate) struct CopyRun {
     /// The destination region.
     pub region: String,
     pub copies: Vec<(CopyJob, CopyOutcome)>,
@@ -57,7 +57,7 @@ pub struct CopyRun {
 /// The copies to make in one destination: one per snapshot this run made
 /// (completed: the run waited for it), or in a dry run one per create EC2
 /// allowed. A failed or unfinished snapshot is not copied.
-pub fn plan_copies(creates: &[Create], outcomes: &[CreateOutcome]) -> Vec<CopyJob> {
+pub(crate) fn plan_copies(creates: &[Create], outcomes: &[CreateOutcome]) -> Vec<CopyJob> {
     creates
         .iter()
         .zip(outcomes)
@@ -77,7 +77,7 @@ pub fn plan_copies(creates: &[Create], outcomes: &[CreateOutcome]) -> Vec<CopyJo
 
 /// The copies' tags: the contract's, as on the source, where it came from,
 /// and as many copied tags as fit.
-pub fn copy_tags(
+pub(crate) fn copy_tags(
     job: &CopyJob,
     source_snapshot_id: &str,
     source_region: &str,
@@ -97,13 +97,13 @@ pub fn copy_tags(
 /// The copied tags (`--copy-tags`) that fit on a copy beside ebsnap's own
 /// seven (the contract's and where it came from) within EC2's limits, and
 /// the keys of those that do not.
-pub fn copied_tags_on_copy(create: &Create) -> (Vec<(String, String)>, Vec<String>) {
+pub(crate) fn copied_tags_on_copy(create: &Create) -> (Vec<(String, String)>, Vec<String>) {
     crate::plan::fit_tags(CONTRACT_TAGS + 2, create.copied_tags.iter().cloned())
 }
 
 /// The (instance, device) pairs whose copy failed: their old copies stay
 /// (safety rule 3).
-pub fn failed_sources(copies: &[(CopyJob, CopyOutcome)]) -> HashSet<(String, String)> {
+pub(crate) fn failed_sources(copies: &[(CopyJob, CopyOutcome)]) -> HashSet<(String, String)> {
     copies
         .iter()
         .filter(|(_, outcome)| matches!(outcome, CopyOutcome::Failed { .. }))
@@ -112,7 +112,7 @@ pub fn failed_sources(copies: &[(CopyJob, CopyOutcome)]) -> HashSet<(String, Str
 }
 
 /// What one source region's run does in its copy regions.
-pub struct CopyStep<'a> {
+pub(crate) struct CopyStep<'a> {
     pub settings: &'a CopySettings,
     pub source_region: &'a str,
     pub job: &'a str,
@@ -126,7 +126,7 @@ pub struct CopyStep<'a> {
 
 /// Copies this run's snapshots to each destination (an executor each, with
 /// its own pacing), then purges the copies there; destinations concurrently.
-pub async fn copy_and_purge(
+pub(crate) async fn copy_and_purge(
     step: &CopyStep<'_>,
     destinations: &[(String, Executor)],
     creates: &[Create],

@@ -15,7 +15,7 @@ use tokio::process::Command;
 
 /// What a hook is told about the instance, in its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookEnv {
+pub(crate) struct HookEnv {
     pub instance_id: String,
     pub instance_name: Option<String>,
     pub region: String,
@@ -38,7 +38,7 @@ impl HookEnv {
 
 /// Runs `command` through `sh -c`; `Err` says why it failed: its exit
 /// status and last line of stderr, a timeout, or that it could not start.
-pub async fn run(
+pub(crate) async fn run(
     command: &str,
     which: &'static str,
     env: &HookEnv,

@@ -7,15 +7,15 @@
 //! again; snapshot, purge, wait, copy and hooks make the calls; report
 //! assembles what happened and render prints it.
 
-pub mod control;
-pub mod copy;
-pub mod hooks;
-pub mod purge;
-pub mod render;
-pub mod report;
-pub mod retry;
-pub mod snapshot;
-pub mod wait;
+pub(crate) mod control;
+pub(crate) mod copy;
+pub(crate) mod hooks;
+pub(crate) mod purge;
+pub(crate) mod render;
+pub(crate) mod report;
+pub(crate) mod retry;
+pub(crate) mod snapshot;
+pub(crate) mod wait;
 
 use anyhow::Result;
 use aws_config::SdkConfig;

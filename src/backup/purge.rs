@@ -12,7 +12,7 @@ use crate::backup::retry::{classify_failure, no_retries, CallFailure};
 use crate::plan::Delete;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeleteOutcome {
+pub(crate) enum DeleteOutcome {
     Deleted,
     /// EC2 says the snapshot no longer exists: the goal is met, it counts as
     /// deleted.
@@ -45,7 +45,7 @@ pub enum DeleteOutcome {
 /// delete waiting at its gate seldom holds up one that could go. At most
 /// `MAX_IN_FLIGHT` deletes are sent at a time, and only `QUEUED` exist at
 /// once, however many the purge has.
-pub async fn delete_all(
+pub(crate) async fn delete_all(
     exec: &Executor,
     deletes: &[Delete],
     job: &str,
@@ -80,7 +80,7 @@ pub async fn delete_all(
 /// The order to start the deletes in: those of volumes without a create in
 /// this run (`create_rank` None) first, then by their volume's create rank;
 /// plan order within each.
-pub fn delete_order(deletes: &[Delete], create_rank: impl Fn(&str) -> Option<usize>) -> Vec<usize> {
+pub(crate) fn delete_order(deletes: &[Delete], create_rank: impl Fn(&str) -> Option<usize>) -> Vec<usize> {
     let mut order: Vec<usize> = (0..deletes.len()).collect();
     order.sort_by_key(|&i| create_rank(&deletes[i].snapshot.volume_id).map_or(0, |r| r + 1));
     order

@@ -11,7 +11,7 @@ use crate::values::format_age;
 
 impl Report {
     #[cfg(test)]
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let mut out = Vec::new();
         self.write_json(&mut out)
             .expect("a report always serializes");
@@ -27,7 +27,7 @@ impl Report {
 
     #[cfg(test)]
     /// The text for people, as a String, for tests.
-    pub fn to_text(&self, now: DateTime<Utc>) -> String {
+    pub(crate) fn to_text(&self, now: DateTime<Utc>) -> String {
         let mut out = Vec::new();
         self.write_text(now, &mut out)
             .expect("writing to memory cannot fail");
@@ -197,7 +197,7 @@ impl Report {
     }
 
     /// One line: what was (or would be) done.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let (create, delete, keep) = if self.dry_run {
             ("would create", "delete", "keep")
         } else {

@@ -43,75 +43,75 @@ pub enum RegionRun {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub dry_run: bool,
-    pub command: &'static str,
-    pub job: String,
-    pub run_id: String,
+    pub(crate) dry_run: bool,
+    pub(crate) command: &'static str,
+    pub(crate) job: String,
+    pub(crate) run_id: String,
     /// "retention 7d, keep-min 1", for the text header.
     #[serde(skip)]
-    pub policy: String,
-    pub regions: Vec<String>,
+    pub(crate) policy: String,
+    pub(crate) regions: Vec<String>,
     /// The accounts of the roles assumed (`--assume-role`); absent without.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub accounts: Vec<String>,
-    pub created: Vec<CreatedEntry>,
+    pub(crate) accounts: Vec<String>,
+    pub(crate) created: Vec<CreatedEntry>,
     /// `--copy-to`: the disaster-recovery copies made (or, dry run, planned).
-    pub copied: Vec<CopiedEntry>,
-    pub deleted: Vec<DeletedEntry>,
-    pub kept: Vec<KeptEntry>,
+    pub(crate) copied: Vec<CopiedEntry>,
+    pub(crate) deleted: Vec<DeletedEntry>,
+    pub(crate) kept: Vec<KeptEntry>,
     pub failed: Vec<FailedEntry>,
-    pub skipped_instances: Vec<SkippedEntry>,
-    pub skipped_volumes: Vec<SkippedVolumeEntry>,
+    pub(crate) skipped_instances: Vec<SkippedEntry>,
+    pub(crate) skipped_volumes: Vec<SkippedVolumeEntry>,
     /// Regions whose discovery succeeded, so something was attempted.
     #[serde(skip)]
-    pub regions_attempted: usize,
+    pub(crate) regions_attempted: usize,
     /// The units of work (account and region), each a section of the text.
     #[serde(skip)]
-    pub units: Vec<Unit>,
+    pub(crate) units: Vec<Unit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CreatedEntry {
     /// `None` in a dry run.
-    pub snapshot_id: Option<String>,
-    pub volume_id: String,
-    pub instance_id: String,
-    pub instance_name: Option<String>,
-    pub device: String,
+    pub(crate) snapshot_id: Option<String>,
+    pub(crate) volume_id: String,
+    pub(crate) instance_id: String,
+    pub(crate) instance_name: Option<String>,
+    pub(crate) device: String,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub region: String,
+    pub(crate) account: Option<String>,
+    pub(crate) region: String,
     /// `"allowed"` in a dry run, absent otherwise.
-    pub permission: Option<&'static str>,
+    pub(crate) permission: Option<&'static str>,
     /// `--copy-tags`: the keys of the source's tags left off the snapshot,
     /// which EC2's tag limits had no room for; absent when all fit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags_dropped: Vec<String>,
+    pub(crate) tags_dropped: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CopiedEntry {
     /// The copy; `None` in a dry run.
-    pub snapshot_id: Option<String>,
+    pub(crate) snapshot_id: Option<String>,
     /// The snapshot copied; `None` in a dry run (not made yet).
-    pub source_snapshot_id: Option<String>,
-    pub source_region: String,
-    pub volume_id: String,
-    pub instance_id: String,
-    pub device: String,
+    pub(crate) source_snapshot_id: Option<String>,
+    pub(crate) source_region: String,
+    pub(crate) volume_id: String,
+    pub(crate) instance_id: String,
+    pub(crate) device: String,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub(crate) account: Option<String>,
     /// The destination region.
-    pub region: String,
+    pub(crate) region: String,
     /// `"planned"` in a dry run (no call: the snapshot does not exist yet),
     /// absent otherwise.
-    pub permission: Option<&'static str>,
+    pub(crate) permission: Option<&'static str>,
     /// `--copy-tags`: the keys of the source's tags left off the copy,
     /// which EC2's tag limits had no room for; absent when all fit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags_dropped: Vec<String>,
+    pub(crate) tags_dropped: Vec<String>,
 }
 
 /// One per snapshot deleted, like `KeptEntry` one per snapshot kept: the
@@ -119,89 +119,89 @@ pub struct CopiedEntry {
 /// entries of a unit, so 30,000 entries cost no new allocation each.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeletedEntry {
-    pub snapshot_id: CompactString,
-    pub volume_id: Arc<str>,
-    pub instance_id: Option<Arc<str>>,
-    pub device: Option<Arc<str>>,
+    pub(crate) snapshot_id: CompactString,
+    pub(crate) volume_id: Arc<str>,
+    pub(crate) instance_id: Option<Arc<str>>,
+    pub(crate) device: Option<Arc<str>>,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<Arc<str>>,
-    pub region: Arc<str>,
-    pub start_time: DateTime<Utc>,
+    pub(crate) account: Option<Arc<str>>,
+    pub(crate) region: Arc<str>,
+    pub(crate) start_time: DateTime<Utc>,
     /// `"allowed"` in a dry run, absent otherwise.
-    pub permission: Option<&'static str>,
+    pub(crate) permission: Option<&'static str>,
     /// EC2 said it was already gone (deleted by someone else meanwhile).
-    pub already_gone: bool,
+    pub(crate) already_gone: bool,
     /// Why it was deleted: past retention, in error, or a duplicate.
     #[serde(serialize_with = "as_text")]
-    pub reason: DeleteReason,
+    pub(crate) reason: DeleteReason,
     /// `expired`, `error` or `duplicate`.
-    pub reason_code: &'static str,
+    pub(crate) reason_code: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeptEntry {
-    pub snapshot_id: CompactString,
-    pub volume_id: Arc<str>,
-    pub instance_id: Option<Arc<str>>,
-    pub device: Option<Arc<str>>,
+    pub(crate) snapshot_id: CompactString,
+    pub(crate) volume_id: Arc<str>,
+    pub(crate) instance_id: Option<Arc<str>>,
+    pub(crate) device: Option<Arc<str>>,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<Arc<str>>,
-    pub region: Arc<str>,
-    pub start_time: DateTime<Utc>,
+    pub(crate) account: Option<Arc<str>>,
+    pub(crate) region: Arc<str>,
+    pub(crate) start_time: DateTime<Utc>,
     #[serde(serialize_with = "as_text")]
-    pub state: SnapshotState,
+    pub(crate) state: SnapshotState,
     /// Rendered when written, not held as text for every kept snapshot.
     #[serde(serialize_with = "as_text")]
-    pub reason: KeepReason,
-    pub reason_code: &'static str,
+    pub(crate) reason: KeepReason,
+    pub(crate) reason_code: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailedEntry {
     /// What failed: `discover`, `create`, `wait`, `delete`, `purge`,
     /// `copy`, `pre-hook`, `post-hook`, `assume-role` or `list-regions`.
-    pub action: &'static str,
-    pub snapshot_id: Option<String>,
-    pub volume_id: Option<String>,
-    pub instance_id: Option<String>,
+    pub(crate) action: &'static str,
+    pub(crate) snapshot_id: Option<String>,
+    pub(crate) volume_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub region: String,
-    pub reason: String,
+    pub(crate) account: Option<String>,
+    pub(crate) region: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SkippedVolumeEntry {
-    pub volume_id: String,
-    pub instance_id: String,
-    pub instance_name: Option<String>,
-    pub device: String,
+    pub(crate) volume_id: String,
+    pub(crate) instance_id: String,
+    pub(crate) instance_name: Option<String>,
+    pub(crate) device: String,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub region: String,
-    pub reason: String,
-    pub reason_code: &'static str,
+    pub(crate) account: Option<String>,
+    pub(crate) region: String,
+    pub(crate) reason: String,
+    pub(crate) reason_code: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SkippedEntry {
-    pub instance_id: String,
-    pub instance_name: Option<String>,
+    pub(crate) instance_id: String,
+    pub(crate) instance_name: Option<String>,
     /// The account (`--assume-role`); absent without roles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub region: String,
-    pub reason: String,
+    pub(crate) account: Option<String>,
+    pub(crate) region: String,
+    pub(crate) reason: String,
 }
 
 impl Report {
     /// A report with a section per region, no accounts (tests build these).
     #[cfg(test)]
-    pub fn new(config: &Config, run_id: String, regions: Vec<String>) -> Report {
+    pub(crate) fn new(config: &Config, run_id: String, regions: Vec<String>) -> Report {
         let units = regions
             .into_iter()
             .map(|region| Unit {
@@ -214,7 +214,7 @@ impl Report {
 
     /// A report with a section per unit of work; the top-level `regions`
     /// and `accounts` are those of the units, in order.
-    pub fn for_units(config: &Config, run_id: String, units: Vec<Unit>) -> Report {
+    pub(crate) fn for_units(config: &Config, run_id: String, units: Vec<Unit>) -> Report {
         let mut regions: Vec<String> = Vec::new();
         let mut accounts: Vec<String> = Vec::new();
         for unit in &units {
@@ -247,7 +247,7 @@ impl Report {
 
     /// Folds one unit's plan and outcomes into the report; every entry
     /// carries the unit's account (and its region, or a copy's).
-    pub fn add_unit(&mut self, unit: &Unit, run: RegionRun) {
+    pub(crate) fn add_unit(&mut self, unit: &Unit, run: RegionRun) {
         // The copy regions get a section of the text too.
         if let RegionRun::Executed { copies, .. } = &run {
             for copy in copies {
@@ -265,7 +265,7 @@ impl Report {
 
     /// A unit that could not start (its role not assumed, its account's
     /// regions not listed): a failure of that unit alone, nothing attempted.
-    pub fn add_blocked(&mut self, unit: &Unit, blocked: Blocked) {
+    pub(crate) fn add_blocked(&mut self, unit: &Unit, blocked: Blocked) {
         self.failed.push(FailedEntry {
             action: blocked.action,
             snapshot_id: None,
@@ -280,7 +280,7 @@ impl Report {
     /// Folds one region's plan and outcomes into the report, without an
     /// account (tests).
     #[cfg(test)]
-    pub fn add_region(&mut self, region: &str, run: RegionRun) {
+    pub(crate) fn add_region(&mut self, region: &str, run: RegionRun) {
         let unit = Unit {
             account: None,
             region: region.to_owned(),

@@ -17,7 +17,7 @@ use crate::inventory::TAG_RUN_ID;
 /// What a failed call that changes the account (a create, copy or delete)
 /// means for its next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallFailure {
+pub(crate) enum CallFailure {
     /// EC2 refused it before doing anything (throttled): try again later.
     Throttled,
     /// The volume has too many snapshots in progress: wait longer, retry.
@@ -34,7 +34,7 @@ pub enum CallFailure {
 }
 
 /// Classifies a failed call from EC2's error code and the HTTP status.
-pub fn classify_failure(code: Option<&str>, status: Option<u16>) -> CallFailure {
+pub(crate) fn classify_failure(code: Option<&str>, status: Option<u16>) -> CallFailure {
     match code {
         Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => {
             CallFailure::Throttled

@@ -21,7 +21,7 @@ use crate::plan::{Create, SnapshotSet};
 use crate::values::HookFailure;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreateOutcome {
+pub(crate) enum CreateOutcome {
     Created {
         snapshot_id: String,
     },
@@ -41,14 +41,14 @@ pub enum CreateOutcome {
 impl CreateOutcome {
     /// Whether the volume has a new backup (or, in a dry run, may get one):
     /// only then may its old snapshots go (safety rule 3).
-    pub fn is_good_backup(&self) -> bool {
+    pub(crate) fn is_good_backup(&self) -> bool {
         matches!(self, CreateOutcome::Created { .. } | CreateOutcome::Allowed)
     }
 }
 
 /// A hook that failed for an instance: a failure of the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookFailed {
+pub(crate) struct HookFailed {
     pub instance_id: String,
     /// `pre-hook` or `post-hook`.
     pub which: &'static str,
@@ -57,7 +57,7 @@ pub struct HookFailed {
 
 /// The hooks of a run and the region they are told about.
 #[derive(Debug, Clone, Copy)]
-pub struct RunHooks<'a> {
+pub(crate) struct RunHooks<'a> {
     pub hooks: &'a Hooks,
     pub region: &'a str,
 }
@@ -72,7 +72,7 @@ pub struct RunHooks<'a> {
 /// is known, its `gates` are settled, so its deletes start without waiting
 /// for the others. Outcomes come back in the order of `creates`, with the
 /// hooks' failures.
-pub async fn create_all(
+pub(crate) async fn create_all(
     exec: &Executor,
     creates: &[Create],
     sets: &[SnapshotSet],

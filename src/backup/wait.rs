@@ -18,7 +18,7 @@ use crate::backup::snapshot::CreateOutcome;
 use crate::inventory::SnapshotState;
 
 /// How often to ask EC2 how the snapshots are doing.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(15);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// How often to say so on stderr when no progress bar is shown.
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// A filter takes at most this many values.
@@ -26,11 +26,11 @@ const IDS_PER_CALL: usize = 200;
 /// A new snapshot EC2 has not shown for this long is gone (deleted
 /// meanwhile), not lagging: twice the settle window ebsnap allows EC2's
 /// describes elsewhere (control.rs `RetryTiming::settle`).
-pub const GONE_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const GONE_AFTER: Duration = Duration::from_secs(60);
 
 /// How one snapshot's wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WaitOutcome {
+pub(crate) enum WaitOutcome {
     Completed,
     /// It will never complete: ended in `error`, or vanished.
     Failed {
@@ -44,7 +44,7 @@ pub enum WaitOutcome {
 
 /// Marks each created snapshot whose wait did not end in `completed` as
 /// unfinished, with the reason.
-pub fn apply(creates: &mut [CreateOutcome], outcomes: &BTreeMap<String, WaitOutcome>) {
+pub(crate) fn apply(creates: &mut [CreateOutcome], outcomes: &BTreeMap<String, WaitOutcome>) {
     for create in creates.iter_mut() {
         let CreateOutcome::Created { snapshot_id } = create else {
             continue;
@@ -65,7 +65,7 @@ pub fn apply(creates: &mut [CreateOutcome], outcomes: &BTreeMap<String, WaitOutc
 
 /// With `--wait`: waits for the snapshots this run created in one region,
 /// with a progress bar on a terminal, and marks those that did not complete.
-pub async fn wait_for_created(
+pub(crate) async fn wait_for_created(
     exec: &Executor,
     creates: &mut [CreateOutcome],
     timeout: Duration,
@@ -107,7 +107,7 @@ pub async fn wait_for_created(
 }
 
 /// The snapshots still worth waiting for, given the latest states.
-pub fn still_pending(states: &BTreeMap<String, (SnapshotState, Option<String>)>) -> usize {
+pub(crate) fn still_pending(states: &BTreeMap<String, (SnapshotState, Option<String>)>) -> usize {
     states
         .values()
         .filter(|(state, _)| matches!(state, SnapshotState::Pending))
@@ -116,7 +116,7 @@ pub fn still_pending(states: &BTreeMap<String, (SnapshotState, Option<String>)>)
 
 /// How long and how often `wait_for` asks.
 #[derive(Debug, Clone, Copy)]
-pub struct Polling {
+pub(crate) struct Polling {
     /// The whole wait, at most.
     pub timeout: Duration,
     /// Between two polls.
@@ -128,7 +128,7 @@ pub struct Polling {
 /// Waits for `snapshot_ids` until all are completed or failed, or the
 /// timeout passes. `progress` counts finished snapshots (hidden when nobody
 /// watches; then a line a minute on stderr, unless `quiet`).
-pub async fn wait_for(
+pub(crate) async fn wait_for(
     client: &Client,
     snapshot_ids: &[String],
     polling: Polling,

@@ -9,15 +9,15 @@ use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::config::RestoreRequest;
-pub use crate::inventory::SourceSnapshot;
+pub(crate) use crate::inventory::SourceSnapshot;
 use crate::inventory::{SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_RUN_ID};
 
 /// Set on every restored volume: the snapshot it was made from.
-pub const TAG_RESTORED_FROM: &str = "ebsnap:restored-from";
+pub(crate) const TAG_RESTORED_FROM: &str = "ebsnap:restored-from";
 
 /// The volume a snapshot was taken of, while it still exists.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SourceVolume {
+pub(crate) struct SourceVolume {
     pub id: String,
     pub availability_zone: String,
     pub volume_type: Option<String>,
@@ -29,7 +29,7 @@ pub struct SourceVolume {
 /// An instance restore reads: the source (for its root device) or the
 /// target of `--attach-to`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InstanceInfo {
+pub(crate) struct InstanceInfo {
     pub id: String,
     pub state: String,
     pub availability_zone: Option<String>,
@@ -40,7 +40,7 @@ pub struct InstanceInfo {
 
 /// One volume to create, and where to attach it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VolumeSpec {
+pub(crate) struct VolumeSpec {
     pub snapshot_id: String,
     pub source_volume_id: String,
     pub availability_zone: String,
@@ -66,7 +66,7 @@ pub struct VolumeSpec {
 
 /// A snapshot of the chosen set that restore leaves out, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Skipped {
+pub(crate) struct Skipped {
     pub snapshot_id: String,
     pub device: Option<String>,
     pub reason: String,
@@ -79,7 +79,7 @@ pub struct Skipped {
 /// `ebsnap:run-id`) whose snapshots are all completed and all started at or
 /// before `at`. One consistent set, never a mix of runs. Within the run, one
 /// snapshot per source volume (the newest), sorted by device.
-pub fn choose_run(
+pub(crate) fn choose_run(
     snapshots: &[SourceSnapshot],
     job: &str,
     instance: &str,
@@ -169,7 +169,7 @@ pub fn choose_run(
 
 /// A snapshot given with `--snapshot` can be restored only once complete,
 /// and only from the standard tier.
-pub fn check_restorable(snapshot: &SourceSnapshot) -> Result<(), String> {
+pub(crate) fn check_restorable(snapshot: &SourceSnapshot) -> Result<(), String> {
     if snapshot.archived && snapshot.state == SnapshotState::Completed {
         return Err(format!(
             "snapshot {id} is in the archive tier: bring it back first with \
@@ -197,7 +197,7 @@ pub fn check_restorable(snapshot: &SourceSnapshot) -> Result<(), String> {
 
 /// Whether a zone belongs to a region: `us-east-1a` and local zones such as
 /// `us-west-2-lax-1a` do, `us-east-2a` and `eu-west-1a` do not of `us-east-1`.
-pub fn zone_in_region(zone: &str, region: &str) -> bool {
+pub(crate) fn zone_in_region(zone: &str, region: &str) -> bool {
     zone.strip_prefix(region)
         .and_then(|rest| rest.chars().next())
         .is_some_and(|c| c.is_ascii_lowercase() || c == '-')
@@ -211,7 +211,7 @@ fn has_provisioned_iops(volume_type: &str) -> bool {
 /// The new volume's parameters: the flags, else the source volume's (type,
 /// IOPS, throughput, encryption), else the snapshot's (size). `target` is
 /// the `--attach-to` instance, whose zone the volume must be in.
-pub fn volume_spec(
+pub(crate) fn volume_spec(
     snapshot: &SourceSnapshot,
     source: Option<&SourceVolume>,
     args: &RestoreRequest,
@@ -303,7 +303,7 @@ pub fn volume_spec(
 
 /// Whether two device names are the same slot: EC2 and the kernel call
 /// `/dev/sdf` also `/dev/xvdf`.
-pub fn same_device(a: &str, b: &str) -> bool {
+pub(crate) fn same_device(a: &str, b: &str) -> bool {
     fn slot(device: &str) -> &str {
         let name = device.strip_prefix("/dev/").unwrap_or(device);
         name.strip_prefix("xvd")
@@ -316,7 +316,7 @@ pub fn same_device(a: &str, b: &str) -> bool {
 /// The device each snapshot goes to on the `--attach-to` instance: `--device`
 /// for a single snapshot, else where it was taken (`ebsnap:device`).
 /// `single`: whether the user may pass `--device` (with `--snapshot`).
-pub fn attach_devices(
+pub(crate) fn attach_devices(
     snapshots: &[SourceSnapshot],
     device_flag: Option<&str>,
     single: bool,
@@ -345,7 +345,7 @@ pub fn attach_devices(
 /// file system (same label, same UUID) on another instance can be booted
 /// by mistake. The root device is the source instance's, when it still
 /// exists, else the target's.
-pub fn split_off_root(
+pub(crate) fn split_off_root(
     snapshots: Vec<SourceSnapshot>,
     root_device: Option<&str>,
 ) -> (Vec<SourceSnapshot>, Vec<Skipped>) {
@@ -373,7 +373,7 @@ pub fn split_off_root(
 /// Refuses an attach plan that would use a device already taken on the
 /// target, or the same device twice. `via_device_flag`: whether the user can
 /// pick another device with `--device`.
-pub fn check_devices_free(
+pub(crate) fn check_devices_free(
     target: &InstanceInfo,
     wanted: &[(String, String)],
     via_device_flag: bool,

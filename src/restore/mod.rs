@@ -14,8 +14,8 @@ mod decide;
 mod ec2;
 mod report;
 
-pub use decide::*;
-pub use report::{FailedRestore, RestoreReport, Restored};
+pub(crate) use decide::*;
+pub(crate) use report::{FailedRestore, RestoreReport};
 
 use anyhow::{anyhow, bail, Result};
 use aws_sdk_ec2::Client;
@@ -51,7 +51,7 @@ pub async fn run(config: &Config, args: &RestoreRequest) -> Result<RestoreReport
 }
 
 /// `run` with its client and clock given (tests use a mocked client).
-pub async fn restore(
+pub(crate) async fn restore(
     client: &Client,
     region: &str,
     job: &str,

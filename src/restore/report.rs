@@ -12,45 +12,45 @@ use crate::restore::decide::{Skipped, VolumeSpec};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Restored {
     /// `None` in a dry run.
-    pub volume_id: Option<String>,
-    pub snapshot_id: String,
-    pub source_volume_id: String,
-    pub availability_zone: String,
+    pub(crate) volume_id: Option<String>,
+    pub(crate) snapshot_id: String,
+    pub(crate) source_volume_id: String,
+    pub(crate) availability_zone: String,
     /// `None`: EC2's default.
-    pub volume_type: Option<String>,
-    pub size: i32,
-    pub iops: Option<i32>,
-    pub throughput: Option<i32>,
+    pub(crate) volume_type: Option<String>,
+    pub(crate) size: i32,
+    pub(crate) iops: Option<i32>,
+    pub(crate) throughput: Option<i32>,
     /// The instance it is attached (or would be) to.
-    pub attached_to: Option<String>,
+    pub(crate) attached_to: Option<String>,
     /// The device it is attached at, else the one it was snapshotted from.
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     /// Dry run: `allowed` when EC2 confirmed the credentials may create it.
-    pub permission: Option<String>,
+    pub(crate) permission: Option<String>,
     /// The keys of the snapshot's tags left off the volume (EC2's tag
     /// limits); absent when all fit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags_dropped: Vec<String>,
+    pub(crate) tags_dropped: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailedRestore {
-    pub snapshot_id: String,
+    pub(crate) snapshot_id: String,
     /// The volume, when one was made before the failure.
-    pub volume_id: Option<String>,
-    pub reason: String,
+    pub(crate) volume_id: Option<String>,
+    pub(crate) reason: String,
 }
 
 /// What a restore did, for people (`to_text`) and programs (`to_json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RestoreReport {
-    pub dry_run: bool,
-    pub region: String,
+    pub(crate) dry_run: bool,
+    pub(crate) region: String,
     /// The run restored, with `--instance`.
-    pub run_id: Option<String>,
-    pub restored: Vec<Restored>,
+    pub(crate) run_id: Option<String>,
+    pub(crate) restored: Vec<Restored>,
     pub failed: Vec<FailedRestore>,
-    pub skipped: Vec<Skipped>,
+    pub(crate) skipped: Vec<Skipped>,
 }
 
 impl RestoreReport {
