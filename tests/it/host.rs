@@ -6,14 +6,12 @@
 //! Run with `bash tests/run-all.sh`, or, once moto and faketime are
 //! installed, `. tests/install-deps.sh && cargo test --test host`.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Ages (hours) of seeded snapshots: well past the default 7-day retention, and
 /// well within both it and `check --max-age 1d`. Wide margins: no test depends

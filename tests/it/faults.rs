@@ -7,20 +7,17 @@
 //! Run with `bash tests/run-all.sh`, or, once moto and faketime are installed,
 //! `. tests/install-deps.sh && cargo test --test faults`.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::support::ages::*;
+use crate::support::*;
 use serde_json::Value;
-use support::ages::*;
-use support::*;
 
 /// Safety net for waits on the proxy: never reached when ebsnap behaves.
 const WAIT: Duration = Duration::from_secs(90);
 
 /// ebsnap under what real EC2 does and moto does not, through the EC2 twin.
-#[path = "faults/real_ec2.rs"]
 mod real_ec2;
 
 #[derive(Clone, Debug)]
@@ -1504,8 +1501,8 @@ mod twin_probes {
         LockState, ResourceType, SnapshotState, StorageTier, Tag, VolumeType,
     };
 
-    use super::support::twin::*;
-    use super::support::*;
+    use crate::support::twin::*;
+    use crate::support::*;
 
     /// The error code of a failed call, with the error for the message.
     fn code<E: ProvideErrorMetadata + std::fmt::Debug>(

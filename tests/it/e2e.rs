@@ -5,14 +5,12 @@
 //! Run with `bash tests/run-all.sh` (installs moto and faketime), or, once they
 //! are installed, `. tests/install-deps.sh && cargo test --test e2e`.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::support::ages::*;
+use crate::support::*;
 use serde_json::Value;
-use support::ages::*;
-use support::*;
 
 #[derive(Clone, Debug)]
 struct Seeded {

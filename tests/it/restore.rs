@@ -6,14 +6,12 @@
 //! Run with `bash tests/run-all.sh`, or, once moto and faketime are
 //! installed, `. tests/install-deps.sh && cargo test --test restore`.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::*;
 use aws_sdk_ec2::types::{ResourceType, Volume, VolumeType};
 use chrono::{SecondsFormat, TimeDelta, Utc};
 use serde_json::Value;
-use support::*;
 
 /// Another zone of the region, so a test can tell "the source's zone" from
 /// the harness's default zone.
