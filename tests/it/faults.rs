@@ -1487,7 +1487,7 @@ fn create_snapshots_lost_answers_and_throttled_tags_still_converge() {
 }
 
 // ---------------------------------------------------------------------------
-// The EC2 twin (tests/support/twin.rs), probed directly with an SDK client
+// The EC2 twin (tests/it/support/twin.rs), probed directly with an SDK client
 // pointed at the proxy: each behaviour does what EC2 does.
 
 // The probes' closures return the SDK's own results, whose error is large.

@@ -514,7 +514,7 @@ fn log_format_json_writes_one_object_per_stderr_line() {
 // moto 5.2.5 judges EC2 calls by action alone (see
 // `harness_moto_judges_ec2_calls_by_action_alone`): it matches every call
 // against the resource "*" and evaluates no Condition. So these tests run
-// ebsnap through the EC2 twin's IAM (tests/support/iam.rs,
+// ebsnap through the EC2 twin's IAM (tests/it/support/iam.rs,
 // `FaultPlan::iam_policy`), which judges each call once per resource it
 // touches, with that resource's ARN and condition keys (`aws:RequestTag/*`,
 // `aws:TagKeys`, `ec2:ResourceTag/*` read from the emulator, and
