@@ -15,7 +15,9 @@ use aws_sdk_ec2::primitives::DateTimeFormat;
 use aws_sdk_ec2::types::{Filter, InstanceType, Placement, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
-use super::{SnapInfo, SnapshotState, TempDir, WorldState, AMI, AZ, HOW_TO_RUN, REGION};
+use super::{
+    SnapInfo, SnapshotState, TempDir, WorldState, ACCOUNT_ID, AMI, AZ, HOW_TO_RUN, REGION,
+};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -398,8 +400,32 @@ impl Emulator {
 
     /// Launches one instance of the built-in AMI with the given tags, returns its id.
     pub fn launch_instance(&self, tags: &[(&str, &str)]) -> String {
-        let mut req = self
-            .client
+        let instance = self.run_instance(&self.client, tags, ACCOUNT_ID);
+        instance.instance_id().expect("instance id").to_string()
+    }
+
+    /// Launches an instance as `launch_instance` does, in another `account`
+    /// (`client_in_account`); returns its id and its root volume's.
+    pub fn launch_instance_in(&self, account: &str, tags: &[(&str, &str)]) -> (String, String) {
+        let client = self.client_in_account(account);
+        let instance = self.run_instance(&client, tags, account);
+        let root = instance.block_device_mappings()[0]
+            .ebs()
+            .and_then(|e| e.volume_id())
+            .expect("root volume");
+        (
+            instance.instance_id().expect("instance id").to_string(),
+            root.to_string(),
+        )
+    }
+
+    fn run_instance(
+        &self,
+        client: &Client,
+        tags: &[(&str, &str)],
+        account: &str,
+    ) -> aws_sdk_ec2::types::Instance {
+        let mut req = client
             .run_instances()
             .image_id(AMI)
             .instance_type(InstanceType::T3Micro)
@@ -409,11 +435,10 @@ impl Emulator {
         if !tags.is_empty() {
             req = req.tag_specifications(tag_spec(ResourceType::Instance, tags));
         }
-        let out = self.block_on(req.send()).expect("RunInstances");
-        out.instances()[0]
-            .instance_id()
-            .expect("instance id")
-            .to_string()
+        let out = self
+            .block_on(req.send())
+            .unwrap_or_else(|e| panic!("RunInstances in {account}: {e:?}"));
+        out.instances()[0].clone()
     }
 
     pub fn describe_instance(&self, instance_id: &str) -> aws_sdk_ec2::types::Instance {

@@ -17,6 +17,7 @@ mod cron;
 mod emulator;
 mod fleet;
 mod proxy;
+mod report;
 mod sigv4;
 mod state;
 mod tempdir;
@@ -32,6 +33,7 @@ pub use cron::*;
 pub use emulator::*;
 pub use fleet::*;
 pub use proxy::*;
+pub use report::*;
 pub use state::*;
 pub use tempdir::*;
 
