@@ -10,7 +10,8 @@ echo "faketime:    $EBSNAP_FAKETIME_LIB" >&2
 # The end-to-end tests spend their time waiting (on the emulator, on
 # ebsnap's retries, on the EC2 twin's consistency window and limits), not on
 # the CPU: four at a time even on two cores. RUST_TEST_THREADS overrides.
-# --no-fail-fast: one failing test binary does not hide the others' results.
+# --no-fail-fast: one failing test binary (the unit tests, tests/it) does not
+# hide the others' results.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 # The layout first: no circle between modules, no import upward (seconds).
 python3 tests/layout.py

@@ -5,180 +5,20 @@
 //! state, compared with the state a clean run leaves.
 //!
 //! Run with `bash tests/run-all.sh`, or, once moto and faketime are installed,
-//! `. tests/install-deps.sh && cargo test --test faults`.
-
-mod support;
+//! `. tests/install-deps.sh && cargo test --test it faults::`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::support::ages::*;
+use crate::support::*;
 use serde_json::Value;
-use support::ages::*;
-use support::*;
 
 /// Safety net for waits on the proxy: never reached when ebsnap behaves.
 const WAIT: Duration = Duration::from_secs(90);
 
 /// ebsnap under what real EC2 does and moto does not, through the EC2 twin.
-#[path = "faults/real_ec2.rs"]
 mod real_ec2;
-
-#[derive(Clone, Debug)]
-struct Seeded {
-    id: String,
-    hours_ago: u32,
-    job: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-struct Selected {
-    instance_id: String,
-    device: String,
-    volume_id: String,
-}
-
-/// The fleet of tests/e2e.rs, trimmed:
-///
-/// | instance | state | Scheduled-Snapshots | volumes |
-/// |---|---|---|---|
-/// | web | running | true  | /dev/sda1, /dev/sdf, /dev/sdg |
-/// | db  | stopped | Yes   | /dev/sda1, /dev/sdf |
-/// | off | running | false | /dev/sda1, /dev/sdf |
-///
-/// plus a deleted volume whose job snapshots remain, another job's snapshots
-/// and unmarked ones. The default job has 8 expired snapshots of 16.
-struct Fleet {
-    web: String,
-    db: String,
-    web_root: String,
-    web_sdf: String,
-    web_sdg: String,
-    db_root: String,
-    db_sdf: String,
-    seeded: Vec<Seeded>,
-}
-
-impl Fleet {
-    fn seed(emu: &Emulator) -> Fleet {
-        let web = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "web")]);
-        let db = emu.launch_instance(&[("Scheduled-Snapshots", "Yes")]);
-        let off = emu.launch_instance(&[("Scheduled-Snapshots", "false"), ("Name", "off")]);
-        let web_root = emu.root_volume(&web).1;
-        let web_sdf = emu.attach_new_volume(&web, "/dev/sdf");
-        let web_sdg = emu.attach_new_volume(&web, "/dev/sdg");
-        let db_root = emu.root_volume(&db).1;
-        let db_sdf = emu.attach_new_volume(&db, "/dev/sdf");
-        let off_sdf = emu.attach_new_volume(&off, "/dev/sdf");
-        let orphan = emu.create_volume(4);
-        let mut fleet = Fleet {
-            web: web.clone(),
-            db: db.clone(),
-            web_root: web_root.clone(),
-            web_sdf: web_sdf.clone(),
-            web_sdg,
-            db_root: db_root.clone(),
-            db_sdf: db_sdf.clone(),
-            seeded: Vec::new(),
-        };
-        let default_job: &[(&str, &str, &str, &[u32])] = &[
-            (
-                &web,
-                &web_root,
-                "/dev/sda1",
-                &[H_0_5D, H_2_5D, H_6_5D, H_7_5D, H_9_5D],
-            ),
-            (&web, &web_sdf, "/dev/sdf", &[H_2_5D, H_7_5D, H_9_5D]),
-            (&db, &db_root, "/dev/sda1", &[H_6_5D, H_9_5D]),
-            (&db, &db_sdf, "/dev/sdf", &[H_0_5D, H_7_5D]),
-            (&off, &off_sdf, "/dev/sdf", &[H_2_5D, H_9_5D]),
-            (&web, &orphan, "/dev/sdh", &[H_1_5D, H_9_5D]),
-        ];
-        for (instance, volume, device, ages) in default_job {
-            for h in *ages {
-                fleet.seed_job(emu, "default", instance, volume, device, *h);
-            }
-        }
-        for h in [H_0_5D, H_8_5D, H_9_5D] {
-            fleet.seed_job(emu, "weekly", &web, &web_root, "/dev/sda1", h);
-        }
-        fleet.seed_job(emu, "weekly", &web, &web_sdf, "/dev/sdf", H_2_5D);
-        fleet.seed_other(emu, &web_root, H_9_5D, &[]);
-        fleet.seed_other(emu, &web_sdf, H_9_5D, &[("Name", "manual backup")]);
-        fleet.seed_other(emu, &db_root, H_9_5D, &[("ebsnap:job", "default-archive")]);
-        emu.stop_instance(&db);
-        emu.delete_volume(&orphan);
-        fleet
-    }
-
-    fn seed_job(
-        &mut self,
-        emu: &Emulator,
-        job: &str,
-        instance_id: &str,
-        volume_id: &str,
-        device: &str,
-        hours_ago: u32,
-    ) -> String {
-        let run_id = seeded_run_id(hours_ago);
-        let id = emu.create_snapshot_aged(
-            volume_id,
-            hours_ago,
-            &job_tags(job, instance_id, device, &run_id),
-        );
-        self.seeded.push(Seeded {
-            id: id.clone(),
-            hours_ago,
-            job: Some(job.to_string()),
-        });
-        id
-    }
-
-    fn seed_other(
-        &mut self,
-        emu: &Emulator,
-        volume_id: &str,
-        hours_ago: u32,
-        tags: &[(&str, &str)],
-    ) {
-        let id = emu.create_snapshot_aged(volume_id, hours_ago, tags);
-        let job = tags
-            .iter()
-            .find(|(k, _)| *k == "ebsnap:job")
-            .map(|(_, v)| v.to_string());
-        self.seeded.push(Seeded { id, hours_ago, job });
-    }
-
-    fn job_snapshots(&self, job: &str, pred: impl Fn(&Seeded) -> bool) -> BTreeSet<String> {
-        self.seeded
-            .iter()
-            .filter(|s| s.job.as_deref() == Some(job) && pred(s))
-            .map(|s| s.id.clone())
-            .collect()
-    }
-
-    fn expired_default(&self) -> BTreeSet<String> {
-        self.job_snapshots("default", |s| s.hours_ago > RETENTION_H)
-    }
-
-    fn selected(&self) -> Vec<Selected> {
-        let sel = |instance_id: &str, device: &str, volume_id: &str| Selected {
-            instance_id: instance_id.to_string(),
-            device: device.to_string(),
-            volume_id: volume_id.to_string(),
-        };
-        vec![
-            sel(&self.web, "/dev/sda1", &self.web_root),
-            sel(&self.web, "/dev/sdf", &self.web_sdf),
-            sel(&self.web, "/dev/sdg", &self.web_sdg),
-            sel(&self.db, "/dev/sda1", &self.db_root),
-            sel(&self.db, "/dev/sdf", &self.db_sdf),
-        ]
-    }
-
-    fn selected_volume_ids(&self) -> BTreeSet<String> {
-        self.selected().into_iter().map(|s| s.volume_id).collect()
-    }
-}
 
 /// Asserts the snapshots added are exactly one per selected volume of the
 /// fleet, tagged for `job`, from at most `max_runs` run ids; returns volume -> snapshot.
@@ -266,23 +106,6 @@ fn assert_clean_run_effect(
         "instances changed\n{context}"
     );
     created
-}
-
-fn str_field<'a>(entry: &'a Value, key: &str) -> Option<&'a str> {
-    entry.get(key).and_then(Value::as_str)
-}
-
-fn entries<'a>(doc: &'a Value, key: &str, context: &dyn std::fmt::Display) -> &'a Vec<Value> {
-    doc.get(key)
-        .and_then(Value::as_array)
-        .unwrap_or_else(|| panic!("JSON report has no array `{key}`\n{context}"))
-}
-
-fn ids_of(list: &[Value], key: &str) -> BTreeSet<String> {
-    list.iter()
-        .filter_map(|e| str_field(e, key))
-        .map(str::to_string)
-        .collect()
 }
 
 /// The numbers written in `text` (runs of digits).
@@ -1490,7 +1313,7 @@ fn create_snapshots_lost_answers_and_throttled_tags_still_converge() {
 }
 
 // ---------------------------------------------------------------------------
-// The EC2 twin (tests/support/twin.rs), probed directly with an SDK client
+// The EC2 twin (tests/it/support/twin.rs), probed directly with an SDK client
 // pointed at the proxy: each behaviour does what EC2 does.
 
 // The probes' closures return the SDK's own results, whose error is large.
@@ -1504,8 +1327,8 @@ mod twin_probes {
         LockState, ResourceType, SnapshotState, StorageTier, Tag, VolumeType,
     };
 
-    use super::support::twin::*;
-    use super::support::*;
+    use crate::support::twin::*;
+    use crate::support::*;
 
     /// The error code of a failed call, with the error for the message.
     fn code<E: ProvideErrorMetadata + std::fmt::Debug>(

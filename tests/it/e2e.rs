@@ -3,37 +3,17 @@
 //! after the run, not only on what ebsnap printed.
 //!
 //! Run with `bash tests/run-all.sh` (installs moto and faketime), or, once they
-//! are installed, `. tests/install-deps.sh && cargo test --test e2e`.
-
-mod support;
+//! are installed, `. tests/install-deps.sh && cargo test --test it e2e::`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::support::ages::*;
+use crate::support::*;
 use serde_json::Value;
-use support::ages::*;
-use support::*;
 
-#[derive(Clone, Debug)]
-struct Seeded {
-    id: String,
-    volume_id: String,
-    hours_ago: u32,
-    /// Value of `ebsnap:job`, None for unmarked snapshots.
-    job: Option<String>,
-}
-
-/// A selected volume: what ebsnap must snapshot.
-#[derive(Clone, Debug)]
-struct Selected {
-    instance_id: String,
-    device: String,
-    volume_id: String,
-    /// Expected `Name` tag of its snapshots.
-    name: String,
-}
-
-/// The standard fleet.
+/// The standard fleet: the shared one (`crate::support::Fleet`: web, db, off and the
+/// orphan volume) with three more instances.
 ///
 /// | instance | state | Scheduled-Snapshots | volumes |
 /// |---|---|---|---|
@@ -44,117 +24,58 @@ struct Selected {
 /// | bare  | running    | (none, no tags at all) | /dev/sda1 |
 /// | gone  | terminated | true  | (none left) |
 ///
-/// plus an "orphan" volume, deleted, whose job snapshots remain.
+/// plus an "orphan" volume, deleted, whose job snapshots (made by gone) remain.
+/// Derefs to the shared fleet, so tests name its instances, volumes and
+/// seeded snapshots directly (`fleet.web`, `fleet.expired_default()`).
 struct Fleet {
-    web: String,
-    db: String,
-    off: String,
+    shared: crate::support::Fleet,
     plain: String,
     bare: String,
     gone: String,
-    web_root: String,
-    web_sdf: String,
-    web_sdg: String,
-    db_root: String,
-    db_sdf: String,
-    off_root: String,
-    off_sdf: String,
     plain_root: String,
     plain_sdf: String,
     bare_root: String,
-    orphan_vol: String,
-    seeded: Vec<Seeded>,
+}
+
+impl std::ops::Deref for Fleet {
+    type Target = crate::support::Fleet;
+
+    fn deref(&self) -> &crate::support::Fleet {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for Fleet {
+    fn deref_mut(&mut self) -> &mut crate::support::Fleet {
+        &mut self.shared
+    }
 }
 
 impl Fleet {
     fn seed(emu: &Emulator) -> Fleet {
-        let web = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "web")]);
-        let db = emu.launch_instance(&[("Scheduled-Snapshots", "Yes"), ("Role", "database")]);
-        let off = emu.launch_instance(&[("Scheduled-Snapshots", "false"), ("Name", "off")]);
+        let gone = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "gone")]);
+        let shared = crate::support::Fleet::seed_with(emu, &[("Role", "database")], Some(&gone));
         let plain = emu.launch_instance(&[("Name", "plain")]);
         let bare = emu.launch_instance(&[]);
-        let gone = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "gone")]);
-
-        let web_root = emu.root_volume(&web).1;
-        let web_sdf = emu.attach_new_volume(&web, "/dev/sdf");
-        let web_sdg = emu.attach_new_volume(&web, "/dev/sdg");
-        let db_root = emu.root_volume(&db).1;
-        let db_sdf = emu.attach_new_volume(&db, "/dev/sdf");
-        let off_root = emu.root_volume(&off).1;
-        let off_sdf = emu.attach_new_volume(&off, "/dev/sdf");
         let plain_root = emu.root_volume(&plain).1;
         let plain_sdf = emu.attach_new_volume(&plain, "/dev/sdf");
         let bare_root = emu.root_volume(&bare).1;
-        let orphan_vol = emu.create_volume(4);
-
         let mut fleet = Fleet {
-            web,
-            db,
-            off,
+            shared,
             plain,
             bare,
             gone,
-            web_root,
-            web_sdf,
-            web_sdg,
-            db_root,
-            db_sdf,
-            off_root,
-            off_sdf,
             plain_root,
             plain_sdf,
             bare_root,
-            orphan_vol,
-            seeded: Vec::new(),
         };
 
-        let (web, db, off, gone) = (
+        // More snapshots without our marker, older than any retention used here.
+        let (web, web_root, plain_root) = (
             fleet.web.clone(),
-            fleet.db.clone(),
-            fleet.off.clone(),
-            fleet.gone.clone(),
-        );
-        // The default job's snapshots. Every volume with expired ones also has a
-        // newer one, so keep-min 1 never protects an expired one here.
-        let (web_root, web_sdf, db_root, db_sdf, off_sdf, orphan) = (
             fleet.web_root.clone(),
-            fleet.web_sdf.clone(),
-            fleet.db_root.clone(),
-            fleet.db_sdf.clone(),
-            fleet.off_sdf.clone(),
-            fleet.orphan_vol.clone(),
+            fleet.plain_root.clone(),
         );
-        for h in [H_0_5D, H_2_5D, H_6_5D, H_7_5D, H_9_5D] {
-            fleet.seed_job(emu, "default", &web, &web_root, "/dev/sda1", h);
-        }
-        for h in [H_2_5D, H_7_5D, H_9_5D] {
-            fleet.seed_job(emu, "default", &web, &web_sdf, "/dev/sdf", h);
-        }
-        for h in [H_6_5D, H_9_5D] {
-            fleet.seed_job(emu, "default", &db, &db_root, "/dev/sda1", h);
-        }
-        for h in [H_0_5D, H_7_5D] {
-            fleet.seed_job(emu, "default", &db, &db_sdf, "/dev/sdf", h);
-        }
-        // An instance that is no longer selected: its job snapshots still age out.
-        for h in [H_2_5D, H_9_5D] {
-            fleet.seed_job(emu, "default", &off, &off_sdf, "/dev/sdf", h);
-        }
-        // A volume that no longer exists: its job snapshots still age out.
-        for h in [H_1_5D, H_9_5D] {
-            fleet.seed_job(emu, "default", &gone, &orphan, "/dev/sdh", h);
-        }
-
-        // Another job's snapshots.
-        for h in [H_0_5D, H_8_5D, H_9_5D] {
-            fleet.seed_job(emu, "weekly", &web, &web_root, "/dev/sda1", h);
-        }
-        fleet.seed_job(emu, "weekly", &web, &web_sdf, "/dev/sdf", H_2_5D);
-
-        // Snapshots without our marker, all older than any retention used here.
-        fleet.seed_other(emu, &web_root, H_9_5D, &[]);
-        fleet.seed_other(emu, &web_sdf, H_9_5D, &[("Name", "manual backup")]);
-        fleet.seed_other(emu, &db_root, H_9_5D, &[("ebsnap:job", "default-archive")]);
         fleet.seed_other(
             emu,
             &web_root,
@@ -164,107 +85,10 @@ impl Fleet {
                 ("ebsnap:device", "/dev/sda1"),
             ],
         );
-        fleet.seed_other(emu, &fleet.plain_root.clone(), H_9_5D, &[]);
+        fleet.seed_other(emu, &plain_root, H_9_5D, &[]);
 
-        // Finally change the instances' lives: db stopped, gone terminated, orphan deleted.
-        emu.stop_instance(&db);
-        emu.terminate_instance(&gone);
-        emu.delete_volume(&orphan);
+        emu.terminate_instance(&fleet.gone);
         fleet
-    }
-
-    fn seed_job(
-        &mut self,
-        emu: &Emulator,
-        job: &str,
-        instance_id: &str,
-        volume_id: &str,
-        device: &str,
-        hours_ago: u32,
-    ) -> String {
-        let run_id = seeded_run_id(hours_ago);
-        let id = emu.create_snapshot_aged(
-            volume_id,
-            hours_ago,
-            &job_tags(job, instance_id, device, &run_id),
-        );
-        self.seeded.push(Seeded {
-            id: id.clone(),
-            volume_id: volume_id.to_string(),
-            hours_ago,
-            job: Some(job.to_string()),
-        });
-        id
-    }
-
-    fn seed_other(
-        &mut self,
-        emu: &Emulator,
-        volume_id: &str,
-        hours_ago: u32,
-        tags: &[(&str, &str)],
-    ) {
-        let id = emu.create_snapshot_aged(volume_id, hours_ago, tags);
-        let job = tags
-            .iter()
-            .find(|(k, _)| *k == "ebsnap:job")
-            .map(|(_, v)| v.to_string());
-        self.seeded.push(Seeded {
-            id,
-            volume_id: volume_id.to_string(),
-            hours_ago,
-            job,
-        });
-    }
-
-    /// Snapshots of `job` matching `pred`.
-    fn job_snapshots(&self, job: &str, pred: impl Fn(&Seeded) -> bool) -> BTreeSet<String> {
-        self.seeded
-            .iter()
-            .filter(|s| s.job.as_deref() == Some(job) && pred(s))
-            .map(|s| s.id.clone())
-            .collect()
-    }
-
-    /// The default job's snapshots older than the default retention.
-    fn expired_default(&self) -> BTreeSet<String> {
-        self.job_snapshots("default", |s| s.hours_ago > RETENTION_H)
-    }
-
-    /// The default job's snapshots within the default retention.
-    fn recent_default(&self) -> BTreeSet<String> {
-        self.job_snapshots("default", |s| s.hours_ago <= RETENTION_H)
-    }
-
-    /// Every seeded snapshot that is not the default job's.
-    fn not_default_job(&self) -> BTreeSet<String> {
-        self.seeded
-            .iter()
-            .filter(|s| s.job.as_deref() != Some("default"))
-            .map(|s| s.id.clone())
-            .collect()
-    }
-
-    /// The volumes `ebsnap run` must snapshot.
-    fn selected(&self) -> Vec<Selected> {
-        let sel = |instance_id: &str, name: &str, device: &str, volume_id: &str| Selected {
-            instance_id: instance_id.to_string(),
-            device: device.to_string(),
-            volume_id: volume_id.to_string(),
-            name: format!("{name} {device}"),
-        };
-        vec![
-            sel(&self.web, "web", "/dev/sda1", &self.web_root),
-            sel(&self.web, "web", "/dev/sdf", &self.web_sdf),
-            sel(&self.web, "web", "/dev/sdg", &self.web_sdg),
-            // db has no Name tag: its id stands in.
-            sel(&self.db, &self.db, "/dev/sda1", &self.db_root),
-            sel(&self.db, &self.db, "/dev/sdf", &self.db_sdf),
-        ]
-    }
-
-    fn selected_volume_ids(&self) -> BTreeSet<String> {
-        self.selected().into_iter().map(|s| s.volume_id).collect()
     }
 
     /// Volumes that must never get a snapshot from ebsnap.
@@ -358,23 +182,6 @@ fn assert_created_one_per_selected_volume(
         "the new snapshots do not share one ebsnap:run-id: {run_ids:?}"
     );
     result
-}
-
-fn str_field<'a>(entry: &'a Value, key: &str) -> Option<&'a str> {
-    entry.get(key).and_then(Value::as_str)
-}
-
-fn entries<'a>(doc: &'a Value, key: &str, run: &EbsnapRun) -> &'a Vec<Value> {
-    doc.get(key)
-        .and_then(Value::as_array)
-        .unwrap_or_else(|| panic!("JSON report has no array `{key}`\n{run}"))
-}
-
-fn ids_of(list: &[Value], key: &str) -> BTreeSet<String> {
-    list.iter()
-        .filter_map(|e| str_field(e, key))
-        .map(str::to_string)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1930,31 +1737,11 @@ const ROLE_B: &str = "arn:aws:iam::222222222222:role/backup";
 /// One instance tagged for backup in `account`, with its root volume and a
 /// data volume at /dev/sdf; returns the instance and its volumes.
 fn seed_account(emu: &Emulator, account: &str) -> (String, BTreeSet<String>) {
-    use aws_sdk_ec2::types::{InstanceType, Placement, ResourceType};
+    let (instance_id, root) = emu.launch_instance_in(
+        account,
+        &[("Scheduled-Snapshots", "true"), ("Name", account)],
+    );
     let client = emu.client_in_account(account);
-    let launched = emu
-        .block_on(
-            client
-                .run_instances()
-                .image_id(AMI)
-                .instance_type(InstanceType::T3Micro)
-                .min_count(1)
-                .max_count(1)
-                .placement(Placement::builder().availability_zone(AZ).build())
-                .tag_specifications(tag_spec(
-                    ResourceType::Instance,
-                    &[("Scheduled-Snapshots", "true"), ("Name", account)],
-                ))
-                .send(),
-        )
-        .unwrap_or_else(|e| panic!("RunInstances in {account}: {e:?}"));
-    let instance = &launched.instances()[0];
-    let instance_id = instance.instance_id().unwrap().to_string();
-    let root = instance.block_device_mappings()[0]
-        .ebs()
-        .and_then(|e| e.volume_id())
-        .expect("root volume")
-        .to_string();
     let data = emu
         .block_on(client.create_volume().availability_zone(AZ).size(8).send())
         .expect("CreateVolume")

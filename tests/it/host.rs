@@ -4,16 +4,14 @@
 //! printed IAM policy, judged as EC2 judges it by the EC2 twin.
 //!
 //! Run with `bash tests/run-all.sh`, or, once moto and faketime are
-//! installed, `. tests/install-deps.sh && cargo test --test host`.
-
-mod support;
+//! installed, `. tests/install-deps.sh && cargo test --test it host::`.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Ages (hours) of seeded snapshots: well past the default 7-day retention, and
 /// well within both it and `check --max-age 1d`. Wide margins: no test depends
@@ -37,18 +35,6 @@ struct SmallFleet {
     expired: BTreeSet<String>,
 }
 
-/// The contract's tags of a snapshot seeded as run `run_id` made it. Each
-/// seeded run has its own id, as real runs do: two snapshots of one volume
-/// with one run id are a duplicate, which ebsnap deletes.
-fn job_tags<'a>(instance_id: &'a str, device: &'a str, run_id: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("ebsnap:job", "default"),
-        ("ebsnap:instance-id", instance_id),
-        ("ebsnap:device", device),
-        ("ebsnap:run-id", run_id),
-    ]
-}
-
 impl SmallFleet {
     fn seed(emu: &Emulator) -> SmallFleet {
         let web = emu.launch_instance(&[("Scheduled-Snapshots", "true"), ("Name", "web")]);
@@ -66,8 +52,12 @@ impl SmallFleet {
         fleet.expired = fleet.seed_expired(emu);
         for (volume, device) in fleet.volumes() {
             for hours in [H_RECENT, H_OLDER_RECENT] {
-                let run_id = format!("seeded-{hours}h");
-                emu.create_snapshot_aged(&volume, hours, &job_tags(&fleet.web, device, &run_id));
+                let run_id = seeded_run_id(hours);
+                emu.create_snapshot_aged(
+                    &volume,
+                    hours,
+                    &job_tags("default", &fleet.web, device, &run_id),
+                );
             }
         }
         fleet
@@ -90,8 +80,12 @@ impl SmallFleet {
         self.volumes()
             .iter()
             .map(|(volume, device)| {
-                let run_id = format!("seeded-{H_EXPIRED}h");
-                emu.create_snapshot_aged(volume, H_EXPIRED, &job_tags(&self.web, device, &run_id))
+                let run_id = seeded_run_id(H_EXPIRED);
+                emu.create_snapshot_aged(
+                    volume,
+                    H_EXPIRED,
+                    &job_tags("default", &self.web, device, &run_id),
+                )
             })
             .collect()
     }
@@ -516,7 +510,7 @@ fn log_format_json_writes_one_object_per_stderr_line() {
 // moto 5.2.5 judges EC2 calls by action alone (see
 // `harness_moto_judges_ec2_calls_by_action_alone`): it matches every call
 // against the resource "*" and evaluates no Condition. So these tests run
-// ebsnap through the EC2 twin's IAM (tests/support/iam.rs,
+// ebsnap through the EC2 twin's IAM (tests/it/support/iam.rs,
 // `FaultPlan::iam_policy`), which judges each call once per resource it
 // touches, with that resource's ARN and condition keys (`aws:RequestTag/*`,
 // `aws:TagKeys`, `ec2:ResourceTag/*` read from the emulator, and
@@ -1022,27 +1016,7 @@ fn under_the_printed_policy_the_other_modes_do_their_work() {
     // --assume-role: the role's account, and its resources' ARNs.
     let other = "111111111111";
     let client = emu.client_in_account(other);
-    let launched = emu
-        .block_on(
-            client
-                .run_instances()
-                .image_id(AMI)
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-                .min_count(1)
-                .max_count(1)
-                .placement(
-                    aws_sdk_ec2::types::Placement::builder()
-                        .availability_zone(AZ)
-                        .build(),
-                )
-                .tag_specifications(tag_spec(
-                    aws_sdk_ec2::types::ResourceType::Instance,
-                    &[("Scheduled-Snapshots", "true")],
-                ))
-                .send(),
-        )
-        .expect("RunInstances in the other account");
-    let instance = launched.instances()[0].instance_id().unwrap().to_string();
+    let (instance, _root) = emu.launch_instance_in(other, &[("Scheduled-Snapshots", "true")]);
     let seen = proxy.records().len();
     let role = format!("arn:aws:iam::{other}:role/backup");
     let assumed = through(&emu, &proxy, &["--assume-role", &role, "snapshot"]);

@@ -4,29 +4,29 @@
 //! ebsnap printed.
 //!
 //! Run with `bash tests/run-all.sh`, or, once moto and faketime are
-//! installed, `. tests/install-deps.sh && cargo test --test restore`.
-
-mod support;
+//! installed, `. tests/install-deps.sh && cargo test --test it restore::`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::*;
 use aws_sdk_ec2::types::{ResourceType, Volume, VolumeType};
 use chrono::{SecondsFormat, TimeDelta, Utc};
 use serde_json::Value;
-use support::*;
 
 /// Another zone of the region, so a test can tell "the source's zone" from
 /// the harness's default zone.
 const AZ_B: &str = "us-east-1b";
 
-fn job_tags<'a>(instance_id: &'a str, device: &'a str, run_id: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("ebsnap:job", "default"),
-        ("ebsnap:instance-id", instance_id),
-        ("ebsnap:device", device),
-        ("ebsnap:run-id", run_id),
-        ("Name", device),
-    ]
+/// The tags of a default job's snapshot (`support::job_tags`), with the Name
+/// ebsnap gives it.
+fn named_job_tags<'a>(
+    instance_id: &'a str,
+    device: &'a str,
+    run_id: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut tags = job_tags("default", instance_id, device, run_id);
+    tags.push(("Name", device));
+    tags
 }
 
 /// `ebsnap ARGS` as on a real account: through the EC2 twin, every request
@@ -117,7 +117,11 @@ fn seed_two_runs(emu: &Emulator) -> Backed {
         volumes
             .iter()
             .map(|(device, volume)| {
-                emu.create_snapshot_aged(volume, hours_ago, &job_tags(&instance, device, run_id))
+                emu.create_snapshot_aged(
+                    volume,
+                    hours_ago,
+                    &named_job_tags(&instance, device, run_id),
+                )
             })
             .collect()
     };
@@ -138,7 +142,8 @@ fn restore_of_one_snapshot_makes_a_volume_like_its_source() {
     let emu = Emulator::start();
     let instance = emu.launch_instance(&[]);
     let source = create_gp3_volume(&emu, 20);
-    let snapshot = emu.create_snapshot_aged(&source, 5, &job_tags(&instance, "/dev/sdf", "run-1"));
+    let snapshot =
+        emu.create_snapshot_aged(&source, 5, &named_job_tags(&instance, "/dev/sdf", "run-1"));
     let before = volumes(&emu);
 
     let run = ebsnap_on_ec2(&emu, &["restore", "--snapshot", &snapshot]);
@@ -443,7 +448,8 @@ fn restore_of_a_missing_snapshot_and_other_bad_input_exit_2_and_change_nothing()
     let emu = Emulator::start();
     let instance = emu.launch_instance(&[]);
     let source = create_gp3_volume(&emu, 8);
-    let snapshot = emu.create_snapshot_aged(&source, 1, &job_tags(&instance, "/dev/sdf", "r"));
+    let snapshot =
+        emu.create_snapshot_aged(&source, 1, &named_job_tags(&instance, "/dev/sdf", "r"));
     let before = emu.world_state();
 
     let missing = "snap-0123456789abcdef0";

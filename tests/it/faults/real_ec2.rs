@@ -1,5 +1,5 @@
 //! ebsnap under what real EC2 does and moto does not (issue 11, part 2),
-//! through the harness's EC2 twin (tests/support/twin.rs): eventual
+//! through the harness's EC2 twin (tests/it/support/twin.rs): eventual
 //! consistency alone and mixed with throttling and lost answers, creates
 //! carried out after their attempt timed out, duplicates, snapshots in
 //! `error`, archived and locked, EC2's tag limits and Multi-Attach volumes.

@@ -117,8 +117,8 @@ pub(super) struct TwinPlan {
 #[derive(Clone, Debug)]
 struct SlowCreates {
     hold: Duration,
-    first: Option<usize>,
-    resource: Option<String>,
+    /// How many creates this rule holds.
+    first: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -196,38 +196,12 @@ impl FaultPlan {
         self
     }
 
-    /// Every CreateSnapshot and CreateSnapshots is held for `hold`, then
-    /// forwarded (EC2 carries it out) and answered: a `hold` past the client's
-    /// attempt timeout (`EBSNAP_ATTEMPT_TIMEOUT`) makes a create that took
-    /// effect after the client gave up on it. Note that with every attempt held
-    /// that long, every attempt times out.
-    pub fn slow_creates(mut self, hold: Duration) -> FaultPlan {
-        self.twin.slow.push(SlowCreates {
-            hold,
-            first: None,
-            resource: None,
-        });
-        self
-    }
-
-    /// Like `slow_creates`, for the first `count` creates only.
+    /// The first `count` CreateSnapshot and CreateSnapshots calls are each
+    /// held for `hold`, then forwarded (EC2 carries them out) and answered: a
+    /// `hold` past the client's attempt timeout (`EBSNAP_ATTEMPT_TIMEOUT`)
+    /// makes a create that took effect after the client gave up on it.
     pub fn slow_creates_first(mut self, hold: Duration, count: usize) -> FaultPlan {
-        self.twin.slow.push(SlowCreates {
-            hold,
-            first: Some(count),
-            resource: None,
-        });
-        self
-    }
-
-    /// Like `slow_creates`, for the first `count` creates of one volume
-    /// (CreateSnapshot) or instance (CreateSnapshots).
-    pub fn slow_creates_on(mut self, resource: &str, hold: Duration, count: usize) -> FaultPlan {
-        self.twin.slow.push(SlowCreates {
-            hold,
-            first: Some(count),
-            resource: Some(resource.to_string()),
-        });
+        self.twin.slow.push(SlowCreates { hold, first: count });
         self
     }
 
@@ -602,7 +576,7 @@ impl ProxyShared {
         if record.dry_run {
             return None;
         }
-        if matches!(action, "CreateSnapshot" | "CreateSnapshots") && !self.twin_hold(seq, record) {
+        if matches!(action, "CreateSnapshot" | "CreateSnapshots") && !self.twin_hold(seq) {
             return Some(Outcome::Drop);
         }
         let now = Instant::now();
@@ -655,20 +629,13 @@ impl ProxyShared {
     }
 
     /// Holds a create per the slow-create rules; false when the proxy stopped.
-    fn twin_hold(&self, seq: usize, record: &ProxyRecord) -> bool {
+    fn twin_hold(&self, seq: usize) -> bool {
         let hold = {
             let mut book = self.twin.book.lock().unwrap();
             let mut hold = None;
             for (i, rule) in self.plan.twin.slow.iter().enumerate() {
-                if rule
-                    .resource
-                    .as_ref()
-                    .is_some_and(|r| Some(r) != record.resource.as_ref())
-                {
-                    continue;
-                }
                 let done = book.slow_done.entry(i).or_insert(0);
-                if rule.first.is_none_or(|n| *done < n) {
+                if *done < rule.first {
                     *done += 1;
                     hold = Some(rule.hold);
                     break;
@@ -1758,7 +1725,7 @@ mod tests {
             assert_eq!(
                 Duration::from_secs(secs),
                 mirrored,
-                "{name}: update tests/support/twin.rs"
+                "{name}: update tests/it/support/twin.rs"
             );
         }
     }

@@ -1,6 +1,6 @@
 //! IAM as EC2 evaluates it, for the test harness's EC2 twin.
 //!
-//! moto checks actions only (see tests/host.rs) and evaluates no condition;
+//! moto checks actions only (see tests/it/host.rs) and evaluates no condition;
 //! real EC2 judges each call once per resource it touches, with that
 //! resource's ARN and condition keys, and judges the tags of a create a second
 //! time as `ec2:CreateTags`. This module does the same, in three layers:
@@ -67,7 +67,6 @@ pub enum Effect {
 
 #[derive(Clone, Debug)]
 struct Statement {
-    sid: Option<String>,
     effect: Effect,
     actions: Vec<String>,
     resources: Vec<String>,
@@ -313,7 +312,6 @@ impl Statement {
             }
         }
         Statement {
-            sid: map.get("Sid").and_then(Value::as_str).map(str::to_string),
             effect,
             actions,
             resources,
@@ -966,7 +964,7 @@ pub struct IamTwin {
 
 impl FaultPlan {
     /// Judges every EC2 request against this identity-based policy, as EC2
-    /// does (tests/support/iam.rs), before any fault: a refused request is
+    /// does (tests/it/support/iam.rs), before any fault: a refused request is
     /// answered HTTP 403 `UnauthorizedOperation` and never reaches the
     /// emulator, whether DryRun or not. STS, moto's own API and other
     /// services pass unjudged. Do not combine with moto's own enforcement
@@ -982,6 +980,28 @@ impl FaultPlan {
     pub fn iam_partition(mut self, partition: &str) -> FaultPlan {
         self.iam.partition = Some(partition.to_string());
         self
+    }
+}
+
+/// The policy `ebsnap iam-policy` prints for the default job, as printed:
+/// asked of the binary once for all the tests.
+pub fn printed_policy() -> &'static str {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebsnap"))
+            .arg("iam-policy")
+            .output()
+            .expect("run ebsnap iam-policy");
+        assert!(out.status.success(), "ebsnap iam-policy: {out:?}");
+        String::from_utf8(out.stdout).expect("the policy is UTF-8")
+    })
+}
+
+impl FaultPlan {
+    /// IAM as EC2 evaluates it (`iam_policy`), under the policy
+    /// `ebsnap iam-policy` prints, unchanged: what users are told to grant.
+    pub fn under_printed_policy(self) -> FaultPlan {
+        self.iam_policy(printed_policy())
     }
 }
 
