@@ -90,13 +90,22 @@
 //!
 //!    The harness is `tests/it/support/`, split by job:
 //!    - `emulator`: moto's server, one per test, and faketime.
-//!    - `state`: seeding the emulator, and reading its state to assert on.
-//!    - `binary`: running the real `ebsnap`. It gets static test credentials,
-//!      no instance metadata and an empty HOME, and talks only to 127.0.0.1.
+//!    - `state`: reading the emulator's state to assert on.
+//!    - `fleet`: the fleet the e2e and fault tests seed.
+//!    - `binary`: running the real `ebsnap`, in the foreground or the
+//!      background. It gets static test credentials, no instance metadata
+//!      and an empty HOME, and talks only to 127.0.0.1.
+//!    - `report`: reading ebsnap's JSON report.
 //!    - `proxy`: the fault proxy.
+//!    - `sigv4`: moto's IAM enforcement, made to accept the AWS SDK for
+//!      Rust's signatures.
 //!    - `iam`: the IAM evaluator.
 //!    - `twin`: the EC2 behaviours moto lacks.
-//!    - `cron`: cron's bare environment.
+//!    - `cron`: the binary as cron runs it, in cron's bare environment.
+//!    - `tempdir`: temporary directories, removed on drop.
+//!
+//!    The layout itself is checked too: `tests/layout.py` fails on a circle
+//!    between modules or an import from a lower layer to a higher one.
 //!
 //! Run them all with `bash tests/run-all.sh`. It installs moto and faketime
 //! (`tests/install-deps.sh`), exports `EBSNAP_MOTO_SERVER` and

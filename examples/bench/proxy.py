@@ -43,7 +43,7 @@ request (POST, form-encoded, `Action=...`) it
         on it (ResourceId.N) or DeleteSnapshot of it: HTTP 400
         `InvalidSnapshot.NotFound`, "The snapshot 'snap-...' does not exist.",
         without reaching moto (after the bucket: the call took its token).
-    DryRun=true calls are not judged (as in tests/support/twin.rs). The stats'
+    DryRun=true calls are not judged (as in tests/it/support/twin.rs). The stats'
     "window" counts the snapshots that entered the window, the requests it
     refused (per action; also among "errors") and the describe items it hid.
 
