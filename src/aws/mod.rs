@@ -41,14 +41,14 @@ pub(crate) const INSTANCE_PAGE_SIZE: i32 = 1000;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one call may take, all its retries included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
-/// Attempts per call for the SDK's own retries (creates retry in snapshot.rs).
+/// Attempts per call for the SDK's own retries (creates retry in backup/retry.rs).
 const MAX_ATTEMPTS: u32 = 5;
 
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile` and `--endpoint-url`.
 pub(crate) async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
     // Standard retries (jittered exponential backoff), not adaptive: ebsnap
-    // paces its calls with its own token buckets (control.rs), and the
+    // paces its calls with its own token buckets (backup/control.rs), and the
     // adaptive client-side limiter on top of them, shared by the creates and
     // deletes that now run side by side, queued calls past their 40 s
     // operation timeout under heavy throttling.

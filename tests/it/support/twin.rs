@@ -36,11 +36,11 @@ use super::{
     ACCOUNT_ID,
 };
 
-/// ebsnap's attempt timeout (`ATTEMPT_TIMEOUT` in src/aws.rs), mirrored here so
+/// ebsnap's attempt timeout (`ATTEMPT_TIMEOUT` in src/aws/mod.rs), mirrored here so
 /// that tests can hold a create just past it: an attempt that takes longer
 /// counts as lost and the SDK tries again.
 pub const EBSNAP_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// ebsnap's operation timeout (`OPERATION_TIMEOUT` in src/aws.rs): one call,
+/// ebsnap's operation timeout (`OPERATION_TIMEOUT` in src/aws/mod.rs): one call,
 /// all its attempts included.
 pub const EBSNAP_OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -1703,25 +1703,25 @@ mod tests {
         );
     }
 
-    /// EBSNAP_ATTEMPT_TIMEOUT and EBSNAP_OPERATION_TIMEOUT mirror src/aws.rs.
+    /// EBSNAP_ATTEMPT_TIMEOUT and EBSNAP_OPERATION_TIMEOUT mirror src/aws/mod.rs.
     #[test]
     fn twin_mirrored_timeouts_match_src_aws() {
-        let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/aws.rs"))
-            .expect("read src/aws.rs");
+        let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/aws/mod.rs"))
+            .expect("read src/aws/mod.rs");
         for (name, mirrored) in [
             ("ATTEMPT_TIMEOUT", EBSNAP_ATTEMPT_TIMEOUT),
             ("OPERATION_TIMEOUT", EBSNAP_OPERATION_TIMEOUT),
         ] {
-            let decl = format!("const {name}: Duration = Duration::from_secs(");
+            let decl = format!(" {name}: Duration = Duration::from_secs(");
             let at = src
                 .find(&decl)
-                .unwrap_or_else(|| panic!("{decl} in src/aws.rs"))
+                .unwrap_or_else(|| panic!("{decl} in src/aws/mod.rs"))
                 + decl.len();
             let secs: u64 = src[at..]
                 .split(')')
                 .next()
                 .and_then(|n| n.trim().parse().ok())
-                .unwrap_or_else(|| panic!("{name}'s seconds in src/aws.rs"));
+                .unwrap_or_else(|| panic!("{name}'s seconds in src/aws/mod.rs"));
             assert_eq!(
                 Duration::from_secs(secs),
                 mirrored,
