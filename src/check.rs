@@ -11,9 +11,9 @@ use crate::config::{Config, Policy};
 use crate::values::{format_age, format_duration};
 use std::collections::BTreeSet;
 
+use crate::aws::RegionFailure;
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Instance};
-use crate::aws::RegionFailure;
 use crate::plan::{is_selected, left_out_on_purpose};
 
 /// One selected volume's backup health.
@@ -199,6 +199,7 @@ impl CheckReport {
 mod tests {
     use super::*;
     use crate::config::testing::policy;
+    use crate::inventory::testing::job_snapshot;
     use crate::inventory::{AttachedVolume, SnapshotState};
     use chrono::TimeZone;
 
@@ -231,18 +232,12 @@ mod tests {
         job: &str,
     ) -> ExistingSnapshot {
         ExistingSnapshot {
-            id: id.into(),
-            volume_id: volume.into(),
             state,
-            start_time: now() - TimeDelta::hours(hours),
             job: Some(job.into()),
             instance_id: None,
             device: None,
-            progress: None,
             size_gib: None,
-            run_id: None,
-            archived: false,
-            copy_of: None,
+            ..job_snapshot(id, volume, now() - TimeDelta::hours(hours))
         }
     }
 

@@ -90,7 +90,10 @@ pub(crate) async fn discover(
 
 /// Instances carrying the selection tag key (with exactly `--tag-value` when
 /// given), in every state but terminated and shutting-down.
-pub(crate) async fn tagged_instances(client: &Client, selector: &TagSelector) -> Result<Vec<Instance>> {
+pub(crate) async fn tagged_instances(
+    client: &Client,
+    selector: &TagSelector,
+) -> Result<Vec<Instance>> {
     let tag_filter = match &selector.value {
         Some(value) => Filter::builder()
             .name(format!("tag:{}", selector.key))
@@ -133,7 +136,9 @@ pub(crate) async fn tagged_instances(client: &Client, selector: &TagSelector) ->
 
 /// The volumes tagged `ebsnap:skip=true` (filtered on the server: one
 /// call, whatever the fleet's size).
-pub(crate) async fn skip_tagged_volumes(client: &Client) -> Result<std::collections::BTreeSet<String>> {
+pub(crate) async fn skip_tagged_volumes(
+    client: &Client,
+) -> Result<std::collections::BTreeSet<String>> {
     let mut pages = client
         .describe_volumes()
         .filters(

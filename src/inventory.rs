@@ -213,6 +213,36 @@ impl SourceSnapshot {
     }
 }
 
+/// Fixtures for tests across the crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A completed snapshot of job `default`, of `volume` as `/dev/sdf` of
+    /// `i-1`, 8 GiB, started at `start_time`; tests change what they need
+    /// with struct update syntax.
+    pub(crate) fn job_snapshot(
+        id: &str,
+        volume: &str,
+        start_time: DateTime<Utc>,
+    ) -> ExistingSnapshot {
+        ExistingSnapshot {
+            id: id.into(),
+            volume_id: volume.into(),
+            state: SnapshotState::Completed,
+            start_time,
+            job: Some("default".into()),
+            instance_id: Some("i-1".into()),
+            device: Some("/dev/sdf".into()),
+            progress: None,
+            size_gib: Some(8),
+            run_id: None,
+            archived: false,
+            copy_of: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

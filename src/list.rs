@@ -13,8 +13,8 @@ use compact_str::CompactString;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::config::ListFilter;
 use crate::aws::RegionFailure;
+use crate::config::ListFilter;
 use crate::config::{Config, Policy, Steps};
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
@@ -280,6 +280,7 @@ fn purge_column(entry: &ListEntry) -> String {
 mod tests {
     use super::*;
     use crate::config::testing::policy;
+    use crate::inventory::testing::job_snapshot;
     use crate::inventory::SnapshotState;
     use chrono::{TimeDelta, TimeZone};
 
@@ -295,18 +296,10 @@ mod tests {
         state: SnapshotState,
     ) -> ExistingSnapshot {
         ExistingSnapshot {
-            id: id.into(),
-            volume_id: volume.into(),
             state,
-            start_time: now() - TimeDelta::days(days),
-            job: Some("default".into()),
             instance_id: Some(instance.into()),
-            device: Some("/dev/sdf".into()),
-            progress: None,
             size_gib: Some(100),
-            run_id: None,
-            archived: false,
-            copy_of: None,
+            ..job_snapshot(id, volume, now() - TimeDelta::days(days))
         }
     }
 

@@ -357,7 +357,12 @@ pub(crate) fn is_selected(selector: &TagSelector, value: &str) -> Result<(), Str
 /// Builds the plan for one region. It takes the inventory whole: its
 /// snapshots move into the plan rather than being copied (30,000 of them
 /// are megabytes).
-pub(crate) fn build(mut inventory: Inventory, policy: &Policy, steps: Steps, now: DateTime<Utc>) -> Plan {
+pub(crate) fn build(
+    mut inventory: Inventory,
+    policy: &Policy,
+    steps: Steps,
+    now: DateTime<Utc>,
+) -> Plan {
     let mut plan = Plan::default();
     // Disaster-recovery copies kept here for another region are not backups
     // of this region's volumes: only the copy purge judges them.
@@ -805,6 +810,7 @@ pub(crate) fn describe_policy(policy: &Policy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::testing::job_snapshot;
     use crate::inventory::{AttachedVolume, Instance};
     use crate::values::format_age;
     use chrono::TimeZone;
@@ -839,18 +845,9 @@ mod tests {
 
     fn snap(id: &str, volume: &str, age: TimeDelta, state: SnapshotState) -> ExistingSnapshot {
         ExistingSnapshot {
-            id: id.into(),
-            volume_id: volume.into(),
             state,
-            start_time: now() - age,
-            job: Some("default".into()),
-            instance_id: Some("i-1".into()),
             device: Some("/dev/xvda".into()),
-            progress: None,
-            size_gib: Some(8),
-            run_id: None,
-            archived: false,
-            copy_of: None,
+            ..job_snapshot(id, volume, now() - age)
         }
     }
 

@@ -189,7 +189,8 @@ pub(crate) fn credentials_error_text(err: &CredentialsError) -> String {
 }
 
 /// What to do when the standard chain found no credentials at all.
-pub(crate) const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_PROFILE (or pass --profile), \
+pub(crate) const NO_CREDENTIALS: &str =
+    "no AWS credentials found: set AWS_PROFILE (or pass --profile), \
 or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run on a host with an instance role";
 
 fn is_missing_credentials(err: &(dyn StdError + 'static)) -> bool {

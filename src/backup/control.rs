@@ -142,7 +142,10 @@ impl Stop {
 
     /// Runs `work` unless the run is stopped first (signal or time budget);
     /// then `Err` with the reason, and `work` is dropped.
-    pub(crate) async fn race<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    pub(crate) async fn race<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, String> {
         let woken = self.wake.notified();
         self.check()?;
         tokio::select! {

@@ -80,7 +80,10 @@ pub(crate) async fn delete_all(
 /// The order to start the deletes in: those of volumes without a create in
 /// this run (`create_rank` None) first, then by their volume's create rank;
 /// plan order within each.
-pub(crate) fn delete_order(deletes: &[Delete], create_rank: impl Fn(&str) -> Option<usize>) -> Vec<usize> {
+pub(crate) fn delete_order(
+    deletes: &[Delete],
+    create_rank: impl Fn(&str) -> Option<usize>,
+) -> Vec<usize> {
     let mut order: Vec<usize> = (0..deletes.len()).collect();
     order.sort_by_key(|&i| create_rank(&deletes[i].snapshot.volume_id).map_or(0, |r| r + 1));
     order
@@ -205,7 +208,8 @@ mod tests {
     use crate::backup::control::test_executor;
     use crate::backup::report::{RegionRun, Report};
     use crate::exit::ExitStatus;
-    use crate::inventory::{ExistingSnapshot, SnapshotState};
+    use crate::inventory::testing::job_snapshot;
+    use crate::inventory::ExistingSnapshot;
     use crate::plan::Plan;
     use aws_sdk_ec2::operation::delete_snapshot::{DeleteSnapshotError, DeleteSnapshotOutput};
     use aws_sdk_ec2::Client;
@@ -215,18 +219,12 @@ mod tests {
     fn delete(id: &str, job: Option<&str>) -> Delete {
         Delete {
             snapshot: ExistingSnapshot {
-                id: id.into(),
-                volume_id: "vol-1".into(),
-                state: SnapshotState::Completed,
-                start_time: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
                 job: job.map(Into::into),
-                instance_id: Some("i-1".into()),
-                device: Some("/dev/sdf".into()),
-                progress: None,
-                size_gib: Some(8),
-                run_id: None,
-                archived: false,
-                copy_of: None,
+                ..job_snapshot(
+                    id,
+                    "vol-1",
+                    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+                )
             },
             reason: crate::plan::DeleteReason::Expired,
         }

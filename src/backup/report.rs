@@ -617,7 +617,7 @@ fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> Kept
 mod tests {
     use super::*;
     use crate::config::{Action, AwsSettings, Steps};
-    use crate::inventory::SnapshotState;
+    use crate::inventory::testing::job_snapshot;
     use chrono::{TimeDelta, TimeZone};
 
     fn now() -> DateTime<Utc> {
@@ -653,20 +653,7 @@ mod tests {
         }
     }
     fn snapshot(id: &str, volume: &str, days: i64) -> ExistingSnapshot {
-        ExistingSnapshot {
-            id: id.into(),
-            volume_id: volume.into(),
-            state: SnapshotState::Completed,
-            start_time: now() - TimeDelta::days(days),
-            job: Some("default".into()),
-            instance_id: Some("i-1".into()),
-            device: Some("/dev/sdf".into()),
-            progress: None,
-            size_gib: Some(8),
-            run_id: None,
-            archived: false,
-            copy_of: None,
-        }
+        job_snapshot(id, volume, now() - TimeDelta::days(days))
     }
 
     fn create(volume: &str) -> Create {
