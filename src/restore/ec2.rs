@@ -65,7 +65,7 @@ pub(super) async fn execute(
         }
     }
     let ids: Vec<String> = created.iter().map(|(_, id)| id.clone()).collect();
-    let available = wait_for(client, &ids, timeout, volume_available).await;
+    let available = wait_for_volumes(client, &ids, timeout, volume_available).await;
     let mut ready: Vec<(&VolumeSpec, String)> = vec![];
     for (spec, id) in created {
         match available.get(&id) {
@@ -120,7 +120,7 @@ pub(super) async fn execute(
         }
     }
     let ids: Vec<String> = attached.iter().map(|(_, id)| id.clone()).collect();
-    let done = wait_for(client, &ids, timeout, volume_attached).await;
+    let done = wait_for_volumes(client, &ids, timeout, volume_attached).await;
     for (spec, id) in attached {
         report.restored.push(restored(spec, Some(id.clone()), None));
         if let Some(Err(reason)) = done.get(&id) {
@@ -180,10 +180,13 @@ fn volume_attached(volume: &Volume) -> Result<bool, String> {
     }
 }
 
-/// Looks at `ids` until each is done, failed, or `timeout` has passed.
-/// Errors of DescribeVolumes itself are retried: a volume just made may not
-/// be visible yet.
-async fn wait_for(
+/// Looks at the volumes `ids` until each is done, failed, or `timeout` has
+/// passed. Errors of DescribeVolumes itself are retried: a volume just made
+/// may not be visible yet. Not backup/wait.rs's `wait_for`, which waits on
+/// snapshots for a cron run (a fixed poll, progress bars, the run's stop):
+/// a restore waits on volumes, seconds not hours, polling soon and then
+/// less often.
+async fn wait_for_volumes(
     client: &Client,
     ids: &[String],
     timeout: Duration,
