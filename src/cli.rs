@@ -10,9 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap::builder::PossibleValue;
 
 use crate::values::{
-    parse_duration, parse_job, parse_keep_min, parse_max_delete, parse_max_rate,
+    parse_duration, parse_job, parse_keep_count, parse_keep_min, parse_max_delete, parse_max_rate,
     parse_min_interval, parse_region, parse_role_arn, parse_tag_key, parse_tag_value, parse_time,
-    ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat, Role,
+    parse_timezone, ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat, Role,
 };
 
 /// The command line's names (and help) for the small enums of values.rs,
@@ -243,11 +243,53 @@ pub struct CommonArgs {
           value_parser = parse_tag_value)]
     pub tag_value: Option<String>,
 
-    /// Delete the job's snapshots older than this: s, m, h, d or w, e.g. 7d,
-    /// 36h, 2w.
-    #[arg(long, global = true, env = "EBSNAP_RETENTION", default_value = "7d",
+    /// Keep the job's snapshots younger than this (s, m, h, d or w, e.g.
+    /// 7d, 36h, 2w); older ones go unless a --keep-* rule keeps them.
+    /// Default: 7d, or none when a --keep-* rule is given.
+    #[arg(long, visible_alias = "keep-within", global = true, env = "EBSNAP_RETENTION",
           value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub retention: TimeDelta,
+    pub retention: Option<TimeDelta>,
+
+    /// Keep the N newest completed snapshots of each volume.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_LAST", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_last: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N hours that
+    /// have one.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_HOURLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_hourly: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N days that
+    /// have one.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_DAILY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_daily: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N weeks
+    /// (Monday to Sunday) that have one.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_WEEKLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_weekly: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N months that
+    /// have one.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_MONTHLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_monthly: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N years that
+    /// have one.
+    #[arg(long, global = true, env = "EBSNAP_KEEP_YEARLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_yearly: Option<usize>,
+
+    /// The timezone of the --keep-* rules' hours, days, weeks, months and
+    /// years: an IANA name such as Asia/Kolkata or Europe/Berlin.
+    #[arg(long, global = true, env = "EBSNAP_TIMEZONE", default_value = "UTC",
+          value_name = "ZONE", value_parser = parse_timezone)]
+    pub timezone: chrono_tz::Tz,
 
     /// Always keep this many newest completed snapshots of each volume, however
     /// old: a volume whose backups stopped keeps its last good one. At least 1.
@@ -438,7 +480,8 @@ mod tests {
         ));
         assert_eq!(cli.common.job, "default");
         assert_eq!(cli.common.tag_key, "Scheduled-Snapshots");
-        assert_eq!(cli.common.retention, TimeDelta::days(7));
+        assert_eq!(cli.common.retention, None, "7d, resolved in config");
+        assert_eq!(cli.common.timezone, chrono_tz::Tz::UTC);
         assert_eq!(cli.common.keep_min, 1);
         assert_eq!(cli.common.output, OutputFormat::Text);
         assert!(!cli.common.dry_run);
@@ -451,7 +494,7 @@ mod tests {
         for cli in [before, after] {
             assert_eq!(cli.command, Command::Purge);
             assert!(cli.common.dry_run);
-            assert_eq!(cli.common.retention, TimeDelta::hours(36));
+            assert_eq!(cli.common.retention, Some(TimeDelta::hours(36)));
         }
     }
 

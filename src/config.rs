@@ -34,8 +34,13 @@ pub struct Policy {
     /// The job name, written as the `ebsnap:job` marker.
     pub job: String,
     pub selector: TagSelector,
-    /// Snapshots older than this are deleted (`--retention`).
-    pub retention: TimeDelta,
+    /// Snapshots younger than this are kept (`--retention`, also spelt
+    /// `--keep-within`); `None` when only calendar rules keep snapshots.
+    pub retention: Option<TimeDelta>,
+    /// The calendar rules (`--keep-last`, `--keep-hourly` ...).
+    pub keep: KeepRules,
+    /// The timezone of the calendar rules' periods (`--timezone`).
+    pub timezone: chrono_tz::Tz,
     /// The newest this many completed snapshots of a volume are kept however
     /// old they are (`--keep-min`).
     pub keep_min: usize,
@@ -52,6 +57,29 @@ pub struct Policy {
     /// `--copy-tags`: whose tags to copy onto the snapshots.
     pub copy_tags: Option<CopyTags>,
 }
+
+/// The calendar rules of retention: how many hours, days, ... to keep one
+/// backup of, and how many newest backups to keep whatever their age. Zero
+/// means the rule is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepRules {
+    pub last: usize,
+    pub hourly: usize,
+    pub daily: usize,
+    pub weekly: usize,
+    pub monthly: usize,
+    pub yearly: usize,
+}
+
+impl KeepRules {
+    /// Whether any rule is on.
+    pub fn any(&self) -> bool {
+        *self != KeepRules::default()
+    }
+}
+
+/// The retention a job has when none is given: a week.
+pub const DEFAULT_RETENTION: TimeDelta = TimeDelta::days(7);
 
 /// Where and as whom to talk to EC2; unset fields fall back to the standard
 /// AWS chain (environment, profile, instance role).
@@ -76,8 +104,9 @@ pub struct AwsSettings {
 pub struct CopySettings {
     /// The destination regions; a source region never copies to itself.
     pub regions: Vec<String>,
-    /// `--copy-retention` (default: `--retention`).
-    pub retention: TimeDelta,
+    /// `--copy-retention` (default: `--retention`); the copies are kept by
+    /// the job's calendar rules too.
+    pub retention: Option<TimeDelta>,
     /// `--copy-kms-key-id`: the key for copies of encrypted snapshots.
     pub kms_key_id: Option<String>,
 }
@@ -264,6 +293,19 @@ impl Config {
         };
         let args = cli.common;
         let job = args.job.clone();
+        let keep = KeepRules {
+            last: args.keep_last.unwrap_or(0),
+            hourly: args.keep_hourly.unwrap_or(0),
+            daily: args.keep_daily.unwrap_or(0),
+            weekly: args.keep_weekly.unwrap_or(0),
+            monthly: args.keep_monthly.unwrap_or(0),
+            yearly: args.keep_yearly.unwrap_or(0),
+        };
+        // A week unless a calendar rule says what to keep: `--keep-daily 7`
+        // alone keeps seven dailies, not every hourly of the week too.
+        let retention = args
+            .retention
+            .or((!keep.any()).then_some(DEFAULT_RETENTION));
         Config {
             command,
             action,
@@ -274,7 +316,9 @@ impl Config {
                     key: args.tag_key,
                     value: args.tag_value,
                 },
-                retention: args.retention,
+                retention,
+                keep,
+                timezone: args.timezone,
                 keep_min: args.keep_min,
                 min_interval: args.min_interval,
                 max_delete: args.max_delete,
@@ -322,7 +366,7 @@ impl Config {
             log_format: args.log_format,
             copy: (!args.copy_to.is_empty()).then(|| CopySettings {
                 regions: dedup_keep_order(args.copy_to),
-                retention: args.copy_retention.unwrap_or(args.retention),
+                retention: args.copy_retention.or(retention),
                 kms_key_id: args.copy_kms_key_id,
             }),
         }
@@ -380,7 +424,9 @@ pub(crate) mod testing {
                 key: "Scheduled-Snapshots".into(),
                 value: None,
             },
-            retention: TimeDelta::days(7),
+            retention: Some(TimeDelta::days(7)),
+            keep: KeepRules::default(),
+            timezone: chrono_tz::Tz::UTC,
             keep_min: 1,
             min_interval: TimeDelta::minutes(10),
             max_delete: None,

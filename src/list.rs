@@ -272,6 +272,11 @@ fn purge_column(entry: &ListEntry) -> String {
         (_, "keep_min") => "keep (last good)".into(),
         (_, "pending") => "keep (not finished)".into(),
         (_, "delete_guard") => "keep (purge refused)".into(),
+        // The calendar rule and its period: `keep (daily 2026-11-30)`.
+        (_, "keep_hourly" | "keep_daily" | "keep_weekly" | "keep_monthly" | "keep_yearly") => {
+            format!("keep ({})", entry.reason)
+        }
+        (_, "keep_last") => "keep (keep-last)".into(),
         (_, code) => format!("keep ({code})"),
     }
 }

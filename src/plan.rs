@@ -15,6 +15,7 @@ use crate::inventory::{
     AttachedVolume, ExistingSnapshot, Inventory, SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID,
     TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
 };
+use crate::retention::{Calendar, KeptBy};
 use crate::values::format_duration;
 use crate::values::CopyTags;
 
@@ -163,6 +164,9 @@ pub(crate) struct Kept {
 pub(crate) enum KeepReason {
     /// Younger than the retention; purge deletes it after `expires_at`.
     WithinRetention { expires_at: DateTime<Utc> },
+    /// Kept by a calendar rule: the newest backup of its period, or one of
+    /// the `--keep-last` newest.
+    Calendar(KeptBy),
     /// Past retention, but among the newest `keep_min` completed snapshots of
     /// its volume (safety rule 2).
     KeepMin { keep_min: usize },
@@ -196,6 +200,8 @@ impl KeepReason {
     pub(crate) fn code(&self) -> &'static str {
         match self {
             KeepReason::WithinRetention { .. } => "within_retention",
+            KeepReason::Calendar(KeptBy::Last(_)) => "keep_last",
+            KeepReason::Calendar(KeptBy::Period(period)) => period.period.code(),
             KeepReason::KeepMin { .. } => "keep_min",
             KeepReason::NotFinished { .. } => "pending",
             KeepReason::NotMarked => "not_marked",
@@ -218,6 +224,11 @@ impl fmt::Display for KeepReason {
                     expires_at.format("%Y-%m-%d %H:%M UTC")
                 )
             }
+            KeepReason::Calendar(KeptBy::Last(n)) => write!(
+                f,
+                "one of the {n} newest completed snapshots of its volume (keep-last)"
+            ),
+            KeepReason::Calendar(KeptBy::Period(period)) => write!(f, "{period}"),
             KeepReason::KeepMin { keep_min: 1 } => {
                 write!(
                     f,
@@ -391,7 +402,7 @@ pub(crate) fn build(
 pub(crate) fn build_copy_purge(
     copies: Vec<ExistingSnapshot>,
     policy: &Policy,
-    copy_retention: TimeDelta,
+    copy_retention: Option<TimeDelta>,
     failed: &HashSet<(String, String)>,
     now: DateTime<Utc>,
 ) -> Plan {
@@ -670,14 +681,16 @@ fn plan_purge(
     let duplicates = duplicates_of_a_run(&snapshots, volume_of);
     let mut verdicts = Vec::with_capacity(snapshots.len());
     let mut newer_good = 0;
+    let mut calendar = Calendar::new(&policy.keep, policy.timezone);
     for (position, snapshot) in snapshots.iter().enumerate() {
         if position == 0 || volume_of(&snapshots[position - 1]) != volume_of(snapshot) {
             newer_good = 0;
+            calendar.reset();
         }
         let verdict = if duplicates.contains(&position) {
             Err(DeleteReason::Duplicate)
         } else {
-            verdict(snapshot, newer_good, policy, now)
+            verdict(snapshot, newer_good, &mut calendar, policy, now)
         };
         if verdict.is_ok() && snapshot.is_good_backup() {
             newer_good += 1;
@@ -761,10 +774,13 @@ fn duplicates_of_a_run(
 
 /// Why a job snapshot is kept (`Ok`), or why it is deleted (`Err`).
 /// `newer_good` counts the good backups (`is_good_backup`) of the same
-/// volume that started after this one and are kept.
+/// volume that started after this one and are kept; `calendar` has seen
+/// those newer backups, and sees this one if it is a good backup: every
+/// rule weighs every backup, whichever rule keeps it.
 fn verdict(
     snapshot: &ExistingSnapshot,
     newer_good: usize,
+    calendar: &mut Calendar<'_>,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<KeepReason, DeleteReason> {
@@ -780,9 +796,14 @@ fn verdict(
     if snapshot.archived {
         return Ok(KeepReason::Archived);
     }
-    let expires_at = snapshot.start_time + policy.retention;
-    if now <= expires_at {
-        return Ok(KeepReason::WithinRetention { expires_at });
+    let by_calendar = calendar.judge(snapshot.start_time);
+    if let Some(expires_at) = policy.retention.map(|r| snapshot.start_time + r) {
+        if now <= expires_at {
+            return Ok(KeepReason::WithinRetention { expires_at });
+        }
+    }
+    if let Some(by) = by_calendar {
+        return Ok(KeepReason::Calendar(by));
     }
     if newer_good < policy.keep_min {
         return Ok(KeepReason::KeepMin {
@@ -798,13 +819,31 @@ pub(crate) fn run_id(now: DateTime<Utc>, entropy: u32) -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), entropy & 0xffff)
 }
 
-/// Describes the policy in one line, for reports: `retention 7d, keep-min 1`.
+/// Describes the policy in one line, for reports: `retention 7d, keep-min 1`,
+/// or `keep-daily 7, keep-weekly 5, timezone Asia/Kolkata, keep-min 1`.
 pub(crate) fn describe_policy(policy: &Policy) -> String {
-    format!(
-        "retention {}, keep-min {}",
-        format_duration(policy.retention),
-        policy.keep_min
-    )
+    let keep = &policy.keep;
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(retention) = policy.retention {
+        parts.push(format!("retention {}", format_duration(retention)));
+    }
+    for (name, n) in [
+        ("keep-last", keep.last),
+        ("keep-hourly", keep.hourly),
+        ("keep-daily", keep.daily),
+        ("keep-weekly", keep.weekly),
+        ("keep-monthly", keep.monthly),
+        ("keep-yearly", keep.yearly),
+    ] {
+        if n > 0 {
+            parts.push(format!("{name} {n}"));
+        }
+    }
+    if keep.any() && policy.timezone != chrono_tz::Tz::UTC {
+        parts.push(format!("timezone {}", policy.timezone.name()));
+    }
+    parts.push(format!("keep-min {}", policy.keep_min));
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -1244,7 +1283,7 @@ mod tests {
         let plan = build_copy_purge(
             copies,
             &policy(),
-            TimeDelta::days(30),
+            Some(TimeDelta::days(30)),
             &HashSet::new(),
             now(),
         );
@@ -1268,7 +1307,7 @@ mod tests {
             copy("f-9d", "/dev/xvdf", TimeDelta::days(9)),
         ];
         let failed = HashSet::from([("i-1".to_string(), "/dev/xvdf".to_string())]);
-        let plan = build_copy_purge(copies, &policy(), TimeDelta::days(7), &failed, now());
+        let plan = build_copy_purge(copies, &policy(), Some(TimeDelta::days(7)), &failed, now());
         assert_eq!(deleted_ids(&plan), ["a-9d"]);
         assert_eq!(kept_reason(&plan, "f-9d"), &KeepReason::VolumeFailed);
     }
@@ -1283,7 +1322,7 @@ mod tests {
         let plan = build_copy_purge(
             copies,
             &guarded(),
-            TimeDelta::days(7),
+            Some(TimeDelta::days(7)),
             &HashSet::new(),
             now(),
         );
@@ -1522,7 +1561,7 @@ mod tests {
         assert!(year_ahead.deletes.is_empty());
         assert!(year_ahead.purge_refused.is_some());
         let cut = Policy {
-            retention: TimeDelta::hours(7),
+            retention: Some(TimeDelta::hours(7)),
             ..guarded()
         };
         let plan = purge(history, &cut);
@@ -1647,7 +1686,7 @@ mod tests {
             }
         }
         let cut = Policy {
-            retention: TimeDelta::hours(30),
+            retention: Some(TimeDelta::hours(30)),
             ..guarded()
         };
         let plan = purge(snapshots, &cut);
@@ -1665,7 +1704,7 @@ mod tests {
             SnapshotState::Error,
         ));
         let cut = Policy {
-            retention: TimeDelta::hours(7),
+            retention: Some(TimeDelta::hours(7)),
             ..guarded()
         };
         let plan = purge(snapshots, &cut);
@@ -1887,5 +1926,218 @@ mod tests {
         assert_eq!(format_age(TimeDelta::hours(23)), "23h");
         assert_eq!(format_age(TimeDelta::minutes(20)), "20m");
         assert_eq!(format_age(TimeDelta::minutes(-5)), "0m");
+    }
+
+    // -- calendar retention ---------------------------------------------
+
+    /// A daily backup of `vol-1` at 02:00 UTC for `days` days, the newest
+    /// today (`now()` is 2026-11-24 12:00), named by date.
+    fn dailies(days: i64) -> Vec<ExistingSnapshot> {
+        (0..days)
+            .map(|back| {
+                let start =
+                    Utc.with_ymd_and_hms(2026, 11, 24, 2, 0, 0).unwrap() - TimeDelta::days(back);
+                job_snapshot(&start.format("%Y-%m-%d").to_string(), "vol-1", start)
+            })
+            .collect()
+    }
+
+    fn calendar(f: impl FnOnce(&mut crate::config::KeepRules)) -> Policy {
+        let mut keep = crate::config::KeepRules::default();
+        f(&mut keep);
+        Policy {
+            retention: None,
+            keep,
+            ..policy()
+        }
+    }
+
+    fn kept_ids(plan: &Plan) -> Vec<&str> {
+        let mut ids: Vec<&str> = plan.kept.iter().map(|k| &*k.snapshot.id).collect();
+        ids.sort_unstable();
+        ids.reverse();
+        ids
+    }
+
+    #[test]
+    fn daily_weekly_monthly_from_one_series_of_daily_backups() {
+        let policy = calendar(|k| {
+            k.daily = 7;
+            k.weekly = 5;
+            k.monthly = 12;
+        });
+        let plan = purge(dailies(400), &policy);
+        // 2026-11-24 is a Tuesday. Seven dailies; the Sundays that end the
+        // four weeks before this one (this week's newest is today; 11-22 is
+        // a daily too); the last day of each month before this one, back to
+        // 2025-12.
+        let mut expected: Vec<String> = (18..=24).map(|d| format!("2026-11-{d:02}")).collect();
+        expected.extend(["2026-11-15", "2026-11-08", "2026-11-01"].map(String::from));
+        expected.extend(
+            [
+                "2026-10-31",
+                "2026-09-30",
+                "2026-08-31",
+                "2026-07-31",
+                "2026-06-30",
+                "2026-05-31",
+                "2026-04-30",
+                "2026-03-31",
+                "2026-02-28",
+                "2026-01-31",
+                "2025-12-31",
+            ]
+            .map(String::from),
+        );
+        expected.sort_unstable();
+        expected.reverse();
+        assert_eq!(kept_ids(&plan), expected);
+        assert_eq!(plan.deletes.len(), 400 - expected.len());
+        assert!(plan
+            .deletes
+            .iter()
+            .all(|d| d.reason == DeleteReason::Expired));
+        assert_eq!(kept_reason(&plan, "2026-11-24").code(), "keep_monthly");
+        assert_eq!(kept_reason(&plan, "2026-11-23").code(), "keep_daily");
+        assert_eq!(kept_reason(&plan, "2026-11-22").code(), "keep_weekly");
+        assert_eq!(
+            kept_reason(&plan, "2026-11-15").to_string(),
+            "weekly 2026-W46"
+        );
+        assert_eq!(
+            kept_reason(&plan, "2026-02-28").to_string(),
+            "monthly 2026-02"
+        );
+        assert_eq!(
+            describe_policy(&policy),
+            "keep-daily 7, keep-weekly 5, keep-monthly 12, keep-min 1"
+        );
+    }
+
+    #[test]
+    fn any_rule_keeps_and_retention_is_within() {
+        let policy = Policy {
+            retention: Some(TimeDelta::days(3)),
+            ..calendar(|k| k.last = 5)
+        };
+        let plan = purge(dailies(10), &policy);
+        assert_eq!(
+            kept_ids(&plan),
+            [
+                "2026-11-24",
+                "2026-11-23",
+                "2026-11-22",
+                "2026-11-21",
+                "2026-11-20"
+            ]
+        );
+        assert_eq!(kept_reason(&plan, "2026-11-22").code(), "within_retention");
+        assert_eq!(kept_reason(&plan, "2026-11-20").code(), "keep_last");
+        assert_eq!(
+            describe_policy(&policy),
+            "retention 3d, keep-last 5, keep-min 1"
+        );
+    }
+
+    #[test]
+    fn periods_follow_the_timezone() {
+        // A backup at 21:00 UTC is 02:30 the next day in Kolkata: with one
+        // at 03:00 UTC the same UTC day, they are two local days, one UTC day.
+        let late = |day: u32| {
+            let start = Utc.with_ymd_and_hms(2026, 11, day, 21, 0, 0).unwrap();
+            job_snapshot(&format!("late-{day}"), "vol-1", start)
+        };
+        let early = |day: u32| {
+            let start = Utc.with_ymd_and_hms(2026, 11, day, 3, 0, 0).unwrap();
+            job_snapshot(&format!("early-{day}"), "vol-1", start)
+        };
+        let snapshots = || vec![late(22), early(22), late(21), early(21)];
+        let in_utc = purge(snapshots(), &calendar(|k| k.daily = 2));
+        assert_eq!(kept_ids(&in_utc), ["late-22", "late-21"]);
+        let kolkata = Policy {
+            timezone: chrono_tz::Tz::Asia__Kolkata,
+            ..calendar(|k| k.daily = 2)
+        };
+        let in_kolkata = purge(snapshots(), &kolkata);
+        assert_eq!(kept_ids(&in_kolkata), ["late-22", "early-22"]);
+        assert_eq!(
+            kept_reason(&in_kolkata, "late-22").to_string(),
+            "daily 2026-11-23"
+        );
+        assert_eq!(
+            describe_policy(&kolkata),
+            "keep-daily 2, timezone Asia/Kolkata, keep-min 1"
+        );
+    }
+
+    #[test]
+    fn unfinished_and_failed_snapshots_fill_no_period() {
+        let mut snapshots = dailies(3);
+        snapshots[0].state = SnapshotState::Pending;
+        snapshots[1].state = SnapshotState::Error;
+        let plan = purge(snapshots, &calendar(|k| k.daily = 1));
+        assert_eq!(kept_reason(&plan, "2026-11-24").code(), "pending");
+        assert_eq!(deleted_ids(&plan), ["2026-11-23"]);
+        assert_eq!(plan.deletes[0].reason, DeleteReason::Error);
+        assert_eq!(kept_reason(&plan, "2026-11-22").code(), "keep_daily");
+    }
+
+    #[test]
+    fn keep_min_stays_the_floor_under_every_rule() {
+        let policy = Policy {
+            keep_min: 3,
+            ..calendar(|k| k.yearly = 1)
+        };
+        let plan = purge(dailies(5), &policy);
+        assert_eq!(kept_ids(&plan), ["2026-11-24", "2026-11-23", "2026-11-22"]);
+        assert_eq!(kept_reason(&plan, "2026-11-24").code(), "keep_yearly");
+        assert_eq!(kept_reason(&plan, "2026-11-22").code(), "keep_min");
+    }
+
+    #[test]
+    fn each_volume_has_its_own_periods() {
+        let mut snapshots = dailies(3);
+        snapshots.extend(dailies(3).into_iter().map(|s| ExistingSnapshot {
+            id: format!("b-{}", s.id).into(),
+            volume_id: "vol-2".into(),
+            ..s
+        }));
+        let plan = purge(snapshots, &calendar(|k| k.daily = 2));
+        assert_eq!(
+            kept_ids(&plan),
+            ["b-2026-11-24", "b-2026-11-23", "2026-11-24", "2026-11-23"]
+        );
+    }
+
+    #[test]
+    fn a_policy_changed_between_runs_deletes_only_what_it_no_longer_keeps() {
+        let thirty = calendar(|k| k.daily = 30);
+        let first = purge(dailies(30), &thirty);
+        assert!(first.deletes.is_empty(), "30 dailies kept");
+        // Longer: everything still there is kept.
+        let longer = purge(dailies(30), &calendar(|k| k.daily = 60));
+        assert!(longer.deletes.is_empty());
+        // Shorter: the 23 dailies it no longer keeps go, but that is more
+        // than half of the volume's 30 good backups: the guard refuses
+        // without --force.
+        let shorter = calendar(|k| k.daily = 7);
+        let forced = purge(dailies(30), &shorter);
+        assert_eq!(forced.deletes.len(), 23);
+        assert_eq!(kept_ids(&forced).len(), 7);
+        let guarded = Policy {
+            force: false,
+            ..shorter
+        };
+        let refused = purge(dailies(30), &guarded);
+        assert!(refused.deletes.is_empty());
+        assert!(refused.purge_refused.is_some());
+        assert_eq!(
+            refused
+                .kept
+                .iter()
+                .filter(|k| k.reason == KeepReason::DeleteGuard)
+                .count(),
+            23
+        );
     }
 }

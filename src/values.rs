@@ -150,6 +150,25 @@ pub fn parse_tag_value(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Checks a `--keep-*` count: a whole number, at least 1 (a rule that keeps
+/// nothing is a rule left out).
+pub fn parse_keep_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 keeps nothing: give 1 or more, or leave the flag out".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "'{text}' is not a whole number: give how many to keep, e.g. 7"
+        )),
+    }
+}
+
+/// Checks `--timezone`: an IANA timezone name, e.g. `Europe/Berlin`.
+pub fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
+    text.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("'{text}' is not an IANA timezone: give a name such as UTC, Europe/Berlin or Asia/Kolkata")
+    })
+}
+
 /// `--min-interval`: a duration, or 0 to disable.
 pub fn parse_min_interval(text: &str) -> Result<TimeDelta, String> {
     match text.trim() {
@@ -362,6 +381,26 @@ mod tests {
         assert_eq!(parse_max_rate("2.5"), Ok(2.5));
         for bad in ["0", "-1", "fast", "101"] {
             assert!(parse_max_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keep_counts_are_at_least_one_and_timezones_are_iana_names() {
+        assert_eq!(parse_keep_count("7"), Ok(7));
+        for bad in ["0", "-1", "", "seven", "1.5"] {
+            assert!(parse_keep_count(bad).is_err(), "{bad}");
+        }
+        assert!(parse_keep_count("0")
+            .unwrap_err()
+            .contains("leave the flag out"));
+        assert_eq!(
+            parse_timezone("Asia/Kolkata"),
+            Ok(chrono_tz::Tz::Asia__Kolkata)
+        );
+        assert_eq!(parse_timezone("UTC"), Ok(chrono_tz::Tz::UTC));
+        for bad in ["Mars/Olympus", "", "+05:30", "utc+1"] {
+            let err = parse_timezone(bad).expect_err(bad);
+            assert!(err.contains("Europe/Berlin"), "{bad}: {err}");
         }
     }
 

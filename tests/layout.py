@@ -22,6 +22,7 @@ LAYERS = {
     "cli": 1, "iam": 1,
     "config": 2,
     "aws": 3, "aws::accounts": 4,
+    "retention": 4,
     "discovery": 5, "plan": 5,
     "backup::control": 6, "backup::hooks": 6,
     "backup::retry": 7,

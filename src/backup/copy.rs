@@ -285,7 +285,7 @@ mod tests {
     fn settings(kms_key_id: Option<&str>) -> CopySettings {
         CopySettings {
             regions: vec!["us-west-2".into()],
-            retention: TimeDelta::days(30),
+            retention: Some(TimeDelta::days(30)),
             kms_key_id: kms_key_id.map(str::to_owned),
         }
     }

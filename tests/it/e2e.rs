@@ -676,18 +676,7 @@ fn default_job_purge_leaves_other_jobs_and_unmarked_snapshots_alone() {
     // Everything removed is the default job's; each volume keeps its newest one.
     let all_default = fleet.job_snapshots("default", |_| true);
     assert!(diff.removed_ids().is_subset(&all_default), "{run}");
-    let mut newest: BTreeMap<&str, &Seeded> = BTreeMap::new();
-    for s in fleet
-        .seeded
-        .iter()
-        .filter(|s| s.job.as_deref() == Some("default"))
-    {
-        let e = newest.entry(s.volume_id.as_str()).or_insert(s);
-        if s.hours_ago < e.hours_ago {
-            *e = s;
-        }
-    }
-    let kept: BTreeSet<String> = newest.values().map(|s| s.id.clone()).collect();
+    let kept = fleet.newest_per_volume("default");
     let expected: BTreeSet<String> = all_default.difference(&kept).cloned().collect();
     assert_eq!(diff.removed_ids(), expected, "{run}");
 }
@@ -807,6 +796,11 @@ fn bad_input_exits_2_and_changes_nothing() {
         &["--output", "yaml", "run"][..],
         &["--keep-min", "many", "purge"][..],
         &["--keep-min", "0", "purge"][..],
+        &["--keep-daily", "0", "purge"][..],
+        &["--keep-hourly", "-1", "purge"][..],
+        &["purge", "--keep-weekly"][..],
+        &["--keep-monthly", "twelve", "purge"][..],
+        &["--timezone", "Mars/Olympus", "run"][..],
         &["frobnicate"][..],
         &[][..],
     ] {
@@ -817,8 +811,61 @@ fn bad_input_exits_2_and_changes_nothing() {
             !run.stderr.trim().is_empty(),
             "exit 2 without saying why\n{run}"
         );
+        if !args.is_empty() {
+            assert_eq!(run.stderr.trim().lines().count(), 1, "one line\n{run}");
+        }
     }
     assert_world_unchanged(&before, &emu.world_state(), &"after the bad invocations");
+}
+
+#[test]
+fn keep_last_alone_keeps_each_volumes_newest_within_the_delete_guard() {
+    let emu = Emulator::start();
+    let fleet = Fleet::seed(&emu);
+    let before = emu.snapshot_state();
+    // A calendar rule without --retention: no week kept on top of it, so
+    // keep-last 1 keeps each volume's newest job snapshot and nothing else.
+    let kept = fleet.newest_per_volume("default");
+    let due = fleet.job_snapshots("default", |s| !kept.contains(&s.id));
+    assert_eq!((kept.len(), due.len()), (6, 10), "the fleet as seeded");
+
+    // list says what purge would do: ten of sixteen at once is more than
+    // half of the job's backups, so the delete guard holds them back.
+    let list = emu.ebsnap(&["list", "--output", "json", "--keep-last", "1"]);
+    list.assert_success();
+    let doc = list.json();
+    let listed = entries(&doc, "snapshots", &list);
+    let with_code = |code: &str| -> BTreeSet<String> {
+        listed
+            .iter()
+            .filter(|e| str_field(e, "reason_code") == Some(code))
+            .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
+            .collect()
+    };
+    assert_eq!(with_code("keep_last"), kept, "{list}");
+    assert_eq!(with_code("delete_guard"), due, "{list}");
+    let forced_list = emu.ebsnap(&["list", "--output", "json", "--keep-last", "1", "--force"]);
+    forced_list.assert_success();
+    let doc = forced_list.json();
+    let due_listed: BTreeSet<String> = entries(&doc, "snapshots", &forced_list)
+        .iter()
+        .filter(|e| str_field(e, "purge") == Some("delete"))
+        .filter_map(|e| str_field(e, "snapshot_id").map(str::to_string))
+        .collect();
+    assert_eq!(due_listed, due, "{forced_list}");
+    assert_eq!(emu.snapshot_state(), before, "list changes nothing");
+
+    // The purge itself: refused, exit 1, nothing deleted; then forced.
+    let refused = emu.ebsnap(&["purge", "--keep-last", "1"]);
+    refused.assert_exit(1);
+    assert_eq!(emu.snapshot_state(), before, "{refused}");
+    let forced = emu.ebsnap(&["purge", "--keep-last", "1", "--force"]);
+    forced.assert_success();
+    assert_eq!(
+        before.diff(&emu.snapshot_state()).removed_ids(),
+        due,
+        "{forced}"
+    );
 }
 
 #[test]

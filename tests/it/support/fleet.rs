@@ -218,6 +218,18 @@ impl Fleet {
             .collect()
     }
 
+    /// The newest snapshot of `job` of each volume.
+    pub fn newest_per_volume(&self, job: &str) -> BTreeSet<String> {
+        let mut newest: std::collections::BTreeMap<&str, &Seeded> = Default::default();
+        for s in self.seeded.iter().filter(|s| s.job.as_deref() == Some(job)) {
+            let entry = newest.entry(s.volume_id.as_str()).or_insert(s);
+            if s.hours_ago < entry.hours_ago {
+                *entry = s;
+            }
+        }
+        newest.values().map(|s| s.id.clone()).collect()
+    }
+
     /// The default job's snapshots older than the default retention.
     pub fn expired_default(&self) -> BTreeSet<String> {
         self.job_snapshots("default", |s| s.hours_ago > RETENTION_H)
