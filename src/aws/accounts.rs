@@ -17,7 +17,7 @@ use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentia
 use aws_credential_types::Credentials;
 use futures_util::future::join_all;
 
-use crate::aws;
+use crate::aws::{self, Ec2Config};
 use crate::config::AwsSettings;
 use crate::values::Role;
 
@@ -118,7 +118,8 @@ pub(crate) fn session_name(job: &str) -> String {
 }
 
 /// The region STS is asked in: the chain's, else the first `--region`, else
-/// us-east-1 (the endpoint, `--endpoint-url` included, is the shared one).
+/// us-east-1 (its endpoint is the SDK's choice: AWS_ENDPOINT_URL_STS,
+/// AWS_ENDPOINT_URL, or AWS; never `--endpoint-url`, which is EC2's).
 fn sts_region(settings: &AwsSettings, shared: &SdkConfig) -> String {
     shared
         .region()
@@ -133,9 +134,9 @@ fn sts_region(settings: &AwsSettings, shared: &SdkConfig) -> String {
 /// listed) concurrently, each account's failure its own.
 pub(crate) async fn resolve(
     settings: &AwsSettings,
-    shared: &SdkConfig,
+    shared: &Ec2Config,
     job: &str,
-) -> Result<Vec<Account<SdkConfig>>> {
+) -> Result<Vec<Account<Ec2Config>>> {
     if settings.roles.is_empty() {
         return Ok(vec![Account {
             account: None,
@@ -149,8 +150,9 @@ pub(crate) async fn resolve(
     } else {
         Some(aws::regions(settings, shared).await?)
     };
-    let sts_region = sts_region(settings, shared);
+    let sts_region = sts_region(settings, &shared.sdk);
     let list_region = shared
+        .sdk
         .region()
         .map(|r| r.to_string())
         .unwrap_or_else(|| "us-east-1".to_owned());
@@ -186,13 +188,13 @@ pub(crate) async fn resolve(
 async fn assume(
     role: &Role,
     settings: &AwsSettings,
-    shared: &SdkConfig,
+    shared: &Ec2Config,
     sts_region: &str,
     job: &str,
-) -> Result<SdkConfig, String> {
+) -> Result<Ec2Config, String> {
     let mut builder = AssumeRoleProvider::builder(&role.arn)
         .session_name(session_name(job))
-        .configure(shared)
+        .configure(&shared.sdk)
         .region(Region::new(sts_region.to_owned()));
     if let Some(id) = &settings.external_id {
         builder = builder.external_id(id);
@@ -210,10 +212,14 @@ async fn assume(
         checked: Mutex::new(Some(checked)),
         role: provider,
     };
-    Ok(shared
-        .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .build())
+    Ok(Ec2Config {
+        sdk: shared
+            .sdk
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build(),
+        endpoint_url: shared.endpoint_url.clone(),
+    })
 }
 
 /// A role's credentials: first the ones fetched to check the role, then new

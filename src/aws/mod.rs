@@ -1,6 +1,15 @@
 //! Builds the EC2 clients: the standard AWS chain (environment, profile,
 //! instance role) with the user's region, profile and endpoint on top.
 //!
+//! The AWS conventions hold as the aws cli keeps them: `--endpoint-url`
+//! is EC2's alone (STS, for `--assume-role`, keeps its own: AWS_ENDPOINT_URL
+//! or AWS_ENDPOINT_URL_STS); AWS_ENDPOINT_URL_EC2 works as for any SDK; and
+//! the retries of the calls the SDK retries (the reads) follow
+//! AWS_MAX_ATTEMPTS, AWS_RETRY_MODE and the profile's `max_attempts` and
+//! `retry_mode` when the user set any of them (AWS SDKs and Tools Reference
+//! Guide, "Retry behavior"). The creates and deletes are retried by ebsnap
+//! itself (backup/retry.rs), never by the SDK.
+//!
 //! Also turns SDK errors into one line a person can act on.
 
 pub mod accounts;
@@ -21,11 +30,22 @@ use crate::config::AwsSettings;
 
 /// How long to wait for a TCP connection before giving up on an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A region that could not be read (`list`, `check`), and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RegionFailure {
     pub region: String,
     pub reason: String,
+}
+
+/// What a unit of work's EC2 clients are built from: the SDK's shared
+/// configuration (credentials, region, retries, timeouts) and
+/// `--endpoint-url`, which is EC2's alone and so not in the shared part
+/// that STS is configured from.
+#[derive(Debug, Clone)]
+pub(crate) struct Ec2Config {
+    pub sdk: SdkConfig,
+    pub endpoint_url: Option<String>,
 }
 
 /// DescribeSnapshots' largest page.
@@ -41,43 +61,74 @@ pub(crate) const INSTANCE_PAGE_SIZE: i32 = 1000;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one call may take, all its retries included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
-/// Attempts per call for the SDK's own retries (creates retry in backup/retry.rs).
+/// Attempts per call for the SDK's own retries (creates retry in backup/retry.rs),
+/// unless the user chose theirs.
 const MAX_ATTEMPTS: u32 = 5;
 
 /// The shared configuration, loaded once: credentials and settings from the
-/// standard chain, overridden by `--profile` and `--endpoint-url`.
-pub(crate) async fn load_shared_config(settings: &AwsSettings) -> SdkConfig {
-    // Standard retries (jittered exponential backoff), not adaptive: ebsnap
-    // paces its calls with its own token buckets (backup/control.rs), and the
-    // adaptive client-side limiter on top of them, shared by the creates and
-    // deletes that now run side by side, queued calls past their 40 s
-    // operation timeout under heavy throttling.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        );
+/// standard chain, overridden by `--profile`; `--endpoint-url` beside it.
+pub(crate) async fn load_shared_config(settings: &AwsSettings) -> Ec2Config {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build(),
+    );
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
-    if let Some(endpoint) = &settings.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
+    // Standard retries (jittered exponential backoff), 5 attempts, unless
+    // the user set theirs: not adaptive, since ebsnap paces its calls with
+    // its own token buckets (backup/control.rs), and the adaptive
+    // client-side limiter on top of them, shared by the creates and deletes
+    // that run side by side, queued calls past their 40 s operation timeout
+    // under heavy throttling.
+    if !user_sets_retries(settings.profile.as_deref()).await {
+        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
     }
-    loader.load().await
+    Ec2Config {
+        sdk: loader.load().await,
+        endpoint_url: settings.endpoint_url.clone(),
+    }
+}
+
+/// The settings the SDK reads its retries from, by precedence (AWS SDKs and
+/// Tools Reference Guide, "Retry behavior": `AWS_MAX_ATTEMPTS`,
+/// `AWS_RETRY_MODE`, or `max_attempts`/`retry_mode` in the shared config
+/// file's profile).
+const RETRY_ENV: [&str; 2] = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"];
+const RETRY_PROFILE_KEYS: [&str; 2] = ["max_attempts", "retry_mode"];
+
+/// Whether the user chose the SDK's retries, in the environment or in the
+/// profile in use (`--profile`, else AWS_PROFILE, else `default`). A profile
+/// file that cannot be read sets nothing here: the SDK reports it itself.
+async fn user_sets_retries(profile: Option<&str>) -> bool {
+    let env = aws_types::os_shim_internal::Env::real();
+    if RETRY_ENV
+        .iter()
+        .any(|name| env.get(name).is_ok_and(|v| !v.is_empty()))
+    {
+        return true;
+    }
+    let profiles = aws_config::profile::load(
+        &aws_types::os_shim_internal::Fs::real(),
+        &env,
+        &Default::default(),
+        profile.map(|p| std::borrow::Cow::Owned(p.to_owned())),
+    )
+    .await;
+    profiles.is_ok_and(|set| RETRY_PROFILE_KEYS.iter().any(|key| set.get(key).is_some()))
 }
 
 /// The regions this run covers: `--region` flags; with `--all-regions`,
 /// every region enabled for the account (DescribeRegions, asked in the
 /// chain's region or us-east-1); else the chain's region.
-pub(crate) async fn regions(settings: &AwsSettings, shared: &SdkConfig) -> Result<Vec<String>> {
+pub(crate) async fn regions(settings: &AwsSettings, shared: &Ec2Config) -> Result<Vec<String>> {
     if !settings.regions.is_empty() {
         return Ok(settings.regions.clone());
     }
-    let home = shared.region().map(|r| r.to_string());
+    let home = shared.sdk.region().map(|r| r.to_string());
     if settings.all_regions {
         return enabled_regions(&client(shared, home.as_deref().unwrap_or("us-east-1"))).await;
     }
@@ -113,12 +164,15 @@ pub(crate) async fn enabled_regions(client: &Client) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// An EC2 client for one region.
-pub(crate) fn client(shared: &SdkConfig, region: &str) -> Client {
-    let config = aws_sdk_ec2::config::Builder::from(shared)
-        .region(Region::new(region.to_owned()))
-        .build();
-    Client::from_conf(config)
+/// An EC2 client for one region: `--endpoint-url` when given, else the
+/// SDK's own choice (AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL, or AWS).
+pub(crate) fn client(shared: &Ec2Config, region: &str) -> Client {
+    let mut config =
+        aws_sdk_ec2::config::Builder::from(&shared.sdk).region(Region::new(region.to_owned()));
+    if let Some(endpoint) = &shared.endpoint_url {
+        config = config.endpoint_url(endpoint);
+    }
+    Client::from_conf(config.build())
 }
 
 /// One line for a failed call: EC2's code and message when it sent them,

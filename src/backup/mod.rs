@@ -18,7 +18,6 @@ pub(crate) mod snapshot;
 pub(crate) mod wait;
 
 use anyhow::Result;
-use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
@@ -81,7 +80,7 @@ pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<Report> {
 /// failing does not stop the others.
 async fn run_region(
     config: &Config,
-    shared: &SdkConfig,
+    shared: &aws::Ec2Config,
     region: &str,
     run_id: &str,
     now: DateTime<Utc>,

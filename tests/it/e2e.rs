@@ -1859,6 +1859,56 @@ fn assert_one_snapshot_per_volume(
 }
 
 #[test]
+fn endpoint_url_is_ec2s_alone_and_sts_keeps_its_own() {
+    let emu = Emulator::start();
+    let (instance_a, volumes_a) = seed_account(&emu, "111111111111");
+    let ec2 = emu.proxy(FaultPlan::none());
+    let sts = emu.proxy(FaultPlan::none());
+    // The global endpoint points at nothing: a call that went there instead
+    // of to its service's own endpoint would fail the run (and never leaves
+    // 127.0.0.1).
+    let nowhere = dead_endpoint();
+    let run = emu
+        .ebsnap_cmd(&[
+            "--endpoint-url",
+            &ec2.endpoint_url(),
+            "--assume-role",
+            ROLE_A,
+            "snapshot",
+        ])
+        .env("AWS_ENDPOINT_URL", &nowhere)
+        .env("AWS_ENDPOINT_URL_STS", &sts.endpoint_url())
+        .run();
+    run.assert_success();
+    assert_one_snapshot_per_volume(&emu, "111111111111", &instance_a, &volumes_a, &run);
+    assert_eq!(
+        ec2.count("AssumeRole"),
+        0,
+        "--endpoint-url is EC2's alone\n{}",
+        ec2.log()
+    );
+    assert_eq!(sts.count("AssumeRole"), 1, "{}", sts.log());
+    assert!(
+        sts.records().iter().all(|r| r.action == "AssumeRole"),
+        "only STS calls at STS's endpoint\n{}",
+        sts.log()
+    );
+    assert!(ec2.count("CreateSnapshots") >= 1, "{}", ec2.log());
+
+    // AWS_ENDPOINT_URL_EC2 works as it does for any AWS SDK.
+    let before = ec2.count("CreateSnapshots");
+    let run = emu
+        .ebsnap_cmd(&["--assume-role", ROLE_A, "--min-interval", "0", "snapshot"])
+        .env("AWS_ENDPOINT_URL", &nowhere)
+        .env("AWS_ENDPOINT_URL_EC2", &ec2.endpoint_url())
+        .env("AWS_ENDPOINT_URL_STS", &sts.endpoint_url())
+        .run();
+    run.assert_success();
+    assert_eq!(ec2.count("CreateSnapshots"), before + 1, "{}", ec2.log());
+    assert_eq!(sts.count("AssumeRole"), 2, "{}", sts.log());
+}
+
+#[test]
 fn assume_role_backs_up_each_account_in_one_run() {
     let emu = Emulator::start();
     let (instance_a, volumes_a) = seed_account(&emu, "111111111111");

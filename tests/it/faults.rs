@@ -440,6 +440,59 @@ fn lost_answer_on_deletes_counts_as_deleted() {
     );
 }
 
+/// The reads are retried by the SDK: as ebsnap sets it (5 attempts), unless
+/// the user chose otherwise with AWS_MAX_ATTEMPTS or the profile's
+/// `max_attempts`, which the SDK must then follow (AWS SDKs and Tools
+/// Reference Guide, "Retry behavior").
+#[test]
+fn sdk_retried_reads_follow_aws_max_attempts_and_the_profile() {
+    let emu = Emulator::start();
+    let _fleet = Fleet::seed(&emu);
+    let lost_first_read =
+        || emu.proxy(FaultPlan::none().first_attempts("DescribeInstances", Fault::LostAnswer, 1));
+
+    let proxy = lost_first_read();
+    let run = emu.ebsnap_cmd(&["snapshot", "-n"]).via(&proxy).run();
+    run.assert_success();
+    assert_eq!(
+        proxy.count("DescribeInstances"),
+        2,
+        "retried once\n{}",
+        proxy.log()
+    );
+
+    let proxy = lost_first_read();
+    let run = emu
+        .ebsnap_cmd(&["snapshot", "-n"])
+        .via(&proxy)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .run();
+    run.assert_exit(2);
+    assert!(run.stderr.contains("InternalError"), "{run}");
+    assert_eq!(
+        proxy.count("DescribeInstances"),
+        1,
+        "not retried\n{}",
+        proxy.log()
+    );
+
+    let config = emu.runtime_dir().join("aws-config");
+    std::fs::write(&config, "[default]\nmax_attempts = 1\n").unwrap();
+    let proxy = lost_first_read();
+    let run = emu
+        .ebsnap_cmd(&["snapshot", "-n"])
+        .via(&proxy)
+        .env("AWS_CONFIG_FILE", config.to_str().unwrap())
+        .run();
+    run.assert_exit(2);
+    assert_eq!(
+        proxy.count("DescribeInstances"),
+        1,
+        "the profile's max_attempts\n{}",
+        proxy.log()
+    );
+}
+
 #[test]
 fn connection_reset_after_each_first_create_and_delete_still_converges() {
     let emu = Emulator::start();

@@ -103,7 +103,8 @@ impl FaultPlan {
     }
 
     /// The first `count` calls of `action` for each resource (volume, snapshot)
-    /// get `fault`.
+    /// get `fault`. A read action (DescribeInstances, ...) may be named too:
+    /// its first `count` calls get `fault`, whatever they ask for.
     pub fn first_attempts(mut self, action: &str, fault: Fault, count: usize) -> FaultPlan {
         self.first_attempts.push(FirstAttempts {
             action: action.to_string(),
@@ -787,6 +788,22 @@ impl ProxyShared {
             let seq = state.records.len();
             let mut fault = None;
             let mut gated = false;
+            // A read is faulted only when a first-attempts rule names it
+            // (the SDK's own retries of reads); random faults and the gate
+            // are for the calls that change the account.
+            let read_ruled =
+                !mutating && self.plan.first_attempts.iter().any(|r| r.action == action);
+            if read_ruled && iam.denial.is_none() {
+                let key = format!("{action} {}", resource.as_deref().unwrap_or("-"));
+                let calls = state.calls_per_key.get(&key).copied().unwrap_or(0);
+                fault = self
+                    .plan
+                    .first_attempts
+                    .iter()
+                    .find(|rule| rule.action == action && calls < rule.count)
+                    .map(|rule| rule.fault.clone());
+                *state.calls_per_key.entry(key).or_insert(0) += 1;
+            }
             if real && iam.denial.is_none() {
                 let n = state.mutating_seen;
                 state.mutating_seen += 1;
