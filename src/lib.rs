@@ -57,7 +57,7 @@
 //! | `restore/report.rs` | restore's report, in text or JSON |
 //! | `list.rs` | `ebsnap list`: the job's snapshots, judged by the same plan as `purge` |
 //! | `check.rs` | `ebsnap check`: the freshness of each selected volume; the decision is pure and tested |
-//! | `metrics.rs` | the Prometheus textfile (`--metrics-file`), written atomically |
+//! | `metrics.rs` | the Prometheus textfile (`--metrics-file`) of `run`, `snapshot`, `purge` and `check`: gauges named by the book, the job as `ebsnap_job`, per-volume timestamps, failures by action; written atomically, 0644, under a lock shared by the jobs that write one file |
 //! | `iam.rs` | the least-privilege policy `ebsnap iam-policy` prints. `examples/iam-policy.json` is its output for the default job, and a test keeps the two identical |
 //! | `lock.rs` | the cron lock: one run per job per host |
 //! | `memory.rs` | memory tuning: glibc's allocator settings that keep a run's peak small, and no-ops elsewhere |

@@ -82,8 +82,17 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             })
         }
         Action::Check { max_age } => {
+            if let Some(path) = &config.metrics_file {
+                ebsnap::metrics::check_writable(path)?;
+            }
             let report = runtime()?.block_on(ebsnap::check::run(config, *max_age, now))?;
-            let status = report.exit_status();
+            let mut status = report.exit_status();
+            if let Some(path) = &config.metrics_file {
+                if let Err(err) = ebsnap::metrics::write_check(path, &report, chrono::Utc::now()) {
+                    ebsnap::notice::tell(&format!("{err:#}"));
+                    status = status.max(ExitStatus::Failure);
+                }
+            }
             // Like a run: quiet when all is well and nobody watches, so cron
             // mails only bad news.
             let watched =
@@ -147,6 +156,10 @@ fn backup(
 ) -> anyhow::Result<ExitStatus> {
     // A dry run changes nothing, so it needs no lock and may run beside a
     // real run. The lock is held until this function returns.
+    // The metrics file must be writable before anything changes.
+    if let (Some(path), false) = (&config.metrics_file, config.dry_run) {
+        ebsnap::metrics::check_writable(path)?;
+    }
     let _lock = if config.dry_run {
         None
     } else {
@@ -161,7 +174,7 @@ fn backup(
     // A dry run is no backup: it leaves the metrics alone.
     if let (Some(path), false) = (&config.metrics_file, config.dry_run) {
         if let Err(err) =
-            ebsnap::metrics::write(path, &report, chrono::Utc::now(), started.elapsed())
+            ebsnap::metrics::write(path, &report, now, chrono::Utc::now(), started.elapsed())
         {
             ebsnap::notice::tell(&format!("{err:#}"));
             status = status.max(ExitStatus::Failure);

@@ -5,6 +5,7 @@
 # Source it, don't run it: it exports
 #   EBSNAP_MOTO_SERVER  path of the moto_server executable
 #   EBSNAP_FAKETIME_LIB path of libfaketimeMT.so.1
+#   EBSNAP_PROMTOOL     path of promtool (Prometheus), to check the metrics file
 # Idempotent: a second call finds both in place and installs nothing.
 # Override the virtualenv's place with EBSNAP_VENV.
 
@@ -24,6 +25,8 @@ ebsnap_find_faketime() {
   done
   return 1
 }
+
+ebsnap_promtool_dir="${XDG_CACHE_HOME:-$HOME/.cache}/ebsnap/promtool"
 
 ebsnap_install_deps() {
   if ! EBSNAP_FAKETIME_LIB=$(ebsnap_find_faketime); then
@@ -45,7 +48,24 @@ ebsnap_install_deps() {
       "moto[server]==$ebsnap_moto_version" >&2 || return 1
   fi
   EBSNAP_MOTO_SERVER="$ebsnap_venv/bin/moto_server"
-  export EBSNAP_MOTO_SERVER EBSNAP_FAKETIME_LIB
+
+  # promtool only: Debian's prometheus package unpacked into the cache, not
+  # installed (no service, no system user, nothing outside the cache).
+  EBSNAP_PROMTOOL="$(command -v promtool || echo "$ebsnap_promtool_dir/usr/bin/promtool")"
+  if [ ! -x "$EBSNAP_PROMTOOL" ]; then
+    echo "install-deps: unpacking promtool (Debian package prometheus) into $ebsnap_promtool_dir" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    local download
+    download=$(mktemp -d) && chmod 755 "$download" || return 1
+    (cd "$download" && apt-get download -qq prometheus >&2) \
+      || { $sudo apt-get update -qq >&2 && (cd "$download" && apt-get download -qq prometheus >&2); } \
+      || return 1
+    mkdir -p "$ebsnap_promtool_dir" && dpkg-deb -x "$download"/prometheus_*.deb "$ebsnap_promtool_dir" || return 1
+    rm -rf "$download"
+    EBSNAP_PROMTOOL="$ebsnap_promtool_dir/usr/bin/promtool"
+  fi
+  export EBSNAP_MOTO_SERVER EBSNAP_FAKETIME_LIB EBSNAP_PROMTOOL
 }
 
 ebsnap_install_deps

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . tests/install-deps.sh
 echo "moto server: $EBSNAP_MOTO_SERVER" >&2
 echo "faketime:    $EBSNAP_FAKETIME_LIB" >&2
+echo "promtool:    $EBSNAP_PROMTOOL" >&2
 # The end-to-end tests spend their time waiting (on the emulator, on
 # ebsnap's retries, on the EC2 twin's consistency window and limits), not on
 # the CPU: four at a time even on two cores. RUST_TEST_THREADS overrides.

@@ -1439,32 +1439,86 @@ fn metrics_file_records_each_run_by_job_and_region() {
     emu.ebsnap(&["run", "--metrics-file", path_arg])
         .assert_success();
     let text = std::fs::read_to_string(&path).unwrap();
-    let value = |name: &str| {
-        let prefix = format!("{name}{{job=\"default\",region=\"us-east-1\"}} ");
+    assert_promtool_accepts(&text);
+    let value = |name: &str, extra: &str| {
+        let prefix = format!("{name}{{ebsnap_job=\"default\",region=\"us-east-1\"{extra}}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
             .to_string()
     };
     assert_eq!(
-        value("ebsnap_snapshots_created"),
+        value("ebsnap_last_run_created_snapshots", ""),
         fleet.selected().len().to_string(),
         "{text}"
     );
     assert_eq!(
-        value("ebsnap_snapshots_deleted"),
+        value("ebsnap_last_run_deleted_snapshots", ""),
         fleet.expired_default().len().to_string(),
         "{text}"
     );
-    assert_eq!(value("ebsnap_snapshots_failed"), "0");
+    assert_eq!(value("ebsnap_last_run_failures", ",action=\"create\""), "0");
     assert_eq!(
-        value("ebsnap_last_run_timestamp_seconds"),
-        value("ebsnap_last_success_timestamp_seconds")
+        value("ebsnap_last_run_timestamp_seconds", ""),
+        value("ebsnap_last_success_timestamp_seconds", "")
     );
+    for sel in fleet.selected() {
+        let labels = format!(
+            ",instance_id=\"{}\",volume_id=\"{}\",device=\"{}\"",
+            sel.instance_id, sel.volume_id, sel.device
+        );
+        value("ebsnap_volume_last_snapshot_timestamp_seconds", &labels);
+    }
     assert!(
-        text.contains("# TYPE ebsnap_run_duration_seconds gauge"),
+        text.contains("# TYPE ebsnap_last_run_duration_seconds gauge"),
         "{text}"
     );
+
+    // check writes the freshness metrics into the same file, beside the run's.
+    let check = emu.ebsnap(&["check", "--max-age", "26h", "--metrics-file", path_arg]);
+    check.assert_success();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_promtool_accepts(&text);
+    assert!(
+        text.contains("ebsnap_check_stale_volumes{ebsnap_job=\"default\",region=\"us-east-1\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ebsnap_last_run_created_snapshots{"),
+        "the run's lines stay\n{text}"
+    );
+    let completed = text
+        .lines()
+        .filter(|l| l.starts_with("ebsnap_volume_last_completed_snapshot_timestamp_seconds{"))
+        .count();
+    assert_eq!(completed, fleet.selected().len(), "{text}");
+}
+
+#[test]
+fn an_unwritable_metrics_directory_exits_2_before_any_change() {
+    let emu = Emulator::start();
+    let _fleet = Fleet::seed(&emu);
+    let before = emu.world_state();
+    let dir = TempDir::new("ebsnap-metrics-bad");
+    let missing = dir.path().join("no-such-dir").join("ebsnap.prom");
+    let malformed = dir.path().join("malformed.prom");
+    std::fs::write(&malformed, "not a sample\n").unwrap();
+    for (path, says) in [
+        (&missing, "create it, or give it to this user"),
+        (&malformed, "is not a Prometheus textfile"),
+    ] {
+        for command in ["run", "check"] {
+            let mut args = vec![command, "--metrics-file", path.to_str().unwrap()];
+            if command == "check" {
+                args.extend(["--max-age", "26h"]);
+            }
+            let run = emu.ebsnap(&args);
+            run.assert_exit(2);
+            assert!(run.stderr.contains(says), "{run}");
+            assert_eq!(run.stderr.trim().lines().count(), 1, "one line\n{run}");
+        }
+    }
+    assert_world_unchanged(&before, &emu.world_state(), &"after the refused runs");
 }
 
 // ---------------------------------------------------------------------------

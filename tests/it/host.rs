@@ -1234,3 +1234,30 @@ fn under_the_printed_policy_all_regions_lists_the_accounts_regions() {
         "every enabled region, not only the home one\n{list}"
     );
 }
+
+/// The alert rules the README's Monitoring section gives to copy and paste
+/// are valid Prometheus rules, with the metric names ebsnap writes.
+#[test]
+fn the_readmes_alert_rules_pass_promtool() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("  ```yaml\n  groups:")
+        .expect("the alert rules in README.md");
+    let block = &readme[start + "  ```yaml\n".len()..];
+    let block = &block[..block.find("  ```").expect("the end of the rules")];
+    let rules: String = block
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for metric in [
+        "ebsnap_last_success_timestamp_seconds",
+        "ebsnap_last_run_failures",
+        "ebsnap_volume_last_completed_snapshot_timestamp_seconds",
+    ] {
+        assert!(rules.contains(metric), "{metric} in the rules");
+    }
+    let dir = TempDir::new("ebsnap-rules");
+    assert_promtool_accepts_rules(&rules, dir.path());
+}

@@ -32,6 +32,52 @@ pub struct Emulator {
     pub(super) client: Client,
 }
 
+/// Checks a Prometheus textfile with `promtool check metrics` (the
+/// EBSNAP_PROMTOOL that tests/install-deps.sh unpacks); panics with what
+/// promtool said when it finds a problem.
+pub fn assert_promtool_accepts(text: &str) {
+    let promtool = required_env_path("EBSNAP_PROMTOOL");
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}; {HOW_TO_RUN}", promtool.display()));
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Checks Prometheus alerting rules with `promtool check rules FILE`.
+pub fn assert_promtool_accepts_rules(rules: &str, dir: &std::path::Path) {
+    let promtool = required_env_path("EBSNAP_PROMTOOL");
+    let file = dir.join("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = std::process::Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}; {HOW_TO_RUN}", promtool.display()));
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn required_env_path(var: &str) -> PathBuf {
     let value = std::env::var_os(var).unwrap_or_else(|| {
         panic!("{var} is not set: {HOW_TO_RUN}");
