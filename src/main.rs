@@ -14,6 +14,7 @@ use ebsnap::values::{LogFormat, OutputFormat};
 
 fn main() -> ExitCode {
     ebsnap::memory::tune();
+    ebsnap::notice::set_priorities(ebsnap::notice::stderr_is_journal());
     let config = Config::from_cli(parse_cli());
     init_logging(&config);
     match run(&config) {
@@ -43,10 +44,10 @@ fn parse_cli() -> Cli {
         }
         Err(err) => {
             let says_how_to_fix = err.kind() == ErrorKind::ValueValidation;
-            eprintln!(
-                "ebsnap: {}",
-                ebsnap::cli::one_line_usage_error(&err.render().to_string(), says_how_to_fix)
-            );
+            ebsnap::notice::tell(&ebsnap::cli::one_line_usage_error(
+                &err.render().to_string(),
+                says_how_to_fix,
+            ));
             std::process::exit(ExitStatus::NothingAttempted as i32);
         }
     }
@@ -244,10 +245,69 @@ fn init_logging(config: &Config) {
     ebsnap::notice::set_json_logs(config.log_format == LogFormat::Json);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(PrioritizedStderr)
         .with_target(false);
     match config.log_format {
         LogFormat::Text => logs.with_ansi(config.color).init(),
         LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+}
+
+/// stderr for the log, each event's lines prefixed with its syslog priority
+/// when stderr is the journal (`ebsnap::notice::priority_prefix`).
+struct PrioritizedStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for PrioritizedStderr {
+    type Writer = PrefixedLines;
+
+    fn make_writer(&'a self) -> PrefixedLines {
+        PrefixedLines::new(6)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> PrefixedLines {
+        let priority = match *meta.level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        PrefixedLines::new(priority)
+    }
+}
+
+/// One event's writer: its text with the priority prefix at each line start.
+struct PrefixedLines {
+    prefix: String,
+    at_line_start: bool,
+}
+
+impl PrefixedLines {
+    fn new(priority: u8) -> PrefixedLines {
+        PrefixedLines {
+            prefix: ebsnap::notice::priority_prefix(priority),
+            at_line_start: true,
+        }
+    }
+}
+
+impl std::io::Write for PrefixedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut stderr = std::io::stderr().lock();
+        if self.prefix.is_empty() {
+            return stderr.write_all(buf).map(|()| buf.len());
+        }
+        let mut out = Vec::with_capacity(buf.len() + self.prefix.len());
+        for &byte in buf {
+            if self.at_line_start {
+                out.extend_from_slice(self.prefix.as_bytes());
+            }
+            out.push(byte);
+            self.at_line_start = byte == b'\n';
+        }
+        stderr.write_all(&out).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }

@@ -1261,3 +1261,62 @@ fn the_readmes_alert_rules_pass_promtool() {
     let dir = TempDir::new("ebsnap-rules");
     assert_promtool_accepts_rules(&rules, dir.path());
 }
+
+/// Under systemd, stderr is the journal (JOURNAL_STREAM names its
+/// device:inode): every line starts with its syslog priority, so
+/// `journalctl -p err` finds the failures. Anywhere else (the variable
+/// inherited, stderr elsewhere), no prefix.
+#[test]
+fn under_systemd_stderr_lines_carry_their_syslog_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let emu = Emulator::start();
+    let _fleet = SmallFleet::seed(&emu);
+    let dir = TempDir::new("ebsnap-journal");
+    let stderr_of = |args: &[&str], journal: bool| -> String {
+        let path = dir.path().join("stderr");
+        let file = fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let stream = if journal {
+            format!("{}:{}", meta.dev(), meta.ino())
+        } else {
+            format!("{}:{}", meta.dev(), meta.ino() + 1)
+        };
+        std::process::Command::new(env!("CARGO_BIN_EXE_ebsnap"))
+            .args(args)
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", emu.endpoint_url())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("JOURNAL_STREAM", stream)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .status()
+            .expect("run ebsnap");
+        fs::read_to_string(&path).unwrap()
+    };
+    let logged = stderr_of(&["run", "-v"], true);
+    assert!(!logged.is_empty());
+    for line in logged.lines() {
+        let priority = line
+            .strip_prefix('<')
+            .and_then(|rest| rest.split_once('>'))
+            .map(|(p, _)| p);
+        assert!(
+            matches!(priority, Some("3" | "4" | "6" | "7")),
+            "no syslog priority: {line:?}\n{logged}"
+        );
+    }
+    assert!(
+        logged.lines().any(|l| l.starts_with("<6>")),
+        "info lines\n{logged}"
+    );
+    let refused = stderr_of(&["run", "--retention", "soon"], true);
+    assert!(refused.starts_with("<3>ebsnap: "), "{refused}");
+    let elsewhere = stderr_of(&["run", "--retention", "soon"], false);
+    assert!(elsewhere.starts_with("ebsnap: "), "{elsewhere}");
+}
