@@ -84,15 +84,16 @@ def job_snapshots(ec2):
     )["Snapshots"]
 
 
-def build(ec2, args):
+def make_fleet(ec2, instances, volumes_per_instance):
+    """The instances and their volumes, no snapshots; returns (instance id,
+    Name, device, volume id) for every volume, sorted."""
     started = time.monotonic()
-    set_clock(args.clock_file, "+0")
     image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 
     # Instances, RUN_BATCH per call (moto names their root device /dev/sda1).
     batches = []
-    for first in range(0, args.instances, RUN_BATCH):
-        batches.append(list(range(first, min(first + RUN_BATCH, args.instances))))
+    for first in range(0, instances, RUN_BATCH):
+        batches.append(list(range(first, min(first + RUN_BATCH, instances))))
 
     def launch(batch):
         out = ec2.run_instances(
@@ -109,12 +110,12 @@ def build(ec2, args):
     instance_ids = [i for ids in parallel(launch, batches) for i in ids]
 
     def add_volumes(instance_id):
-        for device in DATA_DEVICES[: args.volumes - 1]:
+        for device in DATA_DEVICES[: volumes_per_instance - 1]:
             volume_id = ec2.create_volume(AvailabilityZone=ZONE, Size=10, VolumeType="gp3")["VolumeId"]
             ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
 
     parallel(add_volumes, instance_ids)
-    log(f"{len(instance_ids)} instances with {args.volumes} volumes each "
+    log(f"{len(instance_ids)} instances with {volumes_per_instance} volumes each "
         f"in {time.monotonic() - started:.0f} s")
 
     # (instance id, Name, device, volume id) for every volume.
@@ -129,8 +130,15 @@ def build(ec2, args):
                 volumes.append((instance["InstanceId"], name, mapping["DeviceName"],
                                 mapping["Ebs"]["VolumeId"]))
     volumes.sort()
-    if len(volumes) != args.instances * args.volumes:
-        sys.exit(f"fleet: expected {args.instances * args.volumes} volumes, found {len(volumes)}")
+    if len(volumes) != instances * volumes_per_instance:
+        sys.exit(f"fleet: expected {instances * volumes_per_instance} volumes, found {len(volumes)}")
+    return volumes
+
+
+def build(ec2, args):
+    started = time.monotonic()
+    set_clock(args.clock_file, "+0")
+    volumes = make_fleet(ec2, args.instances, args.volumes)
 
     now = datetime.now(timezone.utc)
     total_days = args.days + args.expired_days

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmark's figures: one block per measured run, and the summary table.
 
-  report.py run --label L --kind ebsnap|ebsnap-per-volume|aws-cli|ebsnap-dry-run
+  report.py run --label L --kind ebsnap|ebsnap-per-volume|aws-cli|ebsnap-dry-run|ebsnap-purge
                 --manifest M --stats S --wall SECONDS --rss-kb KB --exit N
                 [--ebsnap-json OUT] [--results FILE]
   report.py table FILE [--markdown]
@@ -45,7 +45,10 @@ def bounds(kind, m):
         "DescribeSnapshots": pages(s, 1000),
         "DeleteSnapshot": x,
     }
-    if kind == "ebsnap":
+    if kind == "ebsnap-purge":
+        # `ebsnap purge` reads no instances and creates nothing.
+        b.update({"DescribeInstances": 0})
+    elif kind == "ebsnap":
         b.update({"CreateSnapshots": n, "CreateTags": v})
     elif kind == "ebsnap-dry-run":
         # DryRun=true calls prove the permissions: one per create and delete.
@@ -60,7 +63,7 @@ def bounds(kind, m):
 def theory(kind, m):
     """(seconds, formula) of the time EC2's buckets alone impose on the run."""
     n, v, x = m["instances"], m["volumes"], m["expired"]
-    creates = n if kind in ("ebsnap", "ebsnap-dry-run") else v
+    creates = 0 if kind == "ebsnap-purge" else n if kind in ("ebsnap", "ebsnap-dry-run") else v
     terms = [
         (bucket_seconds(creates, CREATE), f"({creates}-100)/5"),
         (bucket_seconds(x, DELETE), f"({x}-100)/5"),
@@ -195,7 +198,7 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--label", required=True)
     r.add_argument("--kind", required=True,
-                   choices=["ebsnap", "ebsnap-per-volume", "ebsnap-dry-run", "aws-cli"])
+                   choices=["ebsnap", "ebsnap-per-volume", "ebsnap-dry-run", "ebsnap-purge", "aws-cli"])
     r.add_argument("--manifest", required=True)
     r.add_argument("--stats", required=True)
     r.add_argument("--wall", type=float, required=True)

@@ -11,9 +11,17 @@
 #   bash examples/bench/run.sh --memory   ebsnap's peak RSS, dry run and real
 #                                         run: 1,000 instances x 3 volumes,
 #                                         30,000 job snapshots (10 days)
+#   bash examples/bench/run.sh --retention  calendar retention, a year in one
+#                                         job: 60 instances x 2 volumes, 365
+#                                         days of dailies purged to the steady
+#                                         state of --keep-daily 7 --keep-weekly 5
+#                                         --keep-monthly 12, then a day's run;
+#                                         against the three jobs (daily 7d,
+#                                         weekly 35d, monthly 365d) it replaces
 #
 # Options: --instances N  --volumes K (per instance, root included)
-#          --days D (history inside the retention, = --retention Dd)
+#          --days D (history inside the retention, = --retention Dd;
+#            with --retention: the days of dailies before yesterday's, 365)
 #          --expired-days E (older days, deleted by the run)
 #          --delay-ms MS (proxy's round trip, default 50)  --no-aws-cli
 #          --consistency-window MS (EC2's eventual consistency, default 0: off:
@@ -23,8 +31,10 @@
 #          --only LIST (of ebsnap,per-volume,aws-cli: the runs to measure)
 #          --stock-moto (moto_server unpatched: O(n^2) tag lookups)
 #          --keep (keep the work directory with logs and JSON)
-# EBSNAP=/path/to/ebsnap uses that binary; by default a release build in
-# ${CARGO_TARGET_DIR:-~/.cache/ebsnap/release-target} (built here).
+#          --purge-rate N (--retention: the first purge's --max-rate, 100, its top)
+# EBSNAP=/path/to/ebsnap (or EBSNAP_BIN=) uses that binary, any build; by
+# default a release build in ${CARGO_TARGET_DIR:-~/.cache/ebsnap/release-target}
+# (built here).
 #
 # Needs what the tests need (tests/install-deps.sh installs moto 5.2.5 in its
 # own venv and libfaketime) plus aws-cli v1, pip-installed into that venv.
@@ -36,10 +46,12 @@ cd "$repo"
 awscli_version="1.46.3"
 only="ebsnap,per-volume,aws-cli"
 mode=compare instances="" volumes="" days="" expired="" delay=50 with_awscli=1 stock_moto=0 keep=0
-window=0
+window=0 purge_rate=100
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) mode=memory; shift ;;
+    --retention) mode=retention; shift ;;
+    --purge-rate) purge_rate=$2; shift 2 ;;
     --instances) instances=$2; shift 2 ;;
     --volumes) volumes=$2; shift 2 ;;
     --days) days=$2; shift 2 ;;
@@ -60,6 +72,9 @@ esac
 if [ "$mode" = memory ]; then
   : "${instances:=1000}" "${volumes:=3}" "${days:=7}" "${expired:=3}"
   with_awscli=0
+elif [ "$mode" = retention ]; then
+  : "${instances:=60}" "${volumes:=2}" "${days:=365}" "${expired:=0}"
+  with_awscli=0
 else
   : "${instances:=40}" "${volumes:=3}" "${days:=7}" "${expired:=2}"
 fi
@@ -78,7 +93,8 @@ if [ "$with_awscli" = 1 ] && wanted aws-cli && [ ! -x "$venv/bin/aws" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "awscli==$awscli_version" >&2
 fi
 
-if [ -z "${EBSNAP:-}" ]; then
+EBSNAP=${EBSNAP:-${EBSNAP_BIN:-}}
+if [ -z "$EBSNAP" ]; then
   step "Building ebsnap (release)"
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebsnap/release-target}"
   cargo build --release --locked --quiet
@@ -88,10 +104,10 @@ fi
 echo "ebsnap: $EBSNAP ($("$EBSNAP" --version))"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ebsnap-bench.XXXXXX")
-moto_pid="" proxy_pid=""
+moto_pid="" proxy_pid="" fast_proxy_pid=""
 cleanup() {
   local status=$?
-  for pid in $proxy_pid $moto_pid; do
+  for pid in $fast_proxy_pid $proxy_pid $moto_pid; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -139,6 +155,17 @@ proxy_pid=$!
 for _ in $(seq 100); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
 [ -s "$work/proxy.port" ] || fail "the proxy did not start; see $work/proxy.log"
 proxy="http://127.0.0.1:$(cat "$work/proxy.port")"
+if [ "$mode" = retention ]; then
+  # The first purge deletes most of a year at once: through a second proxy,
+  # buckets off, as in --memory (41,000 deletes at 5 a second: over 2 hours).
+  "$python" "$here/proxy.py" --upstream "$moto" --delay-ms "$delay" --no-limits \
+    --port-file "$work/fast-proxy.port" --trace "$work/fast-proxy-trace.jsonl" >"$work/fast-proxy.log" 2>&1 &
+  fast_proxy_pid=$!
+  for _ in $(seq 100); do [ -s "$work/fast-proxy.port" ] && break; sleep 0.1; done
+  [ -s "$work/fast-proxy.port" ] || fail "the second proxy did not start; see $work/fast-proxy.log"
+  fast_proxy="http://127.0.0.1:$(cat "$work/fast-proxy.port")"
+  echo "second proxy $fast_proxy (round trip ${delay} ms, EC2 buckets off: the first purge only)"
+fi
 echo "moto $moto, proxy $proxy (round trip ${delay} ms, EC2 buckets $([ "$mode" = memory ] && echo off || echo on), consistency window $([ "$window" -gt 0 ] && echo "${window} ms" || echo off))"
 
 # ebsnap and aws-cli find only these settings: no ~/.aws, no real endpoint.
@@ -165,6 +192,12 @@ seed() { # name
 measure() {
   local name=$1; shift
   local start
+  # Where this run's calls start in each proxy's trace (year.py plan-time).
+  local trace
+  for trace in proxy fast-proxy; do
+    if [ -f "$work/$trace-trace.jsonl" ]; then wc -l <"$work/$trace-trace.jsonl"; else echo 0; fi \
+      >"$work/$name.$trace.trace-from"
+  done
   start=$(now)
   rc=0
   if [ -x /usr/bin/time ]; then
@@ -181,7 +214,7 @@ sys.exit(rc)' "$work/$name.rss" "$@" >"$work/$name.out" 2>"$work/$name.err" || r
 }
 
 report() { # name label kind [ebsnap-json]
-  curl -fsS "$proxy/__stats" >"$work/$1.stats.json"
+  curl -fsS "${stats_proxy:-$proxy}/__stats" >"$work/$1.stats.json"
   local extra=()
   [ -n "${4:-}" ] && extra=(--ebsnap-json "$4")
   "$python" "$here/report.py" run --label "$2" --kind "$3" --manifest "$work/$1.manifest.json" \
@@ -194,12 +227,12 @@ report() { # name label kind [ebsnap-json]
 # logs it under pages_per_query) before the run, uncounted, so the run's
 # pages come at the proxy's round trip. Should ebsnap ask differently, the
 # proxy fetches on the first page instead, within the run.
-prefetch() {
+prefetch() { # [job [proxy]]
   local started answer
   started=$(now)
-  answer=$(curl -fsS -X POST "$proxy/__prefetch" \
+  answer=$(curl -fsS -X POST "${2:-$proxy}/__prefetch" \
     -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0' \
-    --data 'Action=DescribeSnapshots&Version=2016-11-15&Owner.1=self&Filter.1.Name=tag%3Aebsnap%3Ajob&Filter.1.Value.1=default')
+    --data "Action=DescribeSnapshots&Version=2016-11-15&Owner.1=self&Filter.1.Name=tag%3Aebsnap%3Ajob&Filter.1.Value.1=${1:-default}")
   echo "proxy: prefetched ebsnap's DescribeSnapshots query, $answer, in $("$python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(now)") s (moto's full scan; not part of the run)"
 }
 
@@ -210,8 +243,8 @@ run_ebsnap() { # name label kind manifest-name [flags...]
   local name=$1 label=$2 kind=$3 manifest=$4; shift 4
   local output=json
   [ "${1:-}" = --text ] && { output=text; shift; }
-  prefetch
-  measure "$name" "$EBSNAP" run "${ebsnap_common[@]}" --output "$output" "$@"
+  prefetch "${prefetch_job:-default}" "${stats_proxy:-$proxy}"
+  measure "$name" "$EBSNAP" "${ebsnap_command:-run}" "${ebsnap_common[@]}" --output "$output" "$@"
   [ "$manifest" = "$name" ] || cp "$work/$manifest.manifest.json" "$work/$name.manifest.json"
   if [ "$output" = json ]; then
     report "$name" "$label" "$kind" "$work/$name.out"
@@ -254,6 +287,85 @@ if [ "$mode" = compare ]; then
     [ "$rc" -eq 0 ] || fail "aws-cli-cron.sh exited $rc"
     "$python" "$here/fleet.py" verify --endpoint-url "$moto" --manifest "$work/aws-cli.manifest.json"
   fi
+elif [ "$mode" = retention ]; then
+  year() { "$python" "$here/year.py" "$1" --endpoint-url "$moto" --clock-file "$work/clock" "${@:2}"; }
+  rules=(--keep-daily 7 --keep-weekly 5 --keep-monthly 12)
+  volume_count=$((instances * volumes))
+  # manifest NAME JOB RULES...: what report.py needs, the deletes the rules
+  # make now counted by year.py (independently of ebsnap).
+  manifest() { year manifest --manifest "$work/$1.manifest.json" --job "$2" "${@:3}"; }
+  # plan_seconds NAME: from the proxy's trace, the last describe's answer to
+  # the next call (year.py plan-time).
+  plan_seconds() {
+    "$python" "$here/year.py" plan-time --trace "$work/$2-trace.jsonl" \
+      --from "$(cat "$work/$1.$2.trace-from")" --delay-ms "$delay"
+  }
+
+  step "One job, calendar rules: $instances instances x $volumes volumes, $days days of dailies"
+  curl -fsS -X POST "$moto/moto-api/reset" >/dev/null
+  year fleet --instances "$instances" --volumes "$volumes"
+  # Days 2..days+1 ago; yesterday's run comes after the first purge.
+  year history --job default --every day --ages "2-$((days + 1))"
+  year held --job default --volumes "$volume_count" --label "seeded" --results "$work/held.jsonl"
+  curl -fsS -X POST "$fast_proxy/__reset" >/dev/null
+  curl -fsS -X POST "$proxy/__reset" >/dev/null
+
+  step "ebsnap purge ${rules[*]}, without --force: the delete guard refuses it"
+  stats_proxy=$fast_proxy
+  ebsnap_common=(--endpoint-url "$fast_proxy" --lock-file "$work/ebsnap.lock")
+  manifest guard default "${rules[@]}"
+  prefetch default "$fast_proxy"
+  measure guard "$EBSNAP" purge "${ebsnap_common[@]}" --output json "${rules[@]}" --max-rate "$purge_rate"
+  [ "$rc" -ne 0 ] || fail "the purge of most of a year went through without --force"
+  grep -q 'refused to delete' "$work/guard.err" || fail "the purge failed, but not on the delete guard; see $work/guard.err"
+  echo "exit $rc, as expected: $(tail -n 1 "$work/guard.err")"
+  report guard "purge, refused (no --force)" ebsnap-purge "$work/guard.out"
+    curl -fsS -X POST "$fast_proxy/__reset" >/dev/null
+
+  step "ebsnap purge ${rules[*]} --force (buckets off, --max-rate $purge_rate): the steady state"
+  manifest purge default "${rules[@]}"
+  ebsnap_command=purge run_ebsnap purge "purge --force, the year's first" ebsnap-purge purge \
+    "${rules[@]}" --force --max-rate "$purge_rate"
+  echo "purge: $(plan_seconds purge fast-proxy)" | tee -a "$work/plan.txt"
+  year held --job default --volumes "$volume_count" "${rules[@]}" --label "after the first purge" \
+    --results "$work/held.jsonl"
+
+  step "Yesterday's run (seeded), then today's: ebsnap run ${rules[*]} (EC2's buckets on)"
+  year history --job default --every day --ages 1-1
+  year held --job default --volumes "$volume_count" --label "before the last run" --results "$work/held.jsonl"
+  stats_proxy=$proxy
+  ebsnap_common=(--endpoint-url "$proxy" --lock-file "$work/ebsnap.lock")
+  curl -fsS -X POST "$proxy/__reset" >/dev/null
+  manifest last default "${rules[@]}"
+  cp "$work/last.manifest.json" "$work/last-dry.manifest.json"
+  run_ebsnap last-dry "run --dry-run, one job" ebsnap-dry-run last-dry "${rules[@]}" --dry-run
+  echo "last-dry: $(plan_seconds last-dry proxy)" | tee -a "$work/plan.txt"
+  curl -fsS -X POST "$proxy/__reset" >/dev/null
+  run_ebsnap last "run, one job (calendar rules)" ebsnap last "${rules[@]}"
+  echo "last: $(plan_seconds last proxy)" | tee -a "$work/plan.txt"
+  year held --job default --volumes "$volume_count" "${rules[@]}" --new --label "one job" \
+    --results "$work/held.jsonl"
+
+  step "Three jobs: daily (7d), weekly (35d), monthly (365d), each in its steady state"
+  curl -fsS -X POST "$moto/moto-api/reset" >/dev/null
+  year fleet --instances "$instances" --volumes "$volumes"
+  # A run n periods ago keeps what is younger than its retention: the
+  # snapshot of exactly 7 days (35, 365) ago, less the hour, is still there.
+  year history --job daily --every day --ages 1-8
+  year history --job weekly --every week --ages 1-6
+  year history --job monthly --every month --ages 1-13
+  year held --job daily --job weekly --job monthly --volumes "$volume_count" \
+    --label "three jobs, before the day's runs" --results "$work/held.jsonl"
+  for job in daily:7d weekly:35d monthly:365d; do
+    curl -fsS -X POST "$proxy/__reset" >/dev/null
+    manifest "${job%%:*}" "${job%%:*}" --retention-days "${job#*:}"
+    ebsnap_common=(--endpoint-url "$proxy" --lock-file "$work/ebsnap-${job%%:*}.lock")
+    job_flags=(--job "${job%%:*}" --retention "${job#*:}")
+    prefetch_job=${job%%:*}
+    run_ebsnap "${job%%:*}" "run --job ${job%%:*} --retention ${job#*:}" ebsnap "${job%%:*}" "${job_flags[@]}"
+  done
+  year held --job daily --job weekly --job monthly --volumes "$volume_count" --label "three jobs" \
+    --results "$work/held.jsonl"
 else
   step "Seeding the fleet: $instances instances x $volumes volumes, $((days + expired)) days"
   seed memory
@@ -271,6 +383,14 @@ fi
 
 step "Summary ($mode; round trip ${delay} ms; consistency window $([ "$window" -gt 0 ] && echo "${window} ms" || echo off); $(printf '%.0f' "$("$python" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")") s in all)"
 "$python" "$here/report.py" table "$work/results.jsonl"
+if [ "$mode" = retention ]; then
+  "$python" "$here/year.py" summary --results "$work/results.jsonl" --held "$work/held.jsonl" \
+    --days "$days" --volumes "$volume_count"
+  echo "The plan, from the proxy's trace (the last describe's answer to the next call):"
+  sed 's/^/  /' "$work/plan.txt"
+  echo "Times are of $EBSNAP ($("$EBSNAP" --version)); the first purge ran with EC2's buckets off"
+  echo "(second proxy) and --max-rate $purge_rate; the daily runs with the buckets on."
+fi
 if [ "$mode" = memory ]; then
   echo "EC2's buckets were off (proxy --no-limits) and ebsnap ran with --max-rate 100; theory is what"
   echo "the buckets would impose on a real account. Peak RSS is what this mode measures."
