@@ -12,7 +12,8 @@ use clap::builder::PossibleValue;
 use crate::values::{
     parse_duration, parse_job, parse_keep_count, parse_keep_min, parse_max_delete, parse_max_rate,
     parse_min_interval, parse_region, parse_role_arn, parse_tag_key, parse_tag_value, parse_time,
-    parse_timezone, ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat, Role,
+    parse_timezone, parse_user_tag, ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat,
+    Role,
 };
 
 /// The command line's names (and help) for the small enums of values.rs,
@@ -395,6 +396,14 @@ pub struct CommonArgs {
     )]
     pub copy_tags: Option<CopyTags>,
 
+    /// A tag of your own for every snapshot the job makes (and every
+    /// --copy-to copy), in the create call itself, e.g. CostCenter=ops;
+    /// repeat for several. Not ebsnap:*, aws:* nor Name (ebsnap's own), no
+    /// key twice, no spaces. In the environment: tags separated by spaces.
+    #[arg(long, global = true, env = "EBSNAP_TAG", value_name = "KEY=VALUE",
+          value_parser = parse_user_tag, value_delimiter = ' ')]
+    pub tag: Vec<(String, String)>,
+
     /// Disaster recovery: copy each new snapshot, once completed, to this
     /// region (repeatable), and purge the copies there under
     /// --copy-retention. The run waits for its snapshots to complete.
@@ -597,6 +606,47 @@ mod tests {
             "{lonely}"
         );
         assert!(!lonely.contains('\n'), "{lonely}");
+    }
+
+    #[test]
+    fn tag_repeats_in_order() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        for args in [
+            &["--tag", "CostCenter=ops", "--tag", "Team=db", "run"][..],
+            &["run", "--tag", "CostCenter=ops", "--tag", "Team=db"],
+        ] {
+            assert_eq!(
+                parse(args).unwrap().common.tag,
+                [pair("CostCenter", "ops"), pair("Team", "db")],
+                "{args:?}"
+            );
+        }
+        assert!(parse(&["run"]).unwrap().common.tag.is_empty());
+        let policy = parse(&["iam-policy", "--tag", "CostCenter=ops"]).unwrap();
+        assert_eq!(policy.command, Command::IamPolicy);
+    }
+
+    #[test]
+    fn a_bad_tag_is_a_one_line_usage_error_that_says_what_to_write() {
+        assert_eq!(
+            one_line(&["run", "--tag", "Team"]),
+            "invalid value 'Team' for '--tag <KEY=VALUE>': 'Team' has no value: write --tag \
+             KEY=VALUE, e.g. --tag CostCenter=ops (no spaces: EBSNAP_TAG separates tags by them)"
+        );
+        for args in [
+            &["run", "--tag", "ebsnap:job=x"][..],
+            &["run", "--tag", "aws:x=y"],
+            &["run", "--tag", "Name=x"],
+            &["run", "--tag", "=x"],
+            &["run", "--tag", "Team=a b"],
+        ] {
+            let line = one_line(args);
+            assert!(
+                line.contains("e.g. --tag CostCenter=ops"),
+                "{args:?}: {line}"
+            );
+            assert!(!line.contains('\n'), "{args:?}: {line}");
+        }
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct Policy {
     pub exclude_boot: bool,
     /// `--copy-tags`: whose tags to copy onto the snapshots.
     pub copy_tags: Option<CopyTags>,
+    /// `--tag KEY=VALUE` (`EBSNAP_TAG`): the user's own tags, on every
+    /// snapshot the job makes and every copy, in the order given.
+    pub user_tags: Vec<(String, String)>,
 }
 
 /// The calendar rules of retention: how many hours, days, ... to keep one
@@ -325,6 +328,7 @@ impl Config {
                 force: args.force,
                 exclude_boot: args.exclude_boot,
                 copy_tags: args.copy_tags,
+                user_tags: args.tag,
             },
             aws: AwsSettings {
                 regions: dedup_keep_order(args.region),
@@ -433,6 +437,7 @@ pub(crate) mod testing {
             force: false,
             exclude_boot: false,
             copy_tags: None,
+            user_tags: vec![],
         }
     }
 }

@@ -31,6 +31,22 @@ const TAGGING_CREATES: [&str; 4] = [
 ];
 
 /// The policy a role needs to run every ebsnap command for `job`.
+///
+/// It is the same whatever `--tag` the job adds (and `--copy-tags` copies):
+/// its conditions name only what a request must carry (`aws:RequestTag/`
+/// `ebsnap:job`: the request must tag the job's marker, and may carry other
+/// tags too) and what a resource carries (`ec2:ResourceTag/...`), never
+/// which keys a request may hold (`aws:TagKeys`). The tags of a create are
+/// judged as `ec2:CreateTags` with `ec2:CreateAction`, and a statement with
+/// that condition alone "allows users to ... apply any tags" during the
+/// create (EC2 User Guide, "Grant permission to tag Amazon EC2 resources
+/// during creation",
+/// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html;
+/// the condition keys: Service Authorization Reference, "Actions,
+/// resources, and condition keys for Amazon EC2",
+/// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
+/// Restricting the keys would need the user's keys and every key
+/// `--copy-tags` may copy, which no policy printed in advance can know.
 pub(crate) fn policy(job: &str) -> Value {
     json!({
         "Version": "2012-10-17",
@@ -141,6 +157,28 @@ mod tests {
             policy_text("default"),
             include_str!("../examples/iam-policy.json"),
             "regenerate it: cargo run -- iam-policy > examples/iam-policy.json"
+        );
+    }
+
+    #[test]
+    fn no_statement_limits_the_tag_keys_so_the_users_tags_are_allowed() {
+        // `--tag` (and `--copy-tags`) put keys on snapshots that this policy
+        // does not know: a condition on aws:TagKeys, or on a RequestTag of
+        // another key, would deny them. Add one only with those keys.
+        let text = policy_text("default");
+        assert!(!text.contains("aws:TagKeys"), "{text}");
+        let request_tags: Vec<&str> = text
+            .match_indices("aws:RequestTag/")
+            .map(|(at, _)| text[at..].split('"').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            request_tags,
+            [
+                "aws:RequestTag/ebsnap:job",
+                "aws:RequestTag/ebsnap:job",
+                "aws:RequestTag/ebsnap:restored-from"
+            ],
+            "only what a request must carry, never what else it may"
         );
     }
 

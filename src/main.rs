@@ -66,6 +66,7 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         Action::List(_) | Action::Check { .. } | Action::Restore(_)
     );
     ebsnap::aws::accounts::check_usage(&config.aws, takes_roles)?;
+    ebsnap::backup::check_usage(config)?;
     match &config.action {
         Action::Backup { .. } => backup(config, &runtime()?, now),
         Action::List(filter) => {

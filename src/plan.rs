@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -17,7 +18,7 @@ use crate::inventory::{
 };
 use crate::retention::{Calendar, KeptBy};
 use crate::values::format_duration;
-use crate::values::CopyTags;
+use crate::values::{CopyTags, MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE};
 
 /// What one run will do in one region.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,18 +57,22 @@ pub(crate) struct Create {
     pub instance_name: Option<String>,
     pub volume_id: String,
     pub device: String,
-    /// Tags copied from the source (`--copy-tags`), after the contract's.
+    /// The user's own tags (`--tag`), the same on every snapshot of the
+    /// job, so shared: after the contract's, never dropped.
+    pub user_tags: Arc<[(String, String)]>,
+    /// Tags copied from the source (`--copy-tags`), after the user's.
     pub copied_tags: Vec<(String, String)>,
     /// The keys of the source's tags that did not fit (EC2's tag limits).
     pub dropped_tags: Vec<String>,
 }
 
 impl Create {
-    /// Every tag of the contract, then the copied ones, set in the create
-    /// call itself so that no snapshot of ebsnap ever exists without its
-    /// marker.
+    /// Every tag of the contract, then the user's (`--tag`), then the
+    /// copied ones, set in the create call itself so that no snapshot of
+    /// ebsnap ever exists without its marker (nor the user's tags).
     pub(crate) fn tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
         let mut tags = self.contract_tags(job, run_id);
+        tags.extend(self.user_tags.iter().cloned());
         tags.extend(self.copied_tags.iter().cloned());
         tags
     }
@@ -289,14 +294,33 @@ pub(crate) struct SkippedVolume {
     pub reason: String,
 }
 
-/// EC2's limits on one resource's tags (EC2 User Guide, "Tag your Amazon
-/// EC2 resources", Tag restrictions): at most 50 tags, keys of at most 128
-/// characters, values of at most 256.
-const MAX_TAGS: usize = 50;
-const MAX_TAG_KEY: usize = 128;
-const MAX_TAG_VALUE: usize = 256;
 /// The tags of the contract, on every snapshot.
 pub(crate) const CONTRACT_TAGS: usize = 5;
+/// ebsnap's own tags on a disaster-recovery copy (`--copy-to`): the
+/// contract's and where it came from (`ebsnap:source-snapshot`,
+/// `ebsnap:source-region`).
+pub(crate) const CONTRACT_TAGS_ON_COPY: usize = CONTRACT_TAGS + 2;
+
+/// Refuses, before any call, the user's tags (`--tag`) that cannot all be
+/// on every snapshot: a key given twice, or more than fit beside ebsnap's
+/// own tags within EC2's 50 (beside the 7 of a copy with `--copy-to`).
+/// ebsnap's tags and the user's are never dropped; only copied ones are.
+pub(crate) fn check_user_tags(user_tags: &[(String, String)], copying: bool) -> Result<(), String> {
+    crate::values::check_distinct_tag_keys(user_tags)?;
+    let (own, on) = if copying {
+        (CONTRACT_TAGS_ON_COPY, "on a --copy-to copy")
+    } else {
+        (CONTRACT_TAGS, "on a snapshot")
+    };
+    let room = MAX_TAGS - own;
+    if user_tags.len() > room {
+        return Err(format!(
+            "{} --tag tags and ebsnap's own {own} {on} are more than the {MAX_TAGS} tags EC2 allows: give at most {room} --tag",
+            user_tags.len()
+        ));
+    }
+    Ok(())
+}
 
 /// The `extra` tags that fit on a resource beside `kept` tags of ebsnap's
 /// own (which always stay): within EC2's limits, in order, the first that
@@ -319,11 +343,13 @@ pub(crate) fn fit_tags(
 
 /// The tags `--copy-tags` puts on a volume's snapshot: the instance's and/or
 /// the volume's (the volume's value wins), never `aws:` tags (reserved) nor
-/// the contract's own keys (ebsnap's tags win), sorted, and no more than fit
-/// beside the contract within EC2's limits. Returns them, and the keys of
-/// those that did not fit.
+/// the contract's own keys (ebsnap's tags win) nor the user's (`--tag`
+/// wins), sorted, and no more than fit beside the contract and the user's
+/// tags within EC2's limits. Returns them, and the keys of those that did
+/// not fit.
 pub(crate) fn copied_tags(
     mode: Option<CopyTags>,
+    user_tags: &[(String, String)],
     instance_tags: &[(String, String)],
     volume_tags: &[(String, String)],
 ) -> (Vec<(String, String)>, Vec<String>) {
@@ -335,7 +361,10 @@ pub(crate) fn copied_tags(
     };
     let copyable = |key: &str| {
         let lower = key.to_ascii_lowercase();
-        !lower.starts_with("aws:") && !lower.starts_with("ebsnap:") && key != TAG_NAME
+        !lower.starts_with("aws:")
+            && !lower.starts_with("ebsnap:")
+            && key != TAG_NAME
+            && !user_tags.iter().any(|(user, _)| user == key)
     };
     let mut tags: BTreeMap<&str, &str> = BTreeMap::new();
     for (key, value) in from_instance
@@ -346,7 +375,7 @@ pub(crate) fn copied_tags(
         tags.insert(key, value);
     }
     let tags = tags.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
-    fit_tags(CONTRACT_TAGS, tags)
+    fit_tags(CONTRACT_TAGS + user_tags.len(), tags)
 }
 
 /// The values of the selection tag that mean "do not back up".
@@ -579,6 +608,7 @@ fn plan_creates(
     // two selected instances (io2 Multi-Attach) gets one snapshot a run,
     // with the first; the other leaves it out.
     let mut snapshotted_with: BTreeMap<&str, &str> = BTreeMap::new();
+    let user_tags: Arc<[(String, String)]> = policy.user_tags.as_slice().into();
     for instance in &inventory.instances {
         if let Err(reason) = is_selected(&policy.selector, &instance.selection_value) {
             plan.skipped_instances.push(SkippedInstance {
@@ -630,12 +660,13 @@ fn plan_creates(
                 .unwrap_or_default();
             snapshotted_with.insert(&volume.volume_id, &instance.id);
             let (copied_tags, dropped_tags) =
-                copied_tags(policy.copy_tags, &instance.tags, volume_tags);
+                copied_tags(policy.copy_tags, &user_tags, &instance.tags, volume_tags);
             plan.creates.push(Create {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
                 volume_id: volume.volume_id.clone(),
                 device: volume.device.clone(),
+                user_tags: user_tags.clone(),
                 copied_tags,
                 dropped_tags,
             });
@@ -1008,6 +1039,7 @@ mod tests {
             instance_name: Some("mongo-1".into()),
             volume_id: "vol-1".into(),
             device: "/dev/xvdf".into(),
+            user_tags: Arc::default(),
             copied_tags: vec![],
             dropped_tags: vec![],
         };
@@ -1787,17 +1819,17 @@ mod tests {
             ("AWS:backup", "y"),
             ("tier", "hot"),
         ]);
-        assert_eq!(copied_tags(None, &instance, &volume).0, vec![]);
+        assert_eq!(copied_tags(None, &[], &instance, &volume).0, vec![]);
         assert_eq!(
-            copied_tags(Some(CopyTags::Instance), &instance, &volume).0,
+            copied_tags(Some(CopyTags::Instance), &[], &instance, &volume).0,
             pairs(&[("env", "prod"), ("team", "db")])
         );
         assert_eq!(
-            copied_tags(Some(CopyTags::Volume), &instance, &volume).0,
+            copied_tags(Some(CopyTags::Volume), &[], &instance, &volume).0,
             pairs(&[("env", "prod-data"), ("tier", "hot")])
         );
         assert_eq!(
-            copied_tags(Some(CopyTags::Both), &instance, &volume).0,
+            copied_tags(Some(CopyTags::Both), &[], &instance, &volume).0,
             pairs(&[("env", "prod-data"), ("team", "db"), ("tier", "hot")])
         );
     }
@@ -1807,7 +1839,7 @@ mod tests {
         let many: Vec<(String, String)> = (0..60)
             .map(|i| (format!("k{i:02}"), "v".to_owned()))
             .collect();
-        let (copied, dropped) = copied_tags(Some(CopyTags::Instance), &many, &[]);
+        let (copied, dropped) = copied_tags(Some(CopyTags::Instance), &[], &many, &[]);
         assert_eq!(copied.len(), 45);
         assert_eq!(
             dropped,
@@ -1818,6 +1850,7 @@ mod tests {
             instance_name: None,
             volume_id: "vol-1".into(),
             device: "/dev/sdf".into(),
+            user_tags: Arc::default(),
             copied_tags: copied,
             dropped_tags: dropped,
         };
@@ -1864,6 +1897,109 @@ mod tests {
             plan.creates[0].copied_tags,
             pairs(&[("disk", "data"), ("team", "web")])
         );
+    }
+
+    #[test]
+    fn the_users_tags_go_on_every_create_after_the_contract_and_win_over_copied_ones() {
+        let mut web = instance("i-1", "true", &["vol-a", "vol-b"]);
+        web.tags = pairs(&[("Team", "web"), ("env", "prod")]);
+        let inventory = Inventory {
+            instances: vec![web],
+            ..Inventory::default()
+        };
+        let tagged = Policy {
+            user_tags: pairs(&[("CostCenter", "ops"), ("Team", "db")]),
+            copy_tags: Some(CopyTags::Instance),
+            ..policy()
+        };
+        let plan = build(inventory, &tagged, SNAPSHOT, now());
+        assert_eq!(plan.creates.len(), 2);
+        for create in &plan.creates {
+            let tags = create.tags("default", "r1");
+            let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                keys,
+                [
+                    "ebsnap:job",
+                    "ebsnap:instance-id",
+                    "ebsnap:device",
+                    "ebsnap:run-id",
+                    "Name",
+                    "CostCenter",
+                    "Team",
+                    "env"
+                ],
+                "one key once: the user's Team, not the instance's"
+            );
+            assert!(tags.contains(&("Team".into(), "db".into())));
+            assert!(create.dropped_tags.is_empty());
+        }
+        assert!(
+            std::sync::Arc::ptr_eq(&plan.creates[0].user_tags, &plan.creates[1].user_tags),
+            "one copy for the whole plan"
+        );
+    }
+
+    #[test]
+    fn the_users_tags_take_room_from_the_copied_ones_and_are_never_dropped() {
+        let user = (0..10)
+            .map(|i| (format!("user-{i}"), "u".to_owned()))
+            .collect::<Vec<_>>();
+        let many: Vec<(String, String)> = (0..60)
+            .map(|i| (format!("k{i:02}"), "v".to_owned()))
+            .collect();
+        let (copied, dropped) = copied_tags(Some(CopyTags::Instance), &user, &many, &[]);
+        assert_eq!(copied.len(), 50 - CONTRACT_TAGS - 10);
+        assert_eq!(dropped.len(), 60 - 35);
+        // With 45 of the user's, nothing is copied; all 45 are there.
+        let most: Vec<(String, String)> = (0..45)
+            .map(|i| (format!("user-{i:02}"), "u".to_owned()))
+            .collect();
+        let (copied, dropped) = copied_tags(Some(CopyTags::Instance), &most, &many, &[]);
+        assert_eq!((copied.len(), dropped.len()), (0, 60));
+        let create = Create {
+            instance_id: "i-1".into(),
+            instance_name: None,
+            volume_id: "vol-1".into(),
+            device: "/dev/sdf".into(),
+            user_tags: most.as_slice().into(),
+            copied_tags: copied,
+            dropped_tags: dropped,
+        };
+        let tags = create.tags("default", "r1");
+        assert_eq!(tags.len(), 50);
+        assert_eq!(&tags[CONTRACT_TAGS..], most.as_slice());
+    }
+
+    #[test]
+    fn users_tags_that_cannot_all_fit_beside_ebsnaps_are_refused_at_startup() {
+        let user = |n: usize| -> Vec<(String, String)> {
+            (0..n).map(|i| (format!("k{i}"), "v".to_owned())).collect()
+        };
+        assert_eq!(check_user_tags(&[], false), Ok(()));
+        assert_eq!(check_user_tags(&user(45), false), Ok(()));
+        assert_eq!(
+            check_user_tags(&user(46), false),
+            Err(
+                "46 --tag tags and ebsnap's own 5 on a snapshot are more than the 50 tags \
+                 EC2 allows: give at most 45 --tag"
+                    .into()
+            )
+        );
+        // A copy carries 2 more of ebsnap's (where it came from).
+        assert_eq!(check_user_tags(&user(43), true), Ok(()));
+        assert_eq!(
+            check_user_tags(&user(44), true),
+            Err(
+                "44 --tag tags and ebsnap's own 7 on a --copy-to copy are more than the 50 \
+                 tags EC2 allows: give at most 43 --tag"
+                    .into()
+            )
+        );
+        let twice = pairs(&[("Team", "db"), ("Team", "web")]);
+        assert!(check_user_tags(&twice, false)
+            .unwrap_err()
+            .contains("--tag Team is given twice"));
     }
 
     #[test]

@@ -264,6 +264,83 @@ pub fn parse_tag_key(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// EC2's limits on one resource's tags (EC2 User Guide, "Tag your Amazon
+/// EC2 resources", Tag restrictions,
+/// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html):
+/// at most 50 tags, keys of at most 128 characters, values of at most 256.
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_KEY: usize = 128;
+pub const MAX_TAG_VALUE: usize = 256;
+
+/// The tag ebsnap itself writes on every snapshot (`<instance> <device>`),
+/// so a user's `--tag` may not take it.
+const NAME_TAG: &str = "Name";
+
+/// Checks a `--tag KEY=VALUE`, a tag of the user's own for every snapshot
+/// the job makes: a key of 1 to 128 characters, a value of at most 256
+/// (EC2's limits; an empty value is a tag EC2 allows), split at the first
+/// `=`. Refused: a key in ebsnap's own namespace (`ebsnap:`) or the one AWS
+/// reserves (`aws:`), and `Name`, which ebsnap writes itself. A key or
+/// value holds no space: `EBSNAP_TAG` separates tags by spaces.
+pub fn parse_user_tag(text: &str) -> Result<(String, String), String> {
+    let how = "write --tag KEY=VALUE, e.g. --tag CostCenter=ops";
+    let Some((key, value)) = text.split_once('=') else {
+        if text.is_empty() {
+            return Err(format!(
+                "an empty tag: {how} (in EBSNAP_TAG, one space between tags; unset it for none)"
+            ));
+        }
+        return Err(format!(
+            "'{text}' has no value: {how} (no spaces: EBSNAP_TAG separates tags by them)"
+        ));
+    };
+    if key.is_empty() {
+        return Err(format!("'{text}' has no key: {how}"));
+    }
+    if key.chars().count() > MAX_TAG_KEY {
+        return Err(format!(
+            "the tag key '{key}' is longer than EC2's {MAX_TAG_KEY} characters: give a shorter key"
+        ));
+    }
+    if value.chars().count() > MAX_TAG_VALUE {
+        return Err(format!(
+            "the value of tag '{key}' is longer than EC2's {MAX_TAG_VALUE} characters: give a shorter value"
+        ));
+    }
+    let lower = key.to_ascii_lowercase();
+    if lower.starts_with("ebsnap:") {
+        return Err(format!(
+            "'{key}': keys starting with 'ebsnap:' are ebsnap's own: give a key of yours, e.g. --tag CostCenter=ops"
+        ));
+    }
+    if lower.starts_with("aws:") {
+        return Err(format!(
+            "'{key}': keys starting with 'aws:' are reserved by AWS: give a key of yours, e.g. --tag CostCenter=ops"
+        ));
+    }
+    if key == NAME_TAG {
+        return Err(
+            "'Name' is ebsnap's own tag ('<instance> <device>'): give a key of yours, e.g. --tag CostCenter=ops"
+                .into(),
+        );
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Refuses a key given twice among the user's tags (`--tag`, `EBSNAP_TAG`):
+/// EC2 would refuse the create call, and neither value is surely the one
+/// meant. Keys are case-sensitive, as EC2's are.
+pub fn check_distinct_tag_keys(tags: &[(String, String)]) -> Result<(), String> {
+    for (i, (key, value)) in tags.iter().enumerate() {
+        if let Some((_, first)) = tags[..i].iter().find(|(k, _)| k == key) {
+            return Err(format!(
+                "--tag {key} is given twice ({key}={first} and {key}={value}): give each key once"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An RFC 3339 time, e.g. `2026-11-24T03:00:00Z`.
 pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
@@ -419,6 +496,88 @@ mod tests {
         assert!(parse_tag_key("").is_err());
         assert!(parse_tag_key("aws:foo").is_err());
         assert_eq!(parse_tag_key("Backup").as_deref(), Ok("Backup"));
+    }
+
+    #[test]
+    fn user_tags_are_key_equals_value() {
+        let tag = |k: &str, v: &str| Ok((k.to_owned(), v.to_owned()));
+        assert_eq!(parse_user_tag("CostCenter=ops"), tag("CostCenter", "ops"));
+        assert_eq!(
+            parse_user_tag("a=b=c"),
+            tag("a", "b=c"),
+            "the first = splits"
+        );
+        assert_eq!(parse_user_tag("Empty="), tag("Empty", ""), "EC2 allows it");
+        assert_eq!(
+            parse_user_tag("name=x"),
+            tag("name", "x"),
+            "keys are case-sensitive"
+        );
+        assert_eq!(parse_user_tag("team:db=1"), tag("team:db", "1"));
+        let k128 = "k".repeat(128);
+        let v256 = "v".repeat(256);
+        assert_eq!(parse_user_tag(&format!("{k128}={v256}")), tag(&k128, &v256));
+        // Characters, not bytes.
+        let accented = "é".repeat(128);
+        assert!(parse_user_tag(&format!("{accented}=x")).is_ok());
+    }
+
+    #[test]
+    fn bad_user_tags_say_what_to_write_in_one_line() {
+        for (bad, says) in [
+            (
+                "Team",
+                "'Team' has no value: write --tag KEY=VALUE, e.g. --tag CostCenter=ops",
+            ),
+            ("", "an empty tag: write --tag KEY=VALUE"),
+            ("=ops", "'=ops' has no key: write --tag KEY=VALUE"),
+            (
+                "ebsnap:job=x",
+                "'ebsnap:job': keys starting with 'ebsnap:' are ebsnap's own",
+            ),
+            (
+                "EBSNAP:job=x",
+                "keys starting with 'ebsnap:' are ebsnap's own",
+            ),
+            (
+                "aws:createdBy=x",
+                "keys starting with 'aws:' are reserved by AWS",
+            ),
+            ("AWS:x=y", "reserved by AWS"),
+            ("Name=x", "'Name' is ebsnap's own tag"),
+        ] {
+            let err = parse_user_tag(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(!err.contains('\n'), "{bad}: {err}");
+        }
+        let long_key = format!("{}=x", "k".repeat(129));
+        assert!(parse_user_tag(&long_key)
+            .unwrap_err()
+            .contains("longer than EC2's 128 characters"));
+        let long_value = format!("k={}", "v".repeat(257));
+        assert!(parse_user_tag(&long_value)
+            .unwrap_err()
+            .contains("longer than EC2's 256 characters"));
+    }
+
+    #[test]
+    fn a_user_tag_key_given_twice_is_refused() {
+        let tags = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(check_distinct_tag_keys(&[]), Ok(()));
+        assert_eq!(
+            check_distinct_tag_keys(&tags(&[("Team", "db"), ("team", "web")])),
+            Ok(()),
+            "keys are case-sensitive"
+        );
+        assert_eq!(
+            check_distinct_tag_keys(&tags(&[("Team", "db"), ("A", "1"), ("Team", "web")])),
+            Err("--tag Team is given twice (Team=db and Team=web): give each key once".into())
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::backup::retry::{create_with_retries, made_one, no_retries, only_snaps
 use crate::backup::snapshot::CreateOutcome;
 use crate::config::{CopySettings, Policy};
 use crate::inventory::{TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT};
-use crate::plan::{Create, Plan, CONTRACT_TAGS};
+use crate::plan::{Create, Plan, CONTRACT_TAGS_ON_COPY};
 
 /// One copy to make: a snapshot of this run, to one destination region.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +76,9 @@ pub(crate) fn plan_copies(creates: &[Create], outcomes: &[CreateOutcome]) -> Vec
 }
 
 /// The copies' tags: the contract's, as on the source, where it came from,
-/// and as many copied tags as fit.
+/// the user's (`--tag`), and as many copied tags as fit. All in the
+/// CopySnapshot call itself, so a copy carries the user's tags (cost
+/// allocation) from its first instant, like its source.
 pub(crate) fn copy_tags(
     job: &CopyJob,
     source_snapshot_id: &str,
@@ -90,15 +92,20 @@ pub(crate) fn copy_tags(
         source_snapshot_id.to_owned(),
     ));
     tags.push((TAG_SOURCE_REGION.to_owned(), source_region.to_owned()));
+    tags.extend(job.create.user_tags.iter().cloned());
     tags.extend(copied_tags_on_copy(&job.create).0);
     tags
 }
 
 /// The copied tags (`--copy-tags`) that fit on a copy beside ebsnap's own
-/// seven (the contract's and where it came from) within EC2's limits, and
-/// the keys of those that do not.
+/// seven (the contract's and where it came from) and the user's (`--tag`,
+/// never dropped: checked at startup to fit) within EC2's limits, and the
+/// keys of those that do not.
 pub(crate) fn copied_tags_on_copy(create: &Create) -> (Vec<(String, String)>, Vec<String>) {
-    crate::plan::fit_tags(CONTRACT_TAGS + 2, create.copied_tags.iter().cloned())
+    crate::plan::fit_tags(
+        CONTRACT_TAGS_ON_COPY + create.user_tags.len(),
+        create.copied_tags.iter().cloned(),
+    )
 }
 
 /// The (instance, device) pairs whose copy failed: their old copies stay
@@ -251,6 +258,7 @@ mod tests {
             instance_name: Some("redis-1".into()),
             volume_id: volume.into(),
             device: device.into(),
+            user_tags: Default::default(),
             copied_tags: vec![],
             dropped_tags: vec![],
         }
@@ -272,6 +280,23 @@ mod tests {
             assert!(tags.iter().any(|(k, _)| k == key), "{key}");
         }
         assert_eq!(copied_tags_on_copy(&job.create).1, ["k43", "k44"]);
+    }
+
+    #[test]
+    fn a_copy_carries_the_users_tags_which_take_room_from_the_copied_ones() {
+        let mut job = copy_of_snap_src();
+        let user: Vec<(String, String)> =
+            (0..3).map(|i| (format!("user-{i}"), "u".into())).collect();
+        job.create.user_tags = user.as_slice().into();
+        // As many as fit on the source beside the contract and the user's.
+        job.create.copied_tags = (0..42).map(|i| (format!("k{i:02}"), "v".into())).collect();
+        let tags = copy_tags(&job, "snap-src", "us-east-1", "default", "run-1");
+        assert_eq!(tags.len(), 50);
+        for (key, value) in &user {
+            assert!(tags.contains(&(key.clone(), value.clone())), "{key}");
+        }
+        assert!(tags.iter().any(|(k, _)| k == TAG_SOURCE_SNAPSHOT));
+        assert_eq!(copied_tags_on_copy(&job.create).1, ["k40", "k41"]);
     }
 
     /// The copy of snap-src, this run's snapshot of vol-a.

@@ -30,6 +30,14 @@ use indicatif::MultiProgress;
 use report::{RegionRun, Report};
 use tracing::Instrument;
 
+/// Refuses, before any call, a job whose snapshots could not carry all the
+/// user's tags (`--tag`): a key given twice, or more than fit beside
+/// ebsnap's own within EC2's 50 tags a resource.
+pub fn check_usage(config: &Config) -> Result<()> {
+    plan::check_user_tags(&config.policy.user_tags, config.copy.is_some())
+        .map_err(anyhow::Error::msg)
+}
+
 /// Runs the configured command in every region of every account (one
 /// unit of work each, all at once) and reports what happened. `Err` means
 /// nothing was attempted (e.g. no region configured).

@@ -662,6 +662,7 @@ mod tests {
             instance_name: Some("mongo-1".into()),
             volume_id: volume.into(),
             device: "/dev/sdf".into(),
+            user_tags: Default::default(),
             copied_tags: vec![],
             dropped_tags: vec![],
         }

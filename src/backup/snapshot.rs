@@ -228,8 +228,8 @@ async fn snapshot_set(
 type MadeAtOnce = (Vec<(usize, CreateOutcome)>, Vec<(usize, String)>);
 
 /// A set by one CreateSnapshots call: all its volumes at one instant. The
-/// marker, instance and run id go in the call; each snapshot's device, Name
-/// and copied tags follow in one CreateTags each (CreateSnapshots tags all
+/// marker, instance and run id, and the user's tags (`--tag`), go in the
+/// call; each snapshot's device, Name and copied tags follow in one CreateTags each (CreateSnapshots tags all
 /// of an instance's snapshots alike), which `create_all` sends. The call
 /// has no client token either, so a lost answer is followed by a look for
 /// the instance's snapshots of this run before any new attempt (safety
@@ -308,11 +308,21 @@ fn set_request(
     job: &str,
     run_id: &str,
 ) -> aws_sdk_ec2::operation::create_snapshots::builders::CreateSnapshotsFluentBuilder {
+    // What every snapshot of the set shares: the marker, instance and run
+    // id, and the user's own tags (`--tag`, the same on every snapshot of
+    // the job), so no snapshot exists a moment without them.
     let common = [
         (TAG_JOB, job),
         (TAG_INSTANCE_ID, set.instance_id.as_str()),
         (TAG_RUN_ID, run_id),
-    ];
+    ]
+    .into_iter()
+    .chain(
+        first
+            .user_tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     exec.client
         .create_snapshots()
         .instance_specification(
@@ -507,6 +517,7 @@ mod tests {
             instance_name: Some("redis-1".into()),
             volume_id: volume.into(),
             device: "/dev/sdf".into(),
+            user_tags: Default::default(),
             copied_tags: vec![],
             dropped_tags: vec![],
         }
@@ -1189,6 +1200,110 @@ mod tests {
             (set_call.num_calls(), tag_calls.num_calls()),
             (1, 2),
             "1 + N calls per instance"
+        );
+    }
+
+    /// vol-a and vol-b of i-1, planned with the user's tags
+    /// `--tag CostCenter=ops --tag Team=db` and one copied tag.
+    fn creates_with_user_tags() -> [Create; 2] {
+        let user_tags: std::sync::Arc<[(String, String)]> = [
+            ("CostCenter".to_owned(), "ops".to_owned()),
+            ("Team".to_owned(), "db".to_owned()),
+        ]
+        .into();
+        [create("vol-a"), create("vol-b")].map(|c| Create {
+            user_tags: user_tags.clone(),
+            copied_tags: vec![("env".into(), "prod".into())],
+            ..c
+        })
+    }
+
+    #[tokio::test]
+    async fn the_users_tags_are_in_the_create_snapshots_call_itself() {
+        // Not left to the CreateTags that follow: a snapshot is never
+        // without its cost-allocation tags, even when those fail.
+        let set_call = mock!(Client::create_snapshots)
+            .match_requests(|req| {
+                let tags: Vec<(&str, &str)> = req
+                    .tag_specifications()
+                    .iter()
+                    .filter(|spec| spec.resource_type() == Some(&ResourceType::Snapshot))
+                    .flat_map(|t| t.tags())
+                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+                    .collect();
+                tags == [
+                    ("ebsnap:job", "default"),
+                    ("ebsnap:instance-id", "i-1"),
+                    ("ebsnap:run-id", "run-1"),
+                    ("CostCenter", "ops"),
+                    ("Team", "db"),
+                ]
+            })
+            .then_output(made(&[("vol-a", "snap-a"), ("vol-b", "snap-b")]));
+        let tag_calls = mock!(Client::create_tags)
+            .match_requests(|req| {
+                let keys: Vec<_> = req
+                    .tags()
+                    .iter()
+                    .map(|t| t.key().unwrap_or_default())
+                    .collect();
+                keys.ends_with(&["Name", "CostCenter", "Team", "env"])
+            })
+            .then_output(|| CreateTagsOutput::builder().build());
+        let exec = at_once(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&set_call, &tag_calls]
+        ));
+        let creates = creates_with_user_tags();
+
+        let (outcomes, _) = create_all(
+            &exec,
+            &creates,
+            &set_of(&creates),
+            "default",
+            "run-1",
+            None,
+            None,
+        )
+        .await;
+
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, CreateOutcome::Created { .. })),
+            "{outcomes:?}"
+        );
+        assert_eq!((set_call.num_calls(), tag_calls.num_calls()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn the_users_tags_are_in_each_create_snapshot_call_with_per_volume() {
+        let rule = mock!(Client::create_snapshot)
+            .match_requests(|req| {
+                let keys: Vec<String> = requested_tags(req).into_iter().map(|(k, _)| k).collect();
+                keys == [
+                    "ebsnap:job",
+                    "ebsnap:instance-id",
+                    "ebsnap:device",
+                    "ebsnap:run-id",
+                    "Name",
+                    "CostCenter",
+                    "Team",
+                    "env",
+                ] && requested_tags(req).contains(&("CostCenter".into(), "ops".into()))
+            })
+            .then_output(created("snap-new"));
+        let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
+
+        let creates = creates_with_user_tags();
+        let outcomes = run_creates(&exec, &creates[..1], "default", "run-1").await;
+
+        assert_eq!(
+            outcomes,
+            [CreateOutcome::Created {
+                snapshot_id: "snap-new".into()
+            }]
         );
     }
 

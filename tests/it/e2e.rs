@@ -791,7 +791,19 @@ fn bad_input_exits_2_and_changes_nothing() {
     let emu = Emulator::start();
     let _fleet = Fleet::seed(&emu);
     let before = emu.world_state();
+    // More --tag tags than fit beside ebsnap's own 5 in EC2's 50.
+    let too_many: Vec<String> = (0..46).map(|i| format!("--tag=k{i}=v")).collect();
+    let too_many: Vec<&str> = std::iter::once("run")
+        .chain(too_many.iter().map(String::as_str))
+        .collect();
     for args in [
+        &too_many[..],
+        &["run", "--tag", "Team"][..],
+        &["--tag", "=ops", "run"][..],
+        &["run", "--tag", "ebsnap:job=other"][..],
+        &["run", "--tag", "aws:createdBy=me"][..],
+        &["run", "--tag", "Name=mine"][..],
+        &["run", "--tag", "Team=db", "--tag", "Team=web"][..],
         &["--retention", "soon", "run"][..],
         &["--output", "yaml", "run"][..],
         &["--keep-min", "many", "purge"][..],

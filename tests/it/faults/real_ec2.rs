@@ -434,6 +434,95 @@ fn copied_tags_past_ec2s_limit_are_left_out_and_named_in_every_mode() {
     }
 }
 
+/// The tags (key, value) a create or copy request asks for in its
+/// TagSpecifications, as the proxy saw it.
+fn requested_tags(r: &ProxyRecord) -> BTreeMap<String, String> {
+    r.params
+        .iter()
+        .filter_map(|(name, key)| {
+            let at = name.strip_prefix("TagSpecification.")?;
+            let (spec, tag) = at.split_once(".Tag.")?;
+            let n = tag.strip_suffix(".Key")?;
+            let value = r.param(&format!("TagSpecification.{spec}.Tag.{n}.Value"));
+            Some((key.clone(), value.unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// `--tag` (issue 13): the user's own tags on every snapshot and every
+/// `--copy-to` copy, in the create (and copy) call itself, not left to the
+/// CreateTags after it, under the policy printed with the same flags and
+/// EC2's tag limits. In the default mode as flags, with `--per-volume` from
+/// `EBSNAP_TAG`.
+#[test]
+fn the_users_tags_are_on_every_snapshot_and_copy_from_the_create_call_in_every_mode() {
+    let user_tags = [("CostCenter", "ops"), ("Team", "db")];
+    let as_flags = ["--tag", "CostCenter=ops", "--tag", "Team=db"];
+    let as_env = [("EBSNAP_TAG", "CostCenter=ops Team=db")];
+    for mode in MODES {
+        let (flags, env): (&[&str], &[(&str, &str)]) = if mode.is_empty() {
+            (&as_flags, &[])
+        } else {
+            (&[], &as_env)
+        };
+        let emu = Emulator::start();
+        let fleet = Fleet::seed(&emu);
+        let before = emu.world_state();
+        let copies_before = emu.snapshot_state_in("us-west-2");
+        let twin = FaultPlan::none()
+            .under_policy_printed_with(flags, env)
+            .tag_limits();
+        let proxy = emu.proxy(twin);
+        let mut extra = flags.to_vec();
+        extra.extend(["--copy-to", "us-west-2"]);
+        let mut cmd = emu.ebsnap_cmd(&run_args(mode, &extra)).via(&proxy);
+        for (key, value) in env {
+            cmd = cmd.env(key, value);
+        }
+
+        let run = cmd.run();
+        let ctx = Ctx2(&proxy, &run);
+        proxy.assert_no_denials(&ctx);
+        run.assert_success();
+        let created = assert_clean_run_effect(&fleet, &before, &emu.world_state(), 1, &ctx);
+        assert_contract_tags(&created, &ctx);
+        let copies = copies_before
+            .diff(&emu.snapshot_state_in("us-west-2"))
+            .added;
+        assert_eq!(copies.len(), created.len(), "a copy of each\n{ctx}");
+        for s in created.values().chain(&copies) {
+            for (key, value) in user_tags {
+                assert_eq!(
+                    s.tag(key),
+                    Some(value),
+                    "{} lacks {key}: {s:?}\n{ctx}",
+                    s.id
+                );
+            }
+        }
+        // In the calls that make them, so none is ever without them.
+        let records = proxy.records();
+        let makers: Vec<&ProxyRecord> = records
+            .iter()
+            .filter(|r| {
+                r.is_real_mutation()
+                    && [create_action(mode), "CopySnapshot"].contains(&r.action.as_str())
+            })
+            .collect();
+        assert!(makers.len() >= 2, "{ctx}");
+        for r in makers {
+            let asked = requested_tags(r);
+            for (key, value) in user_tags {
+                assert_eq!(
+                    asked.get(key).map(String::as_str),
+                    Some(value),
+                    "{r}\n{ctx}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_volume_restored_from_a_snapshot_with_fifty_tags_stays_within_the_limit() {
     let emu = Emulator::start();

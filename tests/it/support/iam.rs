@@ -997,11 +997,31 @@ pub fn printed_policy() -> &'static str {
     })
 }
 
+/// The policy `ebsnap iam-policy ARGS` prints with `env` in its
+/// environment: for a job of its own flags (`--job`, `--tag`, or
+/// `EBSNAP_TAG`), printed as the README says, with the run's own flags.
+pub fn printed_policy_with(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebsnap"))
+        .arg("iam-policy")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run ebsnap iam-policy");
+    assert!(out.status.success(), "ebsnap iam-policy {args:?}: {out:?}");
+    String::from_utf8(out.stdout).expect("the policy is UTF-8")
+}
+
 impl FaultPlan {
     /// IAM as EC2 evaluates it (`iam_policy`), under the policy
     /// `ebsnap iam-policy` prints, unchanged: what users are told to grant.
     pub fn under_printed_policy(self) -> FaultPlan {
         self.iam_policy(printed_policy())
+    }
+
+    /// `under_printed_policy`, the policy printed with the run's own flags
+    /// and environment (`printed_policy_with`).
+    pub fn under_policy_printed_with(self, args: &[&str], env: &[(&str, &str)]) -> FaultPlan {
+        self.iam_policy(&printed_policy_with(args, env))
     }
 }
 
