@@ -109,12 +109,12 @@ pub enum Command {
 pub struct WaitArgs {
     /// Wait until this run's snapshots are completed; one that ends in error
     /// is a failure of the run.
-    #[arg(long)]
+    #[arg(long, env = "EBSNAP_WAIT")]
     pub wait: bool,
 
     /// How long --wait waits before it gives up (the snapshots go on).
     #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true,
-          requires = "wait")]
+          requires = "wait", env = "EBSNAP_WAIT_TIMEOUT")]
     pub wait_timeout: TimeDelta,
 }
 
@@ -133,7 +133,7 @@ pub struct ListArgs {
 pub struct CheckArgs {
     /// The oldest a volume's newest completed backup may be, e.g. 26h for a
     /// daily job.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_MAX_AGE")]
     pub max_age: TimeDelta,
 }
 
@@ -300,12 +300,17 @@ pub struct CommonArgs {
 
     /// A region to work in; repeat for several. Default: the region of the
     /// standard AWS chain (AWS_REGION, profile).
-    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region)]
+    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_REGION", value_delimiter = ' ')]
     pub region: Vec<String>,
 
     /// Every region enabled for the account (DescribeRegions), each handled
     /// in the same run with its own rate limits.
-    #[arg(long, global = true, conflicts_with = "region")]
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "region",
+        env = "EBSNAP_ALL_REGIONS"
+    )]
     pub all_regions: bool,
 
     /// The AWS profile to use (default: the standard chain, AWS_PROFILE).
@@ -342,7 +347,13 @@ pub struct CommonArgs {
     pub output: OutputFormat,
 
     /// Print nothing on success.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        env = "EBSNAP_QUIET"
+    )]
     pub quiet: bool,
 
     /// Log more on stderr (-v: progress, -vv: debug). RUST_LOG overrides.
@@ -377,12 +388,12 @@ pub struct CommonArgs {
 
     /// How long a hook may run before it is killed (and fails).
     #[arg(long, global = true, default_value = "2m", value_name = "DURATION",
-          value_parser = parse_duration, allow_hyphen_values = true)]
+          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_HOOK_TIMEOUT")]
     pub hook_timeout: TimeDelta,
 
     /// When the pre-hook fails: snapshot anyway (crash-consistent) or skip
     /// the instance; either way the run fails.
-    #[arg(long, global = true, value_enum, default_value_t = HookFailure::Snapshot)]
+    #[arg(long, global = true, value_enum, default_value_t = HookFailure::Snapshot, env = "EBSNAP_HOOK_FAILURE")]
     pub hook_failure: HookFailure,
 
     /// Copy the source's tags onto its snapshots (never aws: tags; ebsnap's
@@ -407,28 +418,34 @@ pub struct CommonArgs {
     /// Disaster recovery: copy each new snapshot, once completed, to this
     /// region (repeatable), and purge the copies there under
     /// --copy-retention. The run waits for its snapshots to complete.
-    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region)]
+    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_COPY_TO", value_delimiter = ' ')]
     pub copy_to: Vec<String>,
 
     /// How long the copies made by --copy-to are kept (default: --retention).
     #[arg(long, global = true, value_name = "DURATION", requires = "copy_to",
-          value_parser = parse_duration, allow_hyphen_values = true)]
+          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_COPY_RETENTION")]
     pub copy_retention: Option<TimeDelta>,
 
     /// The KMS key for the copies of encrypted snapshots (--copy-to); by
     /// default EC2 uses the destination region's default EBS key.
-    #[arg(long, global = true, value_name = "KEY", requires = "copy_to")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY",
+        requires = "copy_to",
+        env = "EBSNAP_COPY_KMS_KEY_ID"
+    )]
     pub copy_kms_key_id: Option<String>,
 
     /// Snapshot each volume on its own (one CreateSnapshot per volume)
     /// instead of all of an instance's volumes at one instant (one
     /// CreateSnapshots per instance, the default).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "EBSNAP_PER_VOLUME")]
     pub per_volume: bool,
 
     /// Leave out each instance's root (boot) volume: back up data only.
     /// A volume tagged ebsnap:skip=true is always left out.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "EBSNAP_EXCLUDE_BOOT")]
     pub exclude_boot: bool,
 
     /// Purge even past --max-delete or half of the job's snapshots.
@@ -437,7 +454,7 @@ pub struct CommonArgs {
 
     /// The lock that keeps two runs of one job apart on this host.
     /// Default: $XDG_RUNTIME_DIR/ebsnap-JOB.lock, else ~/.cache/ebsnap-JOB.lock.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "EBSNAP_LOCK_FILE")]
     pub lock_file: Option<std::path::PathBuf>,
 
     /// At most this many snapshot creates, and as many deletes, per second
@@ -671,6 +688,43 @@ mod tests {
             &[],
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
+    }
+
+    /// A unit's EnvironmentFile can hold a whole job: every flag of the
+    /// backup job and of check reads EBSNAP_*, but those that are one
+    /// invocation's decision (a dry run, lifting the delete guard) and
+    /// those the AWS chain already reads (AWS_PROFILE, AWS_ENDPOINT_URL_EC2;
+    /// RUST_LOG for -v).
+    #[test]
+    fn every_job_flag_reads_the_environment() {
+        use clap::CommandFactory;
+        let not_from_env = [
+            "dry_run",
+            "force",
+            "profile",
+            "endpoint_url",
+            "verbose",
+            "help",
+            "version",
+        ];
+        let command = Cli::command();
+        for name in ["run", "check"] {
+            let sub = command.find_subcommand(name).unwrap();
+            for arg in command.get_arguments().chain(sub.get_arguments()) {
+                let id = arg.get_id().as_str();
+                if not_from_env.contains(&id) {
+                    continue;
+                }
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("--{id} of {name} reads no EBSNAP_*"));
+                assert_eq!(
+                    env.to_str().unwrap(),
+                    format!("EBSNAP_{}", id.to_uppercase()),
+                    "--{id}"
+                );
+            }
         }
     }
 }
