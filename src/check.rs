@@ -1,6 +1,12 @@
 //! `ebsnap check --max-age D`: does every selected volume have a completed
 //! backup of this job newer than D? For monitoring, and for cron's MAILTO:
 //! backups that silently stopped must not stay silent.
+//!
+//! It also names the orphan series (the snapshots of a volume that no
+//! longer exists, or of an instance no longer selected), with their newest
+//! snapshot, age and size, but they never fail the check: an orphan is no
+//! stale backup of a selected volume, nothing is expected to back it up,
+//! and what it costs is a decision (`--orphans-after`), not an outage.
 
 use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -13,8 +19,8 @@ use std::collections::BTreeSet;
 
 use crate::aws::RegionFailure;
 use crate::exit::ExitStatus;
-use crate::inventory::{ExistingSnapshot, Instance};
-use crate::plan::{is_selected, left_out_on_purpose};
+use crate::inventory::{ExistingSnapshot, Instance, Inventory};
+use crate::plan::{self, is_selected, left_out_on_purpose};
 
 /// One selected volume's backup health.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,13 +37,59 @@ pub struct VolumeHealth {
     pub(crate) newest_start_time: Option<DateTime<Utc>>,
 }
 
+/// An orphan series: the job's snapshots of a volume nothing backs up any
+/// more. Reported, never a failure of the check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrphanSeries {
+    pub(crate) region: String,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) volume_id: String,
+    pub(crate) device: Option<String>,
+    /// `volume_gone` or `instance_not_selected`.
+    pub(crate) orphan: &'static str,
+    /// The same, for people.
+    pub(crate) reason: String,
+    pub(crate) newest_snapshot_id: String,
+    pub(crate) newest_start_time: DateTime<Utc>,
+    /// How many of the job's snapshots the series holds.
+    pub(crate) snapshots: usize,
+    pub(crate) size_gib: Option<i32>,
+    /// With `--orphans-after`: when purge deletes the whole series.
+    pub(crate) purge_after: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
     pub(crate) job: String,
     pub(crate) max_age: String,
     pub(crate) regions: Vec<String>,
     pub(crate) volumes: Vec<VolumeHealth>,
+    pub(crate) orphans: Vec<OrphanSeries>,
     pub failed: Vec<RegionFailure>,
+}
+
+/// The orphan series of one region's inventory, as check reports them.
+pub(crate) fn orphan_series(
+    region: &str,
+    inventory: &Inventory,
+    policy: &Policy,
+) -> Vec<OrphanSeries> {
+    plan::orphans(inventory, &inventory.snapshots, policy)
+        .into_iter()
+        .map(|o| OrphanSeries {
+            region: region.to_owned(),
+            instance_id: o.instance_id.as_deref().map(str::to_owned),
+            volume_id: o.volume_id.to_string(),
+            device: o.device.as_deref().map(str::to_owned),
+            orphan: o.reason.code(),
+            reason: o.reason.to_string(),
+            newest_snapshot_id: o.newest_snapshot_id.to_string(),
+            newest_start_time: o.newest_start_time,
+            snapshots: o.snapshots,
+            size_gib: o.size_gib,
+            purge_after: o.purge_after,
+        })
+        .collect()
 }
 
 /// Judges each volume of each selected instance by its newest completed
@@ -104,6 +156,7 @@ pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Res
                     instances: true,
                     snapshots: true,
                     volume_tags: false,
+                    orphans: true,
                 },
             )
             .await
@@ -115,19 +168,25 @@ pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Res
         max_age: format_duration(max_age),
         regions: regions.clone(),
         volumes: vec![],
+        orphans: vec![],
         failed: vec![],
     };
     for (region, result) in regions.iter().zip(results) {
         match result {
-            Ok(inventory) => report.volumes.extend(assess(
-                region,
-                &inventory.instances,
-                &inventory.snapshots,
-                &inventory.skip_volume_ids,
-                policy,
-                max_age,
-                now,
-            )),
+            Ok(inventory) => {
+                report.volumes.extend(assess(
+                    region,
+                    &inventory.instances,
+                    &inventory.snapshots,
+                    &inventory.skip_volume_ids,
+                    policy,
+                    max_age,
+                    now,
+                ));
+                report
+                    .orphans
+                    .extend(orphan_series(region, &inventory, policy));
+            }
             Err(err) => report.failed.push(RegionFailure {
                 region: region.clone(),
                 reason: format!("{err:#}"),
@@ -144,6 +203,7 @@ impl CheckReport {
 
     /// 0 when every selected volume is fresh; 1 when one is stale or never
     /// backed up, or a region could not be read; 2 when none could be read.
+    /// Orphans never change it.
     pub fn exit_status(&self) -> ExitStatus {
         if !self.failed.is_empty() && self.failed.len() == self.regions.len() {
             ExitStatus::NothingAttempted
@@ -158,7 +218,8 @@ impl CheckReport {
         serde_json::to_string_pretty(self).expect("a check report always serializes") + "\n"
     }
 
-    /// One line per stale or never-backed-up volume, then a summary.
+    /// One line per stale or never-backed-up volume, one per orphan series,
+    /// then a summary.
     pub fn to_text(&self, now: DateTime<Utc>) -> String {
         let mut out = String::new();
         for failed in &self.failed {
@@ -184,6 +245,9 @@ impl CheckReport {
                 volume.region
             );
         }
+        for orphan in &self.orphans {
+            out += &format!("ORPHAN  {}\n", orphan_line(orphan, now));
+        }
         let fresh = self.volumes.len() - self.problems().count();
         out += &format!(
             "{fresh} of {} selected volume(s) have a completed backup of job {} newer than {}.\n",
@@ -191,8 +255,43 @@ impl CheckReport {
             self.job,
             self.max_age
         );
+        if !self.orphans.is_empty() {
+            out += &format!(
+                "{} orphan series (not a failure): see --orphans-after in the README's Retention.\n",
+                self.orphans.len()
+            );
+        }
         out
     }
+}
+
+/// `vol-0a1b /dev/sdh of i-0c2d in eu-west-1: its volume no longer exists;
+/// newest snap-0e3f is 9d12h old, 2 snapshot(s) of 8 GiB, purge keeps its
+/// newest (--keep-min; see --orphans-after)`.
+fn orphan_line(orphan: &OrphanSeries, now: DateTime<Utc>) -> String {
+    let size = orphan
+        .size_gib
+        .map(|gib| format!(" of {gib} GiB"))
+        .unwrap_or_default();
+    let fate = match orphan.purge_after {
+        Some(at) if now > at => "deleted at the next purge (--orphans-after)".to_owned(),
+        Some(at) => format!(
+            "deleted from {} (--orphans-after)",
+            at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        None => "purge keeps its newest (--keep-min; see --orphans-after)".to_owned(),
+    };
+    format!(
+        "{} {} of {} in {}: {}; newest {} is {} old, {} snapshot(s){size}, {fate}",
+        orphan.volume_id,
+        orphan.device.as_deref().unwrap_or("-"),
+        orphan.instance_id.as_deref().unwrap_or("-"),
+        orphan.region,
+        orphan.reason,
+        orphan.newest_snapshot_id,
+        format_age(now - orphan.newest_start_time),
+        orphan.snapshots,
+    )
 }
 
 #[cfg(test)]
@@ -318,6 +417,7 @@ mod tests {
             max_age: "26h".into(),
             regions: vec!["us-east-1".into()],
             volumes: health,
+            orphans: vec![],
             failed: vec![],
         };
         assert_eq!(report.exit_status(), ExitStatus::Failure);
@@ -394,6 +494,7 @@ mod tests {
                 TimeDelta::hours(26),
                 now(),
             ),
+            orphans: vec![],
             failed: vec![],
         };
         assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -402,5 +503,97 @@ mod tests {
             reason: "AuthFailure".into(),
         });
         assert_eq!(report.exit_status(), ExitStatus::Failure);
+    }
+
+    #[test]
+    fn orphans_are_reported_with_age_and_size_but_never_fail_the_check() {
+        let instances = [
+            instance("i-1", "true", &["vol-1"]),
+            instance("i-off", "false", &["vol-off"]),
+        ];
+        let with_instance = |id, volume, hours, instance: &str| ExistingSnapshot {
+            instance_id: Some(instance.into()),
+            device: Some("/dev/sdh".into()),
+            size_gib: Some(4),
+            ..snap(id, volume, hours, SnapshotState::Completed, "default")
+        };
+        let inventory = Inventory {
+            instances: instances.to_vec(),
+            snapshots: vec![
+                snap("s-1", "vol-1", 1, SnapshotState::Completed, "default"),
+                with_instance("s-gone-new", "vol-gone", 36, "i-1"),
+                with_instance("s-gone-old", "vol-gone", 228, "i-1"),
+                with_instance("s-off", "vol-off", 60, "i-off"),
+            ],
+            existing_volume_ids: Some(["vol-1", "vol-off"].map(String::from).into()),
+            ..Inventory::default()
+        };
+        let orphans = orphan_series("us-east-1", &inventory, &policy());
+        let view: Vec<_> = orphans
+            .iter()
+            .map(|o| {
+                (
+                    o.volume_id.as_str(),
+                    o.orphan,
+                    o.newest_snapshot_id.as_str(),
+                    o.snapshots,
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("vol-gone", "volume_gone", "s-gone-new", 2),
+                ("vol-off", "instance_not_selected", "s-off", 1)
+            ]
+        );
+        let report = CheckReport {
+            job: "default".into(),
+            max_age: "26h".into(),
+            regions: vec!["us-east-1".into()],
+            volumes: assess(
+                "us-east-1",
+                &inventory.instances,
+                &inventory.snapshots,
+                &BTreeSet::new(),
+                &policy(),
+                TimeDelta::hours(26),
+                now(),
+            ),
+            orphans,
+            failed: vec![],
+        };
+        assert_eq!(
+            report.exit_status(),
+            ExitStatus::Success,
+            "orphans never fail"
+        );
+        let text = report.to_text(now());
+        assert!(text.contains("ORPHAN  vol-gone /dev/sdh of i-1 in us-east-1: its volume no longer exists; newest s-gone-new is 1d12h old, 2 snapshot(s) of 4 GiB, purge keeps its newest (--keep-min; see --orphans-after)\n"), "{text}");
+        assert!(text.contains("ORPHAN  vol-off /dev/sdh of i-off in us-east-1: its instance is no longer selected; newest s-off is 2d12h old"), "{text}");
+        assert!(text.ends_with("1 of 1 selected volume(s) have a completed backup of job default newer than 26h.\n2 orphan series (not a failure): see --orphans-after in the README's Retention.\n"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["orphans"][0]["orphan"], "volume_gone");
+        assert_eq!(json["orphans"][0]["size_gib"], 4);
+        assert_eq!(json["orphans"][1]["purge_after"], serde_json::Value::Null);
+
+        // With --orphans-after: when purge deletes each series.
+        let policy = Policy {
+            orphans_after: Some(TimeDelta::days(2)),
+            ..policy()
+        };
+        let report = CheckReport {
+            orphans: orphan_series("us-east-1", &inventory, &policy),
+            ..report
+        };
+        let text = report.to_text(now());
+        assert!(
+            text.contains("4 GiB, deleted from 2026-11-25 00:00 UTC (--orphans-after)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 snapshot(s) of 4 GiB, deleted at the next purge (--orphans-after)"),
+            "{text}"
+        );
     }
 }

@@ -11,9 +11,9 @@ use clap::builder::PossibleValue;
 
 use crate::values::{
     parse_duration, parse_job, parse_keep_count, parse_keep_min, parse_max_delete, parse_max_rate,
-    parse_min_interval, parse_region, parse_role_arn, parse_tag_key, parse_tag_value, parse_time,
-    parse_timezone, parse_user_tag, ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat,
-    Role,
+    parse_min_interval, parse_orphans_after, parse_region, parse_role_arn, parse_tag_key,
+    parse_tag_value, parse_time, parse_timezone, parse_user_tag, ColorChoice, CopyTags,
+    HookFailure, LogFormat, OutputFormat, Role,
 };
 
 /// The command line's names (and help) for the small enums of values.rs,
@@ -298,6 +298,15 @@ pub struct CommonArgs {
           value_name = "N", value_parser = parse_keep_min, allow_hyphen_values = true)]
     pub keep_min: usize,
 
+    /// Let purge delete every snapshot of an orphan (a volume that no longer
+    /// exists, or of an instance no longer selected), --keep-min aside, once
+    /// its newest snapshot is older than this. Off by default: an orphan
+    /// keeps its newest --keep-min snapshots forever. list and check name
+    /// the orphans either way.
+    #[arg(long, global = true, env = "EBSNAP_ORPHANS_AFTER", value_name = "DURATION",
+          value_parser = parse_orphans_after, allow_hyphen_values = true)]
+    pub orphans_after: Option<TimeDelta>,
+
     /// A region to work in; repeat for several. Default: the region of the
     /// standard AWS chain (AWS_REGION, profile).
     #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_REGION", value_delimiter = ' ')]
@@ -509,6 +518,10 @@ mod tests {
         assert_eq!(cli.common.retention, None, "7d, resolved in config");
         assert_eq!(cli.common.timezone, chrono_tz::Tz::UTC);
         assert_eq!(cli.common.keep_min, 1);
+        assert_eq!(
+            cli.common.orphans_after, None,
+            "orphans are kept by default"
+        );
         assert_eq!(cli.common.output, OutputFormat::Text);
         assert!(!cli.common.dry_run);
     }
@@ -684,6 +697,8 @@ mod tests {
             &["run", "--min-interval", "5x"],
             &["run", "--max-rate", "0"],
             &["run", "--timeout", "0s"],
+            &["purge", "--orphans-after", "0d"],
+            &["purge", "--orphans-after", "soon"],
             &["frobnicate"],
             &[],
         ] {

@@ -44,6 +44,11 @@ pub struct Policy {
     /// The newest this many completed snapshots of a volume are kept however
     /// old they are (`--keep-min`).
     pub keep_min: usize,
+    /// `--orphans-after`: purge deletes every snapshot of an orphan series
+    /// (its volume gone, or its instance no longer selected), `keep_min`
+    /// aside, once the series' newest snapshot is older than this. `None`
+    /// (the default): orphans are kept like any volume's backups.
+    pub orphans_after: Option<TimeDelta>,
     /// A volume with a job snapshot newer than this is not snapshotted again
     /// (`--min-interval`); zero disables.
     pub min_interval: TimeDelta,
@@ -323,6 +328,7 @@ impl Config {
                 keep,
                 timezone: args.timezone,
                 keep_min: args.keep_min,
+                orphans_after: args.orphans_after,
                 min_interval: args.min_interval,
                 max_delete: args.max_delete,
                 force: args.force,
@@ -419,7 +425,8 @@ pub(crate) mod testing {
     use super::*;
 
     /// The policy of `ebsnap run` with every default: job `default`, any
-    /// `Scheduled-Snapshots` value, 7 days, keep-min 1, min-interval 10m,
+    /// `Scheduled-Snapshots` value, 7 days, keep-min 1, no --orphans-after,
+    /// min-interval 10m,
     /// no --max-delete, no --force.
     pub fn policy() -> Policy {
         Policy {
@@ -432,6 +439,7 @@ pub(crate) mod testing {
             keep: KeepRules::default(),
             timezone: chrono_tz::Tz::UTC,
             keep_min: 1,
+            orphans_after: None,
             min_interval: TimeDelta::minutes(10),
             max_delete: None,
             force: false,

@@ -1,5 +1,6 @@
 //! Read-only EC2 calls: the instances carrying the selection tag, their
-//! attached volumes, and the job's existing snapshots.
+//! attached volumes, the job's existing snapshots, and, where orphans are
+//! judged, which of those snapshots' volumes still exist.
 //!
 //! Always filtered on the server and paginated with the SDK's paginators; no
 //! per-instance or per-volume calls, so a run costs the same few calls at any
@@ -15,9 +16,9 @@ use chrono::{DateTime, Utc};
 use crate::aws::{error_text, INSTANCE_PAGE_SIZE, SNAPSHOT_PAGE_SIZE, VOLUME_PAGE_SIZE};
 use crate::config::{Policy, Steps, TagSelector};
 use crate::inventory::{
-    AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Interner, Inventory, SnapshotState,
-    SourceSnapshot, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
-    TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
+    is_no_volume, AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Interner, Inventory,
+    SnapshotState, SourceSnapshot, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID,
+    TAG_SKIP, TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
 };
 use crate::values::CopyTags;
 
@@ -30,18 +31,26 @@ pub(crate) struct Reads {
     pub snapshots: bool,
     /// The attached volumes' own tags (`--copy-tags volume|both`).
     pub volume_tags: bool,
+    /// What tells an orphan series (`list`, `check`, purge with
+    /// `--orphans-after`): the tagged instances (without the `ebsnap:skip`
+    /// volumes, unless `instances`) and which of the snapshots' volumes
+    /// still exist. Needs `snapshots`.
+    pub orphans: bool,
 }
 
 impl Reads {
     /// What a backup command reads: the snapshot step needs the instances
     /// (and their volumes' tags to copy them); the purge step, and
     /// `--min-interval` in the snapshot step, the job's snapshots.
+    /// Orphans only matter to a purge that may delete them
+    /// (`--orphans-after`): without it the daily run reads nothing more.
     pub(crate) fn for_backup(steps: Steps, policy: &Policy) -> Reads {
         Reads {
             instances: steps.snapshot,
             snapshots: steps.purge || policy.min_interval > chrono::TimeDelta::zero(),
             volume_tags: steps.snapshot
                 && matches!(policy.copy_tags, Some(CopyTags::Volume | CopyTags::Both)),
+            orphans: steps.purge && policy.orphans_after.is_some(),
         }
     }
 }
@@ -58,8 +67,9 @@ pub(crate) async fn discover(
         instances: with_instances,
         snapshots: with_snapshots,
         volume_tags: with_volume_tags,
+        orphans: with_orphans,
     } = reads;
-    let instances = if with_instances {
+    let instances = if with_instances || with_orphans {
         tagged_instances(client, selector).await?
     } else {
         vec![]
@@ -80,12 +90,71 @@ pub(crate) async fn discover(
     } else {
         Default::default()
     };
+    let existing_volume_ids = if with_orphans {
+        Some(existing_volumes(client, &instances, &snapshots).await?)
+    } else {
+        None
+    };
     Ok(Inventory {
         instances,
         snapshots,
         skip_volume_ids,
         volume_tags,
+        existing_volume_ids,
     })
+}
+
+/// Which of the volumes `snapshots` were taken of still exist. A volume
+/// attached to one of the tagged `instances` exists (it is in their block
+/// device mappings); only the others are looked up, by one DescribeVolumes
+/// filtered on the server by `volume-id`, 200 ids a call, paginated: a fleet
+/// whose backed-up volumes are all attached costs no call at all. A failed
+/// read fails discovery, so nothing is ever an orphan for want of an answer.
+pub(crate) async fn existing_volumes(
+    client: &Client,
+    instances: &[Instance],
+    snapshots: &[ExistingSnapshot],
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut existing: std::collections::BTreeSet<String> = instances
+        .iter()
+        .flat_map(|i| &i.volumes)
+        .map(|v| v.volume_id.clone())
+        .collect();
+    let unknown: std::collections::BTreeSet<&str> = snapshots
+        .iter()
+        .map(|s| &*s.volume_id)
+        .filter(|id| !is_no_volume(id) && !existing.contains(*id))
+        .collect();
+    let unknown: Vec<String> = unknown.into_iter().map(str::to_owned).collect();
+    // A filter takes at most 200 values.
+    for ids in unknown.chunks(200) {
+        let mut pages = client
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("volume-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            )
+            .max_results(VOLUME_PAGE_SIZE)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(volume) = pages.next().await {
+            let volume = volume.map_err(|err| {
+                anyhow!(
+                    "looking up which of the snapshots' volumes still exist: {}",
+                    error_text(&err)
+                )
+            })?;
+            // Only an id asked about: a server that ignored the filter
+            // must not make an unrelated volume count.
+            if let Some(id) = volume.volume_id().filter(|id| ids.iter().any(|i| i == id)) {
+                existing.insert(id.to_owned());
+            }
+        }
+    }
+    Ok(existing)
 }
 
 /// Instances carrying the selection tag key (with exactly `--tag-value` when
@@ -392,6 +461,7 @@ mod tests {
         EbsInstanceBlockDevice, InstanceBlockDeviceMapping, Reservation, SnapshotState as Ec2State,
     };
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use std::collections::BTreeSet;
 
     fn tag(key: &str, value: &str) -> Tag {
         Tag::builder().key(key).value(value).build()
@@ -548,6 +618,172 @@ mod tests {
             vec![("disk".to_string(), "data".to_string())]
         );
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn existing_volumes_are_looked_up_200_ids_a_call_paginated_attached_ones_never() {
+        use aws_sdk_ec2::operation::describe_volumes::{
+            DescribeVolumesInput, DescribeVolumesOutput,
+        };
+        use aws_sdk_ec2::types::Volume;
+        let now = chrono::Utc::now();
+        let mut snapshots: Vec<ExistingSnapshot> = (0..250)
+            .map(|n| {
+                crate::inventory::testing::job_snapshot(
+                    &format!("snap-{n}"),
+                    &format!("vol-{n:03}"),
+                    now,
+                )
+            })
+            .collect();
+        // Two snapshots of one volume: asked once.
+        snapshots.push(crate::inventory::testing::job_snapshot(
+            "snap-again",
+            "vol-007",
+            now,
+        ));
+        // A copy has no volume; an attached volume is known to exist.
+        snapshots.push(crate::inventory::testing::job_snapshot(
+            "snap-copy",
+            "vol-ffffffff",
+            now,
+        ));
+        snapshots.push(crate::inventory::testing::job_snapshot(
+            "snap-attached",
+            "vol-attached",
+            now,
+        ));
+        let instances = [Instance {
+            id: "i-stopped".into(),
+            name: None,
+            selection_value: "true".into(),
+            volumes: vec![AttachedVolume {
+                volume_id: "vol-attached".into(),
+                device: "/dev/sdf".into(),
+                is_root: false,
+            }],
+            tags: vec![],
+        }];
+        // Every call: the volume-id filter, at most 200 distinct ids, never
+        // the copy's nor the attached volume's.
+        fn asks(req: &DescribeVolumesInput, first: &str, last: &str) -> bool {
+            let [filter] = req.filters() else {
+                return false;
+            };
+            let values = filter.values();
+            let distinct: BTreeSet<&String> = values.iter().collect();
+            filter.name() == Some("volume-id")
+                && values.len() <= 200
+                && distinct.len() == values.len()
+                && values.first().map(String::as_str) == Some(first)
+                && values.last().map(String::as_str) == Some(last)
+                && !values
+                    .iter()
+                    .any(|v| v == "vol-ffffffff" || v == "vol-attached")
+        }
+        let volume = |id: &str| Volume::builder().volume_id(id).build();
+        let first_page = mock!(Client::describe_volumes)
+            .match_requests(|req| asks(req, "vol-000", "vol-199") && req.next_token().is_none())
+            .then_output(move || {
+                DescribeVolumesOutput::builder()
+                    .volumes(volume("vol-000"))
+                    .volumes(volume("vol-001"))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second_page = mock!(Client::describe_volumes)
+            .match_requests(|req| {
+                asks(req, "vol-000", "vol-199") && req.next_token() == Some("page-2")
+            })
+            .then_output(move || {
+                DescribeVolumesOutput::builder()
+                    .volumes(volume("vol-007"))
+                    .build()
+            });
+        let second_batch = mock!(Client::describe_volumes)
+            .match_requests(|req| asks(req, "vol-200", "vol-249") && req.next_token().is_none())
+            .then_output(move || {
+                DescribeVolumesOutput::builder()
+                    .volumes(volume("vol-249"))
+                    // Not asked about: never counted as existing.
+                    .volumes(volume("vol-unasked"))
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&first_page, &second_page, &second_batch]
+        );
+
+        let existing = existing_volumes(&client, &instances, &snapshots)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            existing,
+            ["vol-000", "vol-001", "vol-007", "vol-249", "vol-attached"]
+                .map(String::from)
+                .into(),
+        );
+        assert_eq!(
+            (
+                first_page.num_calls(),
+                second_page.num_calls(),
+                second_batch.num_calls()
+            ),
+            (1, 1, 1),
+            "250 ids: two batches, the first over two pages"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_describe_volumes_when_every_snapshots_volume_is_attached() {
+        let now = chrono::Utc::now();
+        let snapshots = [crate::inventory::testing::job_snapshot(
+            "snap-1", "vol-1", now,
+        )];
+        let instances = [Instance {
+            id: "i-1".into(),
+            name: None,
+            selection_value: "true".into(),
+            volumes: vec![AttachedVolume {
+                volume_id: "vol-1".into(),
+                device: "/dev/sdf".into(),
+                is_root: false,
+            }],
+            tags: vec![],
+        }];
+        let rule = mock!(Client::describe_volumes).then_output(|| {
+            aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput::builder().build()
+        });
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let existing = existing_volumes(&client, &instances, &snapshots)
+            .await
+            .unwrap();
+        assert_eq!(existing, ["vol-1".to_string()].into());
+        assert_eq!(rule.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_volume_lookup_fails_discovery() {
+        let rule = mock!(Client::describe_volumes).then_error(|| {
+            aws_sdk_ec2::operation::describe_volumes::DescribeVolumesError::generic(
+                crate::aws::testing::ec2_error("UnauthorizedOperation", "You are not authorized"),
+            )
+        });
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let snapshots = [crate::inventory::testing::job_snapshot(
+            "snap-1",
+            "vol-gone",
+            chrono::Utc::now(),
+        )];
+        let err = existing_volumes(&client, &[], &snapshots)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "looking up which of the snapshots' volumes still exist: UnauthorizedOperation: You are not authorized"
+        );
     }
 
     #[tokio::test]

@@ -38,6 +38,19 @@ pub(crate) struct Inventory {
     /// The attached volumes' tags, by volume id, read only for
     /// `--copy-tags volume` or `both`.
     pub volume_tags: std::collections::BTreeMap<String, Vec<(String, String)>>,
+    /// Of the volumes the job's snapshots were taken of, those that still
+    /// exist (attached to a tagged instance, or found by DescribeVolumes),
+    /// read only where orphans are judged (`list`, `check`, purge with
+    /// `--orphans-after`), and always with the tagged instances. `None`:
+    /// not read, so no series is judged an orphan.
+    pub existing_volume_ids: Option<std::collections::BTreeSet<String>>,
+}
+
+/// The volume id EC2 gives a snapshot that was not taken of a volume of
+/// this region (a copy), and the empty one of a snapshot without any:
+/// neither is a volume that could exist or be gone.
+pub(crate) fn is_no_volume(volume_id: &str) -> bool {
+    matches!(volume_id, "" | "vol-ffffffff")
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,8 +2,11 @@
 //! next purge will do with each.
 //!
 //! The verdicts come from the same pure plan that purge executes, so the list
-//! can never disagree with what purge will do.
+//! can never disagree with what purge will do. It names the orphans too (the
+//! snapshots of a volume that no longer exists, or of an instance no longer
+//! selected), with or without `--orphans-after`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -18,7 +21,7 @@ use crate::config::ListFilter;
 use crate::config::{Config, Policy, Steps};
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
-use crate::plan::{self, DeleteReason, KeepReason};
+use crate::plan::{self, DeleteReason, KeepReason, OrphanReason};
 use crate::values::format_age;
 
 /// One snapshot of the job, and what purge will do with it.
@@ -45,6 +48,17 @@ pub struct ListEntry {
     pub(crate) reason_code: &'static str,
     /// When purge will delete it, for a snapshot within retention.
     pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// `volume_gone` or `instance_not_selected` for a snapshot of an orphan
+    /// series; `null` otherwise.
+    #[serde(serialize_with = "orphan_code")]
+    pub(crate) orphan: Option<OrphanReason>,
+}
+
+fn orphan_code<S: serde::Serializer>(
+    orphan: &Option<OrphanReason>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    orphan.map(OrphanReason::code).serialize(serializer)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,21 +71,17 @@ pub struct Listing {
 }
 
 /// The entries of one region: the purge plan's verdict on every job
-/// snapshot, then the `--instance`/`--volume` filters, sorted by instance,
-/// volume and newest first.
+/// snapshot of `inventory`, then the `--instance`/`--volume` filters,
+/// sorted by instance, volume and newest first.
 pub(crate) fn entries(
     region: &str,
-    snapshots: Vec<ExistingSnapshot>,
+    inventory: Inventory,
     policy: &Policy,
     filter: &ListFilter,
     now: DateTime<Utc>,
 ) -> Vec<ListEntry> {
     // The plan sees every snapshot of the job, so keep-min and the delete
     // guard judge as purge will; the filters apply afterwards.
-    let inventory = Inventory {
-        snapshots,
-        ..Inventory::default()
-    };
     let plan = plan::build(
         inventory,
         policy,
@@ -82,6 +92,11 @@ pub(crate) fn entries(
         now,
     );
     let shared_region: Arc<str> = region.into();
+    let orphans: HashMap<Arc<str>, OrphanReason> = plan
+        .orphans
+        .iter()
+        .map(|o| (Arc::clone(&o.volume_id), o.reason))
+        .collect();
     let deletes = plan
         .deletes
         .into_iter()
@@ -93,7 +108,10 @@ pub(crate) fn entries(
         .filter(|(s, _)| {
             filter.instance.is_none() || s.instance_id.as_deref() == filter.instance.as_deref()
         })
-        .map(|(snapshot, reason)| entry(&shared_region, snapshot, reason))
+        .map(|(snapshot, reason)| {
+            let orphan = orphans.get(&snapshot.volume_id).copied();
+            entry(&shared_region, snapshot, reason, orphan)
+        })
         .collect();
     entries.sort_by(|a, b| {
         (&a.instance_id, &a.volume_id, b.start_time, &a.snapshot_id).cmp(&(
@@ -110,6 +128,7 @@ fn entry(
     region: &Arc<str>,
     snapshot: ExistingSnapshot,
     verdict: Result<KeepReason, DeleteReason>,
+    orphan: Option<OrphanReason>,
 ) -> ListEntry {
     let (purge, reason, reason_code, expires_at) = match verdict {
         Err(reason) => (
@@ -145,18 +164,30 @@ fn entry(
         reason,
         reason_code,
         expires_at,
+        orphan,
     }
 }
 
-/// Reads the job's snapshots in every region and judges them.
+/// Reads the job's snapshots in every region, and what tells their orphans
+/// (the tagged instances, which volumes still exist), and judges them.
 pub async fn run(config: &Config, filter: &ListFilter, now: DateTime<Utc>) -> Result<Listing> {
     let shared = crate::aws::load_shared_config(&config.aws).await;
     let regions = crate::aws::regions(&config.aws, &shared).await?;
-    let results = join_all(regions.iter().map(|region| {
-        let client = crate::aws::client(&shared, region);
-        async move { crate::discovery::job_snapshots(&client, &config.policy.job).await }
-    }))
-    .await;
+    let policy = &config.policy;
+    let results =
+        join_all(regions.iter().map(|region| {
+            let client = crate::aws::client(&shared, region);
+            let reads = crate::discovery::Reads {
+                instances: false,
+                snapshots: true,
+                volume_tags: false,
+                orphans: true,
+            };
+            async move {
+                crate::discovery::discover(&client, &policy.selector, &policy.job, reads).await
+            }
+        }))
+        .await;
     let mut listing = Listing {
         job: config.policy.job.clone(),
         regions: regions.clone(),
@@ -165,11 +196,9 @@ pub async fn run(config: &Config, filter: &ListFilter, now: DateTime<Utc>) -> Re
     };
     for (region, result) in regions.iter().zip(results) {
         match result {
-            Ok(snapshots) => {
-                listing
-                    .snapshots
-                    .extend(entries(region, snapshots, &config.policy, filter, now))
-            }
+            Ok(inventory) => listing
+                .snapshots
+                .extend(entries(region, inventory, policy, filter, now)),
             Err(err) => listing.failed.push(RegionFailure {
                 region: region.clone(),
                 reason: format!("{err:#}"),
@@ -253,22 +282,82 @@ impl Listing {
             .iter()
             .filter(|e| e.purge == "delete")
             .count();
-        format!(
-            "{table}\n{} snapshot(s) of job {}; {due} due for deletion at the next purge.\n",
+        let mut text = format!("{table}\n");
+        let orphans = self.orphan_lines(now);
+        if !orphans.is_empty() {
+            text += "Orphans (nothing backs these volumes up any more):\n";
+            for line in &orphans {
+                text += &format!("  {line}\n");
+            }
+        }
+        text += &format!(
+            "{} snapshot(s) of job {}; {due} due for deletion at the next purge",
             self.snapshots.len(),
             self.job
-        )
+        );
+        if !orphans.is_empty() {
+            text += &format!("; {} orphan series", orphans.len());
+        }
+        text + ".\n"
+    }
+
+    /// One line per orphan series shown: its volume, instance, why, its
+    /// newest snapshot's age, how many snapshots of what size, and what
+    /// purge does with them. The entries are sorted by instance, volume and
+    /// newest first, so a series' first entry is its newest.
+    fn orphan_lines(&self, now: DateTime<Utc>) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut rest = &self.snapshots[..];
+        while let Some(newest) = rest.first() {
+            let len = rest
+                .iter()
+                .take_while(|e| (&e.region, &e.volume_id) == (&newest.region, &newest.volume_id))
+                .count();
+            let (series, after) = rest.split_at(len);
+            rest = after;
+            let Some(why) = newest.orphan else {
+                continue;
+            };
+            let size = newest
+                .size_gib
+                .map(|gib| format!(" of {gib} GiB"))
+                .unwrap_or_default();
+            let deleting = series.iter().filter(|e| e.purge == "delete").count();
+            let fate = if series.iter().any(|e| e.reason_code == "orphaned") {
+                format!("{deleting} deleted at the next purge (--orphans-after)")
+            } else if series.iter().any(|e| e.reason_code == "keep_min") {
+                "its newest kept by --keep-min (see --orphans-after)".to_owned()
+            } else {
+                format!("{deleting} due for deletion")
+            };
+            let region = if self.regions.len() > 1 {
+                format!(" in {}", newest.region)
+            } else {
+                String::new()
+            };
+            lines.push(format!(
+                "{} {} of {}{region}: {why}; newest {} is {} old, {} snapshot(s){size}; {fate}",
+                newest.volume_id,
+                newest.device.as_deref().unwrap_or("-"),
+                newest.instance_id.as_deref().unwrap_or("-"),
+                newest.snapshot_id,
+                format_age(now - newest.start_time),
+                series.len(),
+            ));
+        }
+        lines
     }
 }
 
 /// The PURGE column: short, so the table fits a terminal.
 fn purge_column(entry: &ListEntry) -> String {
     match (entry.purge, entry.reason_code) {
-        ("delete", _) => "delete (expired)".into(),
+        ("delete", code) => format!("delete ({code})"),
         (_, "within_retention") => match entry.expires_at {
             Some(at) => format!("keep until {}", at.format("%m-%d %H:%M")),
             None => "keep".into(),
         },
+        (_, "keep_min") if entry.orphan.is_some() => "keep (last good, orphan)".into(),
         (_, "keep_min") => "keep (last good)".into(),
         (_, "pending") => "keep (not finished)".into(),
         (_, "delete_guard") => "keep (purge refused)".into(),
@@ -321,6 +410,13 @@ mod tests {
         ]
     }
 
+    fn inventory(snapshots: Vec<ExistingSnapshot>) -> Inventory {
+        Inventory {
+            snapshots,
+            ..Inventory::default()
+        }
+    }
+
     fn no_filter() -> ListFilter {
         ListFilter {
             instance: None,
@@ -330,7 +426,13 @@ mod tests {
 
     #[test]
     fn every_snapshot_gets_purges_verdict_sorted_newest_first_per_volume() {
-        let entries = entries("us-east-1", fleet(), &policy(), &no_filter(), now());
+        let entries = entries(
+            "us-east-1",
+            inventory(fleet()),
+            &policy(),
+            &no_filter(),
+            now(),
+        );
         let view: Vec<_> = entries
             .iter()
             .map(|e| (&*e.snapshot_id, e.purge, e.reason_code))
@@ -355,7 +457,13 @@ mod tests {
             instance: Some("i-b".into()),
             volume: None,
         };
-        let entries = entries("us-east-1", fleet(), &policy(), &by_instance, now());
+        let entries = entries(
+            "us-east-1",
+            inventory(fleet()),
+            &policy(),
+            &by_instance,
+            now(),
+        );
         assert_eq!(entries.len(), 2);
         // b-last is kept as vol-b's last good backup, whatever the filter.
         assert_eq!(entries[1].reason_code, "keep_min");
@@ -364,7 +472,14 @@ mod tests {
             volume: Some("vol-a".into()),
         };
         assert_eq!(
-            super::entries("us-east-1", fleet(), &policy(), &by_volume, now()).len(),
+            super::entries(
+                "us-east-1",
+                inventory(fleet()),
+                &policy(),
+                &by_volume,
+                now()
+            )
+            .len(),
             4
         );
     }
@@ -373,7 +488,13 @@ mod tests {
         Listing {
             job: "default".into(),
             regions: vec!["us-east-1".into()],
-            snapshots: entries("us-east-1", fleet(), &policy(), &no_filter(), now()),
+            snapshots: entries(
+                "us-east-1",
+                inventory(fleet()),
+                &policy(),
+                &no_filter(),
+                now(),
+            ),
             failed: vec![],
         }
     }
@@ -433,5 +554,134 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&listing().to_json()).unwrap();
         assert_eq!(json["snapshots"][2]["purge"], "delete");
         assert_eq!(json["snapshots"][4]["progress"], "42%");
+    }
+
+    #[test]
+    fn orphans_are_marked_in_json_and_named_with_age_and_size_in_the_table() {
+        use crate::inventory::{AttachedVolume, Instance};
+        let mut snapshots = fleet();
+        snapshots.push(snap(
+            "gone-1",
+            "i-a",
+            "vol-gone",
+            12,
+            SnapshotState::Completed,
+        ));
+        snapshots.push(snap(
+            "gone-2",
+            "i-a",
+            "vol-gone",
+            15,
+            SnapshotState::Completed,
+        ));
+        let attached = |id: &str, volumes: &[&str]| Instance {
+            id: id.into(),
+            name: None,
+            selection_value: "true".into(),
+            volumes: volumes
+                .iter()
+                .map(|v| AttachedVolume {
+                    volume_id: (*v).into(),
+                    device: "/dev/sdf".into(),
+                    is_root: false,
+                })
+                .collect(),
+            tags: vec![],
+        };
+        let inventory = |snapshots| Inventory {
+            // i-b is no longer tagged: vol-b still exists, attached to it.
+            instances: vec![attached("i-a", &["vol-a"])],
+            snapshots,
+            existing_volume_ids: Some(["vol-a", "vol-b"].map(String::from).into()),
+            ..Inventory::default()
+        };
+        let entries = entries(
+            "us-east-1",
+            inventory(snapshots.clone()),
+            &policy(),
+            &no_filter(),
+            now(),
+        );
+        let view: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                (
+                    &*e.snapshot_id,
+                    e.reason_code,
+                    e.orphan.map(OrphanReason::code),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("a-new", "within_retention", None),
+                ("a-mid", "within_retention", None),
+                ("a-old", "expired", None),
+                ("a-older", "expired", None),
+                ("gone-1", "keep_min", Some("volume_gone")),
+                ("gone-2", "expired", Some("volume_gone")),
+                ("b-pending", "pending", Some("instance_not_selected")),
+                ("b-last", "keep_min", Some("instance_not_selected")),
+            ]
+        );
+        let listing = Listing {
+            job: "default".into(),
+            regions: vec!["us-east-1".into()],
+            snapshots: entries,
+            failed: vec![],
+        };
+        let json: serde_json::Value = serde_json::from_str(&listing.to_json()).unwrap();
+        assert_eq!(json["snapshots"][0]["orphan"], serde_json::Value::Null);
+        assert_eq!(json["snapshots"][4]["orphan"], "volume_gone");
+        assert_eq!(json["snapshots"][7]["orphan"], "instance_not_selected");
+        let text = listing.to_text(now(), None);
+        assert!(text.contains("keep (last good, orphan)"), "{text}");
+        assert!(
+            text.contains(
+                "  vol-gone /dev/sdf of i-a: its volume no longer exists; newest gone-1 is 12d old, \
+                 2 snapshot(s) of 100 GiB; its newest kept by --keep-min (see --orphans-after)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  vol-b /dev/sdf of i-b: its instance is no longer selected; newest b-pending is 0m old"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("8 snapshot(s) of job default; 3 due for deletion at the next purge; 2 orphan series.\n"),
+            "{text}"
+        );
+
+        // With --orphans-after, list says what purge will delete.
+        let entries = super::entries(
+            "us-east-1",
+            inventory(snapshots),
+            &Policy {
+                orphans_after: Some(TimeDelta::days(10)),
+                force: true,
+                ..policy()
+            },
+            &no_filter(),
+            now(),
+        );
+        let gone: Vec<_> = entries
+            .iter()
+            .filter(|e| &*e.volume_id == "vol-gone")
+            .map(|e| (e.purge, e.reason_code))
+            .collect();
+        assert_eq!(gone, [("delete", "orphaned"), ("delete", "orphaned")]);
+        let listing = Listing {
+            snapshots: entries,
+            ..listing
+        };
+        let text = listing.to_text(now(), None);
+        assert!(text.contains("delete (orphaned)"), "{text}");
+        assert!(
+            text.contains(
+                "2 snapshot(s) of 100 GiB; 2 deleted at the next purge (--orphans-after)"
+            ),
+            "{text}"
+        );
     }
 }

@@ -648,6 +648,7 @@ mod tests {
                 region: "eu-west-1".into(),
                 reason: "x".into(),
             }],
+            orphans: vec![],
         };
         let before = "ebsnap_volume_last_completed_snapshot_timestamp_seconds{ebsnap_job=\"default\",region=\"us-east-1\",instance_id=\"i-9\",volume_id=\"vol-gone\",device=\"/dev/sdf\"} 1\n";
         let text = render_check(before, &report, at(3));

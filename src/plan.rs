@@ -10,11 +10,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use compact_str::CompactString;
 
 use crate::config::{Policy, Steps, TagSelector};
 use crate::inventory::{
-    AttachedVolume, ExistingSnapshot, Inventory, SnapshotState, TAG_DEVICE, TAG_INSTANCE_ID,
-    TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
+    is_no_volume, AttachedVolume, ExistingSnapshot, Inventory, SnapshotState, TAG_DEVICE,
+    TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
 };
 use crate::retention::{Calendar, KeptBy};
 use crate::values::format_duration;
@@ -34,6 +35,9 @@ pub(crate) struct Plan {
     pub purge_refused: Option<String>,
     /// The creates grouped by instance: each set is snapshotted together.
     pub sets: Vec<SnapshotSet>,
+    /// The purge's orphan series (see [`orphans`]), whether or not
+    /// `--orphans-after` lets it delete them.
+    pub orphans: Vec<Orphan>,
 }
 
 /// The creates of one instance, snapshotted together: by one CreateSnapshots
@@ -135,6 +139,10 @@ pub(crate) enum DeleteReason {
     /// retried after a lost answer left, when EC2's describes lagged behind
     /// its state. The oldest of the run stays (safety rule 7).
     Duplicate,
+    /// Of an orphan series (its volume gone, or its instance no longer
+    /// selected) whose newest snapshot is older than `--orphans-after`:
+    /// the whole series goes, `--keep-min` aside.
+    Orphaned,
 }
 
 impl DeleteReason {
@@ -144,6 +152,7 @@ impl DeleteReason {
             DeleteReason::Expired => "expired",
             DeleteReason::Error => "error",
             DeleteReason::Duplicate => "duplicate",
+            DeleteReason::Orphaned => "orphaned",
         }
     }
 }
@@ -154,6 +163,7 @@ impl fmt::Display for DeleteReason {
             DeleteReason::Expired => "past retention",
             DeleteReason::Error => "in error: it holds no backup",
             DeleteReason::Duplicate => "a second snapshot of its volume in one run",
+            DeleteReason::Orphaned => "an orphan whose newest backup is older than --orphans-after",
         })
     }
 }
@@ -271,6 +281,151 @@ impl fmt::Display for KeepReason {
             } => write!(f, "locked ({message})"),
         }
     }
+}
+
+/// Why a volume's series of the job's snapshots is an orphan: nothing backs
+/// the volume up any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OrphanReason {
+    /// The volume no longer exists.
+    VolumeGone,
+    /// The volume exists, but the instance the newest snapshot was taken of
+    /// is no longer selected (untagged, opted out, terminated), and the
+    /// volume is not attached to any selected instance.
+    InstanceNotSelected,
+}
+
+impl OrphanReason {
+    /// A stable identifier for programs (`--output json`).
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            OrphanReason::VolumeGone => "volume_gone",
+            OrphanReason::InstanceNotSelected => "instance_not_selected",
+        }
+    }
+}
+
+impl fmt::Display for OrphanReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OrphanReason::VolumeGone => "its volume no longer exists",
+            OrphanReason::InstanceNotSelected => "its instance is no longer selected",
+        })
+    }
+}
+
+/// An orphan series: the job's snapshots of one volume that nothing backs up
+/// any more, named by its newest snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Orphan {
+    pub volume_id: Arc<str>,
+    pub reason: OrphanReason,
+    /// The instance and device of the newest snapshot.
+    pub instance_id: Option<Arc<str>>,
+    pub device: Option<Arc<str>>,
+    pub newest_snapshot_id: CompactString,
+    pub newest_start_time: DateTime<Utc>,
+    /// How many of the job's snapshots the series holds.
+    pub snapshots: usize,
+    /// The volume's size, from the newest snapshot, in GiB.
+    pub size_gib: Option<i32>,
+    /// With `--orphans-after D`: the newest snapshot's start plus D, past
+    /// which purge deletes the whole series.
+    pub purge_after: Option<DateTime<Utc>>,
+}
+
+impl Orphan {
+    /// Whether purge deletes the whole series `now`: `--orphans-after` is
+    /// given and the newest snapshot is older than it.
+    pub(crate) fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.purge_after.is_some_and(|at| now > at)
+    }
+}
+
+/// Why a volume's series is an orphan, if it is: the pure decision.
+/// `exists` says whether the volume still exists; `newest_instance` is the
+/// `ebsnap:instance-id` of the series' newest snapshot; the selected
+/// instances and the volumes attached to them are what discovery found.
+/// A volume that exists is never gone, attached or not; a volume attached to
+/// a selected instance (running or stopped) is backed up, so no orphan; a
+/// series whose instance is unknown is no orphan of an instance.
+pub(crate) fn orphan_reason(
+    exists: bool,
+    attached_to_selected: bool,
+    newest_instance: Option<&str>,
+    selected_instances: &HashSet<&str>,
+) -> Option<OrphanReason> {
+    if !exists {
+        return Some(OrphanReason::VolumeGone);
+    }
+    if attached_to_selected {
+        return None;
+    }
+    match newest_instance {
+        Some(instance) if !selected_instances.contains(instance) => {
+            Some(OrphanReason::InstanceNotSelected)
+        }
+        _ => None,
+    }
+}
+
+/// The orphan series among `snapshots` (the job's own, not its copies), by
+/// volume id. None unless discovery read which volumes exist
+/// (`inventory.existing_volume_ids`, with the tagged instances): what
+/// discovery could not tell is never an orphan.
+pub(crate) fn orphans(
+    inventory: &Inventory,
+    snapshots: &[ExistingSnapshot],
+    policy: &Policy,
+) -> Vec<Orphan> {
+    let Some(existing) = &inventory.existing_volume_ids else {
+        return vec![];
+    };
+    let selected: Vec<_> = inventory
+        .instances
+        .iter()
+        .filter(|i| is_selected(&policy.selector, &i.selection_value).is_ok())
+        .collect();
+    let selected_instances: HashSet<&str> = selected.iter().map(|i| i.id.as_str()).collect();
+    let selected_volumes: HashSet<&str> = selected
+        .iter()
+        .flat_map(|i| &i.volumes)
+        .map(|v| v.volume_id.as_str())
+        .collect();
+    // Each volume's newest snapshot (any state: a pending one is news) and
+    // how many it has.
+    let mut series: BTreeMap<&str, (&ExistingSnapshot, usize)> = BTreeMap::new();
+    for snapshot in snapshots.iter().filter(|s| {
+        s.is_marked_for(&policy.job) && s.copy_of.is_none() && !is_no_volume(&s.volume_id)
+    }) {
+        let (newest, count) = series.entry(&snapshot.volume_id).or_insert((snapshot, 0));
+        *count += 1;
+        if (snapshot.start_time, &snapshot.id) > (newest.start_time, &newest.id) {
+            *newest = snapshot;
+        }
+    }
+    series
+        .into_iter()
+        .filter_map(|(volume, (newest, count))| {
+            let reason = orphan_reason(
+                existing.contains(volume),
+                selected_volumes.contains(volume),
+                newest.instance_id.as_deref(),
+                &selected_instances,
+            )?;
+            Some(Orphan {
+                volume_id: Arc::clone(&newest.volume_id),
+                reason,
+                instance_id: newest.instance_id.clone(),
+                device: newest.device.clone(),
+                newest_snapshot_id: newest.id.clone(),
+                newest_start_time: newest.start_time,
+                snapshots: count,
+                size_gib: newest.size_gib,
+                purge_after: policy.orphans_after.map(|d| newest.start_time + d),
+            })
+        })
+        .collect()
 }
 
 /// An instance that carries the selection tag key but is not backed up.
@@ -416,7 +571,14 @@ pub(crate) fn build(
     }
     if steps.purge {
         let good_backups = good_backup_count(&own, policy);
-        plan_purge(own, by_volume, policy, now, &mut plan);
+        plan.orphans = orphans(&inventory, &own, policy);
+        let due: HashSet<Arc<str>> = plan
+            .orphans
+            .iter()
+            .filter(|o| o.is_due(now))
+            .map(|o| Arc::clone(&o.volume_id))
+            .collect();
+        plan_purge(own, by_volume, &due, policy, now, &mut plan);
         guard_deletes(&mut plan, good_backups, policy);
     }
     plan
@@ -443,7 +605,15 @@ pub(crate) fn build_copy_purge(
     copies.retain(|s| s.copy_of.is_some());
     let good_backups = good_backup_count(&copies, &policy);
     let mut plan = Plan::default();
-    plan_purge(copies, by_source_volume, &policy, now, &mut plan);
+    // A copy's source volume is judged in its own region: no orphans here.
+    plan_purge(
+        copies,
+        by_source_volume,
+        &HashSet::new(),
+        &policy,
+        now,
+        &mut plan,
+    );
     let (withheld, deletes): (Vec<Delete>, Vec<Delete>) = std::mem::take(&mut plan.deletes)
         .into_iter()
         .partition(|delete| {
@@ -687,11 +857,14 @@ fn plan_creates(
 }
 
 /// Judges each snapshot, moving it into the plan: kept (and why) or
-/// deleted. `volume_of` says which volume a snapshot backs up, for keep-min.
-/// Unmarked ones come first, then each volume's, newest first.
+/// deleted. `volume_of` says which volume a snapshot backs up, for keep-min;
+/// `orphans_due` names the volumes whose whole series goes
+/// (`--orphans-after`). Unmarked ones come first, then each volume's,
+/// newest first.
 fn plan_purge(
     mut snapshots: Vec<ExistingSnapshot>,
     volume_of: for<'a> fn(&'a ExistingSnapshot) -> (&'a str, &'a str),
+    orphans_due: &HashSet<Arc<str>>,
     policy: &Policy,
     now: DateTime<Utc>,
     plan: &mut Plan,
@@ -721,7 +894,8 @@ fn plan_purge(
         let verdict = if duplicates.contains(&position) {
             Err(DeleteReason::Duplicate)
         } else {
-            verdict(snapshot, newer_good, &mut calendar, policy, now)
+            let orphaned = orphans_due.contains(&snapshot.volume_id);
+            verdict(snapshot, newer_good, orphaned, &mut calendar, policy, now)
         };
         if verdict.is_ok() && snapshot.is_good_backup() {
             newer_good += 1;
@@ -777,7 +951,7 @@ fn duplicates_of_a_run(
                 .iter()
                 .take_while(|s| volume_of(s) == volume)
                 .count();
-        if !matches!(volume.0, "" | "vol-ffffffff") {
+        if !is_no_volume(volume.0) {
             let mut runs: Vec<(Option<&str>, &str, usize)> = (start..end)
                 .filter(|&p| sorted[p].is_good_backup())
                 .filter_map(|p| {
@@ -807,10 +981,15 @@ fn duplicates_of_a_run(
 /// `newer_good` counts the good backups (`is_good_backup`) of the same
 /// volume that started after this one and are kept; `calendar` has seen
 /// those newer backups, and sees this one if it is a good backup: every
-/// rule weighs every backup, whichever rule keeps it.
+/// rule weighs every backup, whichever rule keeps it. `orphaned`: the
+/// snapshot's series is an orphan past `--orphans-after`, so it goes
+/// whatever retention, the calendar and `--keep-min` say; what is never
+/// deleted (pending, archived) still stays, and the delete guard still
+/// weighs it.
 fn verdict(
     snapshot: &ExistingSnapshot,
     newer_good: usize,
+    orphaned: bool,
     calendar: &mut Calendar<'_>,
     policy: &Policy,
     now: DateTime<Utc>,
@@ -826,6 +1005,9 @@ fn verdict(
     }
     if snapshot.archived {
         return Ok(KeepReason::Archived);
+    }
+    if orphaned {
+        return Err(DeleteReason::Orphaned);
     }
     let by_calendar = calendar.judge(snapshot.start_time);
     if let Some(expires_at) = policy.retention.map(|r| snapshot.start_time + r) {
@@ -874,6 +1056,9 @@ pub(crate) fn describe_policy(policy: &Policy) -> String {
         parts.push(format!("timezone {}", policy.timezone.name()));
     }
     parts.push(format!("keep-min {}", policy.keep_min));
+    if let Some(after) = policy.orphans_after {
+        parts.push(format!("orphans-after {}", format_duration(after)));
+    }
     parts.join(", ")
 }
 
@@ -2274,6 +2459,310 @@ mod tests {
                 .filter(|k| k.reason == KeepReason::DeleteGuard)
                 .count(),
             23
+        );
+    }
+
+    // Orphans (issue 13): the snapshots of a volume that no longer exists,
+    // or of an instance no longer selected.
+
+    fn of_instance(instance: &str, snapshot: ExistingSnapshot) -> ExistingSnapshot {
+        ExistingSnapshot {
+            instance_id: Some(instance.into()),
+            ..snapshot
+        }
+    }
+
+    /// i-1 (selected, stopped or running alike: discovery lists both) has
+    /// vol-a attached; i-off opts out and has vol-off attached; vol-gone no
+    /// longer exists; vol-detached exists, attached to nothing.
+    fn orphan_fleet(snapshots: Vec<ExistingSnapshot>) -> Inventory {
+        Inventory {
+            instances: vec![
+                instance("i-1", "true", &["vol-a"]),
+                instance("i-off", "false", &["vol-off"]),
+            ],
+            snapshots,
+            existing_volume_ids: Some(
+                ["vol-a", "vol-off", "vol-detached"]
+                    .map(String::from)
+                    .into(),
+            ),
+            ..Inventory::default()
+        }
+    }
+
+    fn orphans_after(days: i64) -> Policy {
+        Policy {
+            orphans_after: Some(TimeDelta::days(days)),
+            ..policy()
+        }
+    }
+
+    fn orphan_codes(plan: &Plan) -> Vec<(&str, &str)> {
+        plan.orphans
+            .iter()
+            .map(|o| (&*o.volume_id, o.reason.code()))
+            .collect()
+    }
+
+    #[test]
+    fn orphan_reasons_read_well_and_have_stable_codes() {
+        assert_eq!(OrphanReason::VolumeGone.code(), "volume_gone");
+        assert_eq!(
+            OrphanReason::InstanceNotSelected.code(),
+            "instance_not_selected"
+        );
+        assert_eq!(DeleteReason::Orphaned.code(), "orphaned");
+        assert_eq!(
+            OrphanReason::VolumeGone.to_string(),
+            "its volume no longer exists"
+        );
+        let selected: HashSet<&str> = ["i-1"].into();
+        assert_eq!(
+            orphan_reason(false, false, Some("i-1"), &selected),
+            Some(OrphanReason::VolumeGone)
+        );
+        assert_eq!(
+            orphan_reason(true, false, Some("i-off"), &selected),
+            Some(OrphanReason::InstanceNotSelected)
+        );
+        // Detached from a selected instance: it exists, so it is not gone.
+        assert_eq!(orphan_reason(true, false, Some("i-1"), &selected), None);
+        // Moved onto a selected instance: backed up from now on.
+        assert_eq!(orphan_reason(true, true, Some("i-off"), &selected), None);
+        // Whose instance cannot be told.
+        assert_eq!(orphan_reason(true, false, None, &selected), None);
+    }
+
+    #[test]
+    fn without_orphans_after_an_orphan_keeps_its_newest_by_keep_min_and_is_named() {
+        let plan = build(
+            orphan_fleet(vec![
+                completed("gone-8d", "vol-gone", TimeDelta::days(8)),
+                completed("gone-9d", "vol-gone", TimeDelta::days(9)),
+                of_instance("i-off", completed("off-8d", "vol-off", TimeDelta::days(8))),
+                completed("a-1d", "vol-a", TimeDelta::days(1)),
+            ]),
+            &policy(),
+            PURGE,
+            now(),
+        );
+        assert_eq!(deleted_ids(&plan), ["gone-9d"], "expired, as before");
+        assert_eq!(
+            kept_reason(&plan, "gone-8d"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
+        assert_eq!(
+            kept_reason(&plan, "off-8d"),
+            &KeepReason::KeepMin { keep_min: 1 }
+        );
+        assert_eq!(
+            orphan_codes(&plan),
+            [
+                ("vol-gone", "volume_gone"),
+                ("vol-off", "instance_not_selected")
+            ]
+        );
+        let gone = &plan.orphans[0];
+        assert_eq!(
+            (&*gone.newest_snapshot_id, gone.snapshots, gone.size_gib),
+            ("gone-8d", 2, Some(8))
+        );
+        assert_eq!(gone.newest_start_time, now() - TimeDelta::days(8));
+        assert_eq!(gone.purge_after, None);
+        assert!(!gone.is_due(now() + TimeDelta::days(3650)));
+    }
+
+    #[test]
+    fn with_orphans_after_a_whole_orphan_series_goes_once_its_newest_is_older() {
+        let mut pending = snap(
+            "gone-pending-9d",
+            "vol-gone",
+            TimeDelta::days(9),
+            SnapshotState::Pending,
+        );
+        pending.progress = Some("99%".into());
+        let archived = ExistingSnapshot {
+            archived: true,
+            ..completed("gone-archived-20d", "vol-gone", TimeDelta::days(20))
+        };
+        let plan = build(
+            orphan_fleet(vec![
+                completed("gone-6d", "vol-gone", TimeDelta::days(6)),
+                completed("gone-9d", "vol-gone", TimeDelta::days(9)),
+                pending,
+                archived,
+                of_instance("i-off", completed("off-6d", "vol-off", TimeDelta::days(6))),
+                completed("a-1d", "vol-a", TimeDelta::days(1)),
+                completed("a-9d", "vol-a", TimeDelta::days(9)),
+            ]),
+            // A retention longer than D: the orphan goes anyway.
+            &Policy {
+                retention: Some(TimeDelta::days(30)),
+                keep_min: 3,
+                ..orphans_after(5)
+            },
+            PURGE,
+            now(),
+        );
+        let mut deleted = deleted_ids(&plan);
+        deleted.sort_unstable();
+        assert_eq!(deleted, ["gone-6d", "gone-9d", "off-6d"]);
+        assert!(plan
+            .deletes
+            .iter()
+            .all(|d| d.reason == DeleteReason::Orphaned));
+        // Never deleted, orphan or not.
+        assert_eq!(kept_reason(&plan, "gone-pending-9d").code(), "pending");
+        assert_eq!(kept_reason(&plan, "gone-archived-20d").code(), "archived");
+        // The selected volume keeps its own.
+        assert_eq!(kept_reason(&plan, "a-9d").code(), "within_retention");
+        assert_eq!(
+            plan.orphans[0].purge_after,
+            Some(now() - TimeDelta::days(1))
+        );
+        assert!(describe_policy(&orphans_after(5)).ends_with("keep-min 1, orphans-after 5d"));
+    }
+
+    #[test]
+    fn an_orphan_stays_until_its_newest_is_older_than_orphans_after() {
+        let plan = build(
+            orphan_fleet(vec![
+                completed("gone-4d", "vol-gone", TimeDelta::days(4)),
+                completed("gone-9d", "vol-gone", TimeDelta::days(9)),
+                // Exactly D old: not older than D yet.
+                of_instance("i-off", completed("off-5d", "vol-off", TimeDelta::days(5))),
+                of_instance("i-off", completed("off-8d", "vol-off", TimeDelta::days(8))),
+            ]),
+            &orphans_after(5),
+            PURGE,
+            now(),
+        );
+        // Only retention's deletes, as without the flag.
+        let mut deleted = deleted_ids(&plan);
+        deleted.sort_unstable();
+        assert_eq!(deleted, ["gone-9d", "off-8d"]);
+        assert!(plan
+            .deletes
+            .iter()
+            .all(|d| d.reason == DeleteReason::Expired));
+        assert_eq!(kept_reason(&plan, "gone-4d").code(), "within_retention");
+        assert_eq!(orphan_codes(&plan).len(), 2);
+        assert!(plan.orphans.iter().all(|o| !o.is_due(now())));
+        // A second later, off-5d's series is due.
+        let later = build(
+            orphan_fleet(vec![of_instance(
+                "i-off",
+                completed("off-5d", "vol-off", TimeDelta::days(5)),
+            )]),
+            &orphans_after(5),
+            PURGE,
+            now() + TimeDelta::seconds(1),
+        );
+        assert_eq!(deleted_ids(&later), ["off-5d"]);
+    }
+
+    #[test]
+    fn a_detached_volume_or_a_stopped_instances_volume_is_no_orphan() {
+        let plan = build(
+            orphan_fleet(vec![
+                // Detached from i-1, which is still selected.
+                completed("detached-30d", "vol-detached", TimeDelta::days(30)),
+                // i-1 may be stopped: discovery lists it all the same.
+                completed("a-30d", "vol-a", TimeDelta::days(30)),
+                // Moved from i-off onto selected i-1.
+                of_instance(
+                    "i-off",
+                    completed("moved-30d", "vol-a", TimeDelta::days(31)),
+                ),
+                // No instance tag: what cannot be told is no orphan.
+                ExistingSnapshot {
+                    instance_id: None,
+                    ..completed("untagged-30d", "vol-detached", TimeDelta::days(32))
+                },
+                // A copy has no volume of its own.
+                completed("copy-30d", "vol-ffffffff", TimeDelta::days(30)),
+            ]),
+            &orphans_after(5),
+            PURGE,
+            now(),
+        );
+        assert!(plan.orphans.is_empty(), "{:?}", plan.orphans);
+        assert_eq!(kept_reason(&plan, "detached-30d").code(), "keep_min");
+        assert_eq!(kept_reason(&plan, "a-30d").code(), "keep_min");
+        assert!(plan
+            .deletes
+            .iter()
+            .all(|d| d.reason != DeleteReason::Orphaned));
+    }
+
+    #[test]
+    fn no_orphan_when_discovery_did_not_read_which_volumes_exist() {
+        let plan = build(
+            Inventory {
+                existing_volume_ids: None,
+                ..orphan_fleet(vec![completed("gone-30d", "vol-gone", TimeDelta::days(30))])
+            },
+            &orphans_after(5),
+            PURGE,
+            now(),
+        );
+        assert!(plan.orphans.is_empty());
+        assert_eq!(kept_reason(&plan, "gone-30d").code(), "keep_min");
+    }
+
+    #[test]
+    fn the_delete_guard_refuses_a_mass_orphan_purge() {
+        // Three of four volumes gone at once (a region's volumes deleted, a
+        // typo in --tag-key): most of the job's backups would go.
+        let snapshots = ["vol-a", "vol-gone-1", "vol-gone-2", "vol-gone-3"]
+            .iter()
+            .flat_map(|volume| {
+                [6, 7].map(|days| {
+                    completed(&format!("{volume}-{days}d"), volume, TimeDelta::days(days))
+                })
+            })
+            .collect();
+        let guarded_orphans = Policy {
+            force: false,
+            ..orphans_after(5)
+        };
+        let plan = build(orphan_fleet(snapshots), &guarded_orphans, PURGE, now());
+        assert!(plan.deletes.is_empty(), "{:?}", plan.deletes);
+        let refused = plan.purge_refused.as_deref().unwrap();
+        assert!(
+            refused.contains("refused to delete 6 snapshots"),
+            "{refused}"
+        );
+        assert_eq!(kept_reason(&plan, "vol-gone-1-6d").code(), "delete_guard");
+        assert_eq!(orphan_codes(&plan).len(), 3);
+        // --max-delete too.
+        let capped = Policy {
+            max_delete: Some(1),
+            ..guarded_orphans
+        };
+        let one_gone = orphan_fleet(vec![
+            completed("a-1d", "vol-a", TimeDelta::days(1)),
+            completed("a-2d", "vol-a", TimeDelta::days(2)),
+            completed("a-3d", "vol-a", TimeDelta::days(3)),
+            completed("gone-6d", "vol-gone", TimeDelta::days(6)),
+            completed("gone-7d", "vol-gone", TimeDelta::days(7)),
+        ]);
+        let plan = build(one_gone.clone(), &capped, PURGE, now());
+        assert!(plan.deletes.is_empty() && plan.purge_refused.is_some());
+        let plan = build(
+            one_gone,
+            &Policy {
+                max_delete: None,
+                ..capped
+            },
+            PURGE,
+            now(),
+        );
+        assert_eq!(
+            deleted_ids(&plan).len(),
+            2,
+            "two of five: the guard lets it through"
         );
     }
 }

@@ -97,6 +97,15 @@ pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
         .ok_or_else(|| format!("'{text}' is too large: {hint}"))
 }
 
+/// `--orphans-after`: how old an orphan series' newest snapshot must be
+/// before purge deletes the whole series. A duration, never zero: zero would
+/// delete an orphan's last backup the moment its volume is gone.
+pub fn parse_orphans_after(text: &str) -> Result<TimeDelta, String> {
+    parse_duration(text).map_err(|err| {
+        format!("{err}; leave --orphans-after out to keep each orphan's last backup")
+    })
+}
+
 /// Renders a duration the way a user would likely have typed it: in days,
 /// hours, minutes or seconds (`7d`, `36h`; two weeks read `14d`).
 pub fn format_duration(duration: TimeDelta) -> String {
@@ -478,6 +487,15 @@ mod tests {
         for bad in ["Mars/Olympus", "", "+05:30", "utc+1"] {
             let err = parse_timezone(bad).expect_err(bad);
             assert!(err.contains("Europe/Berlin"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn orphans_after_is_a_duration_and_never_zero() {
+        assert_eq!(parse_orphans_after("30d"), Ok(TimeDelta::days(30)));
+        for bad in ["0d", "soon", "-1d", "5"] {
+            let err = parse_orphans_after(bad).unwrap_err();
+            assert!(err.contains("leave --orphans-after out"), "{bad}: {err}");
         }
     }
 

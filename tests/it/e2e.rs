@@ -813,6 +813,8 @@ fn bad_input_exits_2_and_changes_nothing() {
         &["purge", "--keep-weekly"][..],
         &["--keep-monthly", "twelve", "purge"][..],
         &["--timezone", "Mars/Olympus", "run"][..],
+        &["--orphans-after", "0d", "purge"][..],
+        &["purge", "--orphans-after", "soon"][..],
         &["frobnicate"][..],
         &[][..],
     ] {
@@ -1434,6 +1436,221 @@ fn check_names_stale_and_never_backed_up_volumes_until_a_run() {
     let fresh = emu.ebsnap(&["check", "--max-age", "1d"]);
     fresh.assert_success();
     assert_eq!(fresh.stdout, "", "{fresh}");
+}
+
+// ---------------------------------------------------------------------------
+// Orphans (issue 13): the snapshots of a volume that no longer exists, or of
+// an instance no longer selected.
+
+/// `ebsnap ARGS` through the EC2 twin under the policy `ebsnap iam-policy`
+/// prints, unchanged; no request may be refused. Returns the run and the
+/// requests it made.
+fn under_printed_policy(emu: &Emulator, args: &[&str]) -> (EbsnapRun, Vec<ProxyRecord>) {
+    let proxy = emu.proxy(FaultPlan::none().under_printed_policy());
+    let run = emu.ebsnap_cmd(args).via(&proxy).run();
+    proxy.assert_no_denials(&run);
+    (run, proxy.records())
+}
+
+/// The volume ids each DescribeVolumes filtered by `volume-id` asked about.
+fn volume_lookups(records: &[ProxyRecord]) -> Vec<BTreeSet<String>> {
+    records
+        .iter()
+        .filter(|r| r.action == "DescribeVolumes")
+        .filter_map(|r| r.filters().get("volume-id").cloned())
+        .map(|ids| ids.into_iter().collect())
+        .collect()
+}
+
+#[test]
+fn orphans_are_named_by_list_and_check_and_purged_only_past_orphans_after() {
+    let emu = Emulator::start();
+    let mut fleet = Fleet::seed(&emu);
+    // The standard fleet's orphans are recent: the orphan volume (gone,
+    // newest 1.5 days) and off's /dev/sdf (off opts out, newest 2.5 days).
+    // Two more whose newest is older than 5 days: a volume gone, and off's
+    // root.
+    let (gone, off) = (fleet.gone.clone(), fleet.off_root.clone());
+    let old_gone = emu.create_volume(4);
+    let old_gone_ids: BTreeSet<String> = [H_6_5D, H_8_5D]
+        .into_iter()
+        .map(|h| fleet.seed_job(&emu, "default", &gone, &old_gone, "/dev/sdi", h))
+        .collect();
+    emu.delete_volume(&old_gone);
+    let off_instance = fleet.off.clone();
+    let old_off_ids: BTreeSet<String> = [H_6_5D, H_7_5D]
+        .into_iter()
+        .map(|h| fleet.seed_job(&emu, "default", &off_instance, &off, "/dev/sda1", h))
+        .collect();
+    // A volume detached from web, which is still selected: no orphan.
+    let web = fleet.web.clone();
+    let detached = emu.attach_new_volume(&web, "/dev/sdj");
+    let detached_id = fleet.seed_job(&emu, "default", &web, &detached, "/dev/sdj", H_9_5D);
+    emu.block_on(
+        emu.client()
+            .detach_volume()
+            .volume_id(&detached)
+            .instance_id(&web)
+            .device("/dev/sdj")
+            .send(),
+    )
+    .expect("DetachVolume");
+    let orphan_vol = fleet.orphan_vol.clone();
+    let expected: BTreeMap<String, &str> = [
+        (orphan_vol.clone(), "volume_gone"),
+        (old_gone.clone(), "volume_gone"),
+        (fleet.off_sdf.clone(), "instance_not_selected"),
+        (off.clone(), "instance_not_selected"),
+    ]
+    .into_iter()
+    .collect();
+    let before = emu.snapshot_state();
+
+    // list: every entry says whether it is of an orphan series, and why.
+    let (list, records) = under_printed_policy(&emu, &["list", "--output", "json"]);
+    list.assert_success();
+    let doc = list.json();
+    let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for entry in entries(&doc, "snapshots", &list) {
+        let volume = str_field(entry, "volume_id").unwrap().to_string();
+        assert!(entry.get("orphan").is_some(), "no orphan field: {entry}");
+        let orphan = str_field(entry, "orphan").map(str::to_string);
+        let previous = listed.insert(volume.clone(), orphan.clone());
+        assert!(
+            previous.is_none() || previous == Some(orphan),
+            "one verdict per series: {entry}\n{list}"
+        );
+        if str_field(entry, "snapshot_id") == Some(detached_id.as_str()) {
+            assert_eq!(str_field(entry, "reason_code"), Some("keep_min"), "{entry}");
+        }
+    }
+    let orphans: BTreeMap<String, &str> = listed
+        .iter()
+        .filter_map(|(v, o)| Some((v.clone(), o.as_deref()?)))
+        .collect();
+    assert_eq!(orphans, expected, "{list}");
+    assert_eq!(
+        listed.get(&detached),
+        Some(&None),
+        "detached is not gone\n{list}"
+    );
+    assert_eq!(
+        listed.get(&fleet.db_root),
+        Some(&None),
+        "db is stopped, not gone\n{list}"
+    );
+    // One lookup, of the volumes attached to no tagged instance only.
+    let asked = volume_lookups(&records);
+    assert_eq!(
+        asked,
+        [set(&[&orphan_vol, &old_gone, &detached])],
+        "one DescribeVolumes filtered by volume-id\n{}",
+        describe_records(&records)
+    );
+
+    // The table names each orphan series with its age and size.
+    let table = emu.ebsnap(&["list"]);
+    table.assert_success();
+    assert!(
+        table
+            .stdout
+            .contains("Orphans (nothing backs these volumes up any more):"),
+        "{table}"
+    );
+    assert!(
+        table.stdout.contains(&format!(
+            "{old_gone} /dev/sdi of {gone}: its volume no longer exists; newest"
+        )),
+        "{table}"
+    );
+    assert!(table.stdout.contains("2 snapshot(s) of 4 GiB"), "{table}");
+    assert!(table.stdout.contains("4 orphan series."), "{table}");
+
+    // check names them, and they do not fail it.
+    let (check, _) = under_printed_policy(&emu, &["check", "--max-age", "1d", "--output", "json"]);
+    check.assert_exit(1); // web's /dev/sdf and db's root are stale; the orphans are not why
+    let doc = check.json();
+    let reported: BTreeMap<String, &str> = entries(&doc, "orphans", &check)
+        .iter()
+        .map(|o| {
+            (
+                str_field(o, "volume_id").unwrap().to_string(),
+                str_field(o, "orphan").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reported, expected, "{check}");
+    let checked: BTreeSet<String> = ids_of(entries(&doc, "volumes", &check), "volume_id");
+    assert_eq!(
+        checked,
+        fleet.selected_volume_ids(),
+        "orphans are not checked volumes\n{check}"
+    );
+    let text = emu.ebsnap(&["check", "--max-age", "1d"]);
+    assert!(
+        text.stdout.contains(&format!(
+            "ORPHAN  {off} /dev/sda1 of {off_instance} in {REGION}: its instance is no longer selected; newest"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        emu.snapshot_state(),
+        before,
+        "list and check change nothing"
+    );
+
+    // purge --orphans-after 5d: the orphan series whose newest is older
+    // than 5 days go whole, whatever the retention; the rest stays.
+    let (purge, _) = under_printed_policy(
+        &emu,
+        &[
+            "purge",
+            "--retention",
+            "30d",
+            "--orphans-after",
+            "5d",
+            "--output",
+            "json",
+        ],
+    );
+    purge.assert_success();
+    let diff = before.diff(&emu.snapshot_state());
+    let mut orphaned = old_gone_ids.clone();
+    orphaned.extend(old_off_ids.iter().cloned());
+    assert_eq!(diff.removed_ids(), orphaned, "{purge}");
+    let doc = purge.json();
+    for deleted in entries(&doc, "deleted", &purge) {
+        assert_eq!(
+            str_field(deleted, "reason_code"),
+            Some("orphaned"),
+            "{deleted}"
+        );
+    }
+
+    // Off by default: the recent orphans keep their newest (keep-min) ...
+    let kept = emu.ebsnap(&["purge", "--force"]);
+    kept.assert_success();
+    let before = emu.snapshot_state();
+    let newest: BTreeSet<String> = [&orphan_vol, &fleet.off_sdf]
+        .into_iter()
+        .map(|volume| {
+            let left = before.of_volume(volume);
+            assert_eq!(left.len(), 1, "keep-min keeps {volume}'s newest\n{kept}");
+            left[0].id.clone()
+        })
+        .collect();
+    // ... and go once older than EBSNAP_ORPHANS_AFTER.
+    let env = emu
+        .ebsnap_cmd(&["purge", "--force"])
+        .env("EBSNAP_ORPHANS_AFTER", "1d")
+        .run();
+    env.assert_success();
+    let last = emu.snapshot_state();
+    assert_eq!(before.diff(&last).removed_ids(), newest, "{env}");
+    assert!(
+        last.contains(&detached_id),
+        "the detached volume's last backup stays\n{env}"
+    );
 }
 
 #[test]

@@ -77,6 +77,7 @@ pub struct Selected {
 pub struct Fleet {
     pub web: String,
     pub db: String,
+    pub off: String,
     pub web_root: String,
     pub web_sdf: String,
     pub web_sdg: String,
@@ -84,6 +85,8 @@ pub struct Fleet {
     pub db_sdf: String,
     pub off_root: String,
     pub off_sdf: String,
+    /// The volume that no longer exists.
+    pub orphan_vol: String,
     pub seeded: Vec<Seeded>,
 }
 
@@ -119,6 +122,7 @@ impl Fleet {
         let mut fleet = Fleet {
             web: web.clone(),
             db: db.clone(),
+            off: off.clone(),
             web_root: web_root.clone(),
             web_sdf: web_sdf.clone(),
             web_sdg,
@@ -126,6 +130,7 @@ impl Fleet {
             db_sdf: db_sdf.clone(),
             off_root,
             off_sdf: off_sdf.clone(),
+            orphan_vol: orphan_vol.clone(),
             seeded: Vec::new(),
         };
         let default_job: &[(&str, &str, &str, &[u32])] = &[
