@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, Result};
 use aws_sdk_ec2::types::{
-    AttachmentStatus, Filter, Instance as Ec2Instance, Snapshot, StorageTier, Tag,
+    AttachmentStatus, Filter, Instance as Ec2Instance, Snapshot, StorageTier, Tag, Volume,
 };
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
@@ -126,14 +126,43 @@ pub(crate) async fn existing_volumes(
         .filter(|id| !is_no_volume(id) && !existing.contains(*id))
         .collect();
     let unknown: Vec<String> = unknown.into_iter().map(str::to_owned).collect();
-    // A filter takes at most 200 values.
-    for ids in unknown.chunks(200) {
+    for volume in volumes_where(
+        client,
+        "volume-id",
+        &unknown,
+        "looking up which of the snapshots' volumes still exist",
+    )
+    .await?
+    {
+        // Only an id asked about: a server that ignored the filter must not
+        // make an unrelated volume count.
+        if let Some(id) = volume
+            .volume_id()
+            .filter(|id| unknown.iter().any(|i| i == id))
+        {
+            existing.insert(id.to_owned());
+        }
+    }
+    Ok(existing)
+}
+
+/// The volumes whose `filter` is one of `values`: DescribeVolumes filtered on
+/// the server, 200 values a call (the most a filter takes), each call
+/// paginated. `doing` says what for, in the error.
+pub(crate) async fn volumes_where(
+    client: &Client,
+    filter: &str,
+    values: &[String],
+    doing: &str,
+) -> Result<Vec<Volume>> {
+    let mut volumes = Vec::new();
+    for chunk in values.chunks(200) {
         let mut pages = client
             .describe_volumes()
             .filters(
                 Filter::builder()
-                    .name("volume-id")
-                    .set_values(Some(ids.to_vec()))
+                    .name(filter)
+                    .set_values(Some(chunk.to_vec()))
                     .build(),
             )
             .max_results(VOLUME_PAGE_SIZE)
@@ -141,20 +170,10 @@ pub(crate) async fn existing_volumes(
             .items()
             .send();
         while let Some(volume) = pages.next().await {
-            let volume = volume.map_err(|err| {
-                anyhow!(
-                    "looking up which of the snapshots' volumes still exist: {}",
-                    error_text(&err)
-                )
-            })?;
-            // Only an id asked about: a server that ignored the filter
-            // must not make an unrelated volume count.
-            if let Some(id) = volume.volume_id().filter(|id| ids.iter().any(|i| i == id)) {
-                existing.insert(id.to_owned());
-            }
+            volumes.push(volume.map_err(|err| anyhow!("{doing}: {}", error_text(&err)))?);
         }
     }
-    Ok(existing)
+    Ok(volumes)
 }
 
 /// Instances carrying the selection tag key (with exactly `--tag-value` when
@@ -240,30 +259,15 @@ pub(crate) async fn attached_volume_tags(
     instance_ids: &[String],
 ) -> Result<std::collections::BTreeMap<String, Vec<(String, String)>>> {
     let mut tags = std::collections::BTreeMap::new();
-    // A filter takes at most 200 values.
-    for ids in instance_ids.chunks(200) {
-        let mut pages = client
-            .describe_volumes()
-            .filters(
-                Filter::builder()
-                    .name("attachment.instance-id")
-                    .set_values(Some(ids.to_vec()))
-                    .build(),
-            )
-            .max_results(VOLUME_PAGE_SIZE)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(volume) = pages.next().await {
-            let volume = volume.map_err(|err| {
-                anyhow!(
-                    "reading the volumes' tags for --copy-tags: {}",
-                    error_text(&err)
-                )
-            })?;
-            let Some(id) = volume.volume_id() else {
-                continue;
-            };
+    for volume in volumes_where(
+        client,
+        "attachment.instance-id",
+        instance_ids,
+        "reading the volumes' tags for --copy-tags",
+    )
+    .await?
+    {
+        if let Some(id) = volume.volume_id() {
             tags.insert(id.to_owned(), tag_pairs(volume.tags()));
         }
     }

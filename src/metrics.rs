@@ -187,6 +187,24 @@ fn unit_labels(job: &str, account: Option<&str>, region: &str) -> Vec<(String, S
     labels
 }
 
+/// A volume's samples' labels: its unit's, then the instance, volume and
+/// device.
+fn volume_labels(
+    labels: &[(String, String)],
+    instance_id: &str,
+    volume_id: &str,
+    device: &str,
+) -> Vec<(String, String)> {
+    with(
+        labels,
+        &[
+            ("instance_id", instance_id),
+            ("volume_id", volume_id),
+            ("device", device),
+        ],
+    )
+}
+
 fn with(labels: &[(String, String)], more: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut all = labels.to_vec();
     all.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
@@ -274,14 +292,7 @@ pub(crate) fn render(
         for entry in created().filter(|e| e.snapshot_id.is_some()) {
             set(
                 "ebsnap_volume_last_snapshot_timestamp_seconds",
-                with(
-                    &labels,
-                    &[
-                        ("instance_id", &entry.instance_id),
-                        ("volume_id", &entry.volume_id),
-                        ("device", &entry.device),
-                    ],
-                ),
+                volume_labels(&labels, &entry.instance_id, &entry.volume_id, &entry.device),
                 started.timestamp() as f64,
             );
         }
@@ -330,13 +341,11 @@ pub(crate) fn render_check(
                 samples.insert(
                     (
                         "ebsnap_volume_last_completed_snapshot_timestamp_seconds".to_owned(),
-                        with(
+                        volume_labels(
                             &labels,
-                            &[
-                                ("instance_id", &volume.instance_id),
-                                ("volume_id", &volume.volume_id),
-                                ("device", &volume.device),
-                            ],
+                            &volume.instance_id,
+                            &volume.volume_id,
+                            &volume.device,
                         ),
                     ),
                     start.timestamp() as f64,

@@ -14,7 +14,7 @@ use aws_sdk_ec2::Client;
 
 use crate::aws::{self, error_text, SNAPSHOT_PAGE_SIZE};
 use crate::config::RestoreRequest;
-use crate::discovery::to_source_snapshot;
+use crate::discovery::{to_source_snapshot, volumes_where};
 use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB};
 use crate::restore::decide::{InstanceInfo, SourceSnapshot, SourceVolume, VolumeSpec};
 use crate::restore::report::{restored, FailedRestore, RestoreReport};
@@ -336,25 +336,15 @@ pub(super) async fn source_volumes(
     let mut ids: Vec<String> = snapshots.iter().map(|s| s.volume_id.clone()).collect();
     ids.sort();
     ids.dedup();
-    let mut pages = client
-        .describe_volumes()
-        .filters(
-            Filter::builder()
-                .name("volume-id")
-                .set_values(Some(ids))
-                .build(),
-        )
-        .into_paginator()
-        .items()
-        .send();
     let mut volumes = BTreeMap::new();
-    while let Some(volume) = pages.next().await {
-        let volume = volume.map_err(|err| {
-            anyhow!(
-                "reading the snapshots' source volumes: {}",
-                error_text(&err)
-            )
-        })?;
+    for volume in volumes_where(
+        client,
+        "volume-id",
+        &ids,
+        "reading the snapshots' source volumes",
+    )
+    .await?
+    {
         let (Some(id), Some(zone)) = (volume.volume_id(), volume.availability_zone()) else {
             continue;
         };
