@@ -412,7 +412,14 @@ pub(crate) fn orphans(
                 selected_volumes.contains(volume),
                 newest.instance_id.as_deref(),
                 &selected_instances,
-            )?;
+            )
+            // No instance carries the selection tag key at all: a mistyped
+            // --tag-key (or EBSNAP_TAG_KEY) more likely than a region whose
+            // every server was untagged, so no instance's series is judged
+            // an orphan; a volume that is gone still is.
+            .filter(|reason| {
+                *reason == OrphanReason::VolumeGone || !inventory.instances.is_empty()
+            })?;
             Some(Orphan {
                 volume_id: Arc::clone(&newest.volume_id),
                 reason,
@@ -2709,6 +2716,28 @@ mod tests {
         );
         assert!(plan.orphans.is_empty());
         assert_eq!(kept_reason(&plan, "gone-30d").code(), "keep_min");
+    }
+
+    #[test]
+    fn with_no_instance_carrying_the_tag_key_only_gone_volumes_are_orphans() {
+        // A mistyped --tag-key finds no instance: the volumes that exist are
+        // not taken for orphans of unselected instances.
+        let snapshots = vec![
+            completed("a-30d", "vol-a", TimeDelta::days(30)),
+            completed("gone-30d", "vol-gone", TimeDelta::days(30)),
+        ];
+        let plan = build(
+            Inventory {
+                instances: vec![],
+                ..orphan_fleet(snapshots)
+            },
+            &orphans_after(5),
+            PURGE,
+            now(),
+        );
+        assert_eq!(orphan_codes(&plan), [("vol-gone", "volume_gone")]);
+        assert_eq!(kept_reason(&plan, "a-30d").code(), "keep_min");
+        assert_eq!(deleted_ids(&plan), ["gone-30d"]);
     }
 
     #[test]
