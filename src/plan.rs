@@ -349,11 +349,14 @@ impl Orphan {
 /// A volume that exists is never gone, attached or not; a volume attached to
 /// a selected instance (running or stopped) is backed up, so no orphan; a
 /// series whose instance is unknown is no orphan of an instance.
+/// `selected_instances` is `None` where no instance carries the selection
+/// tag key at all: a mistyped `--tag-key` looks just like that, so no
+/// instance's series is judged there, only gone volumes.
 pub(crate) fn orphan_reason(
     exists: bool,
     attached_to_selected: bool,
     newest_instance: Option<&str>,
-    selected_instances: &HashSet<&str>,
+    selected_instances: Option<&HashSet<&str>>,
 ) -> Option<OrphanReason> {
     if !exists {
         return Some(OrphanReason::VolumeGone);
@@ -361,8 +364,8 @@ pub(crate) fn orphan_reason(
     if attached_to_selected {
         return None;
     }
-    match newest_instance {
-        Some(instance) if !selected_instances.contains(instance) => {
+    match (newest_instance, selected_instances) {
+        (Some(instance), Some(selected)) if !selected.contains(instance) => {
             Some(OrphanReason::InstanceNotSelected)
         }
         _ => None,
@@ -411,15 +414,8 @@ pub(crate) fn orphans(
                 existing.contains(volume),
                 selected_volumes.contains(volume),
                 newest.instance_id.as_deref(),
-                &selected_instances,
-            )
-            // No instance carries the selection tag key at all: a mistyped
-            // --tag-key (or EBSNAP_TAG_KEY) more likely than a region whose
-            // every server was untagged, so no instance's series is judged
-            // an orphan; a volume that is gone still is.
-            .filter(|reason| {
-                *reason == OrphanReason::VolumeGone || !inventory.instances.is_empty()
-            })?;
+                (!inventory.instances.is_empty()).then_some(&selected_instances),
+            )?;
             Some(Orphan {
                 volume_id: Arc::clone(&newest.volume_id),
                 reason,
@@ -2526,19 +2522,32 @@ mod tests {
         );
         let selected: HashSet<&str> = ["i-1"].into();
         assert_eq!(
-            orphan_reason(false, false, Some("i-1"), &selected),
+            orphan_reason(false, false, Some("i-1"), Some(&selected)),
             Some(OrphanReason::VolumeGone)
         );
         assert_eq!(
-            orphan_reason(true, false, Some("i-off"), &selected),
+            orphan_reason(true, false, Some("i-off"), Some(&selected)),
             Some(OrphanReason::InstanceNotSelected)
         );
         // Detached from a selected instance: it exists, so it is not gone.
-        assert_eq!(orphan_reason(true, false, Some("i-1"), &selected), None);
+        assert_eq!(
+            orphan_reason(true, false, Some("i-1"), Some(&selected)),
+            None
+        );
         // Moved onto a selected instance: backed up from now on.
-        assert_eq!(orphan_reason(true, true, Some("i-off"), &selected), None);
+        assert_eq!(
+            orphan_reason(true, true, Some("i-off"), Some(&selected)),
+            None
+        );
         // Whose instance cannot be told.
-        assert_eq!(orphan_reason(true, false, None, &selected), None);
+        assert_eq!(orphan_reason(true, false, None, Some(&selected)), None);
+        // No instance carries the tag key (a mistyped --tag-key): only a
+        // gone volume is an orphan.
+        assert_eq!(orphan_reason(true, false, Some("i-off"), None), None);
+        assert_eq!(
+            orphan_reason(false, false, Some("i-off"), None),
+            Some(OrphanReason::VolumeGone)
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@ mod decide;
 mod ec2;
 mod report;
 
-pub(crate) use decide::*;
-pub(crate) use report::{FailedRestore, RestoreReport};
+use decide::{
+    attach_devices, check_devices_free, check_restorable, choose_run, split_off_root, volume_spec,
+};
+use report::{FailedRestore, RestoreReport};
 
 use anyhow::{anyhow, bail, Result};
 use aws_sdk_ec2::Client;
@@ -164,6 +166,7 @@ mod tests {
         AttachmentStatus, Filter, Snapshot, Tag, Volume, VolumeState, VolumeType,
     };
     use decide::tests::{args, t};
+    use decide::TAG_RESTORED_FROM;
     use std::time::Duration;
 
     /// The values of a describe's `volume-id` filter.
