@@ -11,7 +11,7 @@ use clap::builder::PossibleValue;
 
 use crate::values::{
     parse_duration, parse_job, parse_keep_count, parse_keep_min, parse_max_delete, parse_max_rate,
-    parse_min_interval, parse_orphans_after, parse_region, parse_role_arn, parse_tag_key,
+    parse_archive_after, parse_min_interval, parse_orphans_after, parse_region, parse_role_arn, parse_tag_key,
     parse_tag_value, parse_time, parse_timezone, parse_user_tag, ColorChoice, CopyTags,
     HookFailure, LogFormat, OutputFormat, Role,
 };
@@ -306,6 +306,16 @@ pub struct CommonArgs {
     #[arg(long, global = true, env = "EBSNAP_ORPHANS_AFTER", value_name = "DURATION",
           value_parser = parse_orphans_after, allow_hyphen_values = true)]
     pub orphans_after: Option<TimeDelta>,
+
+    /// Move to the archive tier (ModifySnapshotTier: a quarter of the
+    /// standard price, up to 72 hours to bring back) the snapshots older
+    /// than this that only --keep-monthly or --keep-yearly keep; never a
+    /// volume's newest, never one due for deletion within 90 days (EC2 bills
+    /// an archived snapshot for 90 days at least). Purge deletes what ebsnap
+    /// archived once its rules let it go and it has spent 90 days archived.
+    #[arg(long, global = true, env = "EBSNAP_ARCHIVE_AFTER", value_name = "DURATION",
+          value_parser = parse_archive_after, allow_hyphen_values = true)]
+    pub archive_after: Option<TimeDelta>,
 
     /// A region to work in; repeat for several. Default: the region of the
     /// standard AWS chain (AWS_REGION, profile).

@@ -49,6 +49,9 @@ pub struct Policy {
     /// aside, once the series' newest snapshot is older than this. `None`
     /// (the default): orphans are kept like any volume's backups.
     pub orphans_after: Option<TimeDelta>,
+    /// `--archive-after`: a snapshot older than this that only the monthly
+    /// or yearly rules keep moves to the archive tier. `None`: none does.
+    pub archive_after: Option<TimeDelta>,
     /// A volume with a job snapshot newer than this is not snapshotted again
     /// (`--min-interval`); zero disables.
     pub min_interval: TimeDelta,
@@ -329,6 +332,7 @@ impl Config {
                 timezone: args.timezone,
                 keep_min: args.keep_min,
                 orphans_after: args.orphans_after,
+                archive_after: args.archive_after,
                 min_interval: args.min_interval,
                 max_delete: args.max_delete,
                 force: args.force,
@@ -440,6 +444,7 @@ pub(crate) mod testing {
             timezone: chrono_tz::Tz::UTC,
             keep_min: 1,
             orphans_after: None,
+            archive_after: None,
             min_interval: TimeDelta::minutes(10),
             max_delete: None,
             force: false,

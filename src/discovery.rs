@@ -13,11 +13,13 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
-use crate::aws::{error_text, INSTANCE_PAGE_SIZE, SNAPSHOT_PAGE_SIZE, VOLUME_PAGE_SIZE};
+use crate::aws::{
+    error_text, INSTANCE_PAGE_SIZE, SNAPSHOT_PAGE_SIZE, TIER_STATUS_PAGE_SIZE, VOLUME_PAGE_SIZE,
+};
 use crate::config::{Policy, Steps, TagSelector};
 use crate::inventory::{
     is_no_volume, AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Interner, Inventory,
-    SnapshotState, SourceSnapshot, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID,
+    SnapshotState, SourceSnapshot, TAG_ARCHIVED_AT, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID,
     TAG_SKIP, TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
 };
 use crate::values::CopyTags;
@@ -327,7 +329,61 @@ async fn marked_snapshots(
         drop(page);
         crate::memory::give_back();
     }
+    if snapshots
+        .iter()
+        .any(|s| s.archived && s.archived_by_ebsnap.is_some())
+    {
+        let completed = archival_complete_times(client).await?;
+        for snapshot in &mut snapshots {
+            if let (Some(asked), Some(done)) =
+                (snapshot.archived_by_ebsnap, completed.get(&*snapshot.id))
+            {
+                snapshot.archived_by_ebsnap = Some(asked.max(*done));
+            }
+        }
+    }
     Ok(snapshots)
+}
+
+/// When the archival of each archived snapshot of the account completed:
+/// EC2's `archivalCompleteTime` (API reference, SnapshotTierStatus), from
+/// one DescribeSnapshotTierStatus filtered on the server on
+/// `last-tiering-operation` `archival-completed`, paginated. Read only when
+/// the job has snapshots ebsnap archived: the 90 days an archived snapshot
+/// is billed for at least count from there (EBS User Guide,
+/// "Considerations and limitations for archiving Amazon EBS snapshots").
+async fn archival_complete_times(
+    client: &Client,
+) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
+    let mut pages = client
+        .describe_snapshot_tier_status()
+        .filters(
+            Filter::builder()
+                .name("last-tiering-operation")
+                .values("archival-completed")
+                .build(),
+        )
+        .max_results(TIER_STATUS_PAGE_SIZE)
+        .into_paginator()
+        .send();
+    let mut times = std::collections::HashMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| {
+            anyhow!(
+                "reading when the archived snapshots were archived: {}",
+                error_text(&err)
+            )
+        })?;
+        for status in page.snapshot_tier_statuses() {
+            if let (Some(id), Some(done)) = (status.snapshot_id(), status.archival_complete_time())
+            {
+                if let Some(done) = DateTime::<Utc>::from_timestamp(done.secs(), 0) {
+                    times.insert(id.to_owned(), done);
+                }
+            }
+        }
+    }
+    Ok(times)
 }
 
 /// EC2 tags as (key, value) pairs; a tag without a key is no tag.
@@ -412,12 +468,15 @@ fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<
         device: shared_tag(TAG_DEVICE),
         run_id: shared_tag(TAG_RUN_ID),
         archived: basics.archived,
+        archived_by_ebsnap: tag_value(snapshot.tags(), TAG_ARCHIVED_AT)
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc)),
         volume_id: interner.get(snapshot.volume_id().unwrap_or_default()),
         // Progress matters only while pending ("100%" on every completed one).
         progress: snapshot
             .progress()
             .filter(|_| basics.state == SnapshotState::Pending)
-            .map(Into::into),
+            .and_then(|p| p.trim_end_matches('%').parse().ok()),
         state: basics.state,
         start_time: basics.start_time,
         size_gib: snapshot.volume_size(),

@@ -23,6 +23,11 @@ pub(crate) const TAG_SOURCE_SNAPSHOT: &str = "ebsnap:source-snapshot";
 pub(crate) const TAG_SOURCE_REGION: &str = "ebsnap:source-region";
 /// On a volume: `true` leaves it out of every backup.
 pub(crate) const TAG_SKIP: &str = "ebsnap:skip";
+/// Set by ebsnap, just before it asks EC2 to archive a snapshot
+/// (`--archive-after`): when it asked (RFC 3339). What marks an archived
+/// snapshot as ebsnap's to delete once its rules let it go; one archived by
+/// anyone else is kept.
+pub(crate) const TAG_ARCHIVED_AT: &str = "ebsnap:archived-at";
 
 /// Everything one region holds that a run needs to decide.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,8 +144,13 @@ pub(crate) struct ExistingSnapshot {
     /// the archive before a volume can be made of it, so it is no backup a
     /// restore can use now (safety rule 4).
     pub archived: bool,
-    /// How far along a pending snapshot is, e.g. `42%`.
-    pub progress: Option<Box<str>>,
+    /// Set when ebsnap archived it (`ebsnap:archived-at`): when its 90 days
+    /// in the archive tier began, the later of ebsnap's request and EC2's
+    /// `archivalCompleteTime` where discovery read it. Purge deletes such a
+    /// snapshot once its rules let it go and the 90 days are over.
+    pub archived_by_ebsnap: Option<DateTime<Utc>>,
+    /// How far along a pending snapshot is, in percent (EC2's `42%`).
+    pub progress: Option<u8>,
     /// The size of the volume it was taken of, in GiB.
     pub size_gib: Option<i32>,
     /// Set on a disaster-recovery copy made by `--copy-to`: purged only by
@@ -251,6 +261,7 @@ pub(crate) mod testing {
             size_gib: Some(8),
             run_id: None,
             archived: false,
+            archived_by_ebsnap: None,
             copy_of: None,
         }
     }
@@ -274,7 +285,8 @@ mod tests {
     #[test]
     fn a_snapshot_stays_small() {
         // 30,000 of them are held at once: each field matters.
-        assert!(std::mem::size_of::<ExistingSnapshot>() <= 176);
+        let size = std::mem::size_of::<ExistingSnapshot>();
+        assert!(size <= 176, "{size}");
     }
 
     #[test]

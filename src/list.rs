@@ -153,7 +153,7 @@ fn entry(
         snapshot_id: snapshot.id,
         start_time: snapshot.start_time,
         state: snapshot.state,
-        progress: snapshot.progress,
+        progress: snapshot.progress.map(|p| format!("{p}%").into()),
         size_gib: snapshot.size_gib,
         storage_tier: if snapshot.archived {
             "archive"
@@ -399,7 +399,7 @@ mod tests {
 
     fn fleet() -> Vec<ExistingSnapshot> {
         let mut pending = snap("b-pending", "i-b", "vol-b", 0, SnapshotState::Pending);
-        pending.progress = Some("42%".into());
+        pending.progress = Some(42);
         vec![
             snap("a-old", "i-a", "vol-a", 9, SnapshotState::Completed),
             snap("a-mid", "i-a", "vol-a", 3, SnapshotState::Completed),

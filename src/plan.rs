@@ -17,7 +17,7 @@ use crate::inventory::{
     is_no_volume, AttachedVolume, ExistingSnapshot, Inventory, SnapshotState, TAG_DEVICE,
     TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
 };
-use crate::retention::{Calendar, KeptBy};
+use crate::retention::{Calendar, Judgement, KeptBy};
 use crate::values::format_duration;
 use crate::values::{CopyTags, MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE};
 
@@ -38,7 +38,27 @@ pub(crate) struct Plan {
     /// The purge's orphan series (see [`orphans`]), whether or not
     /// `--orphans-after` lets it delete them.
     pub orphans: Vec<Orphan>,
+    /// Snapshots to move to the archive tier (`--archive-after`); each is
+    /// also in `kept`, with the rule that keeps it.
+    pub archives: Vec<Archive>,
 }
+
+/// A snapshot to move to the archive tier, and the rule that keeps it
+/// there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Archive {
+    pub snapshot: ExistingSnapshot,
+    pub kept_by: KeptBy,
+    /// The earliest its rules could let it go: at least 90 days away.
+    pub released_at_earliest: DateTime<Utc>,
+}
+
+/// EC2 bills an archived snapshot for 90 days at least, whenever it is
+/// deleted or restored for good (EBS User Guide, "Considerations and
+/// limitations for archiving Amazon EBS snapshots": "The minimum archive
+/// period is 90 days"): ebsnap archives nothing its rules could delete
+/// sooner, and deletes nothing it archived sooner.
+pub(crate) const ARCHIVE_MINIMUM: TimeDelta = TimeDelta::days(90);
 
 /// The creates of one instance, snapshotted together: by one CreateSnapshots
 /// call at one instant (crash-consistent across the volumes), which must be
@@ -199,10 +219,15 @@ pub(crate) enum KeepReason {
     /// Due for deletion, but the purge would have deleted too many at once
     /// (safety rule 8); `--force` lets it through.
     DeleteGuard,
-    /// In the archive tier: never deleted by retention, and not counted as
-    /// one of a volume's `keep_min` good backups, since it cannot be
-    /// restored until it comes back from the archive (safety rule 4).
+    /// In the archive tier, archived by someone else than ebsnap: never
+    /// deleted, and not counted as one of a volume's `keep_min` good
+    /// backups, since it cannot be restored until it comes back from the
+    /// archive (safety rule 4).
     Archived,
+    /// Archived by ebsnap, and no rule keeps it any longer, but it has not
+    /// spent the 90 days EC2 bills an archived snapshot for: deleted after
+    /// `until` (`ARCHIVE_MINIMUM`).
+    ArchiveMinimum { until: DateTime<Utc> },
     /// EC2 refused the delete: the snapshot is locked (EBS snapshot lock)
     /// until `until`, when EC2 said (safety rule 5).
     Locked {
@@ -224,6 +249,7 @@ impl KeepReason {
             KeepReason::InUse { .. } => "in_use",
             KeepReason::DeleteGuard => "delete_guard",
             KeepReason::Archived => "archived",
+            KeepReason::ArchiveMinimum { .. } => "archive_minimum",
             KeepReason::Locked { .. } => "locked",
         }
     }
@@ -271,6 +297,11 @@ impl fmt::Display for KeepReason {
             KeepReason::Archived => write!(
                 f,
                 "in the archive tier: kept, and not counted as a restorable backup"
+            ),
+            KeepReason::ArchiveMinimum { until } => write!(
+                f,
+                "archived by ebsnap: out of its rules, deleted after its 90 days in the archive, {}",
+                until.format("%Y-%m-%d %H:%M UTC")
             ),
             KeepReason::Locked {
                 until: Some(until), ..
@@ -581,7 +612,7 @@ pub(crate) fn build(
             .filter(|o| o.is_due(now))
             .map(|o| Arc::clone(&o.volume_id))
             .collect();
-        plan_purge(own, by_volume, &due, policy, now, &mut plan);
+        plan_purge(own, by_volume, &due, policy, true, now, &mut plan);
         guard_deletes(&mut plan, good_backups, policy);
     }
     plan
@@ -614,6 +645,7 @@ pub(crate) fn build_copy_purge(
         by_source_volume,
         &HashSet::new(),
         &policy,
+        false,
         now,
         &mut plan,
     );
@@ -633,13 +665,17 @@ pub(crate) fn build_copy_purge(
 }
 
 /// How many of `snapshots` are the job's good backups (completed, in the
-/// standard tier): what retention can delete, and so what the delete guard
-/// weighs a purge against. Archived ones, which pile up outside retention,
-/// must not make a mistaken purge look small.
+/// standard tier), and those ebsnap archived itself: what retention can
+/// delete, and so what the delete guard weighs a purge against. Those
+/// archived by others, which pile up outside retention, must not make a
+/// mistaken purge look small.
 fn good_backup_count(snapshots: &[ExistingSnapshot], policy: &Policy) -> usize {
     snapshots
         .iter()
-        .filter(|s| s.is_marked_for(&policy.job) && s.is_good_backup())
+        .filter(|s| {
+            let ebsnaps_archive = s.archived && s.archived_by_ebsnap.is_some();
+            s.is_marked_for(&policy.job) && (s.is_good_backup() || ebsnaps_archive)
+        })
         .count()
 }
 
@@ -862,13 +898,15 @@ fn plan_creates(
 /// Judges each snapshot, moving it into the plan: kept (and why) or
 /// deleted. `volume_of` says which volume a snapshot backs up, for keep-min;
 /// `orphans_due` names the volumes whose whole series goes
-/// (`--orphans-after`). Unmarked ones come first, then each volume's,
-/// newest first.
+/// (`--orphans-after`); `may_archive`, whether `--archive-after` applies
+/// (the source region's own snapshots, not the copies). Unmarked ones come
+/// first, then each volume's, newest first.
 fn plan_purge(
     mut snapshots: Vec<ExistingSnapshot>,
     volume_of: for<'a> fn(&'a ExistingSnapshot) -> (&'a str, &'a str),
     orphans_due: &HashSet<Arc<str>>,
     policy: &Policy,
+    may_archive: bool,
     now: DateTime<Utc>,
     plan: &mut Plan,
 ) {
@@ -898,7 +936,22 @@ fn plan_purge(
             Err(DeleteReason::Duplicate)
         } else {
             let orphaned = orphans_due.contains(&snapshot.volume_id);
-            verdict(snapshot, newer_good, orphaned, &mut calendar, policy, now)
+            let (verdict, judgement) =
+                verdict(snapshot, newer_good, orphaned, &mut calendar, policy, now);
+            if let (true, Ok(KeepReason::Calendar(kept_by)), Some(judgement)) =
+                (may_archive, &verdict, judgement)
+            {
+                if let Some(released_at_earliest) =
+                    archive_due(snapshot, &judgement, newer_good, policy, now)
+                {
+                    plan.archives.push(Archive {
+                        snapshot: snapshot.clone(),
+                        kept_by: *kept_by,
+                        released_at_earliest,
+                    });
+                }
+            }
+            verdict
         };
         if verdict.is_ok() && snapshot.is_good_backup() {
             newer_good += 1;
@@ -980,15 +1033,17 @@ fn duplicates_of_a_run(
     duplicates
 }
 
-/// Why a job snapshot is kept (`Ok`), or why it is deleted (`Err`).
+/// Why a job snapshot is kept (`Ok`), or why it is deleted (`Err`), and
+/// what the calendar said of it where it weighed it.
 /// `newer_good` counts the good backups (`is_good_backup`) of the same
 /// volume that started after this one and are kept; `calendar` has seen
-/// those newer backups, and sees this one if it is a good backup: every
-/// rule weighs every backup, whichever rule keeps it. `orphaned`: the
-/// snapshot's series is an orphan past `--orphans-after`, so it goes
-/// whatever retention, the calendar and `--keep-min` say; what is never
-/// deleted (pending, archived) still stays, and the delete guard still
-/// weighs it.
+/// those newer backups, and sees this one if it is a good backup or one
+/// ebsnap archived: every rule weighs every backup, whichever rule keeps
+/// it. `orphaned`: the snapshot's series is an orphan past
+/// `--orphans-after`, so it goes whatever retention, the calendar and
+/// `--keep-min` say; what is never deleted (pending, archived by others)
+/// still stays, what ebsnap archived stays its 90 days, and the delete
+/// guard still weighs it.
 fn verdict(
     snapshot: &ExistingSnapshot,
     newer_good: usize,
@@ -996,37 +1051,85 @@ fn verdict(
     calendar: &mut Calendar<'_>,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Result<KeepReason, DeleteReason> {
+) -> (Result<KeepReason, DeleteReason>, Option<Judgement>) {
     match &snapshot.state {
         SnapshotState::Pending | SnapshotState::Other(_) => {
-            return Ok(KeepReason::NotFinished {
-                state: snapshot.state.as_str().to_owned(),
-            });
+            let state = snapshot.state.as_str().to_owned();
+            return (Ok(KeepReason::NotFinished { state }), None);
         }
-        SnapshotState::Error => return Err(DeleteReason::Error),
+        SnapshotState::Error => return (Err(DeleteReason::Error), None),
         SnapshotState::Completed => {}
     }
-    if snapshot.archived {
-        return Ok(KeepReason::Archived);
+    if snapshot.archived && snapshot.archived_by_ebsnap.is_none() {
+        return (Ok(KeepReason::Archived), None);
     }
+    // What ebsnap asked to archive (archived, or still on its way, or
+    // restored since) is billed its 90 days whenever it goes.
+    let archive_minimum = snapshot
+        .archived_by_ebsnap
+        .map(|since| since + ARCHIVE_MINIMUM)
+        .filter(|until| now < *until);
+    let gone = |reason: DeleteReason| match archive_minimum {
+        Some(until) => Ok(KeepReason::ArchiveMinimum { until }),
+        None => Err(reason),
+    };
     if orphaned {
-        return Err(DeleteReason::Orphaned);
+        return (gone(DeleteReason::Orphaned), None);
     }
-    let by_calendar = calendar.judge(snapshot.start_time);
-    if let Some(expires_at) = policy.retention.map(|r| snapshot.start_time + r) {
-        if now <= expires_at {
-            return Ok(KeepReason::WithinRetention { expires_at });
-        }
-    }
-    if let Some(by) = by_calendar {
-        return Ok(KeepReason::Calendar(by));
-    }
-    if newer_good < policy.keep_min {
-        return Ok(KeepReason::KeepMin {
+    let judgement = calendar.judge(snapshot.start_time);
+    let verdict = if let Some(expires_at) = policy
+        .retention
+        .map(|r| snapshot.start_time + r)
+        .filter(|expires_at| now <= *expires_at)
+    {
+        Ok(KeepReason::WithinRetention { expires_at })
+    } else if let Some(by) = judgement.kept_by {
+        Ok(KeepReason::Calendar(by))
+    } else if newer_good < policy.keep_min && !snapshot.archived {
+        Ok(KeepReason::KeepMin {
             keep_min: policy.keep_min,
-        });
+        })
+    } else {
+        gone(DeleteReason::Expired)
+    };
+    (verdict, Some(judgement))
+}
+
+/// `--archive-after` moves only what the monthly or yearly rules alone
+/// keep: without either, it could never move anything.
+pub(crate) fn check_archive_after(policy: &Policy) -> Result<(), String> {
+    if policy.archive_after.is_some() && policy.keep.monthly == 0 && policy.keep.yearly == 0 {
+        return Err("--archive-after moves only snapshots that --keep-monthly or --keep-yearly \
+                    alone keep: add one of them (e.g. --keep-monthly 12), or leave --archive-after out"
+            .into());
     }
-    Err(DeleteReason::Expired)
+    Ok(())
+}
+
+/// Whether a snapshot the calendar keeps moves to the archive tier now
+/// (`--archive-after`), and if so the earliest its rules could let it go.
+/// Only a good backup in the standard tier that ebsnap never asked to
+/// archive before, that only the monthly or yearly rules keep (not
+/// `--keep-within`, which returns before the calendar does), older than
+/// `--archive-after`, with a newer good backup of its volume and outside
+/// the `--keep-min` floor, and that those rules keep for 90 days more at
+/// least.
+fn archive_due(
+    snapshot: &ExistingSnapshot,
+    judgement: &Judgement,
+    newer_good: usize,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let after = policy.archive_after?;
+    let released_at = judgement.released_at_earliest?;
+    let due = snapshot.is_good_backup()
+        && snapshot.archived_by_ebsnap.is_none()
+        && judgement.long_term_only
+        && newer_good >= policy.keep_min.max(1)
+        && snapshot.start_time + after <= now
+        && released_at >= now + ARCHIVE_MINIMUM;
+    due.then_some(released_at)
 }
 
 /// One id per run, shared by every snapshot of the run: the time it started
@@ -1061,6 +1164,9 @@ pub(crate) fn describe_policy(policy: &Policy) -> String {
     parts.push(format!("keep-min {}", policy.keep_min));
     if let Some(after) = policy.orphans_after {
         parts.push(format!("orphans-after {}", format_duration(after)));
+    }
+    if let Some(after) = policy.archive_after {
+        parts.push(format!("archive-after {}", format_duration(after)));
     }
     parts.join(", ")
 }
@@ -2338,6 +2444,188 @@ mod tests {
         );
     }
 
+    // -- the archive tier ------------------------------------------------
+
+    fn year_policy(archive_after: Option<TimeDelta>) -> Policy {
+        Policy {
+            archive_after,
+            ..calendar(|k| {
+                k.daily = 7;
+                k.weekly = 5;
+                k.monthly = 12;
+            })
+        }
+    }
+
+    fn archived_labels(plan: &Plan) -> Vec<String> {
+        plan.archives
+            .iter()
+            .map(|a| format!("{} {}", a.snapshot.id, KeepReason::Calendar(a.kept_by)))
+            .collect()
+    }
+
+    #[test]
+    fn the_archive_takes_what_only_the_monthly_rule_keeps_for_90_days_more() {
+        let plan = purge(dailies(400), &year_policy(Some(TimeDelta::days(30))));
+        // 2026-10-31 is monthly only but 24 days old; 2026-02-28 and older
+        // go within 90 days (the rule lets February go when 2027-02 has a
+        // backup, 2027-02-01 at the earliest, before 2027-02-22).
+        assert_eq!(
+            archived_labels(&plan),
+            [
+                "2026-09-30 monthly 2026-09",
+                "2026-08-31 monthly 2026-08",
+                "2026-07-31 monthly 2026-07",
+                "2026-06-30 monthly 2026-06",
+                "2026-05-31 monthly 2026-05",
+                "2026-04-30 monthly 2026-04",
+                "2026-03-31 monthly 2026-03",
+            ]
+        );
+        let march = &plan.archives[6];
+        assert_eq!(
+            march.released_at_earliest,
+            Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap()
+        );
+        // Each is kept all the same, by its rule.
+        assert_eq!(kept_reason(&plan, "2026-09-30").code(), "keep_monthly");
+        // Without --archive-after nothing moves.
+        assert!(purge(dailies(400), &year_policy(None)).archives.is_empty());
+        // The DR copies' purge never archives.
+        let copies: Vec<ExistingSnapshot> = dailies(400)
+            .into_iter()
+            .map(|s| ExistingSnapshot {
+                copy_of: Some(Box::new(crate::inventory::CopyOrigin {
+                    region: "eu-west-1".into(),
+                    snapshot_id: "snap-src".into(),
+                })),
+                ..s
+            })
+            .collect();
+        let policy = year_policy(Some(TimeDelta::days(30)));
+        let copy_plan = build_copy_purge(copies, &policy, None, &HashSet::new(), now());
+        assert!(copy_plan.archives.is_empty());
+    }
+
+    #[test]
+    fn never_the_newest_nor_what_keep_within_keep_min_or_a_short_rule_keeps() {
+        // Monthly alone keeps the newest too: never archived.
+        let monthly = Policy {
+            archive_after: Some(TimeDelta::days(1)),
+            ..calendar(|k| k.monthly = 24)
+        };
+        let snapshots = vec![
+            completed("newest", "vol-1", TimeDelta::days(200)),
+            completed("older", "vol-1", TimeDelta::days(240)),
+        ];
+        let plan = purge(snapshots.clone(), &monthly);
+        assert_eq!(
+            plan.archives.iter().map(|a| &*a.snapshot.id).collect::<Vec<_>>(),
+            ["older"]
+        );
+        // --keep-min 2 keeps both restorable.
+        let floor = Policy {
+            keep_min: 2,
+            ..monthly.clone()
+        };
+        assert!(purge(snapshots.clone(), &floor).archives.is_empty());
+        // --keep-within covering both: kept by it, not the calendar.
+        let within = Policy {
+            retention: Some(TimeDelta::days(365)),
+            ..monthly.clone()
+        };
+        assert!(purge(snapshots.clone(), &within).archives.is_empty());
+        // A weekly rule that also keeps it: not long-term only.
+        let weekly = Policy {
+            archive_after: Some(TimeDelta::days(1)),
+            ..calendar(|k| {
+                k.monthly = 24;
+                k.weekly = 52;
+            })
+        };
+        assert!(purge(snapshots.clone(), &weekly).archives.is_empty());
+        // Already asked (archival under way): not asked again.
+        let asked = vec![
+            snapshots[0].clone(),
+            ExistingSnapshot {
+                archived_by_ebsnap: Some(now() - TimeDelta::hours(3)),
+                ..snapshots[1].clone()
+            },
+        ];
+        assert!(purge(asked, &monthly).archives.is_empty());
+    }
+
+    #[test]
+    fn what_ebsnap_archived_goes_when_its_rules_let_it_go_and_its_90_days_are_over() {
+        let policy = calendar(|k| k.monthly = 2);
+        let ebsnap_archived = |id: &str, days_old: i64, archived_days_ago: i64| ExistingSnapshot {
+            archived: true,
+            archived_by_ebsnap: Some(now() - TimeDelta::days(archived_days_ago)),
+            ..completed(id, "vol-1", TimeDelta::days(days_old))
+        };
+        let snapshots = vec![
+            completed("nov", "vol-1", TimeDelta::days(1)),
+            // October's place is held by the archived one: the standard
+            // October backup beside it is no month's newest.
+            ebsnap_archived("oct-archived", 25, 10),
+            completed("oct-standard", "vol-1", TimeDelta::days(35)),
+            ebsnap_archived("out-of-rules-long-archived", 300, 100),
+            ebsnap_archived("out-of-rules-recently-archived", 310, 30),
+            ExistingSnapshot {
+                archived: true,
+                ..completed("archived-by-someone-else", "vol-1", TimeDelta::days(320))
+            },
+            // Asked to archive, still standard: billed its 90 days too.
+            ExistingSnapshot {
+                archived_by_ebsnap: Some(now() - TimeDelta::days(2)),
+                ..completed("archiving", "vol-1", TimeDelta::days(330))
+            },
+        ];
+        let plan = purge(snapshots, &policy);
+        assert_eq!(deleted_ids(&plan), ["oct-standard", "out-of-rules-long-archived"]);
+        assert!(plan.deletes.iter().all(|d| d.reason == DeleteReason::Expired));
+        assert_eq!(kept_reason(&plan, "oct-archived").to_string(), "monthly 2026-10");
+        assert_eq!(
+            kept_reason(&plan, "out-of-rules-recently-archived"),
+            &KeepReason::ArchiveMinimum {
+                until: now() + TimeDelta::days(60)
+            }
+        );
+        assert_eq!(
+            kept_reason(&plan, "out-of-rules-recently-archived").code(),
+            "archive_minimum"
+        );
+        assert_eq!(
+            kept_reason(&plan, "archived-by-someone-else"),
+            &KeepReason::Archived
+        );
+        assert_eq!(kept_reason(&plan, "archiving").code(), "archive_minimum");
+    }
+
+    #[test]
+    fn an_orphan_ebsnap_archived_still_spends_its_90_days() {
+        let policy = Policy {
+            orphans_after: Some(TimeDelta::days(30)),
+            ..calendar(|k| k.monthly = 12)
+        };
+        let snapshots = vec![
+            completed("gone-newest", "vol-gone", TimeDelta::days(60)),
+            ExistingSnapshot {
+                archived: true,
+                archived_by_ebsnap: Some(now() - TimeDelta::days(10)),
+                ..completed("gone-archived", "vol-gone", TimeDelta::days(200))
+            },
+        ];
+        let inventory = Inventory {
+            snapshots,
+            existing_volume_ids: Some(BTreeSet::new()),
+            ..Inventory::default()
+        };
+        let plan = build(inventory, &policy, PURGE, now());
+        assert_eq!(deleted_ids(&plan), ["gone-newest"]);
+        assert_eq!(kept_reason(&plan, "gone-archived").code(), "archive_minimum");
+    }
+
     #[test]
     fn any_rule_keeps_and_retention_is_within() {
         let policy = Policy {
@@ -2597,7 +2885,7 @@ mod tests {
             TimeDelta::days(9),
             SnapshotState::Pending,
         );
-        pending.progress = Some("99%".into());
+        pending.progress = Some(99);
         let archived = ExistingSnapshot {
             archived: true,
             ..completed("gone-archived-20d", "vol-gone", TimeDelta::days(20))

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 use crate::config::KeepRules;
@@ -97,6 +97,33 @@ impl PeriodOf {
     }
 }
 
+impl PeriodOf {
+    /// When the period `n` periods after this one starts, for the monthly
+    /// and yearly rules (what the archive tier asks); `None` for the others.
+    /// Midnight local on the first of the month or of January; where a
+    /// daylight-saving change skips that midnight, the first instant after
+    /// it.
+    fn start_of_later(&self, n: usize, timezone: Tz) -> Option<DateTime<Utc>> {
+        let n = i32::try_from(n).ok()?;
+        let (year, month) = match self.period {
+            Period::Monthly => {
+                let months = self.year * 12 + i32::from(self.month_or_week) - 1 + n;
+                (months.div_euclid(12), months.rem_euclid(12) as u32 + 1)
+            }
+            Period::Yearly => (self.year + n, 1),
+            Period::Hourly | Period::Daily | Period::Weekly => return None,
+        };
+        let midnight = NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 0)?;
+        (0..4)
+            .find_map(|hour| {
+                timezone
+                    .from_local_datetime(&(midnight + chrono::TimeDelta::hours(hour)))
+                    .earliest()
+            })
+            .map(|local| local.with_timezone(&Utc))
+    }
+}
+
 /// How `list` and the report name the period: `daily 2026-11-30`,
 /// `weekly 2026-W48`, `monthly 2026-11`.
 impl fmt::Display for PeriodOf {
@@ -127,6 +154,33 @@ pub(crate) enum KeptBy {
     Period(PeriodOf),
 }
 
+/// What the calendar says of one backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Judgement {
+    /// The rule that keeps it longest, if any rule keeps it.
+    pub kept_by: Option<KeptBy>,
+    /// Only the monthly and yearly rules keep it: what the archive tier is
+    /// for (EBS User Guide, "Considerations and limitations for archiving
+    /// Amazon EBS snapshots": "Archiving is recommended for monthly,
+    /// quarterly, or yearly snapshots").
+    pub long_term_only: bool,
+    /// With `long_term_only`: the earliest time those rules could let it
+    /// go, were a backup taken in every period from now on (gaps only make
+    /// it later).
+    pub released_at_earliest: Option<DateTime<Utc>>,
+}
+
+/// One period rule's state over a volume's backups.
+#[derive(Debug, Clone, Copy, Default)]
+struct RuleState {
+    /// How many periods it has kept a backup of.
+    count: usize,
+    /// The newest period it kept a backup of.
+    first: Option<PeriodOf>,
+    /// The oldest so far.
+    latest: Option<PeriodOf>,
+}
+
 /// The calendar rules' state over one volume's backups, fed newest first.
 #[derive(Debug, Clone)]
 pub(crate) struct Calendar<'a> {
@@ -134,9 +188,8 @@ pub(crate) struct Calendar<'a> {
     timezone: Tz,
     /// How many backups keep-last has kept so far.
     last_kept: usize,
-    /// Per period rule (in `Period` order): how many periods it has kept a
-    /// backup of, and the latest such period.
-    kept: [(usize, Option<PeriodOf>); 5],
+    /// Per period rule, in `Period` order.
+    kept: [RuleState; 5],
 }
 
 impl<'a> Calendar<'a> {
@@ -145,7 +198,7 @@ impl<'a> Calendar<'a> {
             rules,
             timezone,
             last_kept: 0,
-            kept: [(0, None); 5],
+            kept: [RuleState::default(); 5],
         }
     }
 
@@ -155,30 +208,49 @@ impl<'a> Calendar<'a> {
     }
 
     /// Judges the next backup of the volume (each one older than the one
-    /// before): every rule sees it, and the answer is the rule that keeps
-    /// it longest, if any does.
-    pub(crate) fn judge(&mut self, start_time: DateTime<Utc>) -> Option<KeptBy> {
+    /// before): every rule sees it, and the answer names the rule that
+    /// keeps it longest, if any does, with what the archive tier needs to
+    /// know: whether only the long-term rules keep it, and until when at
+    /// the earliest.
+    pub(crate) fn judge(&mut self, start_time: DateTime<Utc>) -> Judgement {
         let mut by_last = None;
         if self.last_kept < self.rules.last {
             self.last_kept += 1;
             by_last = Some(KeptBy::Last(self.rules.last));
         }
         let mut by_period = None;
+        let mut short_term = by_last.is_some();
+        let mut released_at: Option<DateTime<Utc>> = None;
         for period in Period::LONGEST_FIRST {
             let wanted = period.rule(self.rules);
-            let (count, latest) = &mut self.kept[period as usize];
-            if *count >= wanted {
+            let state = &mut self.kept[period as usize];
+            if state.count >= wanted {
                 continue;
             }
             let this = PeriodOf::of(period, start_time, self.timezone);
             // Newest first: the first backup seen in a period is its newest.
-            if *latest != Some(this) {
-                *count += 1;
-                *latest = Some(this);
-                by_period = by_period.or(Some(KeptBy::Period(this)));
+            if state.latest == Some(this) {
+                continue;
+            }
+            state.count += 1;
+            state.latest = Some(this);
+            let first = *state.first.get_or_insert(this);
+            by_period = by_period.or(Some(KeptBy::Period(this)));
+            // Kept as the rule's `count`-th period: it goes once
+            // `wanted - count + 1` periods after the newest kept one have a
+            // backup, at the start of the last of them at the earliest.
+            match first.start_of_later(wanted - state.count + 1, self.timezone) {
+                Some(at) => released_at = released_at.max(Some(at)),
+                None => short_term = true,
             }
         }
-        by_period.or(by_last)
+        let kept_by = by_period.or(by_last);
+        let long_term_only = kept_by.is_some() && !short_term;
+        Judgement {
+            kept_by,
+            long_term_only,
+            released_at_earliest: released_at.filter(|_| long_term_only),
+        }
     }
 }
 
@@ -296,10 +368,7 @@ mod tests {
         times
             .iter()
             .map(|t| {
-                calendar.judge(*t).map(|by| match by {
-                    KeptBy::Last(n) => format!("last {n}"),
-                    KeptBy::Period(p) => p.to_string(),
-                })
+                calendar.judge(*t).kept_by.map(label)
             })
             .collect()
     }
@@ -413,7 +482,7 @@ mod tests {
         calendar.judge(times[1]);
         calendar.reset();
         assert_eq!(
-            calendar.judge(times[2]),
+            calendar.judge(times[2]).kept_by,
             Some(KeptBy::Last(2)),
             "next volume"
         );
@@ -424,5 +493,68 @@ mod tests {
         let none = KeepRules::default();
         assert!(!none.any());
         assert_eq!(judged(&none, Tz::UTC, &[utc(2026, 11, 30, 3, 0)]), [None]);
+    }
+
+    fn label(by: KeptBy) -> String {
+        match by {
+            KeptBy::Last(n) => format!("last {n}"),
+            KeptBy::Period(p) => p.to_string(),
+        }
+    }
+
+    #[test]
+    fn only_a_backup_the_long_term_rules_alone_keep_is_long_term_only() {
+        let rules = rules(|r| {
+            r.daily = 2;
+            r.monthly = 3;
+        });
+        let mut calendar = Calendar::new(&rules, Tz::UTC);
+        // Daily runs at 02:00, newest 2026-12-02.
+        let weighed: Vec<Judgement> = (0..70)
+            .map(|days| calendar.judge(utc(2026, 12, 2, 2, 0) - chrono::TimeDelta::days(days)))
+            .collect();
+        // 12-02 is daily and monthly: not long-term only.
+        assert!(weighed[0].kept_by.is_some() && !weighed[0].long_term_only);
+        // 12-01: daily only.
+        assert!(!weighed[1].long_term_only);
+        // 11-30, the newest of November: monthly only, rank 2 of 3; it goes
+        // once two months after December have a backup: 2027-02-01.
+        assert_eq!(weighed[2].kept_by.map(label), Some("monthly 2026-11".into()));
+        assert!(weighed[2].long_term_only);
+        assert_eq!(weighed[2].released_at_earliest, Some(utc(2027, 2, 1, 0, 0)));
+        // 10-31, rank 3: goes when January has a backup.
+        let october = &weighed[32];
+        assert_eq!(october.kept_by.map(label), Some("monthly 2026-10".into()));
+        assert_eq!(october.released_at_earliest, Some(utc(2027, 1, 1, 0, 0)));
+        // Kept by nothing: no release time.
+        assert_eq!(weighed[3], Judgement { kept_by: None, long_term_only: false, released_at_earliest: None });
+    }
+
+    #[test]
+    fn the_release_is_the_later_of_the_monthly_and_yearly_rules_in_local_time() {
+        let rules = rules(|r| {
+            r.monthly = 1;
+            r.yearly = 2;
+        });
+        let kolkata = Tz::Asia__Kolkata;
+        let mut calendar = Calendar::new(&rules, kolkata);
+        // 2026-11-15 and then 2025-12-31 local.
+        let newest = calendar.judge(utc(2026, 11, 14, 21, 0));
+        assert!(newest.long_term_only);
+        // Monthly keeps it until December starts, yearly until 2028 does:
+        // midnight local, 18:30 UTC the day before.
+        assert_eq!(newest.released_at_earliest, Some(utc(2027, 12, 31, 18, 30)));
+        let last_year = calendar.judge(utc(2025, 12, 30, 21, 0));
+        assert_eq!(last_year.kept_by.map(label), Some("yearly 2025".into()));
+        assert_eq!(last_year.released_at_earliest, Some(utc(2026, 12, 31, 18, 30)));
+    }
+
+    #[test]
+    fn a_month_is_counted_across_the_year_end() {
+        let december = PeriodOf::of(Period::Monthly, utc(2026, 12, 5, 0, 0), Tz::UTC);
+        assert_eq!(december.start_of_later(1, Tz::UTC), Some(utc(2027, 1, 1, 0, 0)));
+        assert_eq!(december.start_of_later(14, Tz::UTC), Some(utc(2028, 2, 1, 0, 0)));
+        let daily = PeriodOf::of(Period::Daily, utc(2026, 12, 5, 0, 0), Tz::UTC);
+        assert_eq!(daily.start_of_later(1, Tz::UTC), None);
     }
 }

@@ -106,6 +106,14 @@ pub fn parse_orphans_after(text: &str) -> Result<TimeDelta, String> {
     })
 }
 
+/// `--archive-after`: how old a snapshot only the monthly or yearly rules
+/// keep must be before it moves to the archive tier. A duration, never zero.
+pub fn parse_archive_after(text: &str) -> Result<TimeDelta, String> {
+    parse_duration(text).map_err(|err| {
+        format!("{err}; leave --archive-after out to keep every snapshot in the standard tier")
+    })
+}
+
 /// Renders a duration the way a user would likely have typed it: in days,
 /// hours, minutes or seconds (`7d`, `36h`; two weeks read `14d`).
 pub fn format_duration(duration: TimeDelta) -> String {

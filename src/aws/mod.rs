@@ -54,6 +54,9 @@ pub(crate) const SNAPSHOT_PAGE_SIZE: i32 = 1000;
 pub(crate) const VOLUME_PAGE_SIZE: i32 = 500;
 /// DescribeInstances' largest page.
 pub(crate) const INSTANCE_PAGE_SIZE: i32 = 1000;
+/// DescribeSnapshotTierStatus' page size. Its API reference gives no
+/// range for MaxResults; 1000 is the largest other EC2 describes take.
+pub(crate) const TIER_STATUS_PAGE_SIZE: i32 = 1000;
 
 /// How long one attempt of a call may take before it counts as lost. A page
 /// of 1,000 snapshots takes a second or two; an endpoint that accepts

@@ -32,10 +32,12 @@ use tracing::Instrument;
 
 /// Refuses, before any call, a job whose snapshots could not carry all the
 /// user's tags (`--tag`): a key given twice, or more than fit beside
-/// ebsnap's own within EC2's 50 tags a resource.
+/// ebsnap's own within EC2's 50 tags a resource; and `--archive-after`
+/// without a rule whose snapshots it could move.
 pub fn check_usage(config: &Config) -> Result<()> {
     plan::check_user_tags(&config.policy.user_tags, config.copy.is_some())
-        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::msg)?;
+    plan::check_archive_after(&config.policy).map_err(anyhow::Error::msg)
 }
 
 /// Runs the configured command in every region of every account (one
