@@ -10,10 +10,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap::builder::PossibleValue;
 
 use crate::values::{
-    parse_duration, parse_job, parse_keep_count, parse_keep_min, parse_max_delete, parse_max_rate,
-    parse_archive_after, parse_min_interval, parse_orphans_after, parse_region, parse_role_arn, parse_tag_key,
-    parse_tag_value, parse_time, parse_timezone, parse_user_tag, ColorChoice, CopyTags,
-    HookFailure, LogFormat, OutputFormat, Role,
+    parse_archive_after, parse_duration, parse_job, parse_keep_count, parse_keep_min,
+    parse_max_delete, parse_max_rate, parse_min_interval, parse_orphans_after, parse_region,
+    parse_role_arn, parse_tag_key, parse_tag_value, parse_time, parse_timezone, parse_user_tag,
+    ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat, Role,
 };
 
 /// The command line's names (and help) for the small enums of values.rs,

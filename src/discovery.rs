@@ -19,8 +19,8 @@ use crate::aws::{
 use crate::config::{Policy, Steps, TagSelector};
 use crate::inventory::{
     is_no_volume, AttachedVolume, CopyOrigin, ExistingSnapshot, Instance, Interner, Inventory,
-    SnapshotState, SourceSnapshot, TAG_ARCHIVED_AT, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID,
-    TAG_SKIP, TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
+    SnapshotState, SourceSnapshot, TAG_ARCHIVED_AT, TAG_DEVICE, TAG_INSTANCE_ID, TAG_JOB, TAG_NAME,
+    TAG_RUN_ID, TAG_SKIP, TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT,
 };
 use crate::values::CopyTags;
 

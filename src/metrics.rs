@@ -26,7 +26,7 @@ use crate::backup::report::Report;
 use crate::check::CheckReport;
 
 /// Each metric and its help text, in the order they are written.
-const METRICS: [(&str, &str); 11] = [
+const METRICS: [(&str, &str); 12] = [
     (
         "ebsnap_last_run_timestamp_seconds",
         "When the last run of the job finished in the region.",
@@ -46,6 +46,10 @@ const METRICS: [(&str, &str); 11] = [
     (
         "ebsnap_last_run_deleted_snapshots",
         "Snapshots the last run deleted.",
+    ),
+    (
+        "ebsnap_last_run_archived_snapshots",
+        "Snapshots the last run sent to the archive tier (--archive-after).",
     ),
     (
         "ebsnap_kept_snapshots",
@@ -75,11 +79,12 @@ const METRICS: [(&str, &str); 11] = [
 
 /// The actions a run's failures are counted by: each is written, 0 when
 /// none failed, so an alert on one never waits for its first failure.
-const ACTIONS: [&str; 10] = [
+const ACTIONS: [&str; 11] = [
     "discover",
     "create",
     "wait",
     "delete",
+    "archive",
     "purge",
     "copy",
     "pre-hook",
@@ -274,6 +279,16 @@ pub(crate) fn render(
             labels.clone(),
             deleted as f64,
         );
+        let archived = report
+            .archived
+            .iter()
+            .filter(|e| here(e.account.as_deref(), &e.region))
+            .count();
+        set(
+            "ebsnap_last_run_archived_snapshots",
+            labels.clone(),
+            archived as f64,
+        );
         let kept = report
             .kept
             .iter()
@@ -460,6 +475,7 @@ mod tests {
             copied: vec![],
             created: vec![],
             deleted: vec![],
+            archived: vec![],
             kept: vec![],
             failed: vec![],
             skipped_instances: vec![],

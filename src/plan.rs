@@ -2520,7 +2520,10 @@ mod tests {
         ];
         let plan = purge(snapshots.clone(), &monthly);
         assert_eq!(
-            plan.archives.iter().map(|a| &*a.snapshot.id).collect::<Vec<_>>(),
+            plan.archives
+                .iter()
+                .map(|a| &*a.snapshot.id)
+                .collect::<Vec<_>>(),
             ["older"]
         );
         // --keep-min 2 keeps both restorable.
@@ -2582,9 +2585,18 @@ mod tests {
             },
         ];
         let plan = purge(snapshots, &policy);
-        assert_eq!(deleted_ids(&plan), ["oct-standard", "out-of-rules-long-archived"]);
-        assert!(plan.deletes.iter().all(|d| d.reason == DeleteReason::Expired));
-        assert_eq!(kept_reason(&plan, "oct-archived").to_string(), "monthly 2026-10");
+        assert_eq!(
+            deleted_ids(&plan),
+            ["oct-standard", "out-of-rules-long-archived"]
+        );
+        assert!(plan
+            .deletes
+            .iter()
+            .all(|d| d.reason == DeleteReason::Expired));
+        assert_eq!(
+            kept_reason(&plan, "oct-archived").to_string(),
+            "monthly 2026-10"
+        );
         assert_eq!(
             kept_reason(&plan, "out-of-rules-recently-archived"),
             &KeepReason::ArchiveMinimum {
@@ -2623,7 +2635,10 @@ mod tests {
         };
         let plan = build(inventory, &policy, PURGE, now());
         assert_eq!(deleted_ids(&plan), ["gone-newest"]);
-        assert_eq!(kept_reason(&plan, "gone-archived").code(), "archive_minimum");
+        assert_eq!(
+            kept_reason(&plan, "gone-archived").code(),
+            "archive_minimum"
+        );
     }
 
     #[test]

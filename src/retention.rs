@@ -367,9 +367,7 @@ mod tests {
         let mut calendar = Calendar::new(rules, timezone);
         times
             .iter()
-            .map(|t| {
-                calendar.judge(*t).kept_by.map(label)
-            })
+            .map(|t| calendar.judge(*t).kept_by.map(label))
             .collect()
     }
 
@@ -519,7 +517,10 @@ mod tests {
         assert!(!weighed[1].long_term_only);
         // 11-30, the newest of November: monthly only, rank 2 of 3; it goes
         // once two months after December have a backup: 2027-02-01.
-        assert_eq!(weighed[2].kept_by.map(label), Some("monthly 2026-11".into()));
+        assert_eq!(
+            weighed[2].kept_by.map(label),
+            Some("monthly 2026-11".into())
+        );
         assert!(weighed[2].long_term_only);
         assert_eq!(weighed[2].released_at_earliest, Some(utc(2027, 2, 1, 0, 0)));
         // 10-31, rank 3: goes when January has a backup.
@@ -527,7 +528,14 @@ mod tests {
         assert_eq!(october.kept_by.map(label), Some("monthly 2026-10".into()));
         assert_eq!(october.released_at_earliest, Some(utc(2027, 1, 1, 0, 0)));
         // Kept by nothing: no release time.
-        assert_eq!(weighed[3], Judgement { kept_by: None, long_term_only: false, released_at_earliest: None });
+        assert_eq!(
+            weighed[3],
+            Judgement {
+                kept_by: None,
+                long_term_only: false,
+                released_at_earliest: None
+            }
+        );
     }
 
     #[test]
@@ -546,14 +554,23 @@ mod tests {
         assert_eq!(newest.released_at_earliest, Some(utc(2027, 12, 31, 18, 30)));
         let last_year = calendar.judge(utc(2025, 12, 30, 21, 0));
         assert_eq!(last_year.kept_by.map(label), Some("yearly 2025".into()));
-        assert_eq!(last_year.released_at_earliest, Some(utc(2026, 12, 31, 18, 30)));
+        assert_eq!(
+            last_year.released_at_earliest,
+            Some(utc(2026, 12, 31, 18, 30))
+        );
     }
 
     #[test]
     fn a_month_is_counted_across_the_year_end() {
         let december = PeriodOf::of(Period::Monthly, utc(2026, 12, 5, 0, 0), Tz::UTC);
-        assert_eq!(december.start_of_later(1, Tz::UTC), Some(utc(2027, 1, 1, 0, 0)));
-        assert_eq!(december.start_of_later(14, Tz::UTC), Some(utc(2028, 2, 1, 0, 0)));
+        assert_eq!(
+            december.start_of_later(1, Tz::UTC),
+            Some(utc(2027, 1, 1, 0, 0))
+        );
+        assert_eq!(
+            december.start_of_later(14, Tz::UTC),
+            Some(utc(2028, 2, 1, 0, 0))
+        );
         let daily = PeriodOf::of(Period::Daily, utc(2026, 12, 5, 0, 0), Tz::UTC);
         assert_eq!(daily.start_of_later(1, Tz::UTC), None);
     }

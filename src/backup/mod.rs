@@ -1,12 +1,14 @@
 //! The backup job: `run`, `snapshot` and `purge`. In each region of each
 //! account at once: discover, plan (pure), then execute the plan's two
-//! steps, snapshot and purge, overlapped volume by volume, and fold every
-//! outcome into one report.
+//! steps, snapshot and purge, overlapped volume by volume (and, with
+//! `--archive-after`, the archive step beside them), and fold every outcome
+//! into one report.
 //!
 //! control paces and stops the calls, retry says which failures are tried
-//! again; snapshot, purge, wait, copy and hooks make the calls; report
+//! again; snapshot, purge, archive, wait, copy and hooks make the calls; report
 //! assembles what happened and render prints it.
 
+pub(crate) mod archive;
 pub(crate) mod control;
 pub(crate) mod copy;
 pub(crate) mod hooks;
@@ -200,11 +202,15 @@ async fn run_region(
         (creates, hook_failures, copies)
     };
     let purge_step = purge::delete_all(&exec, &plan.deletes, &policy.job, &gates);
-    let ((creates, hook_failures, copies), deletes) = tokio::join!(snapshot_step, purge_step);
+    // Never a volume's newest (the plan's rule), so it waits for no create.
+    let archive_step = archive::archive_all(&exec, &plan.archives, now);
+    let ((creates, hook_failures, copies), deletes, archives) =
+        tokio::join!(snapshot_step, purge_step, archive_step);
     RegionRun::Executed {
         plan,
         creates,
         deletes,
+        archives,
         hook_failures,
         copies,
     }

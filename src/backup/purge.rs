@@ -336,6 +336,7 @@ mod tests {
                 plan,
                 creates: vec![],
                 deletes: outcomes,
+                archives: vec![],
                 hook_failures: vec![],
                 copies: vec![],
             },

@@ -139,6 +139,22 @@ impl Report {
                     permission_note(deleted.permission),
                 ))?;
             }
+            for archived in self
+                .archived
+                .iter()
+                .filter(|a| here(a.account.as_deref(), &a.region))
+            {
+                let verb = if self.dry_run { "archive" } else { "archived" };
+                lines.line(format_args!(
+                    "  {verb:<8}{} of {}, {} old: {}, kept until {} at least{}",
+                    archived.snapshot_id,
+                    archived.volume_id,
+                    format_age(now - archived.start_time),
+                    archived.kept_by,
+                    archived.kept_until_at_least.format("%Y-%m-%d"),
+                    permission_note(archived.permission),
+                ))?;
+            }
             // A real run shows only the kept snapshots worth a look.
             let notable = |k: &&KeptEntry| {
                 self.dry_run
@@ -208,8 +224,13 @@ impl Report {
             (n, true) => format!(", copy {n}"),
             (n, false) => format!(", copied {n}"),
         };
+        let archived = match (self.archived.len(), self.dry_run) {
+            (0, _) => String::new(),
+            (n, true) => format!(", archive {n}"),
+            (n, false) => format!(", archived {n}"),
+        };
         let counts = format!(
-            "{create} {} snapshot(s){copied}, {delete} {}, {keep} {}, {} failed",
+            "{create} {} snapshot(s){copied}, {delete} {}{archived}, {keep} {}, {} failed",
             self.created.len(),
             self.deleted.len(),
             self.kept.len(),

@@ -11,13 +11,14 @@ use compact_str::CompactString;
 use serde::Serialize;
 
 use crate::aws::accounts::{Blocked, Unit};
+use crate::backup::archive::ArchiveOutcome;
 use crate::backup::copy::{CopyOutcome, CopyRun};
 use crate::backup::purge::DeleteOutcome;
 use crate::backup::snapshot::{CreateOutcome, HookFailed};
 use crate::config::Config;
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, SnapshotState};
-use crate::plan::{Create, Delete, DeleteReason, KeepReason, Kept, Plan};
+use crate::plan::{Archive, Create, Delete, DeleteReason, KeepReason, Kept, Plan};
 use crate::values::as_text;
 use crate::values::OutputFormat;
 
@@ -33,6 +34,8 @@ pub enum RegionRun {
         plan: Plan,
         creates: Vec<CreateOutcome>,
         deletes: Vec<DeleteOutcome>,
+        /// The outcome of each archive (`--archive-after`), in plan order.
+        archives: Vec<ArchiveOutcome>,
         /// Pre- and post-hooks that failed, per instance.
         hook_failures: Vec<HookFailed>,
         /// `--copy-to`: the copies made in each destination, and the purge
@@ -58,6 +61,9 @@ pub struct Report {
     /// `--copy-to`: the disaster-recovery copies made (or, dry run, planned).
     pub(crate) copied: Vec<CopiedEntry>,
     pub(crate) deleted: Vec<DeletedEntry>,
+    /// `--archive-after`: the snapshots sent to the archive tier (or, dry
+    /// run, allowed to be).
+    pub(crate) archived: Vec<ArchivedEntry>,
     pub(crate) kept: Vec<KeptEntry>,
     pub failed: Vec<FailedEntry>,
     pub(crate) skipped_instances: Vec<SkippedEntry>,
@@ -137,6 +143,29 @@ pub struct DeletedEntry {
     pub(crate) reason: DeleteReason,
     /// `expired`, `error` or `duplicate`.
     pub(crate) reason_code: &'static str,
+}
+
+/// One per snapshot sent to the archive tier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArchivedEntry {
+    pub(crate) snapshot_id: CompactString,
+    pub(crate) volume_id: Arc<str>,
+    pub(crate) instance_id: Option<Arc<str>>,
+    pub(crate) device: Option<Arc<str>>,
+    /// The account (`--assume-role`); absent without roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) account: Option<Arc<str>>,
+    pub(crate) region: Arc<str>,
+    pub(crate) start_time: DateTime<Utc>,
+    /// `"allowed"` in a dry run, absent otherwise.
+    pub(crate) permission: Option<&'static str>,
+    /// The rule that keeps it (`monthly 2026-03`), and its code
+    /// (`keep_monthly`).
+    #[serde(serialize_with = "as_text")]
+    pub(crate) kept_by: KeepReason,
+    pub(crate) reason_code: &'static str,
+    /// The earliest its rules could let it go, 90 days away at least.
+    pub(crate) kept_until_at_least: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -237,6 +266,7 @@ impl Report {
             created: vec![],
             copied: vec![],
             deleted: vec![],
+            archived: vec![],
             kept: vec![],
             failed: vec![],
             skipped_instances: vec![],
@@ -290,7 +320,7 @@ impl Report {
 
     fn fold(&mut self, unit: &Unit, run: RegionRun) {
         let (region, account) = (unit.region.as_str(), &unit.account);
-        let (plan, creates, deletes, copies) = match run {
+        let (plan, creates, deletes, archives, copies) = match run {
             RegionRun::DiscoveryFailed { reason } => {
                 self.failed.push(FailedEntry {
                     action: "discover",
@@ -307,6 +337,7 @@ impl Report {
                 plan,
                 creates,
                 deletes,
+                archives,
                 hook_failures,
                 copies,
             } => {
@@ -321,7 +352,7 @@ impl Report {
                         reason: failed.reason,
                     });
                 }
-                (plan, creates, deletes, copies)
+                (plan, creates, deletes, archives, copies)
             }
         };
         self.regions_attempted += 1;
@@ -366,6 +397,9 @@ impl Report {
         self.deleted.reserve(plan.deletes.len());
         for (delete, outcome) in plan.deletes.into_iter().zip(deletes) {
             self.add_delete(&shared_region, &shared_account, delete, outcome);
+        }
+        for (archive, outcome) in plan.archives.into_iter().zip(archives) {
+            self.add_archive(&shared_region, &shared_account, archive, outcome);
         }
         for copy in copies {
             self.add_copy_run(unit, copy);
@@ -502,6 +536,50 @@ impl Report {
             self.kept.reserve(entries.len());
             self.kept.extend(entries);
         }
+    }
+
+    fn add_archive(
+        &mut self,
+        region: &Arc<str>,
+        account: &Option<Arc<str>>,
+        archive: Archive,
+        outcome: ArchiveOutcome,
+    ) {
+        let Archive {
+            snapshot,
+            kept_by,
+            released_at_earliest,
+        } = archive;
+        let permission = match outcome {
+            ArchiveOutcome::Requested => None,
+            ArchiveOutcome::Allowed => Some("allowed"),
+            ArchiveOutcome::Failed { reason } => {
+                self.failed.push(FailedEntry {
+                    action: "archive",
+                    snapshot_id: Some(snapshot.id.into()),
+                    volume_id: Some(snapshot.volume_id.to_string()),
+                    instance_id: snapshot.instance_id.as_deref().map(str::to_owned),
+                    account: account.as_deref().map(str::to_owned),
+                    region: region.to_string(),
+                    reason,
+                });
+                return;
+            }
+        };
+        let kept_by = KeepReason::Calendar(kept_by);
+        self.archived.push(ArchivedEntry {
+            snapshot_id: snapshot.id,
+            volume_id: snapshot.volume_id,
+            instance_id: snapshot.instance_id,
+            device: snapshot.device,
+            account: account.clone(),
+            region: Arc::clone(region),
+            start_time: snapshot.start_time,
+            permission,
+            reason_code: kept_by.code(),
+            kept_by,
+            kept_until_at_least: released_at_earliest,
+        });
     }
 
     fn add_delete(
@@ -723,6 +801,7 @@ mod tests {
             },
             creates: vec![],
             deletes: vec![],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -745,6 +824,7 @@ mod tests {
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -795,6 +875,7 @@ mod tests {
                 },
             ],
             deletes: vec![DeleteOutcome::Deleted],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -818,6 +899,7 @@ mod tests {
             deletes: vec![DeleteOutcome::InUse {
                 message: "used by ami-1".into(),
             }],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -845,6 +927,7 @@ mod tests {
                 until: Some(until),
                 message: "locked".into(),
             }],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -871,6 +954,7 @@ mod tests {
             plan,
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -901,6 +985,7 @@ mod tests {
                 created("snap-b"),
             ],
             deletes: vec![DeleteOutcome::Withheld],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -921,6 +1006,7 @@ mod tests {
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::AlreadyGone],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -957,6 +1043,7 @@ mod tests {
                 plan: Plan::default(),
                 creates: vec![],
                 deletes: vec![],
+                archives: vec![],
                 hook_failures: vec![],
                 copies: vec![],
             },
@@ -981,6 +1068,7 @@ mod tests {
                 },
             ],
             deletes: vec![DeleteOutcome::Allowed],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -1022,6 +1110,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             plan,
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -1047,6 +1136,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
+            archives: vec![],
             hook_failures: vec![HookFailed {
                 instance_id: "i-1".into(),
                 which: "post-hook",
@@ -1072,6 +1162,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         };
@@ -1110,6 +1201,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             plan: plan(),
             creates: vec![created("snap-a"), created("snap-b")],
             deletes: vec![DeleteOutcome::Deleted],
+            archives: vec![],
             hook_failures: vec![],
             copies: vec![],
         }

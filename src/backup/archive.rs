@@ -1,0 +1,303 @@
+//! The archive step (`--archive-after`): each planned snapshot is tagged
+//! `ebsnap:archived-at`, then moved to the archive tier by
+//! ModifySnapshotTier. The tag goes first, so that a snapshot ebsnap asked
+//! EC2 to archive is always known as ebsnap's to delete later, even when the
+//! answer to ModifySnapshotTier is lost.
+//!
+//! EBS User Guide, "Archive an Amazon EBS snapshot" (archive-snapshot.html):
+//! only a `completed` snapshot can be archived, and "you can continue to use
+//! the snapshot while the archive is in process". ModifySnapshotTier's API
+//! reference names no error codes of its own; a second request for a
+//! snapshot already on its way answers with a refusal, which ebsnap
+//! recognises by asking DescribeSnapshotTierStatus, not by the code.
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, TargetStorageTier, TieringOperationStatus};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::{stream, StreamExt};
+
+use crate::aws::{dry_run_verdict, ec2_tags, error_text, MAX_IN_FLIGHT};
+use crate::backup::control::Executor;
+use crate::inventory::TAG_ARCHIVED_AT;
+use crate::plan::Archive;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ArchiveOutcome {
+    /// EC2 took the request: the snapshot is on its way to the archive.
+    Requested,
+    /// Dry run: EC2 confirmed the credentials may tag and archive it.
+    Allowed,
+    Failed {
+        reason: String,
+    },
+}
+
+/// Carries out (or, in a dry run, checks) every archive; outcomes come back
+/// in the order of `archives`, at most `MAX_IN_FLIGHT` at a time.
+pub(crate) async fn archive_all(
+    exec: &Executor,
+    archives: &[Archive],
+    now: DateTime<Utc>,
+) -> Vec<ArchiveOutcome> {
+    let asked_at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    stream::iter(archives)
+        .map(|archive| archive_one(exec, archive, &asked_at))
+        .buffered(MAX_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+async fn archive_one(exec: &Executor, archive: &Archive, asked_at: &str) -> ArchiveOutcome {
+    let id = &*archive.snapshot.id;
+    let dry_run = exec.dry_run;
+    if let Err(reason) = exec.tag_pacer.acquire(&exec.stop).await {
+        return ArchiveOutcome::Failed { reason };
+    }
+    let tagged = exec
+        .client
+        .create_tags()
+        .resources(id)
+        .set_tags(Some(ec2_tags([(TAG_ARCHIVED_AT, asked_at)])))
+        .dry_run(dry_run)
+        .send()
+        .await;
+    let tagged = if dry_run {
+        dry_run_verdict(tagged)
+    } else {
+        tagged.map(|_| ()).map_err(|err| error_text(&err))
+    };
+    if let Err(reason) = tagged {
+        return ArchiveOutcome::Failed {
+            reason: format!("tagging it {TAG_ARCHIVED_AT}: {reason}"),
+        };
+    }
+    if let Err(reason) = exec.delete_pacer.acquire(&exec.stop).await {
+        return ArchiveOutcome::Failed { reason };
+    }
+    let result = exec
+        .client
+        .modify_snapshot_tier()
+        .snapshot_id(id)
+        .storage_tier(TargetStorageTier::Archive)
+        .dry_run(dry_run)
+        .send()
+        .await;
+    if dry_run {
+        return match dry_run_verdict(result) {
+            Ok(()) => ArchiveOutcome::Allowed,
+            Err(reason) => ArchiveOutcome::Failed { reason },
+        };
+    }
+    match result {
+        Ok(_) => {
+            tracing::info!(snapshot = id, "archiving snapshot");
+            ArchiveOutcome::Requested
+        }
+        // The SDK retries a lost answer; its retry then finds the archive
+        // under way and is refused. Ask EC2 what it is doing with it.
+        Err(err)
+            if err.code() != Some("UnauthorizedOperation")
+                && archival_under_way(exec, id).await =>
+        {
+            tracing::info!(snapshot = id, "archive already under way");
+            ArchiveOutcome::Requested
+        }
+        Err(err) => ArchiveOutcome::Failed {
+            reason: error_text(&err),
+        },
+    }
+}
+
+/// Whether EC2 is archiving `snapshot_id`, or has: DescribeSnapshotTierStatus
+/// (API reference, SnapshotTierStatus: lastTieringOperationStatus
+/// `archival-in-progress` or `archival-completed`).
+async fn archival_under_way(exec: &Executor, snapshot_id: &str) -> bool {
+    let answer = exec
+        .client
+        .describe_snapshot_tier_status()
+        .filters(
+            Filter::builder()
+                .name("snapshot-id")
+                .values(snapshot_id)
+                .build(),
+        )
+        .send()
+        .await;
+    let Ok(answer) = answer else {
+        return false;
+    };
+    answer.snapshot_tier_statuses().iter().any(|status| {
+        status.snapshot_id() == Some(snapshot_id)
+            && matches!(
+                status.last_tiering_operation_status(),
+                Some(
+                    TieringOperationStatus::ArchivalInProgress
+                        | TieringOperationStatus::ArchivalCompleted
+                )
+            )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::testing::ec2_error;
+    use crate::backup::control::test_executor;
+    use crate::backup::report::{RegionRun, Report};
+    use crate::exit::ExitStatus;
+    use crate::inventory::testing::job_snapshot;
+    use crate::plan::Plan;
+    use crate::retention::KeptBy;
+    use aws_sdk_ec2::operation::create_tags::{CreateTagsError, CreateTagsOutput};
+    use aws_sdk_ec2::operation::describe_snapshot_tier_status::DescribeSnapshotTierStatusOutput;
+    use aws_sdk_ec2::operation::modify_snapshot_tier::{
+        ModifySnapshotTierError, ModifySnapshotTierOutput,
+    };
+    use aws_sdk_ec2::types::SnapshotTierStatus;
+    use aws_sdk_ec2::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use chrono::{TimeZone, Utc};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 3, 0, 0).unwrap()
+    }
+
+    fn archive(id: &str) -> Archive {
+        let start = Utc.with_ymd_and_hms(2026, 9, 30, 2, 0, 0).unwrap();
+        Archive {
+            snapshot: job_snapshot(id, "vol-1", start),
+            kept_by: KeptBy::Last(1),
+            released_at_earliest: Utc.with_ymd_and_hms(2027, 9, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    fn tagged_archived_at() -> aws_smithy_mocks::Rule {
+        mock!(Client::create_tags)
+            .match_requests(|req| {
+                req.tags().len() == 1
+                    && req.tags()[0].key() == Some(TAG_ARCHIVED_AT)
+                    && req.tags()[0].value() == Some("2026-12-02T03:00:00Z")
+            })
+            .then_output(|| CreateTagsOutput::builder().build())
+    }
+
+    #[tokio::test]
+    async fn each_snapshot_is_tagged_then_sent_to_the_archive() {
+        let tag = tagged_archived_at();
+        let modify = mock!(Client::modify_snapshot_tier)
+            .match_requests(|req| {
+                req.snapshot_id() == Some("snap-1")
+                    && req.storage_tier() == Some(&TargetStorageTier::Archive)
+            })
+            .then_output(|| {
+                ModifySnapshotTierOutput::builder()
+                    .snapshot_id("snap-1")
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&tag, &modify]);
+        let outcomes =
+            archive_all(&test_executor(client, false), &[archive("snap-1")], now()).await;
+        assert_eq!(outcomes, [ArchiveOutcome::Requested]);
+        assert_eq!((tag.num_calls(), modify.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_one_already_on_its_way_counts_and_any_other_fails() {
+        let tag = tagged_archived_at();
+        let refused = mock!(Client::modify_snapshot_tier).then_error(|| {
+            ModifySnapshotTierError::generic(ec2_error("IncorrectState", "already archiving"))
+        });
+        let under_way = mock!(Client::describe_snapshot_tier_status)
+            .match_requests(|req| {
+                req.filters()
+                    .iter()
+                    .any(|f| f.name() == Some("snapshot-id") && f.values() == ["snap-1"])
+            })
+            .then_output(|| {
+                DescribeSnapshotTierStatusOutput::builder()
+                    .snapshot_tier_statuses(
+                        SnapshotTierStatus::builder()
+                            .snapshot_id("snap-1")
+                            .last_tiering_operation_status(
+                                TieringOperationStatus::ArchivalInProgress,
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let not_under_way = mock!(Client::describe_snapshot_tier_status)
+            .then_output(|| DescribeSnapshotTierStatusOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&tag, &refused, &under_way, &not_under_way]
+        );
+        let exec = test_executor(client, false);
+        let outcomes = archive_all(&exec, &[archive("snap-1"), archive("snap-2")], now()).await;
+        assert_eq!(outcomes[0], ArchiveOutcome::Requested);
+        assert!(
+            matches!(&outcomes[1], ArchiveOutcome::Failed { reason } if reason.contains("IncorrectState")),
+            "{:?}",
+            outcomes[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_untaggable_snapshot_is_never_sent_to_the_archive() {
+        // Without its tag ebsnap could not tell the archived snapshot for
+        // its own: the archive waits for a run that can tag it.
+        let refused = mock!(Client::create_tags).then_error(|| {
+            CreateTagsError::generic(ec2_error("UnauthorizedOperation", "not allowed"))
+        });
+        let modify = mock!(Client::modify_snapshot_tier)
+            .then_output(|| ModifySnapshotTierOutput::builder().build());
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&refused, &modify]);
+        let outcomes =
+            archive_all(&test_executor(client, false), &[archive("snap-1")], now()).await;
+        assert!(
+            matches!(&outcomes[0], ArchiveOutcome::Failed { reason } if reason.starts_with("tagging it ebsnap:archived-at")),
+            "{outcomes:?}"
+        );
+        assert_eq!(modify.num_calls(), 0);
+
+        // The report names it, and the run fails: the operator must fix it.
+        let config =
+            crate::config::Config::from_cli(<crate::cli::Cli as clap::Parser>::parse_from([
+                "ebsnap", "purge",
+            ]));
+        let mut report = Report::new(&config, "run-1".into(), vec!["us-east-1".into()]);
+        let plan = Plan {
+            archives: vec![archive("snap-1")],
+            ..Plan::default()
+        };
+        report.add_region(
+            "us-east-1",
+            RegionRun::Executed {
+                plan,
+                creates: vec![],
+                deletes: vec![],
+                archives: outcomes,
+                hook_failures: vec![],
+                copies: vec![],
+            },
+        );
+        assert_eq!(report.exit_status(), ExitStatus::Failure);
+        assert_eq!(report.failed[0].action, "archive");
+        assert!(report.archived.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_checks_both_permissions_and_changes_nothing() {
+        let dry = |code: &'static str| ec2_error(code, "Request would have succeeded");
+        let tag = mock!(Client::create_tags)
+            .match_requests(|req| req.dry_run() == Some(true))
+            .then_error(move || CreateTagsError::generic(dry("DryRunOperation")));
+        let modify = mock!(Client::modify_snapshot_tier)
+            .match_requests(|req| req.dry_run() == Some(true))
+            .then_error(move || ModifySnapshotTierError::generic(dry("DryRunOperation")));
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&tag, &modify]);
+        let outcomes = archive_all(&test_executor(client, true), &[archive("snap-1")], now()).await;
+        assert_eq!(outcomes, [ArchiveOutcome::Allowed]);
+        assert_eq!((tag.num_calls(), modify.num_calls()), (1, 1));
+    }
+}
