@@ -58,6 +58,7 @@ pub(crate) fn policy(job: &str) -> Value {
                     "ec2:DescribeInstances",
                     "ec2:DescribeLockedSnapshots",
                     "ec2:DescribeRegions",
+                    "ec2:DescribeSnapshotTierStatus",
                     "ec2:DescribeSnapshots",
                     "ec2:DescribeVolumes"
                 ],
@@ -108,6 +109,16 @@ pub(crate) fn policy(job: &str) -> Value {
                 "Sid": "DeleteOnlyThisJobsSnapshots",
                 "Effect": "Allow",
                 "Action": "ec2:DeleteSnapshot",
+                "Resource": SNAPSHOTS,
+                "Condition": { "StringEquals": { format!("ec2:ResourceTag/{TAG_JOB}"): job } }
+            },
+            {
+                // --archive-after, and restore --from-archive. EBS User
+                // Guide, "Required IAM permissions for archiving": the
+                // snapshot is the resource of both.
+                "Sid": "ArchiveAndBringBackOnlyThisJobsSnapshots",
+                "Effect": "Allow",
+                "Action": ["ec2:ModifySnapshotTier", "ec2:RestoreSnapshotTier"],
                 "Resource": SNAPSHOTS,
                 "Condition": { "StringEquals": { format!("ec2:ResourceTag/{TAG_JOB}"): job } }
             },
@@ -192,7 +203,7 @@ mod tests {
         );
         assert_eq!(
             text.matches("/ebsnap:job\": \"hourly\"").count(),
-            6,
+            7,
             "{text}"
         );
         assert!(!text.contains("\"default\""), "{text}");

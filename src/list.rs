@@ -6,7 +6,7 @@
 //! snapshots of a volume that no longer exists, or of an instance no longer
 //! selected), with or without `--orphans-after`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -41,6 +41,16 @@ pub struct ListEntry {
     /// `standard`, or `archive` for a snapshot in the archive tier (it must
     /// come back from the archive, which takes hours, before a restore).
     pub(crate) storage_tier: &'static str,
+    /// For an archived snapshot: how long bringing it back may take, in
+    /// hours (EBS User Guide, "Considerations and limitations for archiving
+    /// Amazon EBS snapshots": "It can take up to 72 hours to restore an
+    /// archived snapshot"); `null` in the standard tier.
+    pub(crate) restore_hours_at_most: Option<u32>,
+    /// `ebsnap` when ebsnap archived it (or asked EC2 to: it may still be
+    /// on its way), `other` when someone else did; `null` otherwise.
+    pub(crate) archived_by: Option<&'static str>,
+    /// The next run with `--archive-after` sends it to the archive tier.
+    pub(crate) archive_next_run: bool,
     /// `delete` (at the next purge) or `keep`.
     pub(crate) purge: &'static str,
     pub(crate) reason: String,
@@ -101,6 +111,11 @@ pub(crate) fn entries(
         .deletes
         .into_iter()
         .map(|d| (d.snapshot, Err(d.reason)));
+    let to_archive: HashSet<CompactString> = plan
+        .archives
+        .iter()
+        .map(|a| a.snapshot.id.clone())
+        .collect();
     let kept = plan.kept.into_iter().map(|k| (k.snapshot, Ok(k.reason)));
     let mut entries: Vec<ListEntry> = deletes
         .chain(kept)
@@ -110,7 +125,11 @@ pub(crate) fn entries(
         })
         .map(|(snapshot, reason)| {
             let orphan = orphans.get(&snapshot.volume_id).copied();
-            entry(&shared_region, snapshot, reason, orphan)
+            let archive_next_run = to_archive.contains(&snapshot.id);
+            ListEntry {
+                archive_next_run,
+                ..entry(&shared_region, snapshot, reason, orphan)
+            }
         })
         .collect();
     entries.sort_by(|a, b| {
@@ -123,6 +142,11 @@ pub(crate) fn entries(
     });
     entries
 }
+
+/// EBS User Guide, "Considerations and limitations for archiving Amazon
+/// EBS snapshots": "It can take up to 72 hours to restore an archived
+/// snapshot from the archive tier to the standard tier".
+pub(crate) const ARCHIVE_RESTORE_HOURS: u32 = 72;
 
 fn entry(
     region: &Arc<str>,
@@ -160,6 +184,13 @@ fn entry(
         } else {
             "standard"
         },
+        restore_hours_at_most: snapshot.archived.then_some(ARCHIVE_RESTORE_HOURS),
+        archived_by: match (snapshot.archived_by_ebsnap, snapshot.archived) {
+            (Some(_), _) => Some("ebsnap"),
+            (None, true) => Some("other"),
+            (None, false) => None,
+        },
+        archive_next_run: false,
         purge,
         reason,
         reason_code,
@@ -255,7 +286,10 @@ impl Listing {
         for entry in &self.snapshots {
             let state = match (&entry.progress, entry.state.as_str()) {
                 (Some(progress), "pending") => format!("pending {progress}"),
-                _ if entry.storage_tier == "archive" => format!("{} (archived)", entry.state),
+                _ if entry.storage_tier == "archive" => format!(
+                    "archived (restore up to {}h)",
+                    entry.restore_hours_at_most.unwrap_or(ARCHIVE_RESTORE_HOURS)
+                ),
                 _ => entry.state.to_string(),
             };
             let mut row: Vec<String> = vec![
@@ -351,6 +385,15 @@ impl Listing {
 
 /// The PURGE column: short, so the table fits a terminal.
 fn purge_column(entry: &ListEntry) -> String {
+    let verdict = purge_verdict(entry);
+    if entry.archive_next_run {
+        verdict + ", to archive"
+    } else {
+        verdict
+    }
+}
+
+fn purge_verdict(entry: &ListEntry) -> String {
     match (entry.purge, entry.reason_code) {
         ("delete", code) => format!("delete ({code})"),
         (_, "within_retention") => match entry.expires_at {
@@ -361,6 +404,7 @@ fn purge_column(entry: &ListEntry) -> String {
         (_, "keep_min") => "keep (last good)".into(),
         (_, "pending") => "keep (not finished)".into(),
         (_, "delete_guard") => "keep (purge refused)".into(),
+        (_, "archive_minimum") => "keep (90 days archived)".into(),
         // The calendar rule and its period: `keep (daily 2026-11-30)`.
         (_, "keep_hourly" | "keep_daily" | "keep_weekly" | "keep_monthly" | "keep_yearly") => {
             format!("keep ({})", entry.reason)
@@ -449,6 +493,75 @@ mod tests {
             ]
         );
         assert_eq!(entries[0].expires_at, Some(now() + TimeDelta::days(6)));
+    }
+
+    #[test]
+    fn the_tier_who_archived_and_the_restore_time_are_shown() {
+        let policy = Policy {
+            retention: None,
+            keep: crate::config::KeepRules {
+                monthly: 12,
+                ..Default::default()
+            },
+            archive_after: Some(TimeDelta::days(30)),
+            ..policy()
+        };
+        let snapshots = vec![
+            snap("newest", "i-a", "vol-a", 1, SnapshotState::Completed),
+            snap("due", "i-a", "vol-a", 40, SnapshotState::Completed),
+            ExistingSnapshot {
+                archived: true,
+                archived_by_ebsnap: Some(now() - TimeDelta::days(50)),
+                ..snap("ours", "i-a", "vol-a", 70, SnapshotState::Completed)
+            },
+            ExistingSnapshot {
+                archived: true,
+                ..snap("theirs", "i-a", "vol-a", 400, SnapshotState::Completed)
+            },
+        ];
+        let listing = Listing {
+            job: "default".into(),
+            regions: vec!["us-east-1".into()],
+            snapshots: entries(
+                "us-east-1",
+                inventory(snapshots),
+                &policy,
+                &no_filter(),
+                now(),
+            ),
+            failed: vec![],
+        };
+        let view: Vec<_> = listing
+            .snapshots
+            .iter()
+            .map(|e| {
+                (
+                    &*e.snapshot_id,
+                    e.storage_tier,
+                    e.archived_by,
+                    e.restore_hours_at_most,
+                    e.archive_next_run,
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("newest", "standard", None, None, false),
+                ("due", "standard", None, None, true),
+                ("ours", "archive", Some("ebsnap"), Some(72), false),
+                ("theirs", "archive", Some("other"), Some(72), false),
+            ]
+        );
+        let text = listing.to_text(now(), None);
+        assert!(text.contains("archived (restore up to 72h)"), "{text}");
+        assert!(
+            text.contains("keep (monthly 2026-10), to archive"),
+            "{text}"
+        );
+        let json = listing.to_json();
+        assert!(json.contains("\"archived_by\": \"ebsnap\""), "{json}");
+        assert!(json.contains("\"restore_hours_at_most\": 72"), "{json}");
     }
 
     #[test]
