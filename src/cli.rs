@@ -188,6 +188,12 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DEVICE", requires = "attach_to")]
     pub device: Option<String>,
 
+    /// With --snapshot of a snapshot in the archive tier: bring it back first
+    /// (RestoreSnapshotTier, a temporary restore of 7 days), wait for it
+    /// with progress (up to 72 hours), then restore.
+    #[arg(long, requires = "snapshot")]
+    pub from_archive: bool,
+
     /// How long to wait for the volumes to be available (and attached).
     #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub wait_timeout: TimeDelta,

@@ -230,6 +230,8 @@ pub struct RestoreRequest {
     pub attach_to: Option<String>,
     /// With `snapshot` and `attach_to`: the device to attach at.
     pub device: Option<String>,
+    /// `--from-archive`: bring an archived snapshot back first.
+    pub from_archive: bool,
     /// How long to wait for the volumes to be available (and attached).
     pub wait_timeout: std::time::Duration,
 }
@@ -248,6 +250,7 @@ impl From<RestoreArgs> for RestoreRequest {
             kms_key_id: args.kms_key_id,
             attach_to: args.attach_to,
             device: args.device,
+            from_archive: args.from_archive,
             wait_timeout: to_std(args.wait_timeout),
         }
     }

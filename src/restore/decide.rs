@@ -172,9 +172,9 @@ pub(crate) fn choose_run(
 pub(crate) fn check_restorable(snapshot: &SourceSnapshot) -> Result<(), String> {
     if snapshot.archived && snapshot.state == SnapshotState::Completed {
         return Err(format!(
-            "snapshot {id} is in the archive tier: bring it back first with \
-             `aws ec2 restore-snapshot-tier --snapshot-id {id} --temporary-restore-days 7` \
-             (hours: `aws ec2 describe-snapshot-tier-status` shows when), then run this again",
+            "snapshot {id} is in the archive tier: add --from-archive to bring it back first \
+             (up to 72 hours, kept out of the archive for 7 days), or restore a newer one \
+             (`ebsnap list` shows the tiers)",
             id = snapshot.id
         ));
     }
@@ -464,6 +464,7 @@ pub(super) mod tests {
             kms_key_id: None,
             attach_to: None,
             device: None,
+            from_archive: false,
             wait_timeout: Duration::from_secs(30 * 60),
         }
     }
@@ -531,13 +532,10 @@ pub(super) mod tests {
         s.archived = true;
         let err = check_restorable(&s).unwrap_err();
         assert!(
-            err.starts_with("snapshot snap-1 is in the archive tier: bring it back first with"),
+            err.starts_with("snapshot snap-1 is in the archive tier: add --from-archive"),
             "{err}"
         );
-        assert!(
-            err.contains("aws ec2 restore-snapshot-tier --snapshot-id snap-1"),
-            "{err}"
-        );
+        assert!(err.contains("up to 72 hours"), "{err}");
     }
 
     #[test]

@@ -435,3 +435,229 @@ pub(super) async fn target_instance(
     }
     Ok(target)
 }
+
+/// How long a snapshot brought back by `restore --from-archive` stays in the
+/// standard tier before EC2 archives it again by itself: long enough for a
+/// bring-back of up to 72 hours and a restore after it. A temporary restore
+/// keeps the archived copy (EBS User Guide, "Restore an archived Amazon EBS
+/// snapshot": "During the restore period, a copy of the snapshot remains in
+/// the archive tier"), so ebsnap's purge still counts its 90 days.
+pub(crate) const TEMPORARY_RESTORE_DAYS: i32 = 7;
+
+/// The longest `--from-archive` waits for a snapshot to come back: EC2's 72
+/// hours ("Considerations and limitations for archiving": "It can take up
+/// to 72 hours to restore an archived snapshot"), and some hours more.
+const BRING_BACK_TIMEOUT: Duration = Duration::from_secs(80 * 3600);
+const BRING_BACK_MAX_POLL: Duration = Duration::from_secs(60);
+
+/// Brings `snapshot_id` back from the archive tier (`restore
+/// --from-archive`): RestoreSnapshotTier for `TEMPORARY_RESTORE_DAYS` days,
+/// unless a restore of it is already under way (a rerun after an
+/// interrupted wait), then waits, telling its progress, until
+/// DescribeSnapshotTierStatus shows it in the standard tier. A dry run only
+/// asks whether the credentials may.
+pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool) -> Result<()> {
+    use aws_sdk_ec2::types::TieringOperationStatus as Status;
+    let status = tier_status(client, snapshot_id).await?;
+    let under_way = matches!(
+        status
+            .as_ref()
+            .and_then(|s| s.last_tiering_operation_status()),
+        Some(Status::TemporaryRestoreInProgress | Status::PermanentRestoreInProgress)
+    );
+    if !under_way {
+        let asked = client
+            .restore_snapshot_tier()
+            .snapshot_id(snapshot_id)
+            .temporary_restore_days(TEMPORARY_RESTORE_DAYS)
+            .dry_run(dry_run)
+            .send()
+            .await;
+        if dry_run {
+            return aws::dry_run_verdict(asked).map_err(|reason| {
+                anyhow!("bringing snapshot {snapshot_id} back from the archive: {reason}")
+            });
+        }
+        asked.map_err(|err| {
+            anyhow!(
+                "bringing snapshot {snapshot_id} back from the archive: {}",
+                error_text(&err)
+            )
+        })?;
+    } else if dry_run {
+        return Ok(());
+    }
+    crate::notice::tell(&format!(
+        "bringing {snapshot_id} back from the archive tier (up to 72 hours; Ctrl-C stops \
+         waiting, not the restore: run this again to pick it up)"
+    ));
+    let deadline = tokio::time::Instant::now() + BRING_BACK_TIMEOUT;
+    let mut pause = FIRST_POLL;
+    let mut told = None;
+    loop {
+        let status = tier_status(client, snapshot_id).await;
+        if let Ok(Some(status)) = &status {
+            match bring_back_progress(status) {
+                BringBack::Back => return Ok(()),
+                BringBack::Failed(detail) => bail!(
+                    "EC2 could not bring snapshot {snapshot_id} back from the archive: {detail}"
+                ),
+                BringBack::Progress(percent) => {
+                    if told != Some(percent) {
+                        crate::notice::tell(&format!("{snapshot_id}: {percent}% back"));
+                        told = Some(percent);
+                    }
+                }
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            bail!(
+                "snapshot {snapshot_id} is not back from the archive after 80 hours: look with \
+                 aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values={snapshot_id}"
+            );
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(BRING_BACK_MAX_POLL);
+    }
+}
+
+/// Where a bring-back from the archive stands, from its tier status.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BringBack {
+    Back,
+    Progress(i32),
+    Failed(String),
+}
+
+/// API reference, SnapshotTierStatus: `storageTier` `standard` "indicates
+/// that the snapshot is stored in the standard snapshot storage tier and
+/// that it is ready for use"; `lastTieringOperationStatus` ends in
+/// `temporary-restore-completed` (or `-failed`).
+pub(super) fn bring_back_progress(status: &aws_sdk_ec2::types::SnapshotTierStatus) -> BringBack {
+    use aws_sdk_ec2::types::{StorageTier, TieringOperationStatus as Status};
+    match status.last_tiering_operation_status() {
+        Some(Status::TemporaryRestoreFailed | Status::PermanentRestoreFailed) => BringBack::Failed(
+            status
+                .last_tiering_operation_status_detail()
+                .unwrap_or("restore failed")
+                .to_owned(),
+        ),
+        _ if status.storage_tier() == Some(&StorageTier::Standard) => BringBack::Back,
+        _ => BringBack::Progress(status.last_tiering_progress().unwrap_or(0)),
+    }
+}
+
+async fn tier_status(
+    client: &Client,
+    snapshot_id: &str,
+) -> Result<Option<aws_sdk_ec2::types::SnapshotTierStatus>> {
+    let answer = client
+        .describe_snapshot_tier_status()
+        .filters(
+            Filter::builder()
+                .name("snapshot-id")
+                .values(snapshot_id)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow!(
+                "reading the archive status of snapshot {snapshot_id}: {}",
+                error_text(&err)
+            )
+        })?;
+    Ok(answer
+        .snapshot_tier_statuses()
+        .iter()
+        .find(|s| s.snapshot_id() == Some(snapshot_id))
+        .cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::operation::describe_snapshot_tier_status::DescribeSnapshotTierStatusOutput;
+    use aws_sdk_ec2::operation::restore_snapshot_tier::RestoreSnapshotTierOutput;
+    use aws_sdk_ec2::types::{SnapshotTierStatus, StorageTier, TieringOperationStatus as Status};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn status(tier: StorageTier, op: Status, progress: i32) -> DescribeSnapshotTierStatusOutput {
+        DescribeSnapshotTierStatusOutput::builder()
+            .snapshot_tier_statuses(
+                SnapshotTierStatus::builder()
+                    .snapshot_id("snap-1")
+                    .storage_tier(tier)
+                    .last_tiering_operation_status(op)
+                    .last_tiering_progress(progress)
+                    .build(),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn an_archived_snapshot_is_restored_for_7_days_and_waited_for() {
+        let first_look = mock!(Client::describe_snapshot_tier_status)
+            .then_output(|| status(StorageTier::Archive, Status::ArchivalCompleted, 100));
+        let restore = mock!(Client::restore_snapshot_tier)
+            .match_requests(|req| {
+                req.snapshot_id() == Some("snap-1")
+                    && req.temporary_restore_days() == Some(TEMPORARY_RESTORE_DAYS)
+                    && req.permanent_restore().is_none()
+            })
+            .then_output(|| RestoreSnapshotTierOutput::builder().build());
+        let halfway = mock!(Client::describe_snapshot_tier_status)
+            .then_output(|| status(StorageTier::Archive, Status::TemporaryRestoreInProgress, 50));
+        let back = mock!(Client::describe_snapshot_tier_status).then_output(|| {
+            status(
+                StorageTier::Standard,
+                Status::TemporaryRestoreCompleted,
+                100,
+            )
+        });
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::Sequential,
+            [&first_look, &restore, &halfway, &back]
+        );
+        bring_back(&client, "snap-1", false).await.unwrap();
+        assert_eq!(restore.num_calls(), 1);
+        assert_eq!(back.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_restore_already_under_way_is_waited_for_not_asked_again() {
+        let under_way = mock!(Client::describe_snapshot_tier_status)
+            .then_output(|| status(StorageTier::Archive, Status::TemporaryRestoreInProgress, 10));
+        let back = mock!(Client::describe_snapshot_tier_status).then_output(|| {
+            status(
+                StorageTier::Standard,
+                Status::TemporaryRestoreCompleted,
+                100,
+            )
+        });
+        let restore = mock!(Client::restore_snapshot_tier)
+            .then_output(|| RestoreSnapshotTierOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::Sequential,
+            [&under_way, &back, &restore]
+        );
+        bring_back(&client, "snap-1", false).await.unwrap();
+        assert_eq!(restore.num_calls(), 0);
+    }
+
+    #[test]
+    fn a_failed_bring_back_says_what_ec2_said() {
+        let failed = SnapshotTierStatus::builder()
+            .storage_tier(StorageTier::Archive)
+            .last_tiering_operation_status(Status::TemporaryRestoreFailed)
+            .last_tiering_operation_status_detail("internal error")
+            .build();
+        assert_eq!(
+            bring_back_progress(&failed),
+            BringBack::Failed("internal error".into())
+        );
+    }
+}

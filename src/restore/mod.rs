@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use crate::aws::{self, dry_run_verdict};
 use crate::config::{Config, RestoreRequest};
 use ec2::{
-    create_request, describe_instance, execute, instance_snapshots, one_snapshot, source_volumes,
-    target_instance,
+    bring_back, create_request, describe_instance, execute, instance_snapshots, one_snapshot,
+    source_volumes, target_instance,
 };
 use report::restored;
 
@@ -68,9 +68,28 @@ pub(crate) async fn restore(
         Some(id) => Some(target_instance(client, id, region).await?),
         None => None,
     };
+    let mut brought_back_from_archive = vec![];
     let (run_id, snapshots, skipped) = match (&args.snapshot, &args.instance) {
         (Some(id), _) => {
-            let snapshot = one_snapshot(client, id, region).await?;
+            let mut snapshot = one_snapshot(client, id, region).await?;
+            if snapshot.archived && args.from_archive {
+                bring_back(client, id, dry_run).await?;
+                if dry_run {
+                    // The rest of the restore can be checked only once it
+                    // is back: say so, with what was checked.
+                    return Ok(RestoreReport {
+                        dry_run,
+                        region: region.to_string(),
+                        run_id: None,
+                        restored: vec![],
+                        failed: vec![],
+                        skipped: vec![],
+                        brought_back_from_archive: vec![id.clone()],
+                    });
+                }
+                brought_back_from_archive.push(id.clone());
+                snapshot = one_snapshot(client, id, region).await?;
+            }
             check_restorable(&snapshot).map_err(|e| anyhow!(e))?;
             (None, vec![snapshot], vec![])
         }
@@ -137,6 +156,7 @@ pub(crate) async fn restore(
         restored: vec![],
         failed: vec![],
         skipped,
+        brought_back_from_archive,
     };
     if dry_run {
         for spec in &specs {

@@ -51,6 +51,10 @@ pub struct RestoreReport {
     pub(crate) restored: Vec<Restored>,
     pub failed: Vec<FailedRestore>,
     pub(crate) skipped: Vec<Skipped>,
+    /// `--from-archive`: the snapshot brought back from the archive tier
+    /// first (in a dry run: allowed to be; the rest is checked once back).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) brought_back_from_archive: Vec<String>,
 }
 
 impl RestoreReport {
@@ -81,6 +85,17 @@ impl RestoreReport {
             );
         } else if !self.restored.is_empty() {
             let _ = writeln!(out, "Restored in {}{run}:", self.region);
+        }
+        for id in &self.brought_back_from_archive {
+            let _ = if self.dry_run {
+                writeln!(
+                    out,
+                    "  bring {id} back from the archive tier (permitted), then restore it: \
+                     run without --dry-run (up to 72 hours)"
+                )
+            } else {
+                writeln!(out, "  brought {id} back from the archive tier")
+            };
         }
         for r in &self.restored {
             let what = format!(
@@ -194,6 +209,7 @@ mod tests {
             }],
             failed: vec![],
             skipped: vec![],
+            brought_back_from_archive: vec![],
         };
         assert_eq!(report.exit_status(), ExitStatus::Success);
         assert_eq!(
