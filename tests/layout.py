@@ -26,7 +26,7 @@ LAYERS = {
     "discovery": 5, "plan": 5,
     "backup::control": 6, "backup::hooks": 6,
     "backup::retry": 7,
-    "backup::snapshot": 8, "backup::purge": 8,
+    "backup::snapshot": 8, "backup::purge": 8, "backup::archive": 8,
     "backup::wait": 9, "backup::copy": 9,
     "backup::report": 10, "backup::render": 11, "backup": 12,
     "restore::decide": 6, "restore::report": 7, "restore::ec2": 8, "restore": 9,
