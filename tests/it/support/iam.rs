@@ -2192,7 +2192,12 @@ mod tests {
                 Requested::Unjudged(_)
             ));
             assert!(matches!(
-                authorizations(action, &params(&[("SnapshotId", "snap-gone")]), &scope(), &state),
+                authorizations(
+                    action,
+                    &params(&[("SnapshotId", "snap-gone")]),
+                    &scope(),
+                    &state
+                ),
                 Requested::Unjudged(_)
             ));
         }
@@ -2201,14 +2206,28 @@ mod tests {
             r#"{"Effect":"Allow","Action":"ec2:ModifySnapshotTier","Resource":"*",
                 "Condition":{"StringEquals":{"ec2:ResourceTag/ebsnap:job":"default"}}}"#,
         );
-        assert!(judge(&ec2_key, "ModifySnapshotTier", &[("SnapshotId", "snap-mine")], &state).is_ok());
+        assert!(judge(
+            &ec2_key,
+            "ModifySnapshotTier",
+            &[("SnapshotId", "snap-mine")],
+            &state
+        )
+        .is_ok());
         // A policy without the action denies it; the describe needs "*".
         let describe_only = one(
             r#"{"Effect":"Allow","Action":["ec2:DescribeSnapshots","ec2:DescribeSnapshotTierStatus"],"Resource":"*"}"#,
         );
         assert_eq!(
-            judge(&describe_only, "ModifySnapshotTier", &[("SnapshotId", "snap-mine")], &state),
-            Err("ImplicitDeny ec2:ModifySnapshotTier on arn:aws:ec2:us-east-1::snapshot/snap-mine".into())
+            judge(
+                &describe_only,
+                "ModifySnapshotTier",
+                &[("SnapshotId", "snap-mine")],
+                &state
+            ),
+            Err(
+                "ImplicitDeny ec2:ModifySnapshotTier on arn:aws:ec2:us-east-1::snapshot/snap-mine"
+                    .into()
+            )
         );
         assert!(judge(&describe_only, "DescribeSnapshotTierStatus", &[], &state).is_ok());
     }

@@ -99,8 +99,10 @@ pub const ARCHIVED_ERROR_CODE: &str = "IncorrectState";
 const NOT_FOUND: &str = "InvalidSnapshot.NotFound";
 
 mod archive;
+use archive::TierRecord;
 pub use archive::{
-    tier_state, Phase, TierRecord, TierView, MIN_ARCHIVE_PERIOD, NOT_OWNER_ERROR_CODE, TIER_PARAMETER_ERROR_CODE, TIER_STATE_ERROR_CODE, TIER_STATUS_PAGE,
+    MIN_ARCHIVE_PERIOD, NOT_OWNER_ERROR_CODE, TIER_PARAMETER_ERROR_CODE, TIER_STATE_ERROR_CODE,
+    TIER_STATUS_PAGE,
 };
 
 // ---------------------------------------------------------------------------

@@ -436,7 +436,10 @@ pub fn tier_status_item(item: &TierStatusItem) -> String {
                 status_detail(view.phase),
             ));
             if let Some(t) = view.archival_complete {
-                out.push_str(&format!("<archivalCompleteTime>{}</archivalCompleteTime>", ts(t)));
+                out.push_str(&format!(
+                    "<archivalCompleteTime>{}</archivalCompleteTime>",
+                    ts(t)
+                ));
             }
             if let Some(t) = view.restore_expiry {
                 out.push_str(&format!("<restoreExpiryTime>{}</restoreExpiryTime>", ts(t)));
@@ -621,8 +624,9 @@ impl ProxyShared {
             return Err(not_found(id, "consistency window").expect("an outcome"));
         }
         let Some(seen) = self.twin_seen(req, id) else {
-            return Err(not_found(id, &format!("{} of no snapshot", record.action))
-                .expect("an outcome"));
+            return Err(
+                not_found(id, &format!("{} of no snapshot", record.action)).expect("an outcome")
+            );
         };
         let caller = self.twin_caller_account(req);
         if seen.owner.as_deref().is_some_and(|o| o != caller) {
@@ -659,7 +663,9 @@ impl ProxyShared {
             return refusal(
                 400,
                 "InvalidParameterValue",
-                format!("Value ({got}) for parameter StorageTier is invalid. You must specify archive."),
+                format!(
+                    "Value ({got}) for parameter StorageTier is invalid. You must specify archive."
+                ),
                 format!("refused: InvalidParameterValue StorageTier={got}"),
             );
         }
@@ -690,21 +696,20 @@ impl ProxyShared {
         // [ARCHIVE-ONE]: "If the snapshot is associated with one or more AMIs,
         // then you must first disable those associated AMIs". DescribeImages
         // leaves disabled AMIs out unless IncludeDisabled (DescribeImages, EC2
-        // API Reference): what it lists is registered and enabled.
+        // API Reference): what it lists is registered and enabled. The
+        // caller's AMIs, scanned for the snapshot in their block device
+        // mappings: moto 5.2.5 answers the `block-device-mapping.snapshot-id`
+        // filter with a 500, and its RegisterImage does not keep the mappings
+        // it is given (CreateImage's AMIs carry theirs).
+        let needle = format!("<snapshotId>{id}</snapshotId>");
         let amis = self
-            .twin_upstream(
-                req,
-                &[
-                    ("Action", "DescribeImages"),
-                    ("Owner.1", "self"),
-                    ("Filter.1.Name", "block-device-mapping.snapshot-id"),
-                    ("Filter.1.Value.1", id),
-                ],
-            )
+            .twin_upstream(req, &[("Action", "DescribeImages"), ("Owner.1", "self")])
             .map(|body| {
                 set_items(&body, "imagesSet")
                     .into_iter()
-                    .filter_map(|r| top_level_value(&body[r], "imageId").map(String::from))
+                    .map(|r| &body[r])
+                    .filter(|image| image.contains(&needle))
+                    .filter_map(|image| top_level_value(image, "imageId").map(String::from))
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
@@ -910,7 +915,10 @@ impl ProxyShared {
                 let view = tier_record(&book, &self.plan.twin, id, Some(volume))
                     .map(|r| tier_state(&r, now));
                 if let Some(ops) = operations {
-                    if !view.as_ref().is_some_and(|v| ops.iter().any(|o| o == v.status)) {
+                    if !view
+                        .as_ref()
+                        .is_some_and(|v| ops.iter().any(|o| o == v.status))
+                    {
                         continue;
                     }
                 }
@@ -978,7 +986,9 @@ impl ProxyShared {
             return None;
         }
         let why = match view.phase {
-            Phase::Restoring => "is being restored from the archive tier; wait until the restore completes",
+            Phase::Restoring => {
+                "is being restored from the archive tier; wait until the restore completes"
+            }
             _ => "is in the archive tier; restore it before using it",
         };
         Some(refusal(
@@ -1012,5 +1022,372 @@ impl ProxyShared {
                 &format!("deleted {id} within the 90-day minimum archive period (billed)"),
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Unit tests of the pure parts (named twin_* so `cargo test twin_` finds them)
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-03-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn secs(n: i64) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(n)
+    }
+
+    fn archiving(archival: i64) -> TierRecord {
+        TierRecord {
+            archive_started: t0(),
+            archive_complete: t0() + secs(archival),
+            restore: None,
+        }
+    }
+
+    #[test]
+    fn twin_tier_archival_progresses_then_the_snapshot_is_archived_and_unusable() {
+        let r = archiving(100);
+        let v = tier_state(&r, t0());
+        assert_eq!(
+            (v.phase, v.status, v.progress, v.storage_tier, v.usable),
+            (
+                Phase::Archiving,
+                "archival-in-progress",
+                0,
+                "standard",
+                true
+            )
+        );
+        assert_eq!(v.archival_complete, None);
+        assert_eq!(tier_state(&r, t0() + secs(50)).progress, 50);
+        assert_eq!(tier_state(&r, t0() + secs(99)).progress, 99);
+        let done = tier_state(&r, t0() + secs(100));
+        assert_eq!(
+            (
+                done.phase,
+                done.status,
+                done.progress,
+                done.storage_tier,
+                done.usable
+            ),
+            (Phase::Archived, "archival-completed", 100, "archive", false)
+        );
+        assert_eq!(done.archival_complete, Some(t0() + secs(100)));
+        assert_eq!(done.started, t0());
+        assert_eq!(done.restore_expiry, None);
+        // A preset: archived since its time, complete at once.
+        let preset = tier_state(&TierRecord::archived_since(t0()), t0());
+        assert_eq!((preset.phase, preset.progress), (Phase::Archived, 100));
+    }
+
+    #[test]
+    fn twin_tier_temporary_restore_is_standard_until_it_expires() {
+        let archived = archiving(10);
+        let at = t0() + secs(20);
+        let RestorePlan::Start(restore) =
+            plan_restore(Some(&archived), Some(2), Duration::from_secs(100), at)
+        else {
+            panic!("a restore starts")
+        };
+        assert_eq!(restore.complete, at + secs(100));
+        let expires = at + secs(100) + chrono::TimeDelta::days(2);
+        assert_eq!(restore.kind, RestoreKind::Temporary { days: 2, expires });
+        let r = TierRecord {
+            restore: Some(restore),
+            ..archived
+        };
+        let v = tier_state(&r, at + secs(25));
+        assert_eq!(
+            (v.phase, v.status, v.progress, v.storage_tier, v.usable),
+            (
+                Phase::Restoring,
+                "temporary-restore-in-progress",
+                25,
+                "archive",
+                false
+            )
+        );
+        assert_eq!(v.started, at);
+        let v = tier_state(&r, at + secs(100));
+        assert_eq!(
+            (v.phase, v.status, v.storage_tier, v.usable),
+            (
+                Phase::TemporarilyRestored,
+                "temporary-restore-completed",
+                "standard",
+                true
+            )
+        );
+        assert_eq!(v.restore_expiry, Some(expires));
+        assert_eq!(v.archival_complete, Some(t0() + secs(10)));
+        let v = tier_state(&r, expires);
+        assert_eq!(
+            (v.phase, v.storage_tier, v.usable, v.restore_expiry),
+            (Phase::RestoreExpired, "archive", false, None)
+        );
+        // Back in the archive: it can be restored again, not archived again.
+        assert!(matches!(
+            plan_restore(Some(&r), None, Duration::from_secs(1), expires),
+            RestorePlan::Start(_)
+        ));
+        assert!(archive_refusal(Some(v.phase)).is_some());
+    }
+
+    #[test]
+    fn twin_tier_restore_period_and_type_are_modified_from_now() {
+        let at = t0() + secs(10);
+        let restored = TierRecord {
+            restore: Some(RestoreRecord {
+                started: at,
+                complete: at + secs(5),
+                kind: RestoreKind::Temporary {
+                    days: 10,
+                    expires: at + secs(5) + chrono::TimeDelta::days(10),
+                },
+            }),
+            ..archiving(10)
+        };
+        let now = at + secs(3600);
+        let RestorePlan::Modify(longer) =
+            plan_restore(Some(&restored), Some(5), Duration::ZERO, now)
+        else {
+            panic!("a temporarily restored snapshot's period is modified")
+        };
+        // "the new restore period is effective from the current date".
+        assert_eq!(
+            longer.kind,
+            RestoreKind::Temporary {
+                days: 5,
+                expires: now + chrono::TimeDelta::days(5)
+            }
+        );
+        assert_eq!((longer.started, longer.complete), (at, at + secs(5)));
+        let RestorePlan::Modify(permanent) =
+            plan_restore(Some(&restored), None, Duration::ZERO, now)
+        else {
+            panic!("temporary to permanent")
+        };
+        let r = TierRecord {
+            restore: Some(permanent),
+            ..restored.clone()
+        };
+        let v = tier_state(&r, now);
+        assert_eq!(
+            (
+                v.phase,
+                v.status,
+                v.storage_tier,
+                v.usable,
+                v.in_archive,
+                v.restore_expiry
+            ),
+            (
+                Phase::PermanentlyRestored,
+                "permanent-restore-completed",
+                "standard",
+                true,
+                false,
+                None
+            )
+        );
+        // Permanently restored: not archived any more, may be archived again.
+        assert_eq!(
+            plan_restore(Some(&r), Some(1), Duration::ZERO, now),
+            RestorePlan::Refuse("is not archived")
+        );
+        assert_eq!(archive_refusal(Some(v.phase)), None);
+    }
+
+    #[test]
+    fn twin_tier_refusals_follow_the_phase() {
+        let d = Duration::from_secs(1);
+        assert_eq!(
+            plan_restore(None, Some(1), d, t0()),
+            RestorePlan::Refuse("is not archived")
+        );
+        let r = archiving(100);
+        assert_eq!(
+            plan_restore(Some(&r), Some(1), d, t0() + secs(50)),
+            RestorePlan::Refuse("is still being archived")
+        );
+        let restoring = TierRecord {
+            restore: Some(RestoreRecord {
+                started: t0() + secs(100),
+                complete: t0() + secs(200),
+                kind: RestoreKind::Permanent,
+            }),
+            ..r.clone()
+        };
+        let v = tier_state(&restoring, t0() + secs(150));
+        assert_eq!(
+            (v.phase, v.status),
+            (Phase::Restoring, "permanent-restore-in-progress")
+        );
+        assert_eq!(
+            plan_restore(Some(&restoring), None, d, t0() + secs(150)),
+            RestorePlan::Refuse("is already being restored")
+        );
+        assert_eq!(archive_refusal(None), None);
+        for phase in [
+            Phase::Archiving,
+            Phase::Archived,
+            Phase::Restoring,
+            Phase::TemporarilyRestored,
+            Phase::RestoreExpired,
+        ] {
+            assert!(archive_refusal(Some(phase)).is_some(), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn twin_tier_early_deletes_count_90_days_from_archival_completion() {
+        let now = t0();
+        let days = chrono::TimeDelta::days;
+        assert!(is_early_delete(
+            &TierRecord::archived_since(now - days(89)),
+            now
+        ));
+        assert!(!is_early_delete(
+            &TierRecord::archived_since(now - days(90)),
+            now
+        ));
+        assert!(!is_early_delete(
+            &TierRecord::archived_since(now - days(100)),
+            now
+        ));
+        // Still being archived: counts as archived for 0 days.
+        assert!(is_early_delete(&archiving(100), t0() + secs(1)));
+        // Temporarily restored: a copy stays in the archive tier.
+        let temp = TierRecord {
+            restore: Some(RestoreRecord {
+                started: now - days(10),
+                complete: now - days(10),
+                kind: RestoreKind::Temporary {
+                    days: 30,
+                    expires: now + days(20),
+                },
+            }),
+            ..TierRecord::archived_since(now - days(11))
+        };
+        assert!(is_early_delete(&temp, now));
+        // Permanently restored: it left the archive tier.
+        let permanent = TierRecord {
+            restore: Some(RestoreRecord {
+                kind: RestoreKind::Permanent,
+                ..temp.restore.clone().unwrap()
+            }),
+            ..temp
+        };
+        assert!(!is_early_delete(&permanent, now));
+    }
+
+    #[test]
+    fn twin_tier_answers_carry_the_documented_elements() {
+        let modify = modify_tier_answer("snap-1", t0());
+        assert!(modify.contains(
+            "<ModifySnapshotTierResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">"
+        ));
+        assert!(modify.contains("<snapshotId>snap-1</snapshotId><tieringStartTime>2025-03-01T00:00:00.000Z</tieringStartTime>"));
+        let temp = RestoreRecord {
+            started: t0(),
+            complete: t0(),
+            kind: RestoreKind::Temporary {
+                days: 7,
+                expires: t0(),
+            },
+        };
+        let restore = restore_tier_answer("snap-1", &temp);
+        for part in [
+            "<RestoreSnapshotTierResponse ",
+            "<snapshotId>snap-1</snapshotId>",
+            "<restoreStartTime>2025-03-01T00:00:00.000Z</restoreStartTime>",
+            "<restoreDuration>7</restoreDuration>",
+            "<isPermanentRestore>false</isPermanentRestore>",
+        ] {
+            assert!(restore.contains(part), "{part} in {restore}");
+        }
+        let permanent = restore_tier_answer(
+            "snap-1",
+            &RestoreRecord {
+                kind: RestoreKind::Permanent,
+                ..temp
+            },
+        );
+        assert!(permanent.contains("<isPermanentRestore>true</isPermanentRestore>"));
+        assert!(!permanent.contains("restoreDuration"), "{permanent}");
+    }
+
+    fn item(id: &str, view: Option<TierView>) -> TierStatusItem {
+        TierStatusItem {
+            snapshot: id.into(),
+            volume: "vol-1".into(),
+            status: "completed".into(),
+            owner: "123456789012".into(),
+            tag_set: "<tagSet><item><key>k</key><value>v</value></item></tagSet>".into(),
+            storage_tier: "standard".into(),
+            view,
+        }
+    }
+
+    #[test]
+    fn twin_tier_status_items_and_pages() {
+        let plain = tier_status_item(&item("snap-a", None));
+        assert_eq!(
+            plain,
+            "<item><snapshotId>snap-a</snapshotId><volumeId>vol-1</volumeId><status>completed</status>\
+             <ownerId>123456789012</ownerId><tagSet><item><key>k</key><value>v</value></item></tagSet>\
+             <storageTier>standard</storageTier></item>"
+        );
+        let view = tier_state(&TierRecord::archived_since(t0()), t0());
+        let archived = tier_status_item(&item("snap-b", Some(view)));
+        for part in [
+            "<storageTier>archive</storageTier>",
+            "<lastTieringStartTime>2025-03-01T00:00:00.000Z</lastTieringStartTime>",
+            "<lastTieringProgress>100</lastTieringProgress>",
+            "<lastTieringOperationStatus>archival-completed</lastTieringOperationStatus>",
+            "<lastTieringOperationStatusDetail>",
+            "<archivalCompleteTime>2025-03-01T00:00:00.000Z</archivalCompleteTime>",
+        ] {
+            assert!(archived.contains(part), "{part} in {archived}");
+        }
+        assert!(!archived.contains("restoreExpiryTime"), "{archived}");
+        // The item's own fields, not its tags', are what set_items and
+        // top_level_value read.
+        assert_eq!(top_level_value(&archived, "storageTier"), Some("archive"));
+
+        let items: Vec<TierStatusItem> = (0..5).map(|i| item(&format!("snap-{i}"), None)).collect();
+        let first = tier_status_page(&items, None, 2);
+        assert!(first.contains("<DescribeSnapshotTierStatusResponse "));
+        assert_eq!(set_items(&first, "snapshotTierStatusSet").len(), 2);
+        let token = top_level_value(&first, "nextToken")
+            .expect("a next page")
+            .to_string();
+        assert_eq!(token, format!("{TOKEN_PREFIX}snap-1"));
+        let after = token.strip_prefix(TOKEN_PREFIX);
+        let second = tier_status_page(&items, after, 2);
+        let ids: Vec<String> = set_items(&second, "snapshotTierStatusSet")
+            .into_iter()
+            .filter_map(|r| top_level_value(&second[r], "snapshotId").map(String::from))
+            .collect();
+        assert_eq!(ids, ["snap-2", "snap-3"]);
+        let last = tier_status_page(&items, Some("snap-3"), 2);
+        assert_eq!(set_items(&last, "snapshotTierStatusSet").len(), 1);
+        assert_eq!(top_level_value(&last, "nextToken"), None);
+        // Exactly a page: no next token.
+        assert_eq!(
+            top_level_value(&tier_status_page(&items, None, 5), "nextToken"),
+            None
+        );
+        let empty = tier_status_page(&[], None, 5);
+        assert!(
+            empty.contains("<snapshotTierStatusSet></snapshotTierStatusSet>"),
+            "{empty}"
+        );
     }
 }
