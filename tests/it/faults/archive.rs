@@ -590,13 +590,14 @@ fn twin_archive_tier_status_is_paginated_and_filtered_and_presets_take_part() {
     }
     assert_eq!(
         proxy2.early_archive_deletes(),
-        [new.clone()],
+        std::slice::from_ref(&new),
         "{}",
         proxy2.twin_log()
     );
 }
 
 #[test]
+#[allow(clippy::result_large_err)]
 fn twin_archive_tier_is_judged_by_the_iam_twin() {
     let emu = Emulator::start();
     let volume = emu.create_volume(4);
