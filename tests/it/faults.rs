@@ -17,6 +17,9 @@ use serde_json::Value;
 /// Safety net for waits on the proxy: never reached when ebsnap behaves.
 const WAIT: Duration = Duration::from_secs(90);
 
+/// The EC2 twin's archive tier, driven with the SDK (what ebsnap's archive
+/// tests run against).
+mod archive;
 /// ebsnap under what real EC2 does and moto does not, through the EC2 twin.
 mod real_ec2;
 

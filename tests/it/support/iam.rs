@@ -657,7 +657,7 @@ fn numbered(params: &BTreeMap<String, String>, prefix: &str) -> Vec<String> {
 ///
 /// | action | resource types | ebsnap's call |
 /// |---|---|---|
-/// | DescribeInstances, DescribeVolumes, DescribeSnapshots, DescribeRegions, DescribeLockedSnapshots | none: `Resource` must be `*` | discovery, list, check, restore, waits, `--all-regions`, locks |
+/// | DescribeInstances, DescribeVolumes, DescribeSnapshots, DescribeRegions, DescribeLockedSnapshots, DescribeSnapshotTierStatus | none: `Resource` must be `*` | discovery, list, check, restore, waits, `--all-regions`, locks, the archive tier |
 /// | CreateSnapshot | snapshot*, volume* | `--per-volume` |
 /// | CreateSnapshots | instance*, snapshot*, volume* | the default mode |
 /// | CreateTags | the tagged resource (snapshot, volume, instance, ...) | device and Name after CreateSnapshots |
@@ -665,6 +665,7 @@ fn numbered(params: &BTreeMap<String, String>, prefix: &str) -> Vec<String> {
 /// | CopySnapshot | snapshot* ("Resource-level permissions specified for this action apply to both the snapshot copy and the source snapshot") | `--copy-to` |
 /// | CreateVolume | volume*, snapshot | restore |
 /// | AttachVolume | instance*, volume* | `restore --attach-to` |
+/// | ModifySnapshotTier, RestoreSnapshotTier | snapshot* | `--archive-after`, `restore --from-archive` |
 ///
 /// Which keys each authorization carries: the new resource of a create
 /// `aws:RequestTag/*` and `aws:TagKeys` (SAR lists them on the created type's
@@ -765,7 +766,10 @@ pub fn authorizations(
         | "DescribeVolumes"
         | "DescribeSnapshots"
         | "DescribeRegions"
-        | "DescribeLockedSnapshots" => out.push(Authorization {
+        | "DescribeLockedSnapshots"
+        // [SAR-EC2] DescribeSnapshotTierStatus: access level List, no
+        // resource type, condition key ec2:Region only.
+        | "DescribeSnapshotTierStatus" => out.push(Authorization {
             action: ec2(action),
             resource: "*".into(),
             context: scope.base(),
@@ -906,6 +910,23 @@ pub fn authorizations(
             }
             new_resource(&mut out, scope.arn(Kind::Volume, region, NEW), &tags);
             tag_on_create(&mut out, scope.arn(Kind::Volume, region, NEW), &tags);
+        }
+        // [SAR-EC2] ModifySnapshotTier ("Grants permission to archive Amazon
+        // EBS snapshots") and RestoreSnapshotTier ("Grants permission to
+        // restore an archived Amazon EBS snapshot for use temporarily or
+        // permanently, or modify the restore period or restore type"): Write,
+        // snapshot* with aws:ResourceTag/${TagKey}, ec2:ResourceTag/${TagKey}
+        // (and ec2:Encrypted, ec2:Owner, ec2:ParentVolume, ec2:SnapshotID,
+        // ec2:SnapshotTime, ec2:VolumeSize; ModifySnapshotTier also
+        // ec2:Attribute: not modeled, a policy naming them panics), and
+        // ec2:Region. The snapshot is judged by its own tags.
+        "ModifySnapshotTier" | "RestoreSnapshotTier" => {
+            let snapshot = required!("SnapshotId");
+            let snapshot_tags = existing_tags!(region, snapshot);
+            out.push(existing(
+                scope.arn(Kind::Snapshot, region, snapshot),
+                &snapshot_tags,
+            ));
         }
         // [SAR-EC2] AttachVolume: instance* and volume*, each with
         // aws:ResourceTag/${TagKey} and ec2:ResourceTag/${TagKey}.
@@ -2123,6 +2144,7 @@ mod tests {
             "DescribeSnapshots",
             "DescribeRegions",
             "DescribeLockedSnapshots",
+            "DescribeSnapshotTierStatus",
         ] {
             assert_eq!(
                 judge(policy, read, &[], &state),
@@ -2139,6 +2161,75 @@ mod tests {
             authorizations("ModifySnapshotAttribute", &params(&[]), &scope(), &state),
             Requested::Unmodeled("ec2:ModifySnapshotAttribute".into())
         );
+    }
+
+    #[test]
+    fn twin_iam_archive_tier_actions_act_on_the_snapshot_arn_with_its_tags() {
+        let state = Fake::default()
+            .with("us-east-1", "snap-mine", &[("ebsnap:job", "default")])
+            .with("us-east-1", "snap-other", &[("ebsnap:job", "other")]);
+        let policy = one(
+            r#"{"Effect":"Allow","Action":["ec2:ModifySnapshotTier","ec2:RestoreSnapshotTier"],
+                "Resource":"arn:aws:ec2:*::snapshot/*",
+                "Condition":{"StringEquals":{"aws:ResourceTag/ebsnap:job":"default"}}}"#,
+        );
+        for action in ["ModifySnapshotTier", "RestoreSnapshotTier"] {
+            assert_eq!(
+                judge(&policy, action, &[("SnapshotId", "snap-mine")], &state),
+                Ok(vec![format!(
+                    "ec2:{action} on arn:aws:ec2:us-east-1::snapshot/snap-mine"
+                )])
+            );
+            assert_eq!(
+                judge(&policy, action, &[("SnapshotId", "snap-other")], &state),
+                Err(format!(
+                    "ImplicitDeny ec2:{action} on arn:aws:ec2:us-east-1::snapshot/snap-other"
+                ))
+            );
+            // No SnapshotId, or one that does not exist: EC2's own error.
+            assert!(matches!(
+                authorizations(action, &params(&[]), &scope(), &state),
+                Requested::Unjudged(_)
+            ));
+            assert!(matches!(
+                authorizations(
+                    action,
+                    &params(&[("SnapshotId", "snap-gone")]),
+                    &scope(),
+                    &state
+                ),
+                Requested::Unjudged(_)
+            ));
+        }
+        // ec2:ResourceTag/ is the same key set.
+        let ec2_key = one(
+            r#"{"Effect":"Allow","Action":"ec2:ModifySnapshotTier","Resource":"*",
+                "Condition":{"StringEquals":{"ec2:ResourceTag/ebsnap:job":"default"}}}"#,
+        );
+        assert!(judge(
+            &ec2_key,
+            "ModifySnapshotTier",
+            &[("SnapshotId", "snap-mine")],
+            &state
+        )
+        .is_ok());
+        // A policy without the action denies it; the describe needs "*".
+        let describe_only = one(
+            r#"{"Effect":"Allow","Action":["ec2:DescribeSnapshots","ec2:DescribeSnapshotTierStatus"],"Resource":"*"}"#,
+        );
+        assert_eq!(
+            judge(
+                &describe_only,
+                "ModifySnapshotTier",
+                &[("SnapshotId", "snap-mine")],
+                &state
+            ),
+            Err(
+                "ImplicitDeny ec2:ModifySnapshotTier on arn:aws:ec2:us-east-1::snapshot/snap-mine"
+                    .into()
+            )
+        );
+        assert!(judge(&describe_only, "DescribeSnapshotTierStatus", &[], &state).is_ok());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub const MUTATING_ACTIONS: &[&str] = &[
     "CreateTags",
     "CreateVolume",
     "AttachVolume",
+    "ModifySnapshotTier",
+    "RestoreSnapshotTier",
 ];
 
 /// Safety net for one request to the emulator.
@@ -276,7 +278,7 @@ pub(super) struct ProxyShared {
 /// emulator at 127.0.0.1:<upstream port>. Stops on drop.
 pub struct FaultProxy {
     port: u16,
-    shared: Arc<ProxyShared>,
+    pub(super) shared: Arc<ProxyShared>,
     acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -641,7 +643,7 @@ fn resource_of(action: &str, params: &BTreeMap<String, String>) -> Option<String
         "DeleteSnapshot" => "SnapshotId",
         "CreateTags" => "ResourceId.1",
         "CreateSnapshots" => "InstanceSpecification.InstanceId",
-        "CreateVolume" => "SnapshotId",
+        "CreateVolume" | "ModifySnapshotTier" | "RestoreSnapshotTier" => "SnapshotId",
         _ => "VolumeId",
     };
     params.get(key).cloned()

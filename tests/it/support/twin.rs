@@ -9,8 +9,11 @@
 //! - eventual consistency: `FaultPlan::consistency_window`;
 //! - creates carried out after the client gave up: `FaultPlan::slow_creates*`;
 //! - snapshot states moto never produces: `FaultPlan::snapshot_state` (`error`,
-//!   `recoverable`), `FaultPlan::archived` (the archive tier),
-//!   `FaultPlan::locked` (snapshot lock, with `DescribeLockedSnapshots`);
+//!   `recoverable`), `FaultPlan::archived` / `FaultPlan::archived_since`
+//!   (snapshots in the archive tier), `FaultPlan::locked` (snapshot lock,
+//!   with `DescribeLockedSnapshots`);
+//! - the archive tier itself: `FaultPlan::archive_tier` (ModifySnapshotTier,
+//!   RestoreSnapshotTier, DescribeSnapshotTierStatus; twin/archive.rs);
 //! - per-volume limits: `FaultPlan::volume_limits`;
 //! - tag limits: `FaultPlan::tag_limits`.
 //!
@@ -95,6 +98,13 @@ pub const ARCHIVED_ERROR_CODE: &str = "IncorrectState";
 
 const NOT_FOUND: &str = "InvalidSnapshot.NotFound";
 
+mod archive;
+use archive::TierRecord;
+pub use archive::{
+    MIN_ARCHIVE_PERIOD, NOT_OWNER_ERROR_CODE, TIER_PARAMETER_ERROR_CODE, TIER_STATE_ERROR_CODE,
+    TIER_STATUS_PAGE,
+};
+
 // ---------------------------------------------------------------------------
 // The plan: what the twin does, set per test through FaultPlan
 
@@ -104,14 +114,23 @@ pub(super) struct TwinPlan {
     slow: Vec<SlowCreates>,
     /// (snapshot or volume id, state).
     states: Vec<(String, &'static str)>,
-    /// Snapshot or volume ids.
-    archived: Vec<String>,
+    /// (snapshot or volume id, when its archival completed).
+    archived: Vec<(String, DateTime<Utc>)>,
+    /// Some: the twin answers the archive-tier actions itself.
+    archive_tier: Option<ArchiveTier>,
     locks: Vec<LockRule>,
     /// Some: per-volume limits on, new snapshots pending for this long.
     pending_for: Option<Duration>,
     tag_limits: bool,
     /// Some: the regions enabled for the account, as DescribeRegions shows.
     enabled_regions: Option<Vec<String>>,
+}
+
+/// `FaultPlan::archive_tier`: how long an archival and a restore take.
+#[derive(Clone, Copy, Debug)]
+struct ArchiveTier {
+    archival: Duration,
+    restore: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +154,7 @@ impl TwinPlan {
             || !self.slow.is_empty()
             || !self.states.is_empty()
             || !self.archived.is_empty()
+            || self.archive_tier.is_some()
             || !self.locks.is_empty()
             || self.pending_for.is_some()
             || self.tag_limits
@@ -145,7 +165,7 @@ impl TwinPlan {
     fn has_volume_targets(&self) -> bool {
         let vol = |t: &String| t.starts_with("vol-");
         self.states.iter().any(|(t, _)| vol(t))
-            || self.archived.iter().any(vol)
+            || self.archived.iter().any(|(t, _)| vol(t))
             || self.locks.iter().any(|l| vol(&l.target))
     }
 
@@ -156,8 +176,19 @@ impl TwinPlan {
             .map(|(_, s)| *s)
     }
 
-    fn is_archived(&self, snapshot: &str, volume: Option<&str>) -> bool {
-        self.archived.iter().any(|t| matches(t, snapshot, volume))
+    /// Some snapshot may be in the archive tier: preset, or archived through
+    /// the twin.
+    fn has_tier(&self) -> bool {
+        !self.archived.is_empty() || self.archive_tier.is_some()
+    }
+
+    /// The tier record a preset (`FaultPlan::archived*`) gives the snapshot:
+    /// archived since the preset's time, never restored.
+    fn preset_tier(&self, snapshot: &str, volume: Option<&str>) -> Option<TierRecord> {
+        self.archived
+            .iter()
+            .find(|(t, _)| matches(t, snapshot, volume))
+            .map(|(_, since)| TierRecord::archived_since(*since))
     }
 
     fn lock_of(&self, snapshot: &str, volume: Option<&str>) -> Option<&LockRule> {
@@ -231,8 +262,23 @@ impl FaultPlan {
     /// CopySnapshot of it are refused with `ARCHIVED_ERROR_CODE`;
     /// DeleteSnapshot is allowed (deleting it early is billed for the rest of
     /// the 90-day minimum archive period).
-    pub fn archived(mut self, target: &str) -> FaultPlan {
-        self.twin.archived.push(target.to_string());
+    ///
+    /// Archived since now: `archived_since(target, Utc::now())`. With
+    /// `archive_tier` on, DescribeSnapshotTierStatus shows it
+    /// `archival-completed` and RestoreSnapshotTier restores it.
+    pub fn archived(self, target: &str) -> FaultPlan {
+        self.archived_since(target, Utc::now())
+    }
+
+    /// `archived`, its archival completed at `archival_complete` (in the past:
+    /// a snapshot archived for 100 days has `Utc::now() - 100 days`). Its
+    /// `archivalCompleteTime` and `lastTieringStartTime` in
+    /// DescribeSnapshotTierStatus are that time; the 90-day minimum archive
+    /// period (`FaultProxy::early_archive_deletes`) counts from it.
+    pub fn archived_since(mut self, target: &str, archival_complete: DateTime<Utc>) -> FaultPlan {
+        self.twin
+            .archived
+            .push((target.to_string(), archival_complete));
         self
     }
 
@@ -308,6 +354,55 @@ impl FaultPlan {
         self.twin.enabled_regions = Some(regions.iter().map(|r| r.to_string()).collect());
         self
     }
+
+    /// The EBS snapshot archive tier, as EC2 runs it: the twin answers
+    /// ModifySnapshotTier, RestoreSnapshotTier and DescribeSnapshotTierStatus
+    /// itself (never forwarded: moto 5.2.5 archives and restores at once,
+    /// refuses nothing, leaves a temporarily restored snapshot in `archive`
+    /// and lets CreateVolume use an archived one) and keeps each snapshot's
+    /// tier state, driven by the test's real clock:
+    ///
+    /// - an archival takes `archival` (`archival-in-progress`, the snapshot
+    ///   still usable and `standard`), then the snapshot is `archive` and
+    ///   unusable until restored;
+    /// - a restore takes `restore` (`temporary-` or
+    ///   `permanent-restore-in-progress`, still unusable), then the snapshot
+    ///   is `standard`, a temporary one until its `restoreExpiryTime`;
+    /// - DescribeSnapshots shows `storageTier` and `restoreExpiryTime`
+    ///   accordingly; CreateVolume and CopySnapshot of an unusable snapshot
+    ///   are refused with `ARCHIVED_ERROR_CODE`;
+    /// - a DeleteSnapshot of a snapshot with a copy in the archive tier for
+    ///   less than `MIN_ARCHIVE_PERIOD` is carried out, and listed by
+    ///   `FaultProxy::early_archive_deletes`.
+    ///
+    /// Refusals (each code and its source: tests/it/support/twin/archive.rs):
+    /// - ModifySnapshotTier: no SnapshotId `MissingParameter`; StorageTier
+    ///   not `archive` `InvalidParameterValue`; DryRun `DryRunOperation`
+    ///   (after IAM); unknown (or hidden by the consistency window)
+    ///   `InvalidSnapshot.NotFound`; not the caller's 403
+    ///   `NOT_OWNER_ERROR_CODE`; not `completed` (the twin's `snapshot_state`
+    ///   and pending included), already archived or being archived, being
+    ///   restored or temporarily restored, or used by a registered AMI:
+    ///   `TIER_STATE_ERROR_CODE`.
+    /// - RestoreSnapshotTier: both or neither of TemporaryRestoreDays and
+    ///   PermanentRestore=true `TIER_PARAMETER_ERROR_CODE`; days < 1
+    ///   `InvalidParameterValue`; DryRun, unknown, not the caller's as above;
+    ///   never archived, archival or restore in progress, permanently
+    ///   restored: `TIER_STATE_ERROR_CODE`. On a temporarily restored
+    ///   snapshot it sets a new restore period from now, or makes the restore
+    ///   permanent ("Modify the restore period").
+    /// - DescribeSnapshotTierStatus: a filter other than snapshot-id,
+    ///   volume-id, last-tiering-operation, or MaxResults outside
+    ///   1..=`TIER_STATUS_PAGE`: `InvalidParameterValue`; a NextToken not the
+    ///   twin's `InvalidPaginationToken`. Pages of MaxResults (default
+    ///   `TIER_STATUS_PAGE`), sorted by snapshot id, the caller's snapshots
+    ///   only.
+    ///
+    /// Presets (`archived`, `archived_since`) take part.
+    pub fn archive_tier(mut self, archival: Duration, restore: Duration) -> FaultPlan {
+        self.twin.archive_tier = Some(ArchiveTier { archival, restore });
+        self
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -329,6 +424,11 @@ struct Book {
     limits: VolumeLimits,
     /// Slow-create rule index -> creates held so far.
     slow_done: HashMap<usize, usize>,
+    /// Snapshot id -> its tiering through the twin (presets until then: the
+    /// plan's `archived`).
+    tiers: HashMap<String, TierRecord>,
+    /// Snapshots deleted within the minimum archive period, in order.
+    early_deletes: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -550,6 +650,12 @@ impl ProxyShared {
                 self.twin_created(seq, &record, &text)
             }
             "DescribeSnapshots" => self.twin_describe(seq, &record, &text),
+            "DeleteSnapshot" if !record.dry_run && self.plan.twin.has_tier() => {
+                if let Some(id) = record.param("SnapshotId") {
+                    self.twin_tier_deleted(seq, id);
+                }
+                None
+            }
             _ => None,
         };
         Ok((
@@ -573,6 +679,9 @@ impl ProxyShared {
         {
             return Some(enabled_regions_answer(regions, record.dry_run));
         }
+        if let Some(outcome) = self.twin_archive_tier(record, req) {
+            return Some(outcome);
+        }
         if record.dry_run {
             return None;
         }
@@ -586,6 +695,13 @@ impl ProxyShared {
             let book = self.twin.book.lock().unwrap();
             if let Some(id) = named.iter().find(|id| book.hidden(plan.window, id, now)) {
                 return not_found(id, "consistency window");
+            }
+        }
+        if action == "DeleteSnapshot" && plan.has_tier() {
+            // Its volume, while the emulator still has it: a preset may name
+            // the volume, and `twin_tier_deleted` looks after the delete.
+            if let Some(id) = record.param("SnapshotId") {
+                let _ = self.twin_volume_of(req, id);
             }
         }
         match action {
@@ -602,24 +718,17 @@ impl ProxyShared {
                     format!("refused: locked {id} ({})", lock.state),
                 )
             }
-            "CreateVolume" | "CopySnapshot" if !plan.archived.is_empty() => {
+            "CreateVolume" | "CopySnapshot" if plan.has_tier() => {
                 let key = if action == "CreateVolume" {
                     "SnapshotId"
                 } else {
                     "SourceSnapshotId"
                 };
-                let id = record.param(key)?;
-                let volume = self.twin_volume_of(req, id);
-                if !plan.is_archived(id, volume.as_deref()) {
+                let Some(id) = record.param(key) else {
                     return self.twin_check_tags(record, req);
-                }
-                refuse(
-                    ARCHIVED_ERROR_CODE,
-                    format!(
-                        "The snapshot '{id}' is in the archive tier; restore it before using it."
-                    ),
-                    format!("refused: archived {id}"),
-                )
+                };
+                self.twin_unusable(req, id)
+                    .or_else(|| self.twin_check_tags(record, req))
             }
             "CreateSnapshot" | "CreateSnapshots" => self
                 .twin_check_tags(record, req)
@@ -849,6 +958,7 @@ impl ProxyShared {
     fn twin_describe(&self, seq: usize, record: &ProxyRecord, body: &str) -> Option<String> {
         let plan = &self.plan.twin;
         let now = Instant::now();
+        let utc_now = Utc::now();
         let filters = record.filters();
         let mut notes = Vec::new();
         let mut book = self.twin.book.lock().unwrap();
@@ -872,10 +982,11 @@ impl ProxyShared {
                 item = set_element(&item, "status", state);
                 notes.push(format!("{id} {state}"));
             }
-            if plan.is_archived(&id, volume.as_deref()) {
-                item = set_element(&item, "storageTier", "archive");
-                item = remove_element(&item, "restoreExpiryTime");
-                notes.push(format!("{id} archived"));
+            if let Some((tiered, status)) =
+                self.twin_tier_item(&book, &id, volume.as_deref(), &item, utc_now)
+            {
+                item = tiered;
+                notes.push(format!("{id} {status}"));
             }
             for (name, element) in [("status", "status"), ("storage-tier", "storageTier")] {
                 if let Some(values) = filters.get(name) {
@@ -1057,6 +1168,15 @@ impl FaultProxy {
         )
     }
 
+    /// The snapshots ebsnap deleted while they had a copy in the archive tier
+    /// for less than the 90-day minimum archive period (`MIN_ARCHIVE_PERIOD`),
+    /// in order: each one billed for the remaining days on a real account
+    /// ("Considerations and limitations for archiving Amazon EBS snapshots").
+    /// Needs `FaultPlan::archive_tier` or `FaultPlan::archived*`.
+    pub fn early_archive_deletes(&self) -> Vec<String> {
+        self.shared.twin.book.lock().unwrap().early_deletes.clone()
+    }
+
     /// What the twin did, one line per request it touched ("#seq Action: notes").
     pub fn twin_log(&self) -> String {
         let mut out = String::new();
@@ -1164,7 +1284,9 @@ fn named_snapshots(
     match action {
         "DescribeSnapshots" => indexed(params, "SnapshotId"),
         "CreateTags" => indexed(params, "ResourceId"),
-        "DeleteSnapshot" | "CreateVolume" => one("SnapshotId"),
+        "DeleteSnapshot" | "CreateVolume" | "ModifySnapshotTier" | "RestoreSnapshotTier" => {
+            one("SnapshotId")
+        }
         "CopySnapshot" => one("SourceSnapshotId"),
         _ => Vec::new(),
     }
