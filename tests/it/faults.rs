@@ -20,6 +20,7 @@ const WAIT: Duration = Duration::from_secs(90);
 /// The EC2 twin's archive tier, driven with the SDK (what ebsnap's archive
 /// tests run against).
 mod archive;
+mod archive_job;
 /// ebsnap under what real EC2 does and moto does not, through the EC2 twin.
 mod real_ec2;
 

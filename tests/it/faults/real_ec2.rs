@@ -85,7 +85,7 @@ fn refused_by_window(proxy: &FaultProxy, action: &str) -> usize {
         .count()
 }
 
-struct Ctx2<'a>(&'a FaultProxy, &'a EbsnapRun);
+pub(super) struct Ctx2<'a>(pub(super) &'a FaultProxy, pub(super) &'a EbsnapRun);
 
 impl std::fmt::Display for Ctx2<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -329,7 +329,10 @@ fn error_snapshots_go_archived_and_locked_ones_stay_and_the_run_succeeds() {
     assert_eq!(tier_of(&archived).as_deref(), Some("archive"), "{list}");
     assert_eq!(tier_of(&locked).as_deref(), Some("standard"), "{list}");
     let table = emu.ebsnap_cmd(&["list"]).via(&proxy).run();
-    assert!(table.stdout.contains("(archived)"), "{table}");
+    assert!(
+        table.stdout.contains("archived (restore up to 72h)"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -360,7 +363,7 @@ fn restore_refuses_an_archived_snapshot_and_passes_over_a_run_with_one() {
     assert_eq!(refused.code, 2, "{refused}");
     assert!(
         refused.stderr.contains("is in the archive tier")
-            && refused.stderr.contains("restore-snapshot-tier"),
+            && refused.stderr.contains("add --from-archive"),
         "{refused}"
     );
     assert_world_unchanged(&before, &emu.world_state(), &refused);
