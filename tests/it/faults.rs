@@ -497,6 +497,68 @@ fn sdk_retried_reads_follow_aws_max_attempts_and_the_profile() {
     );
 }
 
+/// A profile made by `aws login` (`login_session`): aws-config reads its
+/// credentials from the login cache (AWS SDKs and Tools Reference Guide,
+/// "Login for AWS local development using console credentials"), named by
+/// the SHA-256 of the session's ARN, in `AWS_LOGIN_CACHE_DIRECTORY`. Not
+/// expired, so no call to AWS Sign-In: the run works with no key in the
+/// environment.
+#[test]
+fn a_profile_made_by_aws_login_works() {
+    let emu = Emulator::start();
+    Fleet::seed(&emu);
+    let dir = emu.runtime_dir();
+    let session = "arn:aws:iam::123456789012:user/Admin";
+    let config = dir.join("aws-config");
+    std::fs::write(
+        &config,
+        format!("[profile console]\nlogin_session = {session}\nregion = us-east-1\n"),
+    )
+    .unwrap();
+    let cache = dir.join("login-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let digest = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(session.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let digest = String::from_utf8(digest.stdout).unwrap();
+    let expires = (chrono::Utc::now() + chrono::TimeDelta::hours(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(
+        cache.join(format!(
+            "{}.json",
+            digest.split_whitespace().next().unwrap()
+        )),
+        format!(
+            r#"{{"accessToken": {{"accessKeyId": "test", "secretAccessKey": "test",
+                "sessionToken": "session", "accountId": "123456789012", "expiresAt": "{expires}"}},
+              "tokenType": "aws_sigv4", "refreshToken": "refresh", "idToken": "id",
+              "clientId": "arn:aws:signin:::devtools/same-device",
+              "dpopKey": "-----BEGIN EC PRIVATE KEY-----\ntest\n-----END EC PRIVATE KEY-----\n"}}"#
+        ),
+    )
+    .unwrap();
+    let run = emu
+        .ebsnap_cmd(&["list", "--profile", "console", "--output", "json"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", config.to_str().unwrap())
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_LOGIN_CACHE_DIRECTORY", cache.to_str().unwrap())
+        .run();
+    run.assert_success();
+    assert!(
+        !entries(&run.json(), "snapshots", &run).is_empty(),
+        "the job's snapshots, read with the login's credentials\n{run}"
+    );
+}
+
 #[test]
 fn connection_reset_after_each_first_create_and_delete_still_converges() {
     let emu = Emulator::start();
