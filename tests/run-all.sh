@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that installs what the tests need and runs them all:
 #   bash tests/run-all.sh
-# Extra arguments go to `cargo test` (e.g. a test name filter).
+# Extra arguments go to `cargo test` (e.g. a test name filter). A full run
+# (no arguments) then checks the .deb and .rpm too (tests/package.sh: it
+# packages the debug build cargo test made, installs and purges the .deb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/install-deps.sh
@@ -17,3 +19,6 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 # The layout first: no circle between modules, no import upward (seconds).
 python3 tests/layout.py
 cargo test --locked --no-fail-fast "$@"
+if [ $# -eq 0 ]; then
+  bash tests/package.sh
+fi
