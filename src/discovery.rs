@@ -8,10 +8,12 @@
 
 use anyhow::{anyhow, Result};
 use aws_sdk_ec2::types::{
-    AttachmentStatus, Filter, Instance as Ec2Instance, Snapshot, StorageTier, Tag, Volume,
+    AttachmentStatus, Filter, Instance as Ec2Instance, Snapshot, StorageTier, Tag,
+    TieringOperationStatus, Volume,
 };
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 use crate::aws::{
     error_text, INSTANCE_PAGE_SIZE, SNAPSHOT_PAGE_SIZE, TIER_STATUS_PAGE_SIZE, VOLUME_PAGE_SIZE,
@@ -278,7 +280,131 @@ pub(crate) async fn attached_volume_tags(
 
 /// The snapshots this account owns that carry this job's marker.
 pub(crate) async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSnapshot>> {
-    marked_snapshots(client, job, None).await
+    let mut snapshots = marked_snapshots(client, job, None).await?;
+    let tiers = tier_histories(client).await.map_err(|err| {
+        tracing::warn!(
+            reason = %err,
+            "could not read the snapshots' archive states: what ebsnap archived is kept 90 days from now"
+        );
+    });
+    let now = Utc::now();
+    for snapshot in &mut snapshots {
+        let tier = tiers.as_ref().map(|t| t.get(&*snapshot.id));
+        settle_tier(snapshot, tier, now);
+    }
+    Ok(snapshots)
+}
+
+/// What EC2 says of a snapshot's last archive or restore.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TierHistory {
+    pub last_operation: TieringOperationStatus,
+    pub archival_complete: Option<DateTime<Utc>>,
+}
+
+/// Settles where a job snapshot stands with the archive tier, from
+/// DescribeSnapshots' `storageTier` (already in `archived`), its
+/// `ebsnap:archived-at` tag (in `archived_by_ebsnap`, as read) and EC2's
+/// tier history (`Err`: it could not be read). The pure decision.
+///
+/// - In the archive tier counts as archived, and so does a snapshot being
+///   archived (EBS User Guide, "Archive an Amazon EBS snapshot": usable
+///   until archival completes, but on its way), or temporarily restored
+///   ("Restore an archived Amazon EBS snapshot": "During the restore
+///   period, a copy of the snapshot remains in the archive tier"): never a
+///   good backup for `--keep-min`, and never deleted unless ebsnap archived
+///   it.
+/// - What ebsnap archived counts its 90 days from EC2's
+///   `archivalCompleteTime` (the later of it and the tag); while archival
+///   is under way, or when the history could not be read, from `now`: its
+///   90 days have not begun, as far as ebsnap can tell.
+/// - A snapshot ebsnap asked to archive that EC2 never archived (refused,
+///   or `archival-failed`) is not ebsnap's archive: the next run may ask
+///   again.
+pub(crate) fn settle_tier(
+    snapshot: &mut ExistingSnapshot,
+    history: Result<Option<&TierHistory>, &()>,
+    now: DateTime<Utc>,
+) {
+    use TieringOperationStatus as Op;
+    let asked = snapshot.archived_by_ebsnap;
+    let history = match history {
+        Ok(history) => history,
+        Err(()) => {
+            snapshot.archived_by_ebsnap = asked.map(|_| now);
+            return;
+        }
+    };
+    let operation = history.map(|h| &h.last_operation);
+    let in_archive = matches!(
+        operation,
+        Some(
+            Op::ArchivalInProgress
+                | Op::ArchivalCompleted
+                | Op::TemporaryRestoreInProgress
+                | Op::TemporaryRestoreCompleted
+                | Op::TemporaryRestoreFailed
+                | Op::PermanentRestoreInProgress
+                | Op::PermanentRestoreFailed
+        )
+    );
+    snapshot.archived |= in_archive;
+    snapshot.archived_by_ebsnap = match (asked, history) {
+        (None, _) | (Some(_), None) => None,
+        (Some(_), Some(h)) if h.last_operation == Op::ArchivalInProgress => Some(now),
+        (Some(_), Some(h)) if h.last_operation == Op::ArchivalFailed => None,
+        (Some(asked), Some(h)) => Some(h.archival_complete.map_or(asked, |done| done.max(asked))),
+    };
+}
+
+/// Every snapshot of the account with an archive history, and what EC2
+/// says of it: one DescribeSnapshotTierStatus filtered on the server on
+/// `last-tiering-operation` (any of its values: only snapshots ever
+/// archived answer), paginated.
+async fn tier_histories(client: &Client) -> Result<HashMap<String, TierHistory>> {
+    let mut pages = client
+        .describe_snapshot_tier_status()
+        .filters(
+            Filter::builder()
+                .name("last-tiering-operation")
+                .set_values(Some(
+                    TieringOperationStatus::values()
+                        .iter()
+                        .map(|v| (*v).to_owned())
+                        .collect(),
+                ))
+                .build(),
+        )
+        .max_results(TIER_STATUS_PAGE_SIZE)
+        .into_paginator()
+        .send();
+    let mut histories = HashMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| {
+            anyhow!(
+                "reading the snapshots' archive states: {}",
+                error_text(&err)
+            )
+        })?;
+        for status in page.snapshot_tier_statuses() {
+            let (Some(id), Some(last_operation)) =
+                (status.snapshot_id(), status.last_tiering_operation_status())
+            else {
+                continue;
+            };
+            let archival_complete = status
+                .archival_complete_time()
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0));
+            histories.insert(
+                id.to_owned(),
+                TierHistory {
+                    last_operation: last_operation.clone(),
+                    archival_complete,
+                },
+            );
+        }
+    }
+    Ok(histories)
 }
 
 /// The job's disaster-recovery copies in the client's region that came from
@@ -329,61 +455,7 @@ async fn marked_snapshots(
         drop(page);
         crate::memory::give_back();
     }
-    if snapshots
-        .iter()
-        .any(|s| s.archived && s.archived_by_ebsnap.is_some())
-    {
-        let completed = archival_complete_times(client).await?;
-        for snapshot in &mut snapshots {
-            if let (Some(asked), Some(done)) =
-                (snapshot.archived_by_ebsnap, completed.get(&*snapshot.id))
-            {
-                snapshot.archived_by_ebsnap = Some(asked.max(*done));
-            }
-        }
-    }
     Ok(snapshots)
-}
-
-/// When the archival of each archived snapshot of the account completed:
-/// EC2's `archivalCompleteTime` (API reference, SnapshotTierStatus), from
-/// one DescribeSnapshotTierStatus filtered on the server on
-/// `last-tiering-operation` `archival-completed`, paginated. Read only when
-/// the job has snapshots ebsnap archived: the 90 days an archived snapshot
-/// is billed for at least count from there (EBS User Guide,
-/// "Considerations and limitations for archiving Amazon EBS snapshots").
-async fn archival_complete_times(
-    client: &Client,
-) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
-    let mut pages = client
-        .describe_snapshot_tier_status()
-        .filters(
-            Filter::builder()
-                .name("last-tiering-operation")
-                .values("archival-completed")
-                .build(),
-        )
-        .max_results(TIER_STATUS_PAGE_SIZE)
-        .into_paginator()
-        .send();
-    let mut times = std::collections::HashMap::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| {
-            anyhow!(
-                "reading when the archived snapshots were archived: {}",
-                error_text(&err)
-            )
-        })?;
-        for status in page.snapshot_tier_statuses() {
-            if let (Some(id), Some(done)) = (status.snapshot_id(), status.archival_complete_time())
-            {
-                if let Some(done) = DateTime::<Utc>::from_timestamp(done.secs(), 0) {
-                    times.insert(id.to_owned(), done);
-                }
-            }
-        }
-    }
-    Ok(times)
 }
 
 /// EC2 tags as (key, value) pairs; a tag without a key is no tag.
@@ -907,9 +979,34 @@ mod tests {
                     .snapshots(ec2_snapshot("snap-3", Ec2State::Error, None))
                     .build()
             });
-        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&page1, &page2, &page3]);
+        // One read of the archive states, filtered on the server: snap-1 is
+        // being archived by someone.
+        let tiers = mock!(Client::describe_snapshot_tier_status)
+            .match_requests(|req| {
+                req.filters().iter().any(|f| {
+                    f.name() == Some("last-tiering-operation") && f.values().len() == 9
+                })
+            })
+            .then_output(|| {
+                aws_sdk_ec2::operation::describe_snapshot_tier_status::DescribeSnapshotTierStatusOutput::builder()
+                    .snapshot_tier_statuses(
+                        aws_sdk_ec2::types::SnapshotTierStatus::builder()
+                            .snapshot_id("snap-1")
+                            .last_tiering_operation_status(TieringOperationStatus::ArchivalInProgress)
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&page1, &page2, &page3, &tiers]
+        );
 
         let snapshots = job_snapshots(&client, "nightly").await.unwrap();
+        assert_eq!(tiers.num_calls(), 1);
+        assert!(snapshots[0].archived, "on its way to the archive");
+        assert!(!snapshots[1].archived);
 
         let states: Vec<_> = snapshots
             .iter()
@@ -948,5 +1045,60 @@ mod tests {
             err,
             "listing the snapshots of job default: UnauthorizedOperation: You are not authorized"
         );
+    }
+
+    #[test]
+    fn the_archive_state_settles_who_archived_what_and_since_when() {
+        use crate::inventory::testing::job_snapshot;
+        use chrono::{TimeDelta, TimeZone};
+        use TieringOperationStatus as Op;
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 3, 0, 0).unwrap();
+        let asked = now - TimeDelta::days(100);
+        let done = now - TimeDelta::days(98);
+        let settle = |tagged: bool, tier_archive: bool, op: Option<Op>, read: bool| {
+            let mut s = job_snapshot("snap-1", "vol-1", now - TimeDelta::days(200));
+            s.archived = tier_archive;
+            s.archived_by_ebsnap = tagged.then_some(asked);
+            let history = op.map(|last_operation| TierHistory {
+                last_operation,
+                archival_complete: Some(done),
+            });
+            let read = if read { Ok(history.as_ref()) } else { Err(&()) };
+            settle_tier(&mut s, read, now);
+            (s.archived, s.archived_by_ebsnap)
+        };
+        // ebsnap's, archived: 90 days from EC2's completion.
+        assert_eq!(
+            settle(true, true, Some(Op::ArchivalCompleted), true),
+            (true, Some(done))
+        );
+        // ebsnap's, on its way: archived for the plan, its 90 days not begun.
+        assert_eq!(
+            settle(true, false, Some(Op::ArchivalInProgress), true),
+            (true, Some(now))
+        );
+        // ebsnap asked, EC2 never archived it: not ebsnap's archive, asked again.
+        assert_eq!(settle(true, false, None, true), (false, None));
+        assert_eq!(
+            settle(true, false, Some(Op::ArchivalFailed), true),
+            (false, None)
+        );
+        // Someone else's, being archived or temporarily restored: archived.
+        assert_eq!(
+            settle(false, false, Some(Op::ArchivalInProgress), true),
+            (true, None)
+        );
+        assert_eq!(
+            settle(false, false, Some(Op::TemporaryRestoreCompleted), true),
+            (true, None)
+        );
+        // Permanently restored: standard, and asked once.
+        assert_eq!(
+            settle(true, false, Some(Op::PermanentRestoreCompleted), true),
+            (false, Some(done))
+        );
+        // No history could be read: what ebsnap archived waits 90 days from now.
+        assert_eq!(settle(true, true, None, false), (true, Some(now)));
+        assert_eq!(settle(false, false, None, false), (false, None));
     }
 }

@@ -753,6 +753,9 @@ fn guard_deletes(plan: &mut Plan, good_backups: usize, policy: &Policy) {
         "refused to delete {planned} snapshots ({}): check the plan with --dry-run, then rerun with --force",
         reasons.join(", ")
     ));
+    // What makes a purge too large (a clock far ahead, rules cut by
+    // mistake) makes its archives suspect too, and each costs 90 days.
+    plan.archives.clear();
     let (errors, withheld): (Vec<Delete>, Vec<Delete>) = std::mem::take(&mut plan.deletes)
         .into_iter()
         .partition(|d| d.reason == DeleteReason::Error);
@@ -2505,6 +2508,27 @@ mod tests {
         let policy = year_policy(Some(TimeDelta::days(30)));
         let copy_plan = build_copy_purge(copies, &policy, None, &HashSet::new(), now());
         assert!(copy_plan.archives.is_empty());
+    }
+
+    #[test]
+    fn a_refused_purge_archives_nothing_either() {
+        // Thirty monthlies cut to six: the guard refuses the 24 deletes,
+        // and the archives of the same plan go with them.
+        let monthlies: Vec<ExistingSnapshot> = (0..30)
+            .map(|m| completed(&format!("m{m:02}"), "vol-1", TimeDelta::days(30 * m + 1)))
+            .collect();
+        let cut = Policy {
+            archive_after: Some(TimeDelta::days(30)),
+            ..Policy {
+                force: false,
+                ..calendar(|k| k.monthly = 6)
+            }
+        };
+        let plan = purge(monthlies.clone(), &cut);
+        assert!(plan.purge_refused.is_some());
+        assert!(plan.archives.is_empty());
+        let forced = Policy { force: true, ..cut };
+        assert!(!purge(monthlies, &forced).archives.is_empty());
     }
 
     #[test]

@@ -459,13 +459,18 @@ const BRING_BACK_MAX_POLL: Duration = Duration::from_secs(60);
 pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool) -> Result<()> {
     use aws_sdk_ec2::types::TieringOperationStatus as Status;
     let status = tier_status(client, snapshot_id).await?;
-    let under_way = matches!(
-        status
-            .as_ref()
-            .and_then(|s| s.last_tiering_operation_status()),
-        Some(Status::TemporaryRestoreInProgress | Status::PermanentRestoreInProgress)
-    );
-    if !under_way {
+    let under_way = status.as_ref().filter(|s| {
+        matches!(
+            s.last_tiering_operation_status(),
+            Some(Status::TemporaryRestoreInProgress | Status::PermanentRestoreInProgress)
+        )
+    });
+    // Only what EC2 says of this restore counts, not a status left by the
+    // archival or an earlier, failed restore.
+    let mut since = under_way
+        .and_then(|s| s.last_tiering_start_time())
+        .map(|t| t.secs());
+    if under_way.is_none() || dry_run {
         let asked = client
             .restore_snapshot_tier()
             .snapshot_id(snapshot_id)
@@ -478,14 +483,17 @@ pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool
                 anyhow!("bringing snapshot {snapshot_id} back from the archive: {reason}")
             });
         }
-        asked.map_err(|err| {
+        let asked = asked.map_err(|err| {
             anyhow!(
                 "bringing snapshot {snapshot_id} back from the archive: {}",
                 error_text(&err)
             )
         })?;
-    } else if dry_run {
-        return Ok(());
+        since = Some(
+            asked
+                .restore_start_time()
+                .map_or_else(|| chrono::Utc::now().timestamp(), |t| t.secs()),
+        );
     }
     crate::notice::tell(&format!(
         "bringing {snapshot_id} back from the archive tier (up to 72 hours; Ctrl-C stops \
@@ -495,8 +503,17 @@ pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool
     let mut pause = FIRST_POLL;
     let mut told = None;
     loop {
+        // EC2 may show a restore a little after it took it: look after a
+        // pause, never at once.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(BRING_BACK_MAX_POLL);
         let status = tier_status(client, snapshot_id).await;
-        if let Ok(Some(status)) = &status {
+        let of_this_restore = status.as_ref().ok().and_then(Option::as_ref).filter(|s| {
+            let started = s.last_tiering_start_time().map(|t| t.secs());
+            // EC2's times are whole seconds: a second's slack.
+            since.is_none_or(|since| started.is_some_and(|started| started + 1 >= since))
+        });
+        if let Some(status) = of_this_restore {
             match bring_back_progress(status) {
                 BringBack::Back => return Ok(()),
                 BringBack::Failed(detail) => bail!(
@@ -510,15 +527,12 @@ pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool
                 }
             }
         }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             bail!(
                 "snapshot {snapshot_id} is not back from the archive after 80 hours: look with \
                  aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values={snapshot_id}"
             );
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(BRING_BACK_MAX_POLL);
     }
 }
 
@@ -583,7 +597,12 @@ mod tests {
     use aws_sdk_ec2::types::{SnapshotTierStatus, StorageTier, TieringOperationStatus as Status};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
-    fn status(tier: StorageTier, op: Status, progress: i32) -> DescribeSnapshotTierStatusOutput {
+    fn status(
+        tier: StorageTier,
+        op: Status,
+        progress: i32,
+        started: i64,
+    ) -> DescribeSnapshotTierStatusOutput {
         DescribeSnapshotTierStatusOutput::builder()
             .snapshot_tier_statuses(
                 SnapshotTierStatus::builder()
@@ -591,35 +610,39 @@ mod tests {
                     .storage_tier(tier)
                     .last_tiering_operation_status(op)
                     .last_tiering_progress(progress)
+                    .last_tiering_start_time(aws_sdk_ec2::primitives::DateTime::from_secs(started))
                     .build(),
             )
             .build()
     }
 
     #[tokio::test]
-    async fn an_archived_snapshot_is_restored_for_7_days_and_waited_for() {
-        let first_look = mock!(Client::describe_snapshot_tier_status)
-            .then_output(|| status(StorageTier::Archive, Status::ArchivalCompleted, 100));
+    async fn an_archived_snapshot_is_restored_for_7_days_and_only_its_restore_is_watched() {
+        use StorageTier::{Archive, Standard};
+        // An earlier restore failed (at 500); this one starts at 1000.
+        let failed_before = || status(Archive, Status::TemporaryRestoreFailed, 0, 500);
+        let first_look = mock!(Client::describe_snapshot_tier_status).then_output(failed_before);
         let restore = mock!(Client::restore_snapshot_tier)
             .match_requests(|req| {
                 req.snapshot_id() == Some("snap-1")
                     && req.temporary_restore_days() == Some(TEMPORARY_RESTORE_DAYS)
                     && req.permanent_restore().is_none()
             })
-            .then_output(|| RestoreSnapshotTierOutput::builder().build());
+            .then_output(|| {
+                RestoreSnapshotTierOutput::builder()
+                    .restore_start_time(aws_sdk_ec2::primitives::DateTime::from_secs(1000))
+                    .build()
+            });
+        // EC2 still shows the old failure at first: not this restore's.
+        let stale = mock!(Client::describe_snapshot_tier_status).then_output(failed_before);
         let halfway = mock!(Client::describe_snapshot_tier_status)
-            .then_output(|| status(StorageTier::Archive, Status::TemporaryRestoreInProgress, 50));
-        let back = mock!(Client::describe_snapshot_tier_status).then_output(|| {
-            status(
-                StorageTier::Standard,
-                Status::TemporaryRestoreCompleted,
-                100,
-            )
-        });
+            .then_output(|| status(Archive, Status::TemporaryRestoreInProgress, 50, 1000));
+        let back = mock!(Client::describe_snapshot_tier_status)
+            .then_output(|| status(Standard, Status::TemporaryRestoreCompleted, 100, 1000));
         let client = mock_client!(
             aws_sdk_ec2,
             RuleMode::Sequential,
-            [&first_look, &restore, &halfway, &back]
+            [&first_look, &restore, &stale, &halfway, &back]
         );
         bring_back(&client, "snap-1", false).await.unwrap();
         assert_eq!(restore.num_calls(), 1);
@@ -628,13 +651,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_restore_already_under_way_is_waited_for_not_asked_again() {
-        let under_way = mock!(Client::describe_snapshot_tier_status)
-            .then_output(|| status(StorageTier::Archive, Status::TemporaryRestoreInProgress, 10));
+        let under_way = mock!(Client::describe_snapshot_tier_status).then_output(|| {
+            status(
+                StorageTier::Archive,
+                Status::TemporaryRestoreInProgress,
+                10,
+                1000,
+            )
+        });
         let back = mock!(Client::describe_snapshot_tier_status).then_output(|| {
             status(
                 StorageTier::Standard,
                 Status::TemporaryRestoreCompleted,
                 100,
+                1000,
             )
         });
         let restore = mock!(Client::restore_snapshot_tier)
@@ -646,6 +676,28 @@ mod tests {
         );
         bring_back(&client, "snap-1", false).await.unwrap();
         assert_eq!(restore.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_always_asks_for_the_permission() {
+        let under_way = mock!(Client::describe_snapshot_tier_status).then_output(|| {
+            status(
+                StorageTier::Archive,
+                Status::TemporaryRestoreInProgress,
+                10,
+                1000,
+            )
+        });
+        let denied = mock!(Client::restore_snapshot_tier)
+            .match_requests(|req| req.dry_run() == Some(true))
+            .then_error(|| {
+                aws_sdk_ec2::operation::restore_snapshot_tier::RestoreSnapshotTierError::generic(
+                    crate::aws::testing::ec2_error("UnauthorizedOperation", "no"),
+                )
+            });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&under_way, &denied]);
+        let err = bring_back(&client, "snap-1", true).await.unwrap_err();
+        assert!(err.to_string().contains("not permitted"), "{err}");
     }
 
     #[test]
