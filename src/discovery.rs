@@ -281,6 +281,14 @@ pub(crate) async fn attached_volume_tags(
 /// The snapshots this account owns that carry this job's marker.
 pub(crate) async fn job_snapshots(client: &Client, job: &str) -> Result<Vec<ExistingSnapshot>> {
     let mut snapshots = marked_snapshots(client, job, None).await?;
+    // Only a job that has met the archive tier pays for the read: one
+    // snapshot archived, temporarily restored, or asked by ebsnap to be.
+    if !snapshots
+        .iter()
+        .any(|s| s.archived || s.archived_by_ebsnap.is_some())
+    {
+        return Ok(snapshots);
+    }
     let tiers = tier_histories(client).await.map_err(|err| {
         tracing::warn!(
             reason = %err,
@@ -539,7 +547,11 @@ fn to_existing_snapshot(snapshot: &Snapshot, interner: &mut Interner) -> Option<
         instance_id: shared_tag(TAG_INSTANCE_ID),
         device: shared_tag(TAG_DEVICE),
         run_id: shared_tag(TAG_RUN_ID),
-        archived: basics.archived,
+        // Temporarily restored, it is back in the standard tier for a
+        // while, and a copy stays in the archive (API reference, Snapshot:
+        // restoreExpiryTime, "Only for archived snapshots that are
+        // temporarily restored"): archived, as far as purge is concerned.
+        archived: basics.archived || snapshot.restore_expiry_time().is_some(),
         archived_by_ebsnap: tag_value(snapshot.tags(), TAG_ARCHIVED_AT)
             .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
             .map(|at| at.with_timezone(&Utc)),
@@ -967,8 +979,15 @@ mod tests {
         let page2 = mock!(Client::describe_snapshots)
             .match_requests(|req| job_filtered(req) && req.next_token() == Some("page-2"))
             .then_output(|| {
+                // Once asked by ebsnap to be archived: the archive states
+                // are read.
+                let mut asked = ec2_snapshot("snap-2", Ec2State::Pending, Some("nightly"));
+                asked.tags.get_or_insert_with(Vec::new).push(tag(
+                    crate::inventory::TAG_ARCHIVED_AT,
+                    "2026-11-01T00:00:00Z",
+                ));
                 DescribeSnapshotsOutput::builder()
-                    .snapshots(ec2_snapshot("snap-2", Ec2State::Pending, Some("nightly")))
+                    .snapshots(asked)
                     .next_token("page-3")
                     .build()
             });
@@ -1007,6 +1026,10 @@ mod tests {
         assert_eq!(tiers.num_calls(), 1);
         assert!(snapshots[0].archived, "on its way to the archive");
         assert!(!snapshots[1].archived);
+        assert_eq!(
+            snapshots[1].archived_by_ebsnap, None,
+            "asked, but EC2 never archived it"
+        );
 
         let states: Vec<_> = snapshots
             .iter()
@@ -1100,5 +1123,21 @@ mod tests {
         // No history could be read: what ebsnap archived waits 90 days from now.
         assert_eq!(settle(true, true, None, false), (true, Some(now)));
         assert_eq!(settle(false, false, None, false), (false, None));
+    }
+
+    #[tokio::test]
+    async fn a_job_that_never_met_the_archive_tier_reads_no_archive_states() {
+        let page = mock!(Client::describe_snapshots).then_output(|| {
+            DescribeSnapshotsOutput::builder()
+                .snapshots(ec2_snapshot("snap-1", Ec2State::Completed, Some("nightly")))
+                .build()
+        });
+        let tiers = mock!(Client::describe_snapshot_tier_status).then_output(|| {
+            aws_sdk_ec2::operation::describe_snapshot_tier_status::DescribeSnapshotTierStatusOutput::builder().build()
+        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&page, &tiers]);
+        let snapshots = job_snapshots(&client, "nightly").await.unwrap();
+        assert_eq!(snapshots.len(), 1);
+        assert_eq!(tiers.num_calls(), 0);
     }
 }
