@@ -21,14 +21,26 @@ fn main() {
     };
     println!("cargo:rustc-env=EBSNAP_VERSION={full}");
     // Build again when HEAD moves: HEAD itself, and the branch it points to.
-    let head = Path::new(".git/HEAD");
-    if head.exists() {
-        println!("cargo:rerun-if-changed=.git/HEAD");
-        if let Ok(text) = std::fs::read_to_string(head) {
-            if let Some(branch) = text.strip_prefix("ref: ") {
-                println!("cargo:rerun-if-changed=.git/{}", branch.trim());
+    // Asked of git, not assumed at .git/: in a worktree .git is a file, and
+    // HEAD and the refs live elsewhere.
+    let git_path = |path: &str| {
+        Command::new("git")
+            .args(["rev-parse", "--git-path", path])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .map(|p| p.trim().to_owned())
+    };
+    if let Some(head) = git_path("HEAD").filter(|p| Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={head}");
+        if let Ok(text) = std::fs::read_to_string(&head) {
+            if let Some(branch) = text.strip_prefix("ref: ").and_then(|b| git_path(b.trim())) {
+                println!("cargo:rerun-if-changed={branch}");
             }
         }
-        println!("cargo:rerun-if-changed=.git/packed-refs");
+        if let Some(packed) = git_path("packed-refs") {
+            println!("cargo:rerun-if-changed={packed}");
+        }
     }
 }
