@@ -119,8 +119,9 @@
 //! the same `tests/install-deps.sh`.
 //!
 //! **moto is not EC2.** It evaluates no IAM condition. It shows a snapshot
-//! the moment it exists and completes it at once. It never archives, locks,
-//! errors or limits. So the proxy is also an *EC2 twin*: it gives the emulator
+//! the moment it exists and completes it at once. It never locks, errors or
+//! limits, and it archives and restores at once, refusing nothing and leaving
+//! an archived snapshot usable. So the proxy is also an *EC2 twin*: it gives the emulator
 //! what real EC2 does. Each behaviour is switched on per test and written from
 //! AWS's documentation, with the page cited in the code.
 //!
@@ -141,7 +142,9 @@
 //!   - eventual consistency;
 //!   - creates carried out after the client gave up;
 //!   - snapshots in `error` or `recoverable`;
-//!   - the archive tier;
+//!   - the archive tier (`archive_tier`: ModifySnapshotTier,
+//!     RestoreSnapshotTier and DescribeSnapshotTierStatus with EC2's states,
+//!     refusals and pagination);
 //!   - snapshot locks, with DescribeLockedSnapshots, which moto lacks;
 //!   - the per-volume rate and pending limits;
 //!   - EC2's tag limits.

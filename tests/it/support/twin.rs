@@ -1,7 +1,8 @@
 //! The EC2 twin: what real EC2 does with snapshots that moto 5.2.5 does not.
 //!
-//! moto shows a snapshot the moment it exists, completes it at once, and never
-//! archives, locks, errors or limits. The fault proxy (`FaultProxy`) asks this
+//! moto shows a snapshot the moment it exists, completes it at once, never
+//! locks, errors or limits, and archives and restores at once, refusing
+//! nothing and leaving an archived snapshot usable. The fault proxy (`FaultProxy`) asks this
 //! module about every request it is about to forward (`ProxyShared::twin_before`)
 //! and about every answer it got from the emulator (`ProxyShared::twin_forward`),
 //! and so adds, each switched on per test by a `FaultPlan` method below:
