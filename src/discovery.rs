@@ -365,6 +365,35 @@ pub(crate) fn settle_tier(
     };
 }
 
+/// What EC2 says of one snapshot's archive tier (DescribeSnapshotTierStatus
+/// filtered on `snapshot-id`); `None` when it shows none for it.
+pub(crate) async fn snapshot_tier_status(
+    client: &Client,
+    snapshot_id: &str,
+) -> Result<Option<aws_sdk_ec2::types::SnapshotTierStatus>> {
+    let answer = client
+        .describe_snapshot_tier_status()
+        .filters(
+            Filter::builder()
+                .name("snapshot-id")
+                .values(snapshot_id)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow!(
+                "reading the archive status of snapshot {snapshot_id}: {}",
+                error_text(&err)
+            )
+        })?;
+    Ok(answer
+        .snapshot_tier_statuses()
+        .iter()
+        .find(|s| s.snapshot_id() == Some(snapshot_id))
+        .cloned())
+}
+
 /// Every snapshot of the account with an archive history, and what EC2
 /// says of it: one DescribeSnapshotTierStatus filtered on the server on
 /// `last-tiering-operation` (any of its values: only snapshots ever

@@ -21,7 +21,7 @@ use crate::config::ListFilter;
 use crate::config::{Config, Policy, Steps};
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
-use crate::plan::{self, DeleteReason, KeepReason, OrphanReason};
+use crate::plan::{self, DeleteReason, KeepReason, OrphanReason, ARCHIVE_RESTORE_HOURS};
 use crate::values::format_age;
 
 /// One snapshot of the job, and what purge will do with it.
@@ -142,11 +142,6 @@ pub(crate) fn entries(
     });
     entries
 }
-
-/// EBS User Guide, "Considerations and limitations for archiving Amazon
-/// EBS snapshots": "It can take up to 72 hours to restore an archived
-/// snapshot from the archive tier to the standard tier".
-pub(crate) const ARCHIVE_RESTORE_HOURS: u32 = 72;
 
 fn entry(
     region: &Arc<str>,

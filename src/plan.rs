@@ -60,6 +60,11 @@ pub(crate) struct Archive {
 /// sooner, and deletes nothing it archived sooner.
 pub(crate) const ARCHIVE_MINIMUM: TimeDelta = TimeDelta::days(90);
 
+/// How long EC2 may take to bring a snapshot back from the archive tier
+/// (same page: "It can take up to 72 hours to restore an archived snapshot
+/// from the archive tier to the standard tier").
+pub(crate) const ARCHIVE_RESTORE_HOURS: u32 = 72;
+
 /// The creates of one instance, snapshotted together: by one CreateSnapshots
 /// call at one instant (crash-consistent across the volumes), which must be
 /// told what to leave out; or, with `--per-volume`, one CreateSnapshot per
@@ -612,7 +617,7 @@ pub(crate) fn build(
             .filter(|o| o.is_due(now))
             .map(|o| Arc::clone(&o.volume_id))
             .collect();
-        plan_purge(own, by_volume, &due, policy, true, now, &mut plan);
+        plan_purge(own, by_volume, &due, policy, now, &mut plan);
         guard_deletes(&mut plan, good_backups, policy);
     }
     plan
@@ -631,8 +636,11 @@ pub(crate) fn build_copy_purge(
     failed: &HashSet<(String, String)>,
     now: DateTime<Utc>,
 ) -> Plan {
+    // The copies stay where they are: the archive tier is for the source
+    // region's own backups.
     let policy = Policy {
         retention: copy_retention,
+        archive_after: None,
         ..policy.clone()
     };
     let mut copies = copies;
@@ -645,7 +653,6 @@ pub(crate) fn build_copy_purge(
         by_source_volume,
         &HashSet::new(),
         &policy,
-        false,
         now,
         &mut plan,
     );
@@ -901,15 +908,13 @@ fn plan_creates(
 /// Judges each snapshot, moving it into the plan: kept (and why) or
 /// deleted. `volume_of` says which volume a snapshot backs up, for keep-min;
 /// `orphans_due` names the volumes whose whole series goes
-/// (`--orphans-after`); `may_archive`, whether `--archive-after` applies
-/// (the source region's own snapshots, not the copies). Unmarked ones come
-/// first, then each volume's, newest first.
+/// (`--orphans-after`). Unmarked ones come first, then each volume's,
+/// newest first.
 fn plan_purge(
     mut snapshots: Vec<ExistingSnapshot>,
     volume_of: for<'a> fn(&'a ExistingSnapshot) -> (&'a str, &'a str),
     orphans_due: &HashSet<Arc<str>>,
     policy: &Policy,
-    may_archive: bool,
     now: DateTime<Utc>,
     plan: &mut Plan,
 ) {
@@ -941,18 +946,10 @@ fn plan_purge(
             let orphaned = orphans_due.contains(&snapshot.volume_id);
             let (verdict, judgement) =
                 verdict(snapshot, newer_good, orphaned, &mut calendar, policy, now);
-            if let (true, Ok(KeepReason::Calendar(kept_by)), Some(judgement)) =
-                (may_archive, &verdict, judgement)
-            {
-                if let Some(released_at_earliest) =
-                    archive_due(snapshot, &judgement, newer_good, policy, now)
-                {
-                    plan.archives.push(Archive {
-                        snapshot: snapshot.clone(),
-                        kept_by: *kept_by,
-                        released_at_earliest,
-                    });
-                }
+            if let (Ok(KeepReason::Calendar(kept_by)), Some(judgement)) = (&verdict, judgement) {
+                plan.archives.extend(archive_due(
+                    snapshot, *kept_by, &judgement, newer_good, policy, now,
+                ));
             }
             verdict
         };
@@ -1119,20 +1116,25 @@ pub(crate) fn check_archive_after(policy: &Policy) -> Result<(), String> {
 /// least.
 fn archive_due(
     snapshot: &ExistingSnapshot,
+    kept_by: KeptBy,
     judgement: &Judgement,
     newer_good: usize,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+) -> Option<Archive> {
     let after = policy.archive_after?;
-    let released_at = judgement.released_at_earliest?;
+    let released_at_earliest = judgement.released_at_earliest?;
     let due = snapshot.is_good_backup()
         && snapshot.archived_by_ebsnap.is_none()
         && judgement.long_term_only
         && newer_good >= policy.keep_min.max(1)
         && snapshot.start_time + after <= now
-        && released_at >= now + ARCHIVE_MINIMUM;
-    due.then_some(released_at)
+        && released_at_earliest >= now + ARCHIVE_MINIMUM;
+    due.then(|| Archive {
+        snapshot: snapshot.clone(),
+        kept_by,
+        released_at_earliest,
+    })
 }
 
 /// One id per run, shared by every snapshot of the run: the time it started

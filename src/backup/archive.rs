@@ -1,6 +1,6 @@
-//! The archive step (`--archive-after`): each planned snapshot is tagged
-//! `ebsnap:archived-at`, then moved to the archive tier by
-//! ModifySnapshotTier. The tag goes first, so that a snapshot ebsnap asked
+//! The archive step (`--archive-after`): the planned snapshots are tagged
+//! `ebsnap:archived-at` (one CreateTags for up to 100 of them), then each is
+//! moved to the archive tier by ModifySnapshotTier. The tag goes first, so that a snapshot ebsnap asked
 //! EC2 to archive is always known as ebsnap's to delete later, even when the
 //! answer to ModifySnapshotTier is lost.
 //!
@@ -12,12 +12,13 @@
 //! recognises by asking DescribeSnapshotTierStatus, not by the code.
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, TargetStorageTier, TieringOperationStatus};
+use aws_sdk_ec2::types::{TargetStorageTier, TieringOperationStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, ec2_tags, error_text, MAX_IN_FLIGHT};
 use crate::backup::control::Executor;
+use crate::discovery::snapshot_tier_status;
 use crate::inventory::TAG_ARCHIVED_AT;
 use crate::plan::Archive;
 
@@ -32,45 +33,75 @@ pub(crate) enum ArchiveOutcome {
     },
 }
 
+/// How many snapshots one CreateTags names. All the run's archives carry
+/// the same tag, so one call tags many; CreateTags' API reference sets no
+/// limit on its resource ids, and a hundred keeps each call small.
+const TAG_BATCH: usize = 100;
+
 /// Carries out (or, in a dry run, checks) every archive; outcomes come back
-/// in the order of `archives`, at most `MAX_IN_FLIGHT` at a time.
+/// in the order of `archives`. The tags go first, a batch a call; then the
+/// ModifySnapshotTier calls, at most `MAX_IN_FLIGHT` at a time, each only
+/// for a snapshot that got its tag.
 pub(crate) async fn archive_all(
     exec: &Executor,
     archives: &[Archive],
     now: DateTime<Utc>,
 ) -> Vec<ArchiveOutcome> {
     let asked_at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
-    stream::iter(archives)
-        .map(|archive| archive_one(exec, archive, &asked_at))
+    let ids: Vec<&str> = archives.iter().map(|a| &*a.snapshot.id).collect();
+    let tagged = tag_all(exec, &ids, &asked_at).await;
+    stream::iter(ids.into_iter().zip(tagged))
+        .map(|(id, tagged)| async move {
+            match tagged {
+                Ok(()) => archive_one(exec, id).await,
+                Err(reason) => ArchiveOutcome::Failed {
+                    reason: format!("tagging it {TAG_ARCHIVED_AT}: {reason}"),
+                },
+            }
+        })
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await
 }
 
-async fn archive_one(exec: &Executor, archive: &Archive, asked_at: &str) -> ArchiveOutcome {
-    let id = &*archive.snapshot.id;
-    let dry_run = exec.dry_run;
-    if let Err(reason) = exec.tag_pacer.acquire(&exec.stop).await {
-        return ArchiveOutcome::Failed { reason };
+/// Tags `ids` `ebsnap:archived-at`, `TAG_BATCH` a call; a batch EC2
+/// refuses (one snapshot of it gone meanwhile, say) is tagged again one
+/// snapshot a call, so one refusal fails only its own archive.
+async fn tag_all(exec: &Executor, ids: &[&str], asked_at: &str) -> Vec<Result<(), String>> {
+    let mut results = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(TAG_BATCH) {
+        match tag(exec, batch, asked_at).await {
+            Ok(()) => results.extend(batch.iter().map(|_| Ok(()))),
+            Err(_) if batch.len() > 1 => {
+                for id in batch {
+                    results.push(tag(exec, std::slice::from_ref(id), asked_at).await);
+                }
+            }
+            Err(reason) => results.push(Err(reason)),
+        }
     }
+    results
+}
+
+async fn tag(exec: &Executor, ids: &[&str], asked_at: &str) -> Result<(), String> {
+    exec.tag_pacer.acquire(&exec.stop).await?;
     let tagged = exec
         .client
         .create_tags()
-        .resources(id)
+        .set_resources(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
         .set_tags(Some(ec2_tags([(TAG_ARCHIVED_AT, asked_at)])))
-        .dry_run(dry_run)
+        .dry_run(exec.dry_run)
         .send()
         .await;
-    let tagged = if dry_run {
+    if exec.dry_run {
         dry_run_verdict(tagged)
     } else {
         tagged.map(|_| ()).map_err(|err| error_text(&err))
-    };
-    if let Err(reason) = tagged {
-        return ArchiveOutcome::Failed {
-            reason: format!("tagging it {TAG_ARCHIVED_AT}: {reason}"),
-        };
     }
+}
+
+async fn archive_one(exec: &Executor, id: &str) -> ArchiveOutcome {
+    let dry_run = exec.dry_run;
     if let Err(reason) = exec.delete_pacer.acquire(&exec.stop).await {
         return ArchiveOutcome::Failed { reason };
     }
@@ -112,30 +143,17 @@ async fn archive_one(exec: &Executor, archive: &Archive, asked_at: &str) -> Arch
 /// (API reference, SnapshotTierStatus: lastTieringOperationStatus
 /// `archival-in-progress` or `archival-completed`).
 async fn archival_under_way(exec: &Executor, snapshot_id: &str) -> bool {
-    let answer = exec
-        .client
-        .describe_snapshot_tier_status()
-        .filters(
-            Filter::builder()
-                .name("snapshot-id")
-                .values(snapshot_id)
-                .build(),
+    let status = snapshot_tier_status(&exec.client, snapshot_id).await;
+    matches!(
+        status
+            .ok()
+            .flatten()
+            .as_ref()
+            .and_then(|s| s.last_tiering_operation_status()),
+        Some(
+            TieringOperationStatus::ArchivalInProgress | TieringOperationStatus::ArchivalCompleted
         )
-        .send()
-        .await;
-    let Ok(answer) = answer else {
-        return false;
-    };
-    answer.snapshot_tier_statuses().iter().any(|status| {
-        status.snapshot_id() == Some(snapshot_id)
-            && matches!(
-                status.last_tiering_operation_status(),
-                Some(
-                    TieringOperationStatus::ArchivalInProgress
-                        | TieringOperationStatus::ArchivalCompleted
-                )
-            )
-    })
+    )
 }
 
 #[cfg(test)]
@@ -199,6 +217,49 @@ mod tests {
             archive_all(&test_executor(client, false), &[archive("snap-1")], now()).await;
         assert_eq!(outcomes, [ArchiveOutcome::Requested]);
         assert_eq!((tag.num_calls(), modify.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn the_tags_go_a_batch_a_call_and_a_refused_batch_one_snapshot_a_call() {
+        let modify = mock!(Client::modify_snapshot_tier)
+            .then_output(|| ModifySnapshotTierOutput::builder().build());
+        // Three archives: one CreateTags names all three.
+        let batch = mock!(Client::create_tags)
+            .match_requests(|req| req.resources() == ["snap-1", "snap-2", "snap-3"])
+            .then_output(|| CreateTagsOutput::builder().build());
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&batch, &modify]);
+        let three = [archive("snap-1"), archive("snap-2"), archive("snap-3")];
+        let outcomes = archive_all(&test_executor(client, false), &three, now()).await;
+        assert_eq!(outcomes, vec![ArchiveOutcome::Requested; 3]);
+        assert_eq!((batch.num_calls(), modify.num_calls()), (1, 3));
+
+        // snap-2 is gone: the batch is refused, then each is tagged alone,
+        // and only snap-2's archive fails.
+        let refused = |req: &aws_sdk_ec2::operation::create_tags::CreateTagsInput| {
+            req.resources().iter().any(|r| r == "snap-2")
+        };
+        let gone = mock!(Client::create_tags)
+            .match_requests(refused)
+            .then_error(|| {
+                CreateTagsError::generic(ec2_error("InvalidSnapshot.NotFound", "snap-2"))
+            });
+        let alone = mock!(Client::create_tags)
+            .match_requests(move |req| !refused(req) && req.resources().len() == 1)
+            .then_output(|| CreateTagsOutput::builder().build());
+        let modify = mock!(Client::modify_snapshot_tier)
+            .then_output(|| ModifySnapshotTierOutput::builder().build());
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&gone, &alone, &modify]);
+        let outcomes = archive_all(&test_executor(client, false), &three, now()).await;
+        assert_eq!(outcomes[0], ArchiveOutcome::Requested);
+        assert!(
+            matches!(&outcomes[1], ArchiveOutcome::Failed { reason } if reason.contains("NotFound")),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[2], ArchiveOutcome::Requested);
+        assert_eq!(
+            (gone.num_calls(), alone.num_calls(), modify.num_calls()),
+            (2, 2, 2)
+        );
     }
 
     #[tokio::test]

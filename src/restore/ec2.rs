@@ -14,7 +14,7 @@ use aws_sdk_ec2::Client;
 
 use crate::aws::{self, error_text, SNAPSHOT_PAGE_SIZE};
 use crate::config::RestoreRequest;
-use crate::discovery::{to_source_snapshot, volumes_where};
+use crate::discovery::{snapshot_tier_status, to_source_snapshot, volumes_where};
 use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB};
 use crate::restore::decide::{InstanceInfo, SourceSnapshot, SourceVolume, VolumeSpec};
 use crate::restore::report::{restored, FailedRestore, RestoreReport};
@@ -444,10 +444,10 @@ pub(super) async fn target_instance(
 /// the archive tier"), so ebsnap's purge still counts its 90 days.
 pub(crate) const TEMPORARY_RESTORE_DAYS: i32 = 7;
 
-/// The longest `--from-archive` waits for a snapshot to come back: EC2's 72
-/// hours ("Considerations and limitations for archiving": "It can take up
-/// to 72 hours to restore an archived snapshot"), and some hours more.
-const BRING_BACK_TIMEOUT: Duration = Duration::from_secs(80 * 3600);
+/// The longest `--from-archive` waits for a snapshot to come back: EC2's
+/// `ARCHIVE_RESTORE_HOURS`, and 8 hours more.
+const BRING_BACK_TIMEOUT: Duration =
+    Duration::from_secs((crate::plan::ARCHIVE_RESTORE_HOURS as u64 + 8) * 3600);
 const BRING_BACK_MAX_POLL: Duration = Duration::from_secs(60);
 
 /// Brings `snapshot_id` back from the archive tier (`restore
@@ -458,7 +458,7 @@ const BRING_BACK_MAX_POLL: Duration = Duration::from_secs(60);
 /// asks whether the credentials may.
 pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool) -> Result<()> {
     use aws_sdk_ec2::types::TieringOperationStatus as Status;
-    let status = tier_status(client, snapshot_id).await?;
+    let status = snapshot_tier_status(client, snapshot_id).await?;
     let under_way = status.as_ref().filter(|s| {
         matches!(
             s.last_tiering_operation_status(),
@@ -507,7 +507,7 @@ pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool
         // pause, never at once.
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(BRING_BACK_MAX_POLL);
-        let status = tier_status(client, snapshot_id).await;
+        let status = snapshot_tier_status(client, snapshot_id).await;
         let of_this_restore = status.as_ref().ok().and_then(Option::as_ref).filter(|s| {
             let started = s.last_tiering_start_time().map(|t| t.secs());
             // EC2's times are whole seconds: a second's slack.
@@ -560,33 +560,6 @@ pub(super) fn bring_back_progress(status: &aws_sdk_ec2::types::SnapshotTierStatu
         _ if status.storage_tier() == Some(&StorageTier::Standard) => BringBack::Back,
         _ => BringBack::Progress(status.last_tiering_progress().unwrap_or(0)),
     }
-}
-
-async fn tier_status(
-    client: &Client,
-    snapshot_id: &str,
-) -> Result<Option<aws_sdk_ec2::types::SnapshotTierStatus>> {
-    let answer = client
-        .describe_snapshot_tier_status()
-        .filters(
-            Filter::builder()
-                .name("snapshot-id")
-                .values(snapshot_id)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|err| {
-            anyhow!(
-                "reading the archive status of snapshot {snapshot_id}: {}",
-                error_text(&err)
-            )
-        })?;
-    Ok(answer
-        .snapshot_tier_statuses()
-        .iter()
-        .find(|s| s.snapshot_id() == Some(snapshot_id))
-        .cloned())
 }
 
 #[cfg(test)]

@@ -34,6 +34,29 @@ fn code<E: ProvideErrorMetadata + std::fmt::Debug>(
     )
 }
 
+/// ModifySnapshotTier of `id` to the archive tier, through `client`.
+fn modify_tier(
+    emu: &Emulator,
+    client: &aws_sdk_ec2::Client,
+    id: &str,
+    dry_run: bool,
+) -> Result<
+    aws_sdk_ec2::operation::modify_snapshot_tier::ModifySnapshotTierOutput,
+    aws_sdk_ec2::error::SdkError<
+        aws_sdk_ec2::operation::modify_snapshot_tier::ModifySnapshotTierError,
+        aws_sdk_ec2::config::http::HttpResponse,
+    >,
+> {
+    emu.block_on(
+        client
+            .modify_snapshot_tier()
+            .snapshot_id(id)
+            .storage_tier(TargetStorageTier::Archive)
+            .dry_run(dry_run)
+            .send(),
+    )
+}
+
 fn last(proxy: &FaultProxy, action: &str) -> ProxyRecord {
     proxy
         .records()
@@ -118,15 +141,7 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
 
     // Archive: answered by the twin, in progress, still usable.
     let sent = Instant::now();
-    let out = emu
-        .block_on(
-            client
-                .modify_snapshot_tier()
-                .snapshot_id(&snap)
-                .storage_tier(TargetStorageTier::Archive)
-                .send(),
-        )
-        .expect("ModifySnapshotTier");
+    let out = modify_tier(&emu, &client, &snap, false).expect("ModifySnapshotTier");
     // The twin took its time between `sent` and now: the archival ends
     // after `sent + SLOW_ARCHIVAL`, by `answered + SLOW_ARCHIVAL`.
     let answered = Instant::now();
@@ -151,15 +166,7 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
     );
     create_volume(&emu, &client, &snap).expect("CreateVolume while the archival is in progress");
     // Twice, and a restore of what is not archived yet: IncorrectState.
-    let (c, m) = code(
-        emu.block_on(
-            client
-                .modify_snapshot_tier()
-                .snapshot_id(&snap)
-                .storage_tier(TargetStorageTier::Archive)
-                .send(),
-        ),
-    );
+    let (c, m) = code(modify_tier(&emu, &client, &snap, false));
     assert_eq!(c, TIER_STATE_ERROR_CODE, "{m}");
     let (c, m) = code(
         emu.block_on(
@@ -367,17 +374,7 @@ fn twin_archive_tier_refuses_what_cannot_be_archived_or_restored() {
             .snapshot_state(&failed, "error"),
     );
     let client = proxy.sdk_client(&emu);
-    let archive = |id: &str| {
-        code(
-            emu.block_on(
-                client
-                    .modify_snapshot_tier()
-                    .snapshot_id(id)
-                    .storage_tier(TargetStorageTier::Archive)
-                    .send(),
-            ),
-        )
-    };
+    let archive = |id: &str| code(modify_tier(&emu, &client, id, false));
     // Pending (a new snapshot under volume_limits) and error: not completed.
     let other = emu.create_volume(4);
     let pending = emu
@@ -411,16 +408,7 @@ fn twin_archive_tier_refuses_what_cannot_be_archived_or_restored() {
     );
     assert_eq!(c, TIER_STATE_ERROR_CODE, "{m}");
     // DryRun: DryRunOperation, nothing archived.
-    let (c, _) = code(
-        emu.block_on(
-            client
-                .modify_snapshot_tier()
-                .snapshot_id(&standard)
-                .storage_tier(TargetStorageTier::Archive)
-                .dry_run(true)
-                .send(),
-        ),
-    );
+    let (c, _) = code(modify_tier(&emu, &client, &standard, true));
     assert_eq!(c, "DryRunOperation");
     let status = tier_status(&emu, &client, &standard);
     assert!(
@@ -429,14 +417,8 @@ fn twin_archive_tier_refuses_what_cannot_be_archived_or_restored() {
     );
     assert_eq!(status.storage_tier(), Some(&StorageTier::Standard));
     // Then a real one goes through.
-    emu.block_on(
-        client
-            .modify_snapshot_tier()
-            .snapshot_id(&standard)
-            .storage_tier(TargetStorageTier::Archive)
-            .send(),
-    )
-    .expect("ModifySnapshotTier of a completed snapshot");
+    modify_tier(&emu, &client, &standard, false)
+        .expect("ModifySnapshotTier of a completed snapshot");
 }
 
 #[test]
@@ -611,15 +593,7 @@ fn twin_archive_tier_is_judged_by_the_iam_twin() {
             .iam_policy(without),
     );
     let client = proxy.sdk_client(&emu);
-    let archive = |client: &aws_sdk_ec2::Client, id: &str| {
-        emu.block_on(
-            client
-                .modify_snapshot_tier()
-                .snapshot_id(id)
-                .storage_tier(TargetStorageTier::Archive)
-                .send(),
-        )
-    };
+    let archive = |client: &aws_sdk_ec2::Client, id: &str| modify_tier(&emu, client, id, false);
     let (c, m) = code(archive(&client, &mine));
     assert_eq!(c, "UnauthorizedOperation", "{m}");
     let record = last(&proxy, "ModifySnapshotTier");
@@ -630,16 +604,7 @@ fn twin_archive_tier_is_judged_by_the_iam_twin() {
     );
     assert!(!record.forwarded && record.twin.is_none(), "{record}");
     // A DryRun is judged the same.
-    let (c, _) = code(
-        emu.block_on(
-            client
-                .modify_snapshot_tier()
-                .snapshot_id(&mine)
-                .storage_tier(TargetStorageTier::Archive)
-                .dry_run(true)
-                .send(),
-        ),
-    );
+    let (c, _) = code(modify_tier(&emu, &client, &mine, true));
     assert_eq!(c, "UnauthorizedOperation");
     emu.block_on(client.describe_snapshot_tier_status().send())
         .expect("DescribeSnapshotTierStatus allowed on *");
