@@ -20,9 +20,15 @@ fn main() {
         None => version.to_owned(),
     };
     println!("cargo:rustc-env=EBSNAP_VERSION={full}");
-    // Build again when HEAD moves: HEAD itself, and the branch it points to.
-    // Asked of git, not assumed at .git/: in a worktree .git is a file, and
-    // HEAD and the refs live elsewhere.
+    // Without a rerun-if-changed line cargo reruns this script whenever any
+    // file of the package changes; with one, only when a named file does.
+    println!("cargo:rerun-if-changed=build.rs");
+    // Build again when HEAD moves: HEAD itself, and the branch it points to
+    // (a loose ref, or packed-refs once git packed it). Asked of git, not
+    // assumed at .git/: in a worktree .git is a file, and HEAD and the refs
+    // live elsewhere. Only files that exist are named: cargo takes a named
+    // file that is missing as changed, and would rebuild the crate on every
+    // build (a checkout without packed-refs did, every time).
     let git_path = |path: &str| {
         Command::new("git")
             .args(["rev-parse", "--git-path", path])
@@ -32,15 +38,29 @@ fn main() {
             .and_then(|out| String::from_utf8(out.stdout).ok())
             .map(|p| p.trim().to_owned())
     };
-    if let Some(head) = git_path("HEAD").filter(|p| Path::new(p).exists()) {
-        println!("cargo:rerun-if-changed={head}");
-        if let Ok(text) = std::fs::read_to_string(&head) {
-            if let Some(branch) = text.strip_prefix("ref: ").and_then(|b| git_path(b.trim())) {
-                println!("cargo:rerun-if-changed={branch}");
-            }
+    let watch = |path: &Path| {
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
         }
-        if let Some(packed) = git_path("packed-refs") {
-            println!("cargo:rerun-if-changed={packed}");
+    };
+    let Some(head) = git_path("HEAD").filter(|p| Path::new(p).exists()) else {
+        return;
+    };
+    watch(Path::new(&head));
+    let branch = std::fs::read_to_string(&head)
+        .ok()
+        .and_then(|text| text.strip_prefix("ref: ").map(|b| b.trim().to_owned()));
+    if let Some(loose) = branch.as_deref().and_then(git_path) {
+        let loose = Path::new(&loose);
+        // A branch only in packed-refs gets its loose file back with the
+        // next commit: its folder (a folder is scanned for any change).
+        if loose.exists() {
+            watch(loose);
+        } else if let Some(folder) = loose.parent() {
+            watch(folder);
         }
+    }
+    if let Some(packed) = git_path("packed-refs") {
+        watch(Path::new(&packed));
     }
 }

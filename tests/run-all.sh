@@ -19,6 +19,8 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 # The layout first: no circle between modules, no import upward (seconds).
 python3 tests/layout.py
 cargo test --locked --no-fail-fast "$@"
+# A build with nothing changed does nothing (seconds).
+bash tests/up-to-date.sh
 if [ $# -eq 0 ]; then
   bash tests/package.sh
 fi
