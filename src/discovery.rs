@@ -73,32 +73,48 @@ pub(crate) async fn discover(
         volume_tags: with_volume_tags,
         orphans: with_orphans,
     } = reads;
-    let instances = if with_instances || with_orphans {
-        tagged_instances(client, selector).await?
-    } else {
-        vec![]
-    };
-    let skip_volume_ids = if with_instances {
-        skip_tagged_volumes(client).await?
-    } else {
-        Default::default()
-    };
-    let snapshots = if with_snapshots {
-        job_snapshots(client, job).await?
-    } else {
-        vec![]
-    };
-    let volume_tags = if with_volume_tags {
-        let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-        attached_volume_tags(client, &ids).await?
-    } else {
-        Default::default()
-    };
-    let existing_volume_ids = if with_orphans {
-        Some(existing_volumes(client, &instances, &snapshots).await?)
-    } else {
-        None
-    };
+    // The three reads that depend on nothing go out at once (a region's
+    // discovery costs its slowest read, not their sum); the two that need
+    // the instances (and the snapshots) follow, also side by side.
+    let (instances, skip_volume_ids, snapshots) = tokio::try_join!(
+        async {
+            if with_instances || with_orphans {
+                tagged_instances(client, selector).await
+            } else {
+                Ok(vec![])
+            }
+        },
+        async {
+            if with_instances {
+                skip_tagged_volumes(client).await
+            } else {
+                Ok(Default::default())
+            }
+        },
+        async {
+            if with_snapshots {
+                job_snapshots(client, job).await
+            } else {
+                Ok(vec![])
+            }
+        },
+    )?;
+    let (volume_tags, existing_volume_ids) = tokio::try_join!(
+        async {
+            if !with_volume_tags {
+                return Ok(Default::default());
+            }
+            let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+            attached_volume_tags(client, &ids).await
+        },
+        async {
+            if with_orphans {
+                existing_volumes(client, &instances, &snapshots).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+    )?;
     Ok(Inventory {
         instances,
         snapshots,
