@@ -257,7 +257,7 @@ impl CheckReport {
         );
         if !self.orphans.is_empty() {
             out += &format!(
-                "{} orphan series (not a failure): see --orphans-after in the README's Retention.\n",
+                "{} orphan series (not a failure): see --orphans-after in docs/guide/orphans.md.\n",
                 self.orphans.len()
             );
         }
@@ -571,7 +571,7 @@ mod tests {
         let text = report.to_text(now());
         assert!(text.contains("ORPHAN  vol-gone /dev/sdh of i-1 in us-east-1: its volume no longer exists; newest s-gone-new is 1d12h old, 2 snapshot(s) of 4 GiB, purge keeps its newest (--keep-min; see --orphans-after)\n"), "{text}");
         assert!(text.contains("ORPHAN  vol-off /dev/sdh of i-off in us-east-1: its instance is no longer selected; newest s-off is 2d12h old"), "{text}");
-        assert!(text.ends_with("1 of 1 selected volume(s) have a completed backup of job default newer than 26h.\n2 orphan series (not a failure): see --orphans-after in the README's Retention.\n"), "{text}");
+        assert!(text.ends_with("1 of 1 selected volume(s) have a completed backup of job default newer than 26h.\n2 orphan series (not a failure): see --orphans-after in docs/guide/orphans.md.\n"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["orphans"][0]["orphan"], "volume_gone");
         assert_eq!(json["orphans"][0]["size_gib"], 4);

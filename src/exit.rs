@@ -1,5 +1,5 @@
 //! The process exit codes: what cron (and `check`'s monitoring) reads of a
-//! run. The README's "Exit codes" section is this contract in words.
+//! run. docs/reference/exit-codes.md is this contract in words.
 
 /// Ordered by severity, so `max` of two is the worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
 
-/// The tag keys of the tag contract (the README's "Tag contract"): users
+/// The tag keys of the tag contract (docs/reference/tags.md): users
 /// write IAM policies and scripts against them, so they never change.
 pub(crate) const TAG_JOB: &str = "ebsnap:job";
 pub(crate) const TAG_INSTANCE_ID: &str = "ebsnap:instance-id";

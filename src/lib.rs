@@ -1,6 +1,7 @@
 //! ebsnap keeps EBS snapshot backups of tagged EC2 instances. This page is the
-//! architecture. The README covers how to use ebsnap and what it promises. Read
-//! it for the tag contract, the safety rules and the exit codes.
+//! architecture. The README and docs/ cover how to use ebsnap and what it
+//! promises: docs/reference/ holds the tag contract, the safety rules and the
+//! exit codes.
 //!
 //! One run goes like this. First the config is resolved, once, from the flags
 //! and the environment. Then the run is split into units of work, one per
@@ -33,7 +34,7 @@
 //! | `values.rs` | the parsers behind the flags (durations with units `s m h d w`, job names, region names, role ARNs, rates, the user's `--tag KEY=VALUE`), EC2's tag limits, durations and ages shown the way a user writes them, and the small enums of the command line. A leaf: it knows nothing of clap or of the rest of the crate |
 //! | `cli.rs` | the clap types only: what the user may type. It maps `values.rs`'s parsers and enums onto flags, so a bad flag is refused before any call to AWS |
 //! | `config.rs` | `Config`, built once from the CLI and the environment: plain data (retention, keep-min, selector, job, regions, accounts, output, whether stdout is a terminal, lock file, pacing, time budget, hooks). Also the plain request types of the other commands (`ListFilter`, `RestoreRequest`, ...) |
-//! | `exit.rs` | `ExitStatus`: the exit codes 0, 1 and 2, ordered by severity, so the worse of two is their `max`. The README's "Exit codes" section is this contract in words |
+//! | `exit.rs` | `ExitStatus`: the exit codes 0, 1 and 2, ordered by severity, so the worse of two is their `max`. docs/reference/exit-codes.md is this contract in words |
 //! | `notice.rs` | the one way to tell the operator something outside the report (errors, interruptions, a wait that gave up): one line on stderr, `ebsnap: ...`, or a log event with `--log-format json`, so a log shipper never meets a line it cannot parse |
 //! | `aws/mod.rs` | the EC2 clients from the standard AWS chain (environment, profile, instance role) with `--region`, `--profile` and `--endpoint-url` on top. Also the timeouts (5 s to connect, 15 s per attempt, 40 s per call with the SDK's retries), and SDK errors turned into one line a person can act on |
 //! | `aws/accounts.rs` | the accounts and the units of work. With `--assume-role`, each role is assumed through STS (session name `ebsnap-JOB`, `--external-id`) with the chain's own credentials, and renewed before they expire. It lists the regions with `--all-regions` (DescribeRegions) and makes one unit per account × region. Before any call, it refuses two roles in one account, and `--assume-role` with `list`, `check` or `restore`. A role that cannot be assumed, or an account whose regions cannot be listed, fails that account's units only (`assume-role`, `list-regions`) |

@@ -3,7 +3,7 @@
 //!
 //! A pure function of (inventory, policy, steps, now). A dry run prints the
 //! plan; a real run executes it. Nothing here does I/O, so every safety rule of
-//! the README's "Safety rules" is unit-tested below with a fixed clock.
+//! docs/reference/safety.md is unit-tested below with a fixed clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;

@@ -26,8 +26,8 @@ moto's clock (libfaketime reads the offset from --clock-file), as fleet.py's
 history is: the snapshot of the run n periods ago, on a schedule at this hour.
 
 held: counts the job's snapshots in moto, in all and per volume. With
---keep-*, checks them against the rules (restic's semantics, as README.md's
-"Retention" gives them, computed here independently of ebsnap): each volume
+--keep-*, checks them against the rules (as docs/guide/retention.md gives
+them, computed here independently of ebsnap): each volume
 must hold exactly what the rules keep of its snapshots as of now, plus, with
 --new, the one snapshot younger than an hour (made by the run the rules just
 judged, which does not count it). Exits 1 otherwise.

@@ -1241,8 +1241,8 @@ fn discovery_failing_in_every_region_exits_2_without_a_report() {
     assert_world_unchanged(&before, &emu.world_state(), &run);
 }
 
-/// README: "When nothing could be attempted (exit 2), there is no report: one
-/// line per region on stderr says why" — in JSON mode too.
+/// docs/guide/setup.md: "When nothing could be attempted (exit 2), there is no
+/// report: one line per region on stderr says why" — in JSON mode too.
 #[test]
 fn nothing_attempted_prints_no_json_report() {
     let emu = Emulator::start();

@@ -1235,16 +1235,19 @@ fn under_the_printed_policy_all_regions_lists_the_accounts_regions() {
     );
 }
 
-/// The alert rules the README's Monitoring section gives to copy and paste
-/// are valid Prometheus rules, with the metric names ebsnap writes.
+/// The alert rules the monitoring guide gives to copy and paste are valid
+/// Prometheus rules, with the metric names ebsnap writes.
 #[test]
-fn the_readmes_alert_rules_pass_promtool() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
+fn the_monitoring_guides_alert_rules_pass_promtool() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/guide/monitoring.md"
+    ))
+    .unwrap();
+    let start = guide
         .find("  ```yaml\n  groups:")
-        .expect("the alert rules in README.md");
-    let block = &readme[start + "  ```yaml\n".len()..];
+        .expect("the alert rules in docs/guide/monitoring.md");
+    let block = &guide[start + "  ```yaml\n".len()..];
     let block = &block[..block.find("  ```").expect("the end of the rules")];
     let rules: String = block
         .lines()

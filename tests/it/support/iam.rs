@@ -1020,7 +1020,7 @@ pub fn printed_policy() -> &'static str {
 
 /// The policy `ebsnap iam-policy ARGS` prints with `env` in its
 /// environment: for a job of its own flags (`--job`, `--tag`, or
-/// `EBSNAP_TAG`), printed as the README says, with the run's own flags.
+/// `EBSNAP_TAG`), printed as docs/reference/iam.md says, with the run's own flags.
 pub fn printed_policy_with(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebsnap"))
         .arg("iam-policy")
