@@ -18,6 +18,8 @@ echo "promtool:    $EBSNAP_PROMTOOL" >&2
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 # The layout first: no circle between modules, no import upward (seconds).
 python3 tests/layout.py
+# Every relative link and #anchor of README.md, CHANGELOG.md and docs/ resolves.
+python3 tests/docs-links.py
 cargo test --locked --no-fail-fast "$@"
 # A build with nothing changed does nothing (seconds).
 bash tests/up-to-date.sh
