@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use compact_str::CompactString;
+use serde::Serialize;
 
 use crate::config::{Policy, Steps, TagSelector};
 use crate::inventory::{
@@ -18,8 +19,8 @@ use crate::inventory::{
     TAG_INSTANCE_ID, TAG_JOB, TAG_NAME, TAG_RUN_ID, TAG_SKIP,
 };
 use crate::retention::{Calendar, Judgement, KeptBy};
-use crate::values::format_duration;
-use crate::values::{CopyTags, MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE};
+use crate::values::{format_duration, serde_name, ReasonCode};
+use crate::values::{CopyTags, DuplicateTagKey, MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE};
 
 /// What one run will do in one region.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -152,8 +153,23 @@ pub(crate) struct Delete {
     pub reason: DeleteReason,
 }
 
+/// The plan's verdict on one of the job's snapshots: kept, and why, or
+/// deleted, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    Keep(KeepReason),
+    Delete(DeleteReason),
+}
+
+impl Verdict {
+    pub(crate) fn is_keep(&self) -> bool {
+        matches!(self, Verdict::Keep(_))
+    }
+}
+
 /// Why the plan deletes a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum DeleteReason {
     /// Past retention, and not among the newest `keep_min` of its volume.
     Expired,
@@ -170,15 +186,10 @@ pub(crate) enum DeleteReason {
     Orphaned,
 }
 
-impl DeleteReason {
-    /// A stable identifier for programs (`--output json`).
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            DeleteReason::Expired => "expired",
-            DeleteReason::Error => "error",
-            DeleteReason::Duplicate => "duplicate",
-            DeleteReason::Orphaned => "orphaned",
-        }
+impl ReasonCode for DeleteReason {
+    /// A stable identifier for programs (`--output json`): serde's name.
+    fn code(&self) -> &'static str {
+        serde_name(self)
     }
 }
 
@@ -216,11 +227,9 @@ pub(crate) enum KeepReason {
     /// Does not carry this job's marker (safety rule 1). The server-side
     /// filter should never return one; this is the client-side re-check.
     NotMarked,
-    /// This run failed to snapshot the volume, so none of its snapshots is
-    /// deleted in this run (safety rule 3).
+    /// This run failed to copy the volume's snapshot (`--copy-to`), so
+    /// none of its copies is deleted in this run (safety rule 3).
     VolumeFailed,
-    /// EC2 refused the delete because an AMI uses the snapshot (rule 5).
-    InUse { message: String },
     /// Due for deletion, but the purge would have deleted too many at once
     /// (safety rule 8); `--force` lets it through.
     DeleteGuard,
@@ -233,16 +242,11 @@ pub(crate) enum KeepReason {
     /// spent the 90 days EC2 bills an archived snapshot for: deleted after
     /// `until` (`ARCHIVE_MINIMUM`).
     ArchiveMinimum { until: DateTime<Utc> },
-    /// EC2 refused the delete: the snapshot is locked (EBS snapshot lock)
-    /// until `until`, when EC2 said (safety rule 5).
-    Locked {
-        until: Option<DateTime<Utc>>,
-        message: String,
-    },
 }
-impl KeepReason {
+
+impl ReasonCode for KeepReason {
     /// A stable identifier for programs (`--output json`).
-    pub(crate) fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             KeepReason::WithinRetention { .. } => "within_retention",
             KeepReason::Calendar(KeptBy::Last(_)) => "keep_last",
@@ -250,12 +254,10 @@ impl KeepReason {
             KeepReason::KeepMin { .. } => "keep_min",
             KeepReason::NotFinished { .. } => "pending",
             KeepReason::NotMarked => "not_marked",
-            KeepReason::VolumeFailed => "volume_failed",
-            KeepReason::InUse { .. } => "in_use",
+            KeepReason::VolumeFailed => VOLUME_FAILED,
             KeepReason::DeleteGuard => "delete_guard",
             KeepReason::Archived => "archived",
             KeepReason::ArchiveMinimum { .. } => "archive_minimum",
-            KeepReason::Locked { .. } => "locked",
         }
     }
 }
@@ -289,13 +291,7 @@ impl fmt::Display for KeepReason {
                 write!(f, "{state}: not finished, so never deleted")
             }
             KeepReason::NotMarked => write!(f, "not marked as this job's snapshot"),
-            KeepReason::VolumeFailed => {
-                write!(
-                    f,
-                    "this run failed to snapshot its volume, so its snapshots are kept"
-                )
-            }
-            KeepReason::InUse { message } => write!(f, "in use by an AMI ({message})"),
+            KeepReason::VolumeFailed => f.write_str(VOLUME_FAILED_TEXT),
             KeepReason::DeleteGuard => {
                 write!(f, "past retention, but the purge was refused as too large")
             }
@@ -308,20 +304,21 @@ impl fmt::Display for KeepReason {
                 "archived by ebsnap: out of its rules, deleted after its 90 days in the archive, {}",
                 until.format("%Y-%m-%d %H:%M UTC")
             ),
-            KeepReason::Locked {
-                until: Some(until), ..
-            } => write!(f, "locked until {}", until.format("%Y-%m-%d %H:%M UTC")),
-            KeepReason::Locked {
-                until: None,
-                message,
-            } => write!(f, "locked ({message})"),
         }
     }
 }
 
+/// The code of a snapshot kept because this run failed its volume, whether
+/// the plan withheld it (a failed copy) or the purge did (a failed create).
+pub(crate) const VOLUME_FAILED: &str = "volume_failed";
+/// And its text.
+pub(crate) const VOLUME_FAILED_TEXT: &str =
+    "this run failed to snapshot its volume, so its snapshots are kept";
+
 /// Why a volume's series of the job's snapshots is an orphan: nothing backs
 /// the volume up any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum OrphanReason {
     /// The volume no longer exists.
     VolumeGone,
@@ -331,13 +328,10 @@ pub(crate) enum OrphanReason {
     InstanceNotSelected,
 }
 
-impl OrphanReason {
-    /// A stable identifier for programs (`--output json`).
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            OrphanReason::VolumeGone => "volume_gone",
-            OrphanReason::InstanceNotSelected => "instance_not_selected",
-        }
+impl ReasonCode for OrphanReason {
+    /// A stable identifier for programs (`--output json`): serde's name.
+    fn code(&self) -> &'static str {
+        serde_name(self)
     }
 }
 
@@ -472,8 +466,51 @@ pub(crate) fn orphans(
 pub(crate) struct SkippedInstance {
     pub instance_id: String,
     pub instance_name: Option<String>,
-    pub reason: String,
+    pub reason: InstanceSkip,
 }
+
+/// Why an instance that carries the selection tag key is not backed up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InstanceSkip {
+    NotSelected(NotSelected),
+    /// Selected, but no EBS volume is attached to it.
+    NoVolume,
+}
+
+impl fmt::Display for InstanceSkip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstanceSkip::NotSelected(why) => why.fmt(f),
+            InstanceSkip::NoVolume => f.write_str("no EBS volume attached"),
+        }
+    }
+}
+
+/// Why an instance's selection tag does not select it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotSelected {
+    /// `--tag-value` is given, and the tag holds another value.
+    OtherValue {
+        key: String,
+        value: String,
+        wanted: String,
+    },
+    /// The tag holds a value that means "do not back up" (`false`, `no`...).
+    OptsOut { key: String, value: String },
+}
+
+impl fmt::Display for NotSelected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotSelected::OtherValue { key, value, wanted } => {
+                write!(f, "{key}={value:?}, not {wanted:?}")
+            }
+            NotSelected::OptsOut { key, value } => write!(f, "{key}={value:?} opts out"),
+        }
+    }
+}
+
+impl std::error::Error for NotSelected {}
 
 /// A volume of a selected instance that this run does not snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -482,10 +519,57 @@ pub(crate) struct SkippedVolume {
     pub instance_name: Option<String>,
     pub volume_id: String,
     pub device: String,
-    /// A stable identifier for programs: `skip_tag`, `excluded_boot`,
-    /// `recent`, `multi_attach`.
-    pub reason_code: &'static str,
-    pub reason: String,
+    pub reason: SkipReason,
+}
+
+/// Why a volume of a selected instance is not snapshotted in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SkipReason {
+    /// Tagged `ebsnap:skip=true`.
+    SkipTag,
+    /// The boot volume, with `--exclude-boot`.
+    ExcludedBoot,
+    /// The job snapshotted it within `--min-interval`.
+    Recent {
+        snapshot_id: CompactString,
+        started: DateTime<Utc>,
+    },
+    /// Attached to another selected instance too (io2 Multi-Attach), and
+    /// snapshotted with that one.
+    MultiAttach { other_instance_id: String },
+}
+
+impl ReasonCode for SkipReason {
+    /// A stable identifier for programs (`--output json`).
+    fn code(&self) -> &'static str {
+        match self {
+            SkipReason::SkipTag => "skip_tag",
+            SkipReason::ExcludedBoot => "excluded_boot",
+            SkipReason::Recent { .. } => "recent",
+            SkipReason::MultiAttach { .. } => "multi_attach",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::SkipTag => write!(f, "tagged {TAG_SKIP}=true"),
+            SkipReason::ExcludedBoot => f.write_str("the boot volume, left out by --exclude-boot"),
+            SkipReason::Recent {
+                snapshot_id,
+                started,
+            } => write!(
+                f,
+                "{snapshot_id} of this job started {}, within --min-interval",
+                started.format("%Y-%m-%d %H:%M UTC")
+            ),
+            SkipReason::MultiAttach { other_instance_id } => write!(
+                f,
+                "attached to {other_instance_id} too, and snapshotted with it"
+            ),
+        }
+    }
 }
 
 /// The tags of the contract, on every snapshot.
@@ -499,22 +583,62 @@ pub(crate) const CONTRACT_TAGS_ON_COPY: usize = CONTRACT_TAGS + 2;
 /// on every snapshot: a key given twice, or more than fit beside ebsnap's
 /// own tags within EC2's 50 (beside the 7 of a copy with `--copy-to`).
 /// ebsnap's tags and the user's are never dropped; only copied ones are.
-pub(crate) fn check_user_tags(user_tags: &[(String, String)], copying: bool) -> Result<(), String> {
-    crate::values::check_distinct_tag_keys(user_tags)?;
-    let (own, on) = if copying {
-        (CONTRACT_TAGS_ON_COPY, "on a --copy-to copy")
+pub(crate) fn check_user_tags(
+    user_tags: &[(String, String)],
+    copying: bool,
+) -> Result<(), UsageError> {
+    crate::values::check_distinct_tag_keys(user_tags).map_err(UsageError::DuplicateTag)?;
+    let own = if copying {
+        CONTRACT_TAGS_ON_COPY
     } else {
-        (CONTRACT_TAGS, "on a snapshot")
+        CONTRACT_TAGS
     };
-    let room = MAX_TAGS - own;
-    if user_tags.len() > room {
-        return Err(format!(
-            "{} --tag tags and ebsnap's own {own} {on} are more than the {MAX_TAGS} tags EC2 allows: give at most {room} --tag",
-            user_tags.len()
-        ));
+    if user_tags.len() > MAX_TAGS - own {
+        return Err(UsageError::TooManyTags {
+            given: user_tags.len(),
+            copying,
+        });
     }
     Ok(())
 }
+
+/// A job the plan could never carry out as asked, refused before any call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UsageError {
+    /// A key given twice among the user's tags.
+    DuplicateTag(DuplicateTagKey),
+    /// More user tags than fit beside ebsnap's own within EC2's limit, on
+    /// a snapshot (or a `--copy-to` copy, which carries 2 more).
+    TooManyTags { given: usize, copying: bool },
+    /// `--archive-after` without `--keep-monthly` or `--keep-yearly`.
+    ArchiveWithoutLongTermRule,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::DuplicateTag(duplicate) => duplicate.fmt(f),
+            UsageError::TooManyTags { given, copying } => {
+                let (own, on) = if *copying {
+                    (CONTRACT_TAGS_ON_COPY, "on a --copy-to copy")
+                } else {
+                    (CONTRACT_TAGS, "on a snapshot")
+                };
+                let room = MAX_TAGS - own;
+                write!(
+                    f,
+                    "{given} --tag tags and ebsnap's own {own} {on} are more than the {MAX_TAGS} tags EC2 allows: give at most {room} --tag"
+                )
+            }
+            UsageError::ArchiveWithoutLongTermRule => f.write_str(
+                "--archive-after moves only snapshots that --keep-monthly or --keep-yearly \
+                 alone keep: add one of them (e.g. --keep-monthly 12), or leave --archive-after out",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// The `extra` tags that fit on a resource beside `kept` tags of ebsnap's
 /// own (which always stay): within EC2's limits, in order, the first that
@@ -577,12 +701,19 @@ const NEGATIVE_VALUES: [&str; 5] = ["false", "no", "off", "0", ""];
 
 /// Whether an instance whose selection tag holds `value` is backed up.
 /// `Err` carries the reason it is not.
-pub(crate) fn is_selected(selector: &TagSelector, value: &str) -> Result<(), String> {
+pub(crate) fn is_selected(selector: &TagSelector, value: &str) -> Result<(), NotSelected> {
     match &selector.value {
         Some(wanted) if value == wanted => Ok(()),
-        Some(wanted) => Err(format!("{}={value:?}, not {wanted:?}", selector.key)),
+        Some(wanted) => Err(NotSelected::OtherValue {
+            key: selector.key.clone(),
+            value: value.to_owned(),
+            wanted: wanted.clone(),
+        }),
         None if NEGATIVE_VALUES.contains(&value.trim().to_ascii_lowercase().as_str()) => {
-            Err(format!("{}={value:?} opts out", selector.key))
+            Err(NotSelected::OptsOut {
+                key: selector.key.clone(),
+                value: value.to_owned(),
+            })
         }
         None => Ok(()),
     }
@@ -774,22 +905,18 @@ fn guard_deletes(plan: &mut Plan, good_backups: usize, policy: &Policy) {
 }
 
 /// Why a volume is left out of every backup on purpose, if it is: tagged
-/// `ebsnap:skip=true`, or the root with `--exclude-boot`. A
-/// `(reason_code, reason)` pair. `check` asks the same: such a volume has
-/// no stale backup.
+/// `ebsnap:skip=true`, or the root with `--exclude-boot`. `check` asks the
+/// same: such a volume has no stale backup.
 pub(crate) fn left_out_on_purpose(
     volume: &AttachedVolume,
     skip_volume_ids: &BTreeSet<String>,
     policy: &Policy,
-) -> Option<(&'static str, String)> {
+) -> Option<SkipReason> {
     if skip_volume_ids.contains(&volume.volume_id) {
-        return Some(("skip_tag", format!("tagged {TAG_SKIP}=true")));
+        return Some(SkipReason::SkipTag);
     }
     if policy.exclude_boot && volume.is_root {
-        return Some((
-            "excluded_boot",
-            "the boot volume, left out by --exclude-boot".into(),
-        ));
+        return Some(SkipReason::ExcludedBoot);
     }
     None
 }
@@ -801,20 +928,16 @@ fn skip_reason(
     inventory: &Inventory,
     policy: &Policy,
     recent: &BTreeMap<&str, &ExistingSnapshot>,
-) -> Option<(&'static str, String)> {
+) -> Option<SkipReason> {
     if let Some(on_purpose) = left_out_on_purpose(volume, &inventory.skip_volume_ids, policy) {
         return Some(on_purpose);
     }
-    recent.get(volume.volume_id.as_str()).map(|snapshot| {
-        let started = snapshot.start_time.format("%Y-%m-%d %H:%M UTC");
-        (
-            "recent",
-            format!(
-                "{} of this job started {started}, within --min-interval",
-                snapshot.id
-            ),
-        )
-    })
+    recent
+        .get(volume.volume_id.as_str())
+        .map(|snapshot| SkipReason::Recent {
+            snapshot_id: snapshot.id.clone(),
+            started: snapshot.start_time,
+        })
 }
 
 fn plan_creates(
@@ -833,7 +956,7 @@ fn plan_creates(
             plan.skipped_instances.push(SkippedInstance {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
-                reason,
+                reason: InstanceSkip::NotSelected(reason),
             });
             continue;
         }
@@ -841,7 +964,7 @@ fn plan_creates(
             plan.skipped_instances.push(SkippedInstance {
                 instance_id: instance.id.clone(),
                 instance_name: instance.name.clone(),
-                reason: "no EBS volume attached".into(),
+                reason: InstanceSkip::NoVolume,
             });
         }
         let first_create = plan.creates.len();
@@ -854,20 +977,18 @@ fn plan_creates(
             .filter(|v| seen.insert(&v.volume_id))
         {
             let skip = match snapshotted_with.get(volume.volume_id.as_str()) {
-                Some(other) => Some((
-                    "multi_attach",
-                    format!("attached to {other} too, and snapshotted with it"),
-                )),
+                Some(other) => Some(SkipReason::MultiAttach {
+                    other_instance_id: (*other).to_owned(),
+                }),
                 None => skip_reason(volume, inventory, policy, recent),
             };
-            if let Some((reason_code, reason)) = skip {
+            if let Some(reason) = skip {
                 left_out.push(volume);
                 plan.skipped_volumes.push(SkippedVolume {
                     instance_id: instance.id.clone(),
                     instance_name: instance.name.clone(),
                     volume_id: volume.volume_id.clone(),
                     device: volume.device.clone(),
-                    reason_code,
                     reason,
                 });
                 continue;
@@ -941,24 +1062,26 @@ fn plan_purge(
             calendar.reset();
         }
         let verdict = if duplicates.contains(&position) {
-            Err(DeleteReason::Duplicate)
+            Verdict::Delete(DeleteReason::Duplicate)
         } else {
             let orphaned = orphans_due.contains(&snapshot.volume_id);
             let (verdict, judgement) =
                 verdict(snapshot, newer_good, orphaned, &mut calendar, policy, now);
-            if let (Ok(KeepReason::Calendar(kept_by)), Some(judgement)) = (&verdict, judgement) {
+            if let (Verdict::Keep(KeepReason::Calendar(kept_by)), Some(judgement)) =
+                (&verdict, judgement)
+            {
                 plan.archives.extend(archive_due(
                     snapshot, *kept_by, &judgement, newer_good, policy, now,
                 ));
             }
             verdict
         };
-        if verdict.is_ok() && snapshot.is_good_backup() {
+        if verdict.is_keep() && snapshot.is_good_backup() {
             newer_good += 1;
         }
         verdicts.push(verdict);
     }
-    let kept = verdicts.iter().filter(|v| v.is_ok()).count();
+    let kept = verdicts.iter().filter(|v| v.is_keep()).count();
     plan.kept.reserve_exact(kept);
     plan.deletes.reserve_exact(verdicts.len() - kept);
     let (first_kept, first_delete) = (plan.kept.len(), plan.deletes.len());
@@ -967,8 +1090,8 @@ fn plan_purge(
     // sorted order.
     while let (Some(snapshot), Some(verdict)) = (snapshots.pop(), verdicts.pop()) {
         match verdict {
-            Ok(reason) => plan.kept.push(Kept { snapshot, reason }),
-            Err(reason) => plan.deletes.push(Delete { snapshot, reason }),
+            Verdict::Keep(reason) => plan.kept.push(Kept { snapshot, reason }),
+            Verdict::Delete(reason) => plan.deletes.push(Delete { snapshot, reason }),
         }
         if snapshots.capacity() - snapshots.len() >= SHRINK_STEP {
             snapshots.shrink_to_fit();
@@ -1033,8 +1156,8 @@ fn duplicates_of_a_run(
     duplicates
 }
 
-/// Why a job snapshot is kept (`Ok`), or why it is deleted (`Err`), and
-/// what the calendar said of it where it weighed it.
+/// Whether a job snapshot is kept or deleted, and why, and what the
+/// calendar said of it where it weighed it.
 /// `newer_good` counts the good backups (`is_good_backup`) of the same
 /// volume that started after this one and are kept; `calendar` has seen
 /// those newer backups, and sees this one if it is a good backup or one
@@ -1051,17 +1174,17 @@ fn verdict(
     calendar: &mut Calendar<'_>,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> (Result<KeepReason, DeleteReason>, Option<Judgement>) {
+) -> (Verdict, Option<Judgement>) {
     match &snapshot.state {
         SnapshotState::Pending | SnapshotState::Other(_) => {
             let state = snapshot.state.as_str().to_owned();
-            return (Ok(KeepReason::NotFinished { state }), None);
+            return (Verdict::Keep(KeepReason::NotFinished { state }), None);
         }
-        SnapshotState::Error => return (Err(DeleteReason::Error), None),
+        SnapshotState::Error => return (Verdict::Delete(DeleteReason::Error), None),
         SnapshotState::Completed => {}
     }
     if snapshot.archived && snapshot.archived_by_ebsnap.is_none() {
-        return (Ok(KeepReason::Archived), None);
+        return (Verdict::Keep(KeepReason::Archived), None);
     }
     // What ebsnap asked to archive (archived, or still on its way, or
     // restored since) is billed its 90 days whenever it goes.
@@ -1070,8 +1193,8 @@ fn verdict(
         .map(|since| since + ARCHIVE_MINIMUM)
         .filter(|until| now < *until);
     let gone = |reason: DeleteReason| match archive_minimum {
-        Some(until) => Ok(KeepReason::ArchiveMinimum { until }),
-        None => Err(reason),
+        Some(until) => Verdict::Keep(KeepReason::ArchiveMinimum { until }),
+        None => Verdict::Delete(reason),
     };
     if orphaned {
         return (gone(DeleteReason::Orphaned), None);
@@ -1082,11 +1205,11 @@ fn verdict(
         .map(|r| snapshot.start_time + r)
         .filter(|expires_at| now <= *expires_at)
     {
-        Ok(KeepReason::WithinRetention { expires_at })
+        Verdict::Keep(KeepReason::WithinRetention { expires_at })
     } else if let Some(by) = judgement.kept_by {
-        Ok(KeepReason::Calendar(by))
+        Verdict::Keep(KeepReason::Calendar(by))
     } else if newer_good < policy.keep_min && !snapshot.archived {
-        Ok(KeepReason::KeepMin {
+        Verdict::Keep(KeepReason::KeepMin {
             keep_min: policy.keep_min,
         })
     } else {
@@ -1097,11 +1220,9 @@ fn verdict(
 
 /// `--archive-after` moves only what the monthly or yearly rules alone
 /// keep: without either, it could never move anything.
-pub(crate) fn check_archive_after(policy: &Policy) -> Result<(), String> {
+pub(crate) fn check_archive_after(policy: &Policy) -> Result<(), UsageError> {
     if policy.archive_after.is_some() && policy.keep.monthly == 0 && policy.keep.yearly == 0 {
-        return Err("--archive-after moves only snapshots that --keep-monthly or --keep-yearly \
-                    alone keep: add one of them (e.g. --keep-monthly 12), or leave --archive-after out"
-            .into());
+        return Err(UsageError::ArchiveWithoutLongTermRule);
     }
     Ok(())
 }
@@ -1292,7 +1413,15 @@ mod tests {
         assert!(is_selected(&selector, "Hourly").is_err());
         assert!(is_selected(&selector, "true").is_err());
         let err = is_selected(&selector, "daily").unwrap_err();
-        assert!(err.contains("Backup") && err.contains("daily"), "{err}");
+        assert_eq!(
+            err,
+            NotSelected::OtherValue {
+                key: "Backup".into(),
+                value: "daily".into(),
+                wanted: "hourly".into()
+            }
+        );
+        assert_eq!(err.to_string(), "Backup=\"daily\", not \"hourly\"");
     }
 
     #[test]
@@ -1316,7 +1445,17 @@ mod tests {
             .map(|s| s.instance_id.as_str())
             .collect();
         assert_eq!(skipped, ["i-off", "i-empty"]);
-        assert!(plan.skipped_instances[0].reason.contains("opts out"));
+        assert_eq!(
+            plan.skipped_instances[0].reason,
+            InstanceSkip::NotSelected(NotSelected::OptsOut {
+                key: "Scheduled-Snapshots".into(),
+                value: "off".into()
+            })
+        );
+        assert!(plan.skipped_instances[0]
+            .reason
+            .to_string()
+            .contains("opts out"));
     }
 
     #[test]
@@ -1328,7 +1467,11 @@ mod tests {
         };
         let plan = build(inventory.clone(), &policy(), SNAPSHOT, now());
         assert!(plan.creates.is_empty());
-        assert_eq!(plan.skipped_instances[0].reason, "no EBS volume attached");
+        assert_eq!(plan.skipped_instances[0].reason, InstanceSkip::NoVolume);
+        assert_eq!(
+            plan.skipped_instances[0].reason.to_string(),
+            "no EBS volume attached"
+        );
     }
 
     #[test]
@@ -1692,12 +1835,20 @@ mod tests {
         assert!(KeepReason::KeepMin { keep_min: 3 }
             .to_string()
             .contains("3 newest"));
+        // A delete's code is serde's name of it, as the JSON writes it.
+        for (reason, code) in [
+            (DeleteReason::Expired, "expired"),
+            (DeleteReason::Error, "error"),
+            (DeleteReason::Duplicate, "duplicate"),
+            (DeleteReason::Orphaned, "orphaned"),
+        ] {
+            assert_eq!(reason.code(), code);
+            assert_eq!(serde_json::to_value(reason).unwrap(), code);
+        }
+        assert_eq!(OrphanReason::VolumeGone.code(), "volume_gone");
         assert_eq!(
-            KeepReason::InUse {
-                message: "ami-1".into()
-            }
-            .code(),
-            "in_use"
+            OrphanReason::InstanceNotSelected.code(),
+            "instance_not_selected"
         );
     }
 
@@ -1743,9 +1894,18 @@ mod tests {
         );
         assert_eq!(plan.skipped_volumes.len(), 1);
         assert_eq!(plan.skipped_volumes[0].volume_id, "vol-a");
-        assert_eq!(plan.skipped_volumes[0].reason_code, "recent");
+        assert!(
+            matches!(
+                &plan.skipped_volumes[0].reason,
+                SkipReason::Recent { snapshot_id, .. } if snapshot_id == "a-pending"
+            ),
+            "{:?}",
+            plan.skipped_volumes[0].reason
+        );
+        assert_eq!(plan.skipped_volumes[0].reason.code(), "recent");
         assert!(plan.skipped_volumes[0]
             .reason
+            .to_string()
             .starts_with("a-pending of this job started"));
 
         let disabled = Policy {
@@ -2057,7 +2217,13 @@ mod tests {
         assert_eq!(volumes, ["vol-root1", "vol-shared", "vol-root2"]);
         assert_eq!(plan.skipped_volumes.len(), 1);
         assert_eq!(plan.skipped_volumes[0].instance_id, "i-2");
-        assert_eq!(plan.skipped_volumes[0].reason_code, "multi_attach");
+        assert_eq!(
+            plan.skipped_volumes[0].reason,
+            SkipReason::MultiAttach {
+                other_instance_id: "i-1".into()
+            }
+        );
+        assert_eq!(plan.skipped_volumes[0].reason.code(), "multi_attach");
         // CreateSnapshots of i-2 is told to leave it out.
         assert_eq!(plan.sets[1].exclude_data_volume_ids, ["vol-shared"]);
     }
@@ -2077,8 +2243,12 @@ mod tests {
         let plan = build(inventory.clone(), &policy(), SNAPSHOT, now());
         let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
         assert_eq!(created, ["vol-root", "vol-data"]);
-        assert_eq!(plan.skipped_volumes[0].reason_code, "skip_tag");
-        assert_eq!(plan.skipped_volumes[0].reason, "tagged ebsnap:skip=true");
+        assert_eq!(plan.skipped_volumes[0].reason, SkipReason::SkipTag);
+        assert_eq!(plan.skipped_volumes[0].reason.code(), "skip_tag");
+        assert_eq!(
+            plan.skipped_volumes[0].reason.to_string(),
+            "tagged ebsnap:skip=true"
+        );
 
         let data_only = Policy {
             exclude_boot: true,
@@ -2090,12 +2260,13 @@ mod tests {
         let codes: Vec<_> = plan
             .skipped_volumes
             .iter()
-            .map(|s| (s.volume_id.as_str(), s.reason_code))
+            .map(|s| (s.volume_id.as_str(), s.reason.code()))
             .collect();
         assert_eq!(
             codes,
             [("vol-root", "excluded_boot"), ("vol-scratch", "skip_tag")]
         );
+        assert_eq!(plan.skipped_volumes[0].reason, SkipReason::ExcludedBoot);
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -2277,28 +2448,41 @@ mod tests {
         };
         assert_eq!(check_user_tags(&[], false), Ok(()));
         assert_eq!(check_user_tags(&user(45), false), Ok(()));
+        let too_many = check_user_tags(&user(46), false);
         assert_eq!(
-            check_user_tags(&user(46), false),
-            Err(
-                "46 --tag tags and ebsnap's own 5 on a snapshot are more than the 50 tags \
-                 EC2 allows: give at most 45 --tag"
-                    .into()
-            )
+            too_many,
+            Err(UsageError::TooManyTags {
+                given: 46,
+                copying: false
+            })
+        );
+        assert_eq!(
+            too_many.unwrap_err().to_string(),
+            "46 --tag tags and ebsnap's own 5 on a snapshot are more than the 50 tags \
+             EC2 allows: give at most 45 --tag"
         );
         // A copy carries 2 more of ebsnap's (where it came from).
         assert_eq!(check_user_tags(&user(43), true), Ok(()));
+        let too_many = check_user_tags(&user(44), true);
         assert_eq!(
-            check_user_tags(&user(44), true),
-            Err(
-                "44 --tag tags and ebsnap's own 7 on a --copy-to copy are more than the 50 \
-                 tags EC2 allows: give at most 43 --tag"
-                    .into()
-            )
+            too_many,
+            Err(UsageError::TooManyTags {
+                given: 44,
+                copying: true
+            })
+        );
+        assert_eq!(
+            too_many.unwrap_err().to_string(),
+            "44 --tag tags and ebsnap's own 7 on a --copy-to copy are more than the 50 \
+             tags EC2 allows: give at most 43 --tag"
         );
         let twice = pairs(&[("Team", "db"), ("Team", "web")]);
-        assert!(check_user_tags(&twice, false)
-            .unwrap_err()
-            .contains("--tag Team is given twice"));
+        let err = check_user_tags(&twice, false).unwrap_err();
+        assert!(
+            matches!(&err, UsageError::DuplicateTag(d) if d.key == "Team"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("--tag Team is given twice"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ LAYERS = {
     "values": 0, "exit": 0, "notice": 0, "memory": 0, "lock": 0, "inventory": 0,
     "cli": 1, "iam": 1,
     "config": 2,
-    "aws": 3, "aws::accounts": 4,
+    "aws::codes": 0, "aws": 3, "aws::accounts": 4,
     "retention": 4,
     "discovery": 5, "plan": 5,
     "backup::control": 6, "backup::hooks": 6,

@@ -10,17 +10,21 @@ use chrono::{DateTime, Utc};
 use compact_str::CompactString;
 use serde::Serialize;
 
-use crate::aws::accounts::{Blocked, Unit};
+use crate::aws::accounts::{Blocked, BlockedStep, Unit};
 use crate::backup::archive::ArchiveOutcome;
 use crate::backup::copy::{CopyOutcome, CopyRun};
+use crate::backup::hooks::HookKind;
 use crate::backup::purge::DeleteOutcome;
 use crate::backup::snapshot::{CreateOutcome, HookFailed};
 use crate::config::Config;
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, SnapshotState};
-use crate::plan::{Archive, Create, Delete, DeleteReason, KeepReason, Kept, Plan};
-use crate::values::as_text;
-use crate::values::OutputFormat;
+use crate::plan::{
+    Archive, Create, Delete, DeleteReason, InstanceSkip, KeepReason, Kept, Plan, SkipReason,
+    VOLUME_FAILED, VOLUME_FAILED_TEXT,
+};
+use crate::retention::KeptBy;
+use crate::values::{as_text, OutputFormat, ReasonCode, WithCode};
 
 /// What one region's run produced: one per region, short-lived, so the
 /// size of `Executed` costs nothing worth a box.
@@ -89,7 +93,7 @@ pub struct CreatedEntry {
     pub(crate) account: Option<String>,
     pub(crate) region: String,
     /// `"allowed"` in a dry run, absent otherwise.
-    pub(crate) permission: Option<&'static str>,
+    pub(crate) permission: Option<Permission>,
     /// `--copy-tags`: the keys of the source's tags left off the snapshot,
     /// which EC2's tag limits had no room for; absent when all fit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -113,7 +117,7 @@ pub struct CopiedEntry {
     pub(crate) region: String,
     /// `"planned"` in a dry run (no call: the snapshot does not exist yet),
     /// absent otherwise.
-    pub(crate) permission: Option<&'static str>,
+    pub(crate) permission: Option<Permission>,
     /// `--copy-tags`: the keys of the source's tags left off the copy,
     /// which EC2's tag limits had no room for; absent when all fit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -135,14 +139,13 @@ pub struct DeletedEntry {
     pub(crate) region: Arc<str>,
     pub(crate) start_time: DateTime<Utc>,
     /// `"allowed"` in a dry run, absent otherwise.
-    pub(crate) permission: Option<&'static str>,
+    pub(crate) permission: Option<Permission>,
     /// EC2 said it was already gone (deleted by someone else meanwhile).
     pub(crate) already_gone: bool,
-    /// Why it was deleted: past retention, in error, or a duplicate.
-    #[serde(serialize_with = "as_text")]
-    pub(crate) reason: DeleteReason,
-    /// `expired`, `error` or `duplicate`.
-    pub(crate) reason_code: &'static str,
+    /// Why it was deleted: past retention, in error, a duplicate or an
+    /// orphan; `reason` and `reason_code` in the JSON.
+    #[serde(flatten)]
+    pub(crate) reason: WithCode<DeleteReason>,
 }
 
 /// One per snapshot sent to the archive tier.
@@ -158,12 +161,11 @@ pub struct ArchivedEntry {
     pub(crate) region: Arc<str>,
     pub(crate) start_time: DateTime<Utc>,
     /// `"allowed"` in a dry run, absent otherwise.
-    pub(crate) permission: Option<&'static str>,
-    /// The rule that keeps it (`monthly 2026-03`), and its code
-    /// (`keep_monthly`).
-    #[serde(serialize_with = "as_text")]
-    pub(crate) kept_by: KeepReason,
-    pub(crate) reason_code: &'static str,
+    pub(crate) permission: Option<Permission>,
+    /// The rule that keeps it: `kept_by` (`monthly 2026-03`) and
+    /// `reason_code` (`keep_monthly`) in the JSON.
+    #[serde(flatten)]
+    pub(crate) kept_by: ArchiveRule,
     /// The earliest its rules could let it go, 90 days away at least.
     pub(crate) kept_until_at_least: DateTime<Utc>,
 }
@@ -181,17 +183,159 @@ pub struct KeptEntry {
     pub(crate) start_time: DateTime<Utc>,
     #[serde(serialize_with = "as_text")]
     pub(crate) state: SnapshotState,
-    /// Rendered when written, not held as text for every kept snapshot.
-    #[serde(serialize_with = "as_text")]
-    pub(crate) reason: KeepReason,
-    pub(crate) reason_code: &'static str,
+    /// Rendered when written, not held as text for every kept snapshot:
+    /// `reason` and `reason_code` in the JSON.
+    #[serde(flatten)]
+    pub(crate) reason: WithCode<WhyKept>,
+}
+
+/// Why a snapshot is kept: the plan's reason, or what the purge met when it
+/// went to delete it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WhyKept {
+    Plan(KeepReason),
+    /// EC2 refused the delete because an AMI uses the snapshot (safety
+    /// rule 5).
+    InUse {
+        message: String,
+    },
+    /// EC2 refused the delete: the snapshot is locked (EBS snapshot lock)
+    /// until `until`, when EC2 said (safety rule 5).
+    Locked {
+        until: Option<DateTime<Utc>>,
+        message: String,
+    },
+    /// This run failed to snapshot the volume, so the purge withheld its
+    /// delete (safety rule 3).
+    Withheld,
+}
+
+impl ReasonCode for WhyKept {
+    fn code(&self) -> &'static str {
+        match self {
+            WhyKept::Plan(reason) => reason.code(),
+            WhyKept::InUse { .. } => "in_use",
+            WhyKept::Locked { .. } => "locked",
+            WhyKept::Withheld => VOLUME_FAILED,
+        }
+    }
+}
+
+impl std::fmt::Display for WhyKept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WhyKept::Plan(reason) => reason.fmt(f),
+            WhyKept::InUse { message } => write!(f, "in use by an AMI ({message})"),
+            WhyKept::Locked {
+                until: Some(until), ..
+            } => write!(f, "locked until {}", until.format("%Y-%m-%d %H:%M UTC")),
+            WhyKept::Locked {
+                until: None,
+                message,
+            } => write!(f, "locked ({message})"),
+            WhyKept::Withheld => f.write_str(VOLUME_FAILED_TEXT),
+        }
+    }
+}
+
+/// The calendar rule that keeps an archived snapshot, written as `kept_by`
+/// (its text) and `reason_code` (its code).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ArchiveRule(pub(crate) KeptBy);
+
+impl std::fmt::Display for ArchiveRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        KeepReason::Calendar(self.0).fmt(f)
+    }
+}
+
+impl Serialize for ArchiveRule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let reason = KeepReason::Calendar(self.0);
+        let mut fields = serializer.serialize_struct("ArchiveRule", 2)?;
+        fields.serialize_field("kept_by", &format_args!("{reason}"))?;
+        fields.serialize_field("reason_code", reason.code())?;
+        fields.end()
+    }
+}
+
+/// What failed, as the JSON report's `action` and the metrics' `action`
+/// label name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureAction {
+    /// A region's reads (or, `--copy-to`, the listing of its copies).
+    Discover,
+    Create,
+    /// `--wait`: a snapshot not completed in time.
+    Wait,
+    Delete,
+    Archive,
+    /// The delete guard refused the purge (safety rule 8).
+    Purge,
+    Copy,
+    PreHook,
+    PostHook,
+    AssumeRole,
+    ListRegions,
+}
+
+impl FailureAction {
+    /// Every action, in the order the metrics file writes them: each is
+    /// written, 0 when none failed, so an alert on one never waits for its
+    /// first failure.
+    pub const ALL: [FailureAction; 11] = [
+        FailureAction::Discover,
+        FailureAction::Create,
+        FailureAction::Wait,
+        FailureAction::Delete,
+        FailureAction::Archive,
+        FailureAction::Purge,
+        FailureAction::Copy,
+        FailureAction::PreHook,
+        FailureAction::PostHook,
+        FailureAction::AssumeRole,
+        FailureAction::ListRegions,
+    ];
+
+    /// Its name in the report and the metrics: serde's.
+    pub fn code(self) -> &'static str {
+        crate::values::serde_name(&self)
+    }
+}
+
+impl From<HookKind> for FailureAction {
+    fn from(kind: HookKind) -> FailureAction {
+        match kind {
+            HookKind::PreHook => FailureAction::PreHook,
+            HookKind::PostHook => FailureAction::PostHook,
+        }
+    }
+}
+
+impl From<BlockedStep> for FailureAction {
+    fn from(step: BlockedStep) -> FailureAction {
+        match step {
+            BlockedStep::AssumeRole => FailureAction::AssumeRole,
+            BlockedStep::ListRegions => FailureAction::ListRegions,
+        }
+    }
+}
+
+/// What a dry run found of an action it did not carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// EC2 answered the `DryRun=true` call: the credentials may do it.
+    Allowed,
+    /// No call could be made (a copy of a snapshot not made yet).
+    Planned,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailedEntry {
-    /// What failed: `discover`, `create`, `wait`, `delete`, `purge`,
-    /// `copy`, `pre-hook`, `post-hook`, `assume-role` or `list-regions`.
-    pub(crate) action: &'static str,
+    pub(crate) action: FailureAction,
     pub(crate) snapshot_id: Option<String>,
     pub(crate) volume_id: Option<String>,
     pub(crate) instance_id: Option<String>,
@@ -212,8 +356,9 @@ pub struct SkippedVolumeEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) account: Option<String>,
     pub(crate) region: String,
-    pub(crate) reason: String,
-    pub(crate) reason_code: &'static str,
+    /// `reason` and `reason_code` in the JSON.
+    #[serde(flatten)]
+    pub(crate) reason: WithCode<SkipReason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,7 +369,8 @@ pub struct SkippedEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) account: Option<String>,
     pub(crate) region: String,
-    pub(crate) reason: String,
+    #[serde(serialize_with = "as_text")]
+    pub(crate) reason: InstanceSkip,
 }
 
 impl Report {
@@ -297,7 +443,7 @@ impl Report {
     /// regions not listed): a failure of that unit alone, nothing attempted.
     pub(crate) fn add_blocked(&mut self, unit: &Unit, blocked: Blocked) {
         self.failed.push(FailedEntry {
-            action: blocked.action,
+            action: blocked.action.into(),
             snapshot_id: None,
             volume_id: None,
             instance_id: None,
@@ -323,7 +469,7 @@ impl Report {
         let (plan, creates, deletes, archives, copies) = match run {
             RegionRun::DiscoveryFailed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "discover",
+                    action: FailureAction::Discover,
                     snapshot_id: None,
                     volume_id: None,
                     instance_id: None,
@@ -343,7 +489,7 @@ impl Report {
             } => {
                 for failed in hook_failures {
                     self.failed.push(FailedEntry {
-                        action: failed.which,
+                        action: failed.which.into(),
                         snapshot_id: None,
                         volume_id: None,
                         instance_id: Some(failed.instance_id),
@@ -373,13 +519,12 @@ impl Report {
                 device: skipped.device,
                 account: account.clone(),
                 region: region.to_owned(),
-                reason: skipped.reason,
-                reason_code: skipped.reason_code,
+                reason: WithCode(skipped.reason),
             });
         }
         if let Some(reason) = plan.purge_refused {
             self.failed.push(FailedEntry {
-                action: "purge",
+                action: FailureAction::Purge,
                 snapshot_id: None,
                 volume_id: None,
                 instance_id: None,
@@ -413,10 +558,10 @@ impl Report {
         for (job, outcome) in run.copies {
             let (snapshot_id, permission) = match outcome {
                 CopyOutcome::Copied { snapshot_id } => (Some(snapshot_id), None),
-                CopyOutcome::Planned => (None, Some("planned")),
+                CopyOutcome::Planned => (None, Some(Permission::Planned)),
                 CopyOutcome::Failed { reason } => {
                     self.failed.push(FailedEntry {
-                        action: "copy",
+                        action: FailureAction::Copy,
                         snapshot_id: job.source_snapshot_id,
                         volume_id: Some(job.create.volume_id),
                         instance_id: Some(job.create.instance_id),
@@ -445,7 +590,7 @@ impl Report {
         match run.purge {
             None => {}
             Some(Err(reason)) => self.failed.push(FailedEntry {
-                action: "discover",
+                action: FailureAction::Discover,
                 snapshot_id: None,
                 volume_id: None,
                 instance_id: None,
@@ -456,7 +601,7 @@ impl Report {
             Some(Ok((plan, deletes))) => {
                 if let Some(reason) = plan.purge_refused {
                     self.failed.push(FailedEntry {
-                        action: "purge",
+                        action: FailureAction::Purge,
                         snapshot_id: None,
                         volume_id: None,
                         instance_id: None,
@@ -485,7 +630,7 @@ impl Report {
                 reason,
             } => {
                 self.failed.push(FailedEntry {
-                    action: "wait",
+                    action: FailureAction::Wait,
                     snapshot_id: Some(snapshot_id.clone()),
                     volume_id: Some(create.volume_id.clone()),
                     instance_id: Some(create.instance_id.clone()),
@@ -495,10 +640,10 @@ impl Report {
                 });
                 (Some(snapshot_id), None)
             }
-            CreateOutcome::Allowed => (None, Some("allowed")),
+            CreateOutcome::Allowed => (None, Some(Permission::Allowed)),
             CreateOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "create",
+                    action: FailureAction::Create,
                     snapshot_id: None,
                     volume_id: Some(create.volume_id),
                     instance_id: Some(create.instance_id),
@@ -528,7 +673,7 @@ impl Report {
     fn add_kept(&mut self, region: &Arc<str>, account: &Option<Arc<str>>, kept: Vec<Kept>) {
         let entries: Vec<KeptEntry> = kept
             .into_iter()
-            .map(|kept| kept_entry(region, account, kept))
+            .map(|kept| kept_entry(region, account, kept.snapshot, WhyKept::Plan(kept.reason)))
             .collect();
         if self.kept.is_empty() {
             self.kept = entries;
@@ -552,10 +697,10 @@ impl Report {
         } = archive;
         let permission = match outcome {
             ArchiveOutcome::Requested => None,
-            ArchiveOutcome::Allowed => Some("allowed"),
+            ArchiveOutcome::Allowed => Some(Permission::Allowed),
             ArchiveOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "archive",
+                    action: FailureAction::Archive,
                     snapshot_id: Some(snapshot.id.into()),
                     volume_id: Some(snapshot.volume_id.to_string()),
                     instance_id: snapshot.instance_id.as_deref().map(str::to_owned),
@@ -566,7 +711,6 @@ impl Report {
                 return;
             }
         };
-        let kept_by = KeepReason::Calendar(kept_by);
         self.archived.push(ArchivedEntry {
             snapshot_id: snapshot.id,
             volume_id: snapshot.volume_id,
@@ -576,8 +720,7 @@ impl Report {
             region: Arc::clone(region),
             start_time: snapshot.start_time,
             permission,
-            reason_code: kept_by.code(),
-            kept_by,
+            kept_by: ArchiveRule(kept_by),
             kept_until_at_least: released_at_earliest,
         });
     }
@@ -593,34 +736,25 @@ impl Report {
         let (permission, already_gone) = match outcome {
             DeleteOutcome::Deleted => (None, false),
             DeleteOutcome::AlreadyGone => (None, true),
-            DeleteOutcome::Allowed => (Some("allowed"), false),
+            DeleteOutcome::Allowed => (Some(Permission::Allowed), false),
             DeleteOutcome::InUse { message } => {
-                let kept = Kept {
-                    snapshot,
-                    reason: KeepReason::InUse { message },
-                };
-                self.kept.push(kept_entry(region, account, kept));
+                let why = WhyKept::InUse { message };
+                self.kept.push(kept_entry(region, account, snapshot, why));
                 return;
             }
             DeleteOutcome::Locked { until, message } => {
-                let kept = Kept {
-                    snapshot,
-                    reason: KeepReason::Locked { until, message },
-                };
-                self.kept.push(kept_entry(region, account, kept));
+                let why = WhyKept::Locked { until, message };
+                self.kept.push(kept_entry(region, account, snapshot, why));
                 return;
             }
             DeleteOutcome::Withheld => {
-                let kept = Kept {
-                    snapshot,
-                    reason: KeepReason::VolumeFailed,
-                };
-                self.kept.push(kept_entry(region, account, kept));
+                let why = WhyKept::Withheld;
+                self.kept.push(kept_entry(region, account, snapshot, why));
                 return;
             }
             DeleteOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "delete",
+                    action: FailureAction::Delete,
                     snapshot_id: Some(snapshot.id.into()),
                     volume_id: Some(snapshot.volume_id.to_string()),
                     instance_id: snapshot.instance_id.as_deref().map(str::to_owned),
@@ -641,8 +775,7 @@ impl Report {
             start_time: snapshot.start_time,
             permission,
             already_gone,
-            reason,
-            reason_code: reason.code(),
+            reason: WithCode(reason),
         });
     }
 
@@ -667,7 +800,12 @@ impl Report {
     }
 }
 
-fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> KeptEntry {
+fn kept_entry(
+    region: &Arc<str>,
+    account: &Option<Arc<str>>,
+    snapshot: ExistingSnapshot,
+    why: WhyKept,
+) -> KeptEntry {
     let ExistingSnapshot {
         id,
         volume_id,
@@ -676,7 +814,7 @@ fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> Kept
         instance_id,
         device,
         ..
-    } = kept.snapshot;
+    } = snapshot;
     KeptEntry {
         snapshot_id: id,
         volume_id,
@@ -686,8 +824,7 @@ fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> Kept
         region: Arc::clone(region),
         start_time,
         state,
-        reason_code: kept.reason.code(),
-        reason: kept.reason,
+        reason: WithCode(why),
     }
 }
 
@@ -885,7 +1022,7 @@ mod tests {
             quiet: true,
             ..config(false)
         }));
-        assert_eq!(report.failed[0].action, "create");
+        assert_eq!(report.failed[0].action, FailureAction::Create);
         assert_eq!(report.failed[0].volume_id.as_deref(), Some("vol-2"));
         let text = report.to_text(now());
         assert!(text.contains("FAILED  create vol-2 i-1: boom"), "{text}");
@@ -911,7 +1048,13 @@ mod tests {
             .iter()
             .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
-        assert_eq!(in_use.reason_code, "in_use");
+        assert_eq!(
+            *in_use.reason,
+            WhyKept::InUse {
+                message: "used by ami-1".into()
+            }
+        );
+        assert_eq!(in_use.reason.code(), "in_use");
         assert!(report
             .to_text(now())
             .contains("in use by an AMI (used by ami-1)"));
@@ -939,7 +1082,14 @@ mod tests {
             .iter()
             .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
-        assert_eq!(locked.reason_code, "locked");
+        assert_eq!(
+            *locked.reason,
+            WhyKept::Locked {
+                until: Some(until),
+                message: "locked".into()
+            }
+        );
+        assert_eq!(locked.reason.code(), "locked");
         assert!(report
             .to_text(now())
             .contains("keep    snap-old of vol-1, 9d old: locked until 2027-01-31 00:00 UTC"));
@@ -959,7 +1109,8 @@ mod tests {
             copies: vec![],
         };
         let report = report(false, run);
-        assert_eq!(report.deleted[0].reason_code, "error");
+        assert_eq!(*report.deleted[0].reason, DeleteReason::Error);
+        assert_eq!(report.deleted[0].reason.code(), "error");
         assert_eq!(report.created[0].tags_dropped, ["team", "cost"]);
         let text = report.to_text(now());
         assert!(
@@ -996,7 +1147,8 @@ mod tests {
             .iter()
             .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
-        assert_eq!(withheld.reason_code, "volume_failed");
+        assert_eq!(*withheld.reason, WhyKept::Withheld);
+        assert_eq!(withheld.reason.code(), "volume_failed");
         assert_eq!(report.failed.len(), 1, "only the create is a failure");
     }
 
@@ -1024,7 +1176,7 @@ mod tests {
             },
         );
         assert_eq!(report.exit_status(), ExitStatus::NothingAttempted);
-        assert_eq!(report.failed[0].action, "discover");
+        assert_eq!(report.failed[0].action, FailureAction::Discover);
         assert_eq!(report.failed[0].describe(), "discover: AuthFailure: bad");
     }
 
@@ -1057,7 +1209,10 @@ mod tests {
         plan.skipped_instances.push(crate::plan::SkippedInstance {
             instance_id: "i-9".into(),
             instance_name: Some("proxy".into()),
-            reason: "Scheduled-Snapshots=\"false\" opts out".into(),
+            reason: crate::plan::InstanceSkip::NotSelected(crate::plan::NotSelected::OptsOut {
+                key: "Scheduled-Snapshots".into(),
+                value: "false".into(),
+            }),
         });
         let run = RegionRun::Executed {
             plan,
@@ -1077,7 +1232,7 @@ mod tests {
             quiet: true,
             ..config(true)
         }));
-        assert_eq!(report.created[0].permission, Some("allowed"));
+        assert_eq!(report.created[0].permission, Some(Permission::Allowed));
         assert_eq!(report.created[0].snapshot_id, None);
         // The whole text, so that a line lost, repeated or out of order shows.
         assert_eq!(
@@ -1116,7 +1271,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
-        assert_eq!(report.failed[0].action, "purge");
+        assert_eq!(report.failed[0].action, FailureAction::Purge);
         let text = report.to_text(now());
         assert!(
             text.contains("FAILED  purge: refused to delete 1 snapshots"),
@@ -1139,7 +1294,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             archives: vec![],
             hook_failures: vec![HookFailed {
                 instance_id: "i-1".into(),
-                which: "post-hook",
+                which: HookKind::PostHook,
                 reason: "the post-hook failed (exit status: 1): unlock refused".into(),
             }],
             copies: vec![],
@@ -1154,6 +1309,42 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
         assert!(report.to_text(now()).contains(
             "FAILED  post-hook i-1: the post-hook failed (exit status: 1): unlock refused"
         ));
+    }
+
+    #[test]
+    fn failure_actions_are_named_by_serde_as_the_report_and_metrics_write_them() {
+        let names: Vec<&str> = FailureAction::ALL.iter().map(|a| a.code()).collect();
+        assert_eq!(
+            names,
+            [
+                "discover",
+                "create",
+                "wait",
+                "delete",
+                "archive",
+                "purge",
+                "copy",
+                "pre-hook",
+                "post-hook",
+                "assume-role",
+                "list-regions"
+            ]
+        );
+        for action in FailureAction::ALL {
+            assert_eq!(serde_json::to_value(action).unwrap(), action.code());
+        }
+        assert_eq!(
+            FailureAction::from(HookKind::PostHook),
+            FailureAction::PostHook
+        );
+        assert_eq!(
+            FailureAction::from(BlockedStep::ListRegions),
+            FailureAction::ListRegions
+        );
+        assert_eq!(
+            serde_json::to_value(Permission::Planned).unwrap(),
+            "planned"
+        );
     }
 
     #[test]
@@ -1209,7 +1400,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
 
     fn denied() -> Blocked {
         Blocked {
-            action: "assume-role",
+            action: BlockedStep::AssumeRole,
             reason: "assuming arn:aws:iam::222222222222:role/backup: AccessDenied".into(),
         }
     }
@@ -1240,7 +1431,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             .all(|e| e.account.as_deref() == of_a.as_deref()));
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].account.as_deref(), Some("222222222222"));
-        assert_eq!(report.failed[0].action, "assume-role");
+        assert_eq!(report.failed[0].action, FailureAction::AssumeRole);
         assert_eq!(
             report.failed[0].location(),
             "account 222222222222 us-east-1"

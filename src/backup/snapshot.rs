@@ -11,7 +11,7 @@ use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, ec2_tags, error_text, tag_spec, MAX_IN_FLIGHT};
 use crate::backup::control::{Executor, VolumeGates};
-use crate::backup::hooks::HookEnv;
+use crate::backup::hooks::{HookEnv, HookKind};
 use crate::backup::retry::{
     create_with_retries, failure_of, made_one, no_retries, only_snapshot, CallFailure,
 };
@@ -50,8 +50,7 @@ impl CreateOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HookFailed {
     pub instance_id: String,
-    /// `pre-hook` or `post-hook`.
-    pub which: &'static str,
+    pub which: HookKind,
     pub reason: String,
 }
 
@@ -179,14 +178,14 @@ async fn snapshot_set(
     if let (Some(RunHooks { hooks, .. }), Some(env)) = (hooks, &env) {
         if let Some(pre) = &hooks.pre {
             if let Err(reason) =
-                crate::backup::hooks::run(pre, "pre-hook", env, hooks.timeout).await
+                crate::backup::hooks::run(pre, HookKind::PreHook, env, hooks.timeout).await
             {
                 if hooks.on_failure == HookFailure::Skip {
                     skip = Some(format!("not snapshotted: {reason}"));
                 }
                 failures.push(HookFailed {
                     instance_id: set.instance_id.clone(),
-                    which: "pre-hook",
+                    which: HookKind::PreHook,
                     reason,
                 });
             }
@@ -206,11 +205,11 @@ async fn snapshot_set(
     if let (Some(RunHooks { hooks, .. }), Some(env)) = (hooks, &env) {
         if let Some(post) = &hooks.post {
             if let Err(reason) =
-                crate::backup::hooks::run(post, "post-hook", env, hooks.timeout).await
+                crate::backup::hooks::run(post, HookKind::PostHook, env, hooks.timeout).await
             {
                 failures.push(HookFailed {
                     instance_id: set.instance_id.clone(),
-                    which: "post-hook",
+                    which: HookKind::PostHook,
                     reason,
                 });
             }
@@ -1024,7 +1023,7 @@ mod tests {
             matches!(outcomes[0], CreateOutcome::Created { .. }),
             "crash-consistent snapshot all the same"
         );
-        assert_eq!(failures[0].which, "pre-hook");
+        assert_eq!(failures[0].which, HookKind::PreHook);
         assert!(
             failures[0]
                 .reason
