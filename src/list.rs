@@ -141,6 +141,7 @@ pub(crate) fn entries(
 ) -> Vec<ListEntry> {
     // The plan sees every snapshot of the job, so keep-min and the delete
     // guard judge as purge will; the filters apply afterwards.
+    // No snapshot is made, so no run id is needed.
     let plan = plan::build(
         inventory,
         policy,
@@ -148,6 +149,7 @@ pub(crate) fn entries(
             snapshot: false,
             purge: true,
         },
+        "",
         now,
     );
     let shared_region: Arc<str> = region.into();

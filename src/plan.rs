@@ -79,71 +79,175 @@ pub(crate) struct SnapshotSet {
     pub exclude_boot: bool,
     /// Attached data volumes that are not among the creates.
     pub exclude_data_volume_ids: Vec<String>,
+    /// The one description CreateSnapshots gives every snapshot of the
+    /// set: no device.
+    pub description: String,
+    /// What CreateSnapshots tags every snapshot of the set with, in the
+    /// call itself: the marker, instance and run id, and the user's tags
+    /// (`--tag`), so no snapshot exists a moment without them. The rest of
+    /// each snapshot's tags (`Create::tags`) follow in a CreateTags.
+    pub tags: Vec<(String, String)>,
 }
-/// A snapshot to take: one per attached EBS volume of a selected instance.
+
+impl SnapshotSet {
+    /// The set of `instance_id`'s `creates`, which leaves out what the
+    /// instance has beside them, its requests finished.
+    pub(crate) fn new(
+        instance_id: &str,
+        instance_name: Option<&str>,
+        creates: Vec<usize>,
+        left_out: &[&AttachedVolume],
+        run: RunTags<'_>,
+    ) -> SnapshotSet {
+        let tags = [
+            (TAG_JOB, run.job),
+            (TAG_INSTANCE_ID, instance_id),
+            (TAG_RUN_ID, run.run_id),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .chain(run.user.iter().cloned())
+        .collect();
+        SnapshotSet {
+            instance_id: instance_id.to_owned(),
+            creates,
+            exclude_boot: left_out.iter().any(|v| v.is_root),
+            exclude_data_volume_ids: left_out
+                .iter()
+                .filter(|v| !v.is_root)
+                .map(|v| v.volume_id.clone())
+                .collect(),
+            description: describe(run.job, instance_id, instance_name, None),
+            tags,
+        }
+    }
+}
+/// A snapshot to take: one per attached EBS volume of a selected instance,
+/// with its requests finished when the plan is built: the executor sends
+/// them and records what EC2 answered.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Create {
     pub instance_id: String,
     pub instance_name: Option<String>,
     pub volume_id: String,
     pub device: String,
-    /// The user's own tags (`--tag`), the same on every snapshot of the
-    /// job, so shared: after the contract's, never dropped.
-    pub user_tags: Arc<[(String, String)]>,
-    /// Tags copied from the source (`--copy-tags`), after the user's.
-    pub copied_tags: Vec<(String, String)>,
+    /// CreateSnapshot's description (`--per-volume`): who made it, for
+    /// which job, of what.
+    pub description: String,
+    /// Every tag of the snapshot. In the create call itself
+    /// (CreateSnapshot), so that no snapshot of ebsnap ever exists without
+    /// its marker (nor the user's tags); after CreateSnapshots, in the
+    /// CreateTags that follows.
+    pub tags: Tags,
     /// The keys of the source's tags that did not fit (EC2's tag limits).
     pub dropped_tags: Vec<String>,
+    /// `--copy-to`: a copy's tags but the two that say where it came from
+    /// (`ebsnap:source-*`, known once the snapshot is made), which go right
+    /// after the contract's: the copied ones are those that fit beside
+    /// ebsnap's seven on a copy.
+    pub copy_tags: Tags,
+    /// The keys of the copied tags that fit on the snapshot but not on a
+    /// copy.
+    pub copy_dropped_tags: Vec<String>,
+}
+
+/// A snapshot's tags, in the order they are sent: the contract's, then the
+/// user's (`--tag`: the same on every snapshot of the job, so one copy
+/// shared by the whole plan, and never dropped), then the ones copied from
+/// the source (`--copy-tags`) that fit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tags {
+    pub contract: Vec<(String, String)>,
+    pub user: Arc<[(String, String)]>,
+    pub copied: Vec<(String, String)>,
+}
+
+impl Tags {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(String, String)> + Clone {
+        self.contract
+            .iter()
+            .chain(self.user.iter())
+            .chain(self.copied.iter())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Vec<(String, String)> {
+        self.iter().cloned().collect()
+    }
+}
+
+/// What every snapshot of one run shares beside its volume's own tags: the
+/// job (the marker), the run id, and the user's tags (`--tag`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunTags<'a> {
+    pub job: &'a str,
+    pub run_id: &'a str,
+    pub user: &'a Arc<[(String, String)]>,
 }
 
 impl Create {
-    /// Every tag of the contract, then the user's (`--tag`), then the
-    /// copied ones, set in the create call itself so that no snapshot of
-    /// ebsnap ever exists without its marker (nor the user's tags).
-    pub(crate) fn tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
-        let mut tags = self.contract_tags(job, run_id);
-        tags.extend(self.user_tags.iter().cloned());
-        tags.extend(self.copied_tags.iter().cloned());
-        tags
-    }
-
-    /// The tag contract's five tags on the volume's snapshot.
-    pub(crate) fn contract_tags(&self, job: &str, run_id: &str) -> Vec<(String, String)> {
-        let label = self.instance_name.as_deref().unwrap_or(&self.instance_id);
-        [
-            (TAG_JOB, job.to_owned()),
-            (TAG_INSTANCE_ID, self.instance_id.clone()),
-            (TAG_DEVICE, self.device.clone()),
-            (TAG_RUN_ID, run_id.to_owned()),
-            (TAG_NAME, format!("{label} {}", self.device)),
+    /// The create of `volume_id` at `device` of an instance, its requests
+    /// finished: `copied` are the source's tags to copy (`--copy-tags`),
+    /// `dropped` the keys of those that did not fit on the snapshot.
+    pub(crate) fn new(
+        instance_id: &str,
+        instance_name: Option<&str>,
+        volume_id: &str,
+        device: &str,
+        run: RunTags<'_>,
+        copied: Vec<(String, String)>,
+        dropped: Vec<String>,
+    ) -> Create {
+        let label = instance_name.unwrap_or(instance_id);
+        let contract: Vec<(String, String)> = [
+            (TAG_JOB, run.job.to_owned()),
+            (TAG_INSTANCE_ID, instance_id.to_owned()),
+            (TAG_DEVICE, device.to_owned()),
+            (TAG_RUN_ID, run.run_id.to_owned()),
+            (TAG_NAME, format!("{label} {device}")),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
-        .collect()
-    }
-
-    /// The description of this volume's snapshot made on its own
-    /// (`--per-volume`): who made it, for which job, of what.
-    pub(crate) fn description(&self, job: &str) -> String {
-        self.describe(job, Some(&self.device))
-    }
-
-    /// The one description CreateSnapshots gives every snapshot of the
-    /// instance's set (the first create of the set speaks for it): no device.
-    pub(crate) fn set_description(&self, job: &str) -> String {
-        self.describe(job, None)
-    }
-
-    fn describe(&self, job: &str, device: Option<&str>) -> String {
-        let mut text = format!("ebsnap job={job} instance={}", self.instance_id);
-        if let Some(name) = &self.instance_name {
-            text.push_str(&format!(" ({name})"));
+        .collect();
+        let (on_copy, copy_dropped_tags) = fit_tags(
+            CONTRACT_TAGS_ON_COPY + run.user.len(),
+            copied.iter().cloned(),
+        );
+        let copy_tags = Tags {
+            contract: contract.clone(),
+            user: Arc::clone(run.user),
+            copied: on_copy,
+        };
+        let tags = Tags {
+            contract,
+            user: Arc::clone(run.user),
+            copied,
+        };
+        Create {
+            instance_id: instance_id.to_owned(),
+            instance_name: instance_name.map(str::to_owned),
+            volume_id: volume_id.to_owned(),
+            device: device.to_owned(),
+            description: describe(run.job, instance_id, instance_name, Some(device)),
+            tags,
+            dropped_tags: dropped,
+            copy_tags,
+            copy_dropped_tags,
         }
-        if let Some(device) = device {
-            text.push_str(&format!(" device={device}"));
-        }
-        text
     }
+}
+
+/// A snapshot's description: `ebsnap job=JOB instance=ID (NAME)
+/// device=DEVICE`, without the device for CreateSnapshots' set.
+fn describe(job: &str, instance_id: &str, name: Option<&str>, device: Option<&str>) -> String {
+    let mut text = format!("ebsnap job={job} instance={instance_id}");
+    if let Some(name) = name {
+        text.push_str(&format!(" ({name})"));
+    }
+    if let Some(device) = device {
+        text.push_str(&format!(" device={device}"));
+    }
+    text
 }
 
 /// A snapshot to delete, with the facts that justified it.
@@ -721,11 +825,12 @@ pub(crate) fn is_selected(selector: &TagSelector, value: &str) -> Result<(), Not
 
 /// Builds the plan for one region. It takes the inventory whole: its
 /// snapshots move into the plan rather than being copied (30,000 of them
-/// are megabytes).
+/// are megabytes). `run_id` tags every snapshot the run makes.
 pub(crate) fn build(
     mut inventory: Inventory,
     policy: &Policy,
     steps: Steps,
+    run_id: &str,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -737,7 +842,7 @@ pub(crate) fn build(
     own.retain(|s| s.copy_of.is_none());
     if steps.snapshot {
         let recent = recent_snapshots(&own, policy, now);
-        plan_creates(&inventory, policy, &recent, &mut plan);
+        plan_creates(&inventory, policy, run_id, &recent, &mut plan);
     }
     if steps.purge {
         let good_backups = good_backup_count(&own, policy);
@@ -943,6 +1048,7 @@ fn skip_reason(
 fn plan_creates(
     inventory: &Inventory,
     policy: &Policy,
+    run_id: &str,
     recent: &BTreeMap<&str, &ExistingSnapshot>,
     plan: &mut Plan,
 ) {
@@ -951,6 +1057,11 @@ fn plan_creates(
     // with the first; the other leaves it out.
     let mut snapshotted_with: BTreeMap<&str, &str> = BTreeMap::new();
     let user_tags: Arc<[(String, String)]> = policy.user_tags.as_slice().into();
+    let run = RunTags {
+        job: &policy.job,
+        run_id,
+        user: &user_tags,
+    };
     for instance in &inventory.instances {
         if let Err(reason) = is_selected(&policy.selector, &instance.selection_value) {
             plan.skipped_instances.push(SkippedInstance {
@@ -999,29 +1110,26 @@ fn plan_creates(
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             snapshotted_with.insert(&volume.volume_id, &instance.id);
-            let (copied_tags, dropped_tags) =
-                copied_tags(policy.copy_tags, &user_tags, &instance.tags, volume_tags);
-            plan.creates.push(Create {
-                instance_id: instance.id.clone(),
-                instance_name: instance.name.clone(),
-                volume_id: volume.volume_id.clone(),
-                device: volume.device.clone(),
-                user_tags: user_tags.clone(),
-                copied_tags,
-                dropped_tags,
-            });
+            let (copied, dropped) =
+                copied_tags(policy.copy_tags, run.user, &instance.tags, volume_tags);
+            plan.creates.push(Create::new(
+                &instance.id,
+                instance.name.as_deref(),
+                &volume.volume_id,
+                &volume.device,
+                run,
+                copied,
+                dropped,
+            ));
         }
         if plan.creates.len() > first_create {
-            plan.sets.push(SnapshotSet {
-                instance_id: instance.id.clone(),
-                creates: (first_create..plan.creates.len()).collect(),
-                exclude_boot: left_out.iter().any(|v| v.is_root),
-                exclude_data_volume_ids: left_out
-                    .iter()
-                    .filter(|v| !v.is_root)
-                    .map(|v| v.volume_id.clone())
-                    .collect(),
-            });
+            plan.sets.push(SnapshotSet::new(
+                &instance.id,
+                instance.name.as_deref(),
+                (first_create..plan.creates.len()).collect(),
+                &left_out,
+                run,
+            ));
         }
     }
 }
@@ -1372,6 +1480,7 @@ mod tests {
             },
             policy,
             PURGE,
+            "r1",
             now(),
         )
     }
@@ -1436,7 +1545,7 @@ mod tests {
             snapshots: vec![],
             ..Inventory::default()
         };
-        let plan = build(inventory.clone(), &policy(), SNAPSHOT, now());
+        let plan = build(inventory.clone(), &policy(), SNAPSHOT, "r1", now());
         let volumes: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
         assert_eq!(volumes, ["vol-a", "vol-b", "vol-e"]);
         let skipped: Vec<_> = plan
@@ -1465,7 +1574,7 @@ mod tests {
             snapshots: vec![],
             ..Inventory::default()
         };
-        let plan = build(inventory.clone(), &policy(), SNAPSHOT, now());
+        let plan = build(inventory.clone(), &policy(), SNAPSHOT, "r1", now());
         assert!(plan.creates.is_empty());
         assert_eq!(plan.skipped_instances[0].reason, InstanceSkip::NoVolume);
         assert_eq!(
@@ -1476,16 +1585,21 @@ mod tests {
 
     #[test]
     fn create_carries_every_contract_tag_and_a_description() {
-        let create = Create {
-            instance_id: "i-1".into(),
-            instance_name: Some("mongo-1".into()),
-            volume_id: "vol-1".into(),
-            device: "/dev/xvdf".into(),
-            user_tags: Arc::default(),
-            copied_tags: vec![],
-            dropped_tags: vec![],
+        let run = RunTags {
+            job: "hourly",
+            run_id: "r1",
+            user: &Arc::default(),
         };
-        let tags = create.tags("hourly", "r1");
+        let create = Create::new(
+            "i-1",
+            Some("mongo-1"),
+            "vol-1",
+            "/dev/xvdf",
+            run,
+            vec![],
+            vec![],
+        );
+        let tags = create.tags.to_vec();
         let expected = [
             ("ebsnap:job", "hourly"),
             ("ebsnap:instance-id", "i-1"),
@@ -1495,14 +1609,15 @@ mod tests {
         ];
         assert_eq!(tags, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert_eq!(
-            create.description("hourly"),
+            create.description,
             "ebsnap job=hourly instance=i-1 (mongo-1) device=/dev/xvdf"
         );
-        let unnamed = Create {
-            instance_name: None,
-            ..create
-        };
-        assert_eq!(unnamed.tags("hourly", "r1")[4].1, "i-1 /dev/xvdf");
+        let unnamed = Create::new("i-1", None, "vol-1", "/dev/xvdf", run, vec![], vec![]);
+        assert_eq!(unnamed.tags.to_vec()[4].1, "i-1 /dev/xvdf");
+        assert_eq!(
+            unnamed.description,
+            "ebsnap job=hourly instance=i-1 device=/dev/xvdf"
+        );
     }
 
     #[test]
@@ -1815,10 +1930,10 @@ mod tests {
             ],
             ..Inventory::default()
         };
-        let snapshot_only = build(inventory.clone(), &policy(), SNAPSHOT, now());
+        let snapshot_only = build(inventory.clone(), &policy(), SNAPSHOT, "r1", now());
         assert_eq!(snapshot_only.creates.len(), 1);
         assert!(snapshot_only.deletes.is_empty() && snapshot_only.kept.is_empty());
-        let purge_only = build(inventory.clone(), &policy(), PURGE, now());
+        let purge_only = build(inventory.clone(), &policy(), PURGE, "r1", now());
         assert!(purge_only.creates.is_empty());
         assert_eq!(deleted_ids(&purge_only), ["old"]);
     }
@@ -1885,7 +2000,7 @@ mod tests {
             ],
             ..Inventory::default()
         };
-        let plan = build(inventory.clone(), &policy(), SNAPSHOT, now());
+        let plan = build(inventory.clone(), &policy(), SNAPSHOT, "r1", now());
         let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
         assert_eq!(
             created,
@@ -1913,7 +2028,7 @@ mod tests {
             ..policy()
         };
         assert_eq!(
-            build(inventory.clone(), &disabled, SNAPSHOT, now())
+            build(inventory.clone(), &disabled, SNAPSHOT, "r1", now())
                 .creates
                 .len(),
             4
@@ -2047,6 +2162,7 @@ mod tests {
             },
             &guarded(),
             PURGE,
+            "r1",
             now() + TimeDelta::days(365),
         );
         assert!(year_ahead.deletes.is_empty());
@@ -2212,7 +2328,7 @@ mod tests {
             ],
             ..Inventory::default()
         };
-        let plan = build(inventory, &policy(), SNAPSHOT, now());
+        let plan = build(inventory, &policy(), SNAPSHOT, "r1", now());
         let volumes: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
         assert_eq!(volumes, ["vol-root1", "vol-shared", "vol-root2"]);
         assert_eq!(plan.skipped_volumes.len(), 1);
@@ -2240,7 +2356,7 @@ mod tests {
             skip_volume_ids: ["vol-scratch".to_string()].into(),
             ..Inventory::default()
         };
-        let plan = build(inventory.clone(), &policy(), SNAPSHOT, now());
+        let plan = build(inventory.clone(), &policy(), SNAPSHOT, "r1", now());
         let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
         assert_eq!(created, ["vol-root", "vol-data"]);
         assert_eq!(plan.skipped_volumes[0].reason, SkipReason::SkipTag);
@@ -2254,7 +2370,7 @@ mod tests {
             exclude_boot: true,
             ..policy()
         };
-        let plan = build(inventory.clone(), &data_only, SNAPSHOT, now());
+        let plan = build(inventory.clone(), &data_only, SNAPSHOT, "r1", now());
         let created: Vec<_> = plan.creates.iter().map(|c| c.volume_id.as_str()).collect();
         assert_eq!(created, ["vol-data"]);
         let codes: Vec<_> = plan
@@ -2315,16 +2431,13 @@ mod tests {
             dropped,
             (45..60).map(|i| format!("k{i}")).collect::<Vec<_>>()
         );
-        let create = Create {
-            instance_id: "i-1".into(),
-            instance_name: None,
-            volume_id: "vol-1".into(),
-            device: "/dev/sdf".into(),
-            user_tags: Arc::default(),
-            copied_tags: copied,
-            dropped_tags: dropped,
+        let run = RunTags {
+            job: "default",
+            run_id: "r1",
+            user: &Arc::default(),
         };
-        let tags = create.tags("default", "r1");
+        let create = Create::new("i-1", None, "vol-1", "/dev/sdf", run, copied, dropped);
+        let tags = create.tags.to_vec();
         assert_eq!(tags.len(), 50);
         assert_eq!(
             tags[0],
@@ -2362,9 +2475,9 @@ mod tests {
             copy_tags: Some(CopyTags::Both),
             ..policy()
         };
-        let plan = build(inventory.clone(), &both, SNAPSHOT, now());
+        let plan = build(inventory.clone(), &both, SNAPSHOT, "r1", now());
         assert_eq!(
-            plan.creates[0].copied_tags,
+            plan.creates[0].tags.copied,
             pairs(&[("disk", "data"), ("team", "web")])
         );
     }
@@ -2382,10 +2495,10 @@ mod tests {
             copy_tags: Some(CopyTags::Instance),
             ..policy()
         };
-        let plan = build(inventory, &tagged, SNAPSHOT, now());
+        let plan = build(inventory, &tagged, SNAPSHOT, "r1", now());
         assert_eq!(plan.creates.len(), 2);
         for create in &plan.creates {
-            let tags = create.tags("default", "r1");
+            let tags = create.tags.to_vec();
             let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(
                 keys,
@@ -2405,7 +2518,7 @@ mod tests {
             assert!(create.dropped_tags.is_empty());
         }
         assert!(
-            std::sync::Arc::ptr_eq(&plan.creates[0].user_tags, &plan.creates[1].user_tags),
+            std::sync::Arc::ptr_eq(&plan.creates[0].tags.user, &plan.creates[1].tags.user),
             "one copy for the whole plan"
         );
     }
@@ -2427,16 +2540,13 @@ mod tests {
             .collect();
         let (copied, dropped) = copied_tags(Some(CopyTags::Instance), &most, &many, &[]);
         assert_eq!((copied.len(), dropped.len()), (0, 60));
-        let create = Create {
-            instance_id: "i-1".into(),
-            instance_name: None,
-            volume_id: "vol-1".into(),
-            device: "/dev/sdf".into(),
-            user_tags: most.as_slice().into(),
-            copied_tags: copied,
-            dropped_tags: dropped,
+        let run = RunTags {
+            job: "default",
+            run_id: "r1",
+            user: &most.as_slice().into(),
         };
-        let tags = create.tags("default", "r1");
+        let create = Create::new("i-1", None, "vol-1", "/dev/sdf", run, copied, dropped);
+        let tags = create.tags.to_vec();
         assert_eq!(tags.len(), 50);
         assert_eq!(&tags[CONTRACT_TAGS..], most.as_slice());
     }
@@ -2504,7 +2614,7 @@ mod tests {
             exclude_boot: true,
             ..policy()
         };
-        let plan = build(inventory.clone(), &data_only, SNAPSHOT, now());
+        let plan = build(inventory.clone(), &data_only, SNAPSHOT, "r1", now());
         assert_eq!(
             plan.sets,
             [SnapshotSet {
@@ -2512,6 +2622,12 @@ mod tests {
                 creates: vec![0],
                 exclude_boot: true,
                 exclude_data_volume_ids: vec!["vol-scratch".into(), "vol-recent".into()],
+                description: "ebsnap job=default instance=i-1".into(),
+                tags: pairs(&[
+                    ("ebsnap:job", "default"),
+                    ("ebsnap:instance-id", "i-1"),
+                    ("ebsnap:run-id", "r1")
+                ]),
             }],
             "i-2 has nothing left to snapshot, so no set"
         );
@@ -2525,6 +2641,7 @@ mod tests {
             },
             &policy(),
             SNAPSHOT,
+            "r1",
             now(),
         );
         assert_eq!(all.sets.len(), 2);
@@ -2843,7 +2960,7 @@ mod tests {
             existing_volume_ids: Some(BTreeSet::new()),
             ..Inventory::default()
         };
-        let plan = build(inventory, &policy, PURGE, now());
+        let plan = build(inventory, &policy, PURGE, "r1", now());
         assert_eq!(deleted_ids(&plan), ["gone-newest"]);
         assert_eq!(
             kept_reason(&plan, "gone-archived").code(),
@@ -3074,6 +3191,7 @@ mod tests {
             ]),
             &policy(),
             PURGE,
+            "r1",
             now(),
         );
         assert_eq!(deleted_ids(&plan), ["gone-9d"], "expired, as before");
@@ -3132,6 +3250,7 @@ mod tests {
                 ..orphans_after(5)
             },
             PURGE,
+            "r1",
             now(),
         );
         let mut deleted = deleted_ids(&plan);
@@ -3165,6 +3284,7 @@ mod tests {
             ]),
             &orphans_after(5),
             PURGE,
+            "r1",
             now(),
         );
         // Only retention's deletes, as without the flag.
@@ -3186,6 +3306,7 @@ mod tests {
             )]),
             &orphans_after(5),
             PURGE,
+            "r1",
             now() + TimeDelta::seconds(1),
         );
         assert_eq!(deleted_ids(&later), ["off-5d"]);
@@ -3214,6 +3335,7 @@ mod tests {
             ]),
             &orphans_after(5),
             PURGE,
+            "r1",
             now(),
         );
         assert!(plan.orphans.is_empty(), "{:?}", plan.orphans);
@@ -3234,6 +3356,7 @@ mod tests {
             },
             &orphans_after(5),
             PURGE,
+            "r1",
             now(),
         );
         assert!(plan.orphans.is_empty());
@@ -3255,6 +3378,7 @@ mod tests {
             },
             &orphans_after(5),
             PURGE,
+            "r1",
             now(),
         );
         assert_eq!(orphan_codes(&plan), [("vol-gone", "volume_gone")]);
@@ -3278,7 +3402,13 @@ mod tests {
             force: false,
             ..orphans_after(5)
         };
-        let plan = build(orphan_fleet(snapshots), &guarded_orphans, PURGE, now());
+        let plan = build(
+            orphan_fleet(snapshots),
+            &guarded_orphans,
+            PURGE,
+            "r1",
+            now(),
+        );
         assert!(plan.deletes.is_empty(), "{:?}", plan.deletes);
         let refused = plan.purge_refused.as_deref().unwrap();
         assert!(
@@ -3299,7 +3429,7 @@ mod tests {
             completed("gone-6d", "vol-gone", TimeDelta::days(6)),
             completed("gone-7d", "vol-gone", TimeDelta::days(7)),
         ]);
-        let plan = build(one_gone.clone(), &capped, PURGE, now());
+        let plan = build(one_gone.clone(), &capped, PURGE, "r1", now());
         assert!(plan.deletes.is_empty() && plan.purge_refused.is_some());
         let plan = build(
             one_gone,
@@ -3308,6 +3438,7 @@ mod tests {
                 ..capped
             },
             PURGE,
+            "r1",
             now(),
         );
         assert_eq!(

@@ -573,7 +573,7 @@ impl Report {
                 }
             };
             let mut tags_dropped = job.create.dropped_tags.clone();
-            tags_dropped.extend(crate::backup::copy::copied_tags_on_copy(&job.create).1);
+            tags_dropped.extend(job.create.copy_dropped_tags.iter().cloned());
             self.copied.push(CopiedEntry {
                 tags_dropped,
                 snapshot_id,
@@ -872,15 +872,20 @@ mod tests {
     }
 
     fn create(volume: &str) -> Create {
-        Create {
-            instance_id: "i-1".into(),
-            instance_name: Some("mongo-1".into()),
-            volume_id: volume.into(),
-            device: "/dev/sdf".into(),
-            user_tags: Default::default(),
-            copied_tags: vec![],
-            dropped_tags: vec![],
-        }
+        let run = crate::plan::RunTags {
+            job: "default",
+            run_id: "r1",
+            user: &Default::default(),
+        };
+        Create::new(
+            "i-1",
+            Some("mongo-1"),
+            volume,
+            "/dev/sdf",
+            run,
+            vec![],
+            vec![],
+        )
     }
 
     fn plan() -> Plan {
