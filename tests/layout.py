@@ -24,6 +24,11 @@ LAYERS = {
     "config": 2,
     "aws::codes": 0, "aws": 3, "aws::accounts": 4,
     "retention": 4,
+    # plan/, by job: the tags and the finished requests below the kinds a
+    # plan holds, the decisions above them, and plan/mod.rs's build on top.
+    "plan::tags": 4.1, "plan::requests": 4.2, "plan::kinds": 4.3,
+    "plan::usage": 4.4, "plan::select": 4.4, "plan::archive": 4.4, "plan::guard": 4.4,
+    "plan::orphans": 4.5, "plan::decide": 4.5, "plan::copies": 4.6,
     "discovery": 5, "plan": 5,
     "backup::control": 6, "backup::hooks": 6,
     "backup::retry": 7,
