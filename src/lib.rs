@@ -51,6 +51,7 @@
 //! | `backup/copy.rs` | `--copy-to`: the disaster-recovery copies (CopySnapshot, paced per destination, with a look for this run's copy before trying again), and the purge of the copies in each copy region under `--copy-retention`, planned by `plan/copies.rs` under the same safety rules |
 //! | `backup/hooks.rs` | `--pre-hook` and `--post-hook`: `sh -c` in a process group of its own, the `EBSNAP_*` environment, `--hook-timeout` |
 //! | `backup/report.rs` | assembles the report from the plan and the outcome of each action, and gives the exit status |
+//! | `backup/entries.rs` | the report's entries (created, copied, deleted, archived, kept, failed, skipped) and the closed sets they name: what failed (`FailureAction`), why a snapshot is kept (`WhyKept`: the plan's reason, or in use, locked, withheld), what a dry run found (`Permission`) |
 //! | `backup/render.rs` | renders the report as text for people or JSON for programs, streamed to stdout and never held whole. Rendering is pure, so what a person sees is tested like any other decision |
 //! | `restore/mod.rs` | `ebsnap restore` |
 //! | `restore/decide.rs` | pure, and tested like the plan: which backup run (`--at`), which volumes, and each volume's zone, type, IOPS, throughput, size and device, from what `ec2.rs` read. The refusals that come before any volume is made (exit 2, nothing created) are decided here |

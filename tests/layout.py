@@ -31,7 +31,7 @@ LAYERS = {
     "plan::orphans": 4.5, "plan::decide": 4.5, "plan::copies": 4.6,
     "discovery": 5, "plan": 5,
     "backup::control": 6, "backup::hooks": 6,
-    "backup::retry": 7,
+    "backup::retry": 7, "backup::entries": 7,
     "backup::snapshot": 8, "backup::purge": 8, "backup::archive": 8,
     "backup::wait": 9, "backup::copy": 9,
     "backup::report": 10, "backup::render": 11, "backup": 12,

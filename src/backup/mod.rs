@@ -11,6 +11,7 @@
 pub(crate) mod archive;
 pub(crate) mod control;
 pub(crate) mod copy;
+pub(crate) mod entries;
 pub(crate) mod hooks;
 pub(crate) mod purge;
 pub(crate) mod render;
