@@ -333,6 +333,7 @@ mod tests {
     use crate::config::testing::policy;
     use crate::inventory::testing::job_snapshot;
     use crate::inventory::{AttachedVolume, SnapshotState};
+    use crate::values::ReasonCode;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -567,7 +568,7 @@ mod tests {
             .map(|o| {
                 (
                     o.volume_id.as_str(),
-                    crate::values::ReasonCode::code(&o.orphan.0),
+                    o.orphan.0.code(),
                     o.newest_snapshot_id.as_str(),
                     o.snapshots,
                 )

@@ -208,6 +208,7 @@ mod tests {
     use crate::inventory::testing::job_snapshot;
     use crate::inventory::ExistingSnapshot;
     use crate::plan::Plan;
+    use crate::values::ReasonCode;
     use aws_sdk_ec2::operation::delete_snapshot::{DeleteSnapshotError, DeleteSnapshotOutput};
     use aws_sdk_ec2::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -348,10 +349,7 @@ mod tests {
             "{:?}",
             report.kept[0].reason
         );
-        assert_eq!(
-            crate::values::ReasonCode::code(&*report.kept[0].reason),
-            "in_use"
-        );
+        assert_eq!(report.kept[0].reason.code(), "in_use");
     }
 
     #[tokio::test]
