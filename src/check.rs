@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use crate::aws::RegionFailure;
 use crate::exit::ExitStatus;
 use crate::inventory::{ExistingSnapshot, Instance, Inventory};
-use crate::plan::{self, is_selected, left_out_on_purpose};
+use crate::plan::{self, is_selected, left_out_on_purpose, OrphanReason};
 
 /// One selected volume's backup health.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,11 +30,29 @@ pub struct VolumeHealth {
     pub(crate) instance_name: Option<String>,
     pub(crate) volume_id: String,
     pub(crate) device: String,
-    /// `fresh`, `stale` or `never`.
-    pub(crate) status: &'static str,
+    pub(crate) status: Freshness,
     /// The newest completed snapshot of the job for this volume.
     pub(crate) newest_snapshot_id: Option<String>,
     pub(crate) newest_start_time: Option<DateTime<Utc>>,
+}
+
+/// How recent a selected volume's newest completed backup is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    /// Within `--max-age`.
+    Fresh,
+    /// Older than `--max-age`.
+    Stale,
+    /// The job has no completed backup of it.
+    Never,
+}
+
+impl Freshness {
+    /// Its name in the JSON: serde's.
+    pub fn code(self) -> &'static str {
+        crate::values::serde_name(&self)
+    }
 }
 
 /// An orphan series: the job's snapshots of a volume nothing backs up any
@@ -45,10 +63,11 @@ pub struct OrphanSeries {
     pub(crate) instance_id: Option<String>,
     pub(crate) volume_id: String,
     pub(crate) device: Option<String>,
-    /// `volume_gone` or `instance_not_selected`.
-    pub(crate) orphan: &'static str,
-    /// The same, for people.
-    pub(crate) reason: String,
+    /// Why it is an orphan: `orphan` (`volume_gone` or
+    /// `instance_not_selected`) and `reason` (the same, for people) in the
+    /// JSON.
+    #[serde(flatten)]
+    pub(crate) orphan: WhyOrphan,
     pub(crate) newest_snapshot_id: String,
     pub(crate) newest_start_time: DateTime<Utc>,
     /// How many of the job's snapshots the series holds.
@@ -56,6 +75,21 @@ pub struct OrphanSeries {
     pub(crate) size_gib: Option<i32>,
     /// With `--orphans-after`: when purge deletes the whole series.
     pub(crate) purge_after: Option<DateTime<Utc>>,
+}
+
+/// Why a series is an orphan, as check's JSON writes it: its code, then its
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WhyOrphan(pub(crate) OrphanReason);
+
+impl Serialize for WhyOrphan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("WhyOrphan", 2)?;
+        fields.serialize_field("orphan", &self.0)?;
+        fields.serialize_field("reason", &format_args!("{}", self.0))?;
+        fields.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,8 +115,7 @@ pub(crate) fn orphan_series(
             instance_id: o.instance_id.as_deref().map(str::to_owned),
             volume_id: o.volume_id.to_string(),
             device: o.device.as_deref().map(str::to_owned),
-            orphan: o.reason.code(),
-            reason: o.reason.to_string(),
+            orphan: WhyOrphan(o.reason),
             newest_snapshot_id: o.newest_snapshot_id.to_string(),
             newest_start_time: o.newest_start_time,
             snapshots: o.snapshots,
@@ -121,9 +154,9 @@ pub(crate) fn assess(
                 .filter(|s| s.is_good_backup())
                 .max_by_key(|s| s.start_time);
             let status = match newest {
-                None => "never",
-                Some(s) if now - s.start_time > max_age => "stale",
-                Some(_) => "fresh",
+                None => Freshness::Never,
+                Some(s) if now - s.start_time > max_age => Freshness::Stale,
+                Some(_) => Freshness::Fresh,
             };
             health.push(VolumeHealth {
                 region: region.to_owned(),
@@ -198,7 +231,7 @@ pub async fn run(config: &Config, max_age: TimeDelta, now: DateTime<Utc>) -> Res
 
 impl CheckReport {
     fn problems(&self) -> impl Iterator<Item = &VolumeHealth> {
-        self.volumes.iter().filter(|v| v.status != "fresh")
+        self.volumes.iter().filter(|v| v.status != Freshness::Fresh)
     }
 
     /// 0 when every selected volume is fresh; 1 when one is stale or never
@@ -239,7 +272,7 @@ impl CheckReport {
             };
             out += &format!(
                 "{:<6}  {} {} of {instance} in {}: {what}\n",
-                volume.status.to_uppercase(),
+                volume.status.code().to_uppercase(),
                 volume.volume_id,
                 volume.device,
                 volume.region
@@ -287,7 +320,7 @@ fn orphan_line(orphan: &OrphanSeries, now: DateTime<Utc>) -> String {
         orphan.device.as_deref().unwrap_or("-"),
         orphan.instance_id.as_deref().unwrap_or("-"),
         orphan.region,
-        orphan.reason,
+        orphan.orphan.0,
         orphan.newest_snapshot_id,
         format_age(now - orphan.newest_start_time),
         orphan.snapshots,
@@ -300,6 +333,7 @@ mod tests {
     use crate::config::testing::policy;
     use crate::inventory::testing::job_snapshot;
     use crate::inventory::{AttachedVolume, SnapshotState};
+    use crate::values::ReasonCode;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -404,10 +438,10 @@ mod tests {
         assert_eq!(
             view,
             [
-                ("vol-fresh", "fresh"),
-                ("vol-stale", "stale"),
-                ("vol-never", "never"),
-                ("vol-pending-only", "never")
+                ("vol-fresh", Freshness::Fresh),
+                ("vol-stale", Freshness::Stale),
+                ("vol-never", Freshness::Never),
+                ("vol-pending-only", Freshness::Never)
             ]
         );
         assert_eq!(health[1].newest_snapshot_id.as_deref(), Some("s-stale"));
@@ -460,7 +494,7 @@ mod tests {
             .iter()
             .map(|h| (h.volume_id.as_str(), h.status))
             .collect();
-        assert_eq!(checked, [("vol-data", "fresh")]);
+        assert_eq!(checked, [("vol-data", Freshness::Fresh)]);
         let with_boot = assess(
             "us-east-1",
             &instances,
@@ -534,7 +568,7 @@ mod tests {
             .map(|o| {
                 (
                     o.volume_id.as_str(),
-                    o.orphan,
+                    o.orphan.0.code(),
                     o.newest_snapshot_id.as_str(),
                     o.snapshots,
                 )

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
+use serde::Serialize;
 
 /// The tag keys of the tag contract (docs/reference/tags.md): users
 /// write IAM policies and scripts against them, so they never change.
@@ -177,6 +178,45 @@ impl ExistingSnapshot {
     pub(crate) fn is_good_backup(&self) -> bool {
         self.state == SnapshotState::Completed && !self.archived
     }
+    /// The storage tier it is in.
+    pub(crate) fn tier(&self) -> StorageTier {
+        if self.archived {
+            StorageTier::Archive
+        } else {
+            StorageTier::Standard
+        }
+    }
+
+    /// Who archived it, if it is archived or ebsnap asked EC2 to archive it
+    /// (it may still be on its way).
+    pub(crate) fn archived_by(&self) -> Option<ArchivedBy> {
+        match (self.archived_by_ebsnap, self.archived) {
+            (Some(_), _) => Some(ArchivedBy::Ebsnap),
+            (None, true) => Some(ArchivedBy::Other),
+            (None, false) => None,
+        }
+    }
+}
+
+/// A snapshot's storage tier (EC2's StorageTier), as `list` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StorageTier {
+    Standard,
+    /// Restorable only after it comes back from the archive, which takes
+    /// hours.
+    Archive,
+}
+
+/// Who archived a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ArchivedBy {
+    /// ebsnap (`--archive-after`): deleted once its rules and the 90 days
+    /// let it go.
+    Ebsnap,
+    /// Someone else: never deleted.
+    Other,
 }
 
 /// Hands out one shared allocation per distinct string: discovery reads the

@@ -20,9 +20,10 @@ use crate::aws::RegionFailure;
 use crate::config::ListFilter;
 use crate::config::{Config, Policy, Steps};
 use crate::exit::ExitStatus;
-use crate::inventory::{ExistingSnapshot, Inventory, SnapshotState};
-use crate::plan::{self, DeleteReason, KeepReason, OrphanReason, ARCHIVE_RESTORE_HOURS};
-use crate::values::format_age;
+use crate::inventory::{ArchivedBy, ExistingSnapshot, Inventory, SnapshotState, StorageTier};
+use crate::plan::{self, DeleteReason, KeepReason, OrphanReason, Verdict, ARCHIVE_RESTORE_HOURS};
+use crate::retention::KeptBy;
+use crate::values::{format_age, ReasonCode};
 
 /// One snapshot of the job, and what purge will do with it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,7 +41,7 @@ pub struct ListEntry {
     pub(crate) size_gib: Option<i32>,
     /// `standard`, or `archive` for a snapshot in the archive tier (it must
     /// come back from the archive, which takes hours, before a restore).
-    pub(crate) storage_tier: &'static str,
+    pub(crate) storage_tier: StorageTier,
     /// For an archived snapshot: how long bringing it back may take, in
     /// hours (EBS User Guide, "Considerations and limitations for archiving
     /// Amazon EBS snapshots": "It can take up to 72 hours to restore an
@@ -48,27 +49,75 @@ pub struct ListEntry {
     pub(crate) restore_hours_at_most: Option<u32>,
     /// `ebsnap` when ebsnap archived it (or asked EC2 to: it may still be
     /// on its way), `other` when someone else did; `null` otherwise.
-    pub(crate) archived_by: Option<&'static str>,
+    pub(crate) archived_by: Option<ArchivedBy>,
     /// The next run with `--archive-after` sends it to the archive tier.
     pub(crate) archive_next_run: bool,
-    /// `delete` (at the next purge) or `keep`.
-    pub(crate) purge: &'static str,
-    pub(crate) reason: String,
-    /// `expired` for a delete; a keep reason code otherwise.
-    pub(crate) reason_code: &'static str,
-    /// When purge will delete it, for a snapshot within retention.
-    pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// The plan's verdict, written as `purge` (`delete` at the next purge,
+    /// or `keep`), `reason`, `reason_code` (the delete's or the keep's
+    /// code) and `expires_at` (when purge will delete a snapshot within
+    /// retention).
+    #[serde(flatten)]
+    pub(crate) verdict: ListVerdict,
     /// `volume_gone` or `instance_not_selected` for a snapshot of an orphan
     /// series; `null` otherwise.
-    #[serde(serialize_with = "orphan_code")]
     pub(crate) orphan: Option<OrphanReason>,
 }
 
-fn orphan_code<S: serde::Serializer>(
-    orphan: &Option<OrphanReason>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    orphan.map(OrphanReason::code).serialize(serializer)
+/// What the next purge does with a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PurgeAction {
+    Keep,
+    Delete,
+}
+
+/// The plan's verdict on a listed snapshot, and how the JSON writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ListVerdict(pub(crate) Verdict);
+
+impl ListVerdict {
+    pub(crate) fn purge(&self) -> PurgeAction {
+        match self.0 {
+            Verdict::Keep(_) => PurgeAction::Keep,
+            Verdict::Delete(_) => PurgeAction::Delete,
+        }
+    }
+
+    pub(crate) fn code(&self) -> &'static str {
+        match &self.0 {
+            Verdict::Keep(reason) => reason.code(),
+            Verdict::Delete(reason) => reason.code(),
+        }
+    }
+
+    /// When purge will delete a snapshot kept within retention.
+    pub(crate) fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match self.0 {
+            Verdict::Keep(KeepReason::WithinRetention { expires_at }) => Some(expires_at),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ListVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Verdict::Keep(reason) => reason.fmt(f),
+            Verdict::Delete(reason) => write!(f, "{reason}: deleted at the next purge"),
+        }
+    }
+}
+
+impl Serialize for ListVerdict {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("ListVerdict", 4)?;
+        fields.serialize_field("purge", &self.purge())?;
+        fields.serialize_field("reason", &format_args!("{self}"))?;
+        fields.serialize_field("reason_code", self.code())?;
+        fields.serialize_field("expires_at", &self.expires_at())?;
+        fields.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -92,6 +141,7 @@ pub(crate) fn entries(
 ) -> Vec<ListEntry> {
     // The plan sees every snapshot of the job, so keep-min and the delete
     // guard judge as purge will; the filters apply afterwards.
+    // No snapshot is made, so no run id is needed.
     let plan = plan::build(
         inventory,
         policy,
@@ -99,6 +149,7 @@ pub(crate) fn entries(
             snapshot: false,
             purge: true,
         },
+        "",
         now,
     );
     let shared_region: Arc<str> = region.into();
@@ -110,25 +161,28 @@ pub(crate) fn entries(
     let deletes = plan
         .deletes
         .into_iter()
-        .map(|d| (d.snapshot, Err(d.reason)));
+        .map(|d| (d.snapshot, Verdict::Delete(d.reason)));
     let to_archive: HashSet<CompactString> = plan
         .archives
         .iter()
         .map(|a| a.snapshot.id.clone())
         .collect();
-    let kept = plan.kept.into_iter().map(|k| (k.snapshot, Ok(k.reason)));
+    let kept = plan
+        .kept
+        .into_iter()
+        .map(|k| (k.snapshot, Verdict::Keep(k.reason)));
     let mut entries: Vec<ListEntry> = deletes
         .chain(kept)
         .filter(|(s, _)| filter.volume.as_ref().is_none_or(|v| *s.volume_id == **v))
         .filter(|(s, _)| {
             filter.instance.is_none() || s.instance_id.as_deref() == filter.instance.as_deref()
         })
-        .map(|(snapshot, reason)| {
+        .map(|(snapshot, verdict)| {
             let orphan = orphans.get(&snapshot.volume_id).copied();
             let archive_next_run = to_archive.contains(&snapshot.id);
             ListEntry {
                 archive_next_run,
-                ..entry(&shared_region, snapshot, reason, orphan)
+                ..entry(&shared_region, snapshot, verdict, orphan)
             }
         })
         .collect();
@@ -146,24 +200,10 @@ pub(crate) fn entries(
 fn entry(
     region: &Arc<str>,
     snapshot: ExistingSnapshot,
-    verdict: Result<KeepReason, DeleteReason>,
+    verdict: Verdict,
     orphan: Option<OrphanReason>,
 ) -> ListEntry {
-    let (purge, reason, reason_code, expires_at) = match verdict {
-        Err(reason) => (
-            "delete",
-            format!("{reason}: deleted at the next purge"),
-            reason.code(),
-            None,
-        ),
-        Ok(reason) => {
-            let expires_at = match reason {
-                KeepReason::WithinRetention { expires_at } => Some(expires_at),
-                _ => None,
-            };
-            ("keep", reason.to_string(), reason.code(), expires_at)
-        }
-    };
+    let (storage_tier, archived_by) = (snapshot.tier(), snapshot.archived_by());
     ListEntry {
         region: Arc::clone(region),
         instance_id: snapshot.instance_id,
@@ -174,22 +214,11 @@ fn entry(
         state: snapshot.state,
         progress: snapshot.progress.map(|p| format!("{p}%").into()),
         size_gib: snapshot.size_gib,
-        storage_tier: if snapshot.archived {
-            "archive"
-        } else {
-            "standard"
-        },
+        storage_tier,
         restore_hours_at_most: snapshot.archived.then_some(ARCHIVE_RESTORE_HOURS),
-        archived_by: match (snapshot.archived_by_ebsnap, snapshot.archived) {
-            (Some(_), _) => Some("ebsnap"),
-            (None, true) => Some("other"),
-            (None, false) => None,
-        },
+        archived_by,
         archive_next_run: false,
-        purge,
-        reason,
-        reason_code,
-        expires_at,
+        verdict: ListVerdict(verdict),
         orphan,
     }
 }
@@ -281,7 +310,7 @@ impl Listing {
         for entry in &self.snapshots {
             let state = match (&entry.progress, entry.state.as_str()) {
                 (Some(progress), "pending") => format!("pending {progress}"),
-                _ if entry.storage_tier == "archive" => format!(
+                _ if entry.storage_tier == StorageTier::Archive => format!(
                     "archived (restore up to {}h)",
                     entry.restore_hours_at_most.unwrap_or(ARCHIVE_RESTORE_HOURS)
                 ),
@@ -309,7 +338,7 @@ impl Listing {
         let due = self
             .snapshots
             .iter()
-            .filter(|e| e.purge == "delete")
+            .filter(|e| e.verdict.purge() == PurgeAction::Delete)
             .count();
         let mut text = format!("{table}\n");
         let orphans = self.orphan_lines(now);
@@ -351,10 +380,19 @@ impl Listing {
                 .size_gib
                 .map(|gib| format!(" of {gib} GiB"))
                 .unwrap_or_default();
-            let deleting = series.iter().filter(|e| e.purge == "delete").count();
-            let fate = if series.iter().any(|e| e.reason_code == "orphaned") {
+            let deleting = series
+                .iter()
+                .filter(|e| e.verdict.purge() == PurgeAction::Delete)
+                .count();
+            let fate = if series
+                .iter()
+                .any(|e| e.verdict.0 == Verdict::Delete(DeleteReason::Orphaned))
+            {
                 format!("{deleting} deleted at the next purge (--orphans-after)")
-            } else if series.iter().any(|e| e.reason_code == "keep_min") {
+            } else if series
+                .iter()
+                .any(|e| matches!(e.verdict.0, Verdict::Keep(KeepReason::KeepMin { .. })))
+            {
                 "its newest kept by --keep-min (see --orphans-after)".to_owned()
             } else {
                 format!("{deleting} due for deletion")
@@ -389,23 +427,25 @@ fn purge_column(entry: &ListEntry) -> String {
 }
 
 fn purge_verdict(entry: &ListEntry) -> String {
-    match (entry.purge, entry.reason_code) {
-        ("delete", code) => format!("delete ({code})"),
-        (_, "within_retention") => match entry.expires_at {
-            Some(at) => format!("keep until {}", at.format("%m-%d %H:%M")),
-            None => "keep".into(),
-        },
-        (_, "keep_min") if entry.orphan.is_some() => "keep (last good, orphan)".into(),
-        (_, "keep_min") => "keep (last good)".into(),
-        (_, "pending") => "keep (not finished)".into(),
-        (_, "delete_guard") => "keep (purge refused)".into(),
-        (_, "archive_minimum") => "keep (90 days archived)".into(),
-        // The calendar rule and its period: `keep (daily 2026-11-30)`.
-        (_, "keep_hourly" | "keep_daily" | "keep_weekly" | "keep_monthly" | "keep_yearly") => {
-            format!("keep ({})", entry.reason)
+    let keep = match &entry.verdict.0 {
+        Verdict::Delete(reason) => return format!("delete ({})", reason.code()),
+        Verdict::Keep(keep) => keep,
+    };
+    match keep {
+        KeepReason::WithinRetention { expires_at } => {
+            format!("keep until {}", expires_at.format("%m-%d %H:%M"))
         }
-        (_, "keep_last") => "keep (keep-last)".into(),
-        (_, code) => format!("keep ({code})"),
+        KeepReason::KeepMin { .. } if entry.orphan.is_some() => "keep (last good, orphan)".into(),
+        KeepReason::KeepMin { .. } => "keep (last good)".into(),
+        KeepReason::NotFinished { .. } => "keep (not finished)".into(),
+        KeepReason::DeleteGuard => "keep (purge refused)".into(),
+        KeepReason::ArchiveMinimum { .. } => "keep (90 days archived)".into(),
+        // The calendar rule and its period: `keep (daily 2026-11-30)`.
+        KeepReason::Calendar(KeptBy::Period(_)) => format!("keep ({keep})"),
+        KeepReason::Calendar(KeptBy::Last(_)) => "keep (keep-last)".into(),
+        KeepReason::NotMarked | KeepReason::VolumeFailed | KeepReason::Archived => {
+            format!("keep ({})", keep.code())
+        }
     }
 }
 
@@ -474,20 +514,23 @@ mod tests {
         );
         let view: Vec<_> = entries
             .iter()
-            .map(|e| (&*e.snapshot_id, e.purge, e.reason_code))
+            .map(|e| (&*e.snapshot_id, e.verdict.purge(), e.verdict.code()))
             .collect();
         assert_eq!(
             view,
             [
-                ("a-new", "keep", "within_retention"),
-                ("a-mid", "keep", "within_retention"),
-                ("a-old", "delete", "expired"),
-                ("a-older", "delete", "expired"),
-                ("b-pending", "keep", "pending"),
-                ("b-last", "keep", "keep_min"),
+                ("a-new", PurgeAction::Keep, "within_retention"),
+                ("a-mid", PurgeAction::Keep, "within_retention"),
+                ("a-old", PurgeAction::Delete, "expired"),
+                ("a-older", PurgeAction::Delete, "expired"),
+                ("b-pending", PurgeAction::Keep, "pending"),
+                ("b-last", PurgeAction::Keep, "keep_min"),
             ]
         );
-        assert_eq!(entries[0].expires_at, Some(now() + TimeDelta::days(6)));
+        assert_eq!(
+            entries[0].verdict.expires_at(),
+            Some(now() + TimeDelta::days(6))
+        );
     }
 
     #[test]
@@ -542,10 +585,22 @@ mod tests {
         assert_eq!(
             view,
             [
-                ("newest", "standard", None, None, false),
-                ("due", "standard", None, None, true),
-                ("ours", "archive", Some("ebsnap"), Some(72), false),
-                ("theirs", "archive", Some("other"), Some(72), false),
+                ("newest", StorageTier::Standard, None, None, false),
+                ("due", StorageTier::Standard, None, None, true),
+                (
+                    "ours",
+                    StorageTier::Archive,
+                    Some(ArchivedBy::Ebsnap),
+                    Some(72),
+                    false
+                ),
+                (
+                    "theirs",
+                    StorageTier::Archive,
+                    Some(ArchivedBy::Other),
+                    Some(72),
+                    false
+                ),
             ]
         );
         let text = listing.to_text(now(), None);
@@ -574,7 +629,10 @@ mod tests {
         );
         assert_eq!(entries.len(), 2);
         // b-last is kept as vol-b's last good backup, whatever the filter.
-        assert_eq!(entries[1].reason_code, "keep_min");
+        assert_eq!(
+            entries[1].verdict.0,
+            Verdict::Keep(KeepReason::KeepMin { keep_min: 1 })
+        );
         let by_volume = ListFilter {
             instance: None,
             volume: Some("vol-a".into()),
@@ -715,8 +773,8 @@ mod tests {
             .map(|e| {
                 (
                     &*e.snapshot_id,
-                    e.reason_code,
-                    e.orphan.map(OrphanReason::code),
+                    e.verdict.code(),
+                    e.orphan.as_ref().map(ReasonCode::code),
                 )
             })
             .collect();
@@ -776,9 +834,13 @@ mod tests {
         let gone: Vec<_> = entries
             .iter()
             .filter(|e| &*e.volume_id == "vol-gone")
-            .map(|e| (e.purge, e.reason_code))
+            .map(|e| &e.verdict.0)
             .collect();
-        assert_eq!(gone, [("delete", "orphaned"), ("delete", "orphaned")]);
+        assert_eq!(
+            gone,
+            [&Verdict::Delete(DeleteReason::Orphaned); 2],
+            "the whole orphan series goes"
+        );
         let listing = Listing {
             snapshots: entries,
             ..listing

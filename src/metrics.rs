@@ -22,8 +22,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use crate::backup::report::Report;
-use crate::check::CheckReport;
+use crate::backup::report::{FailureAction, Report};
+use crate::check::{CheckReport, Freshness};
 
 /// Each metric and its help text, in the order they are written.
 const METRICS: [(&str, &str); 12] = [
@@ -75,22 +75,6 @@ const METRICS: [(&str, &str); 12] = [
         "ebsnap_check_stale_volumes",
         "Selected volumes whose newest completed backup is older than --max-age, or that have none.",
     ),
-];
-
-/// The actions a run's failures are counted by: each is written, 0 when
-/// none failed, so an alert on one never waits for its first failure.
-const ACTIONS: [&str; 11] = [
-    "discover",
-    "create",
-    "wait",
-    "delete",
-    "archive",
-    "purge",
-    "copy",
-    "pre-hook",
-    "post-hook",
-    "assume-role",
-    "list-regions",
 ];
 
 /// One sample: its metric name and its labels, `ebsnap_job` first.
@@ -232,7 +216,7 @@ pub(crate) fn render(
         let (account, region) = (unit.account.as_deref(), unit.region.as_str());
         let here = |entry_account: Option<&str>, r: &str| r == region && entry_account == account;
         let labels = unit_labels(&report.job, account, region);
-        let failed: Vec<&str> = report
+        let failed: Vec<FailureAction> = report
             .failed
             .iter()
             .filter(|f| here(f.account.as_deref(), &f.region))
@@ -295,11 +279,11 @@ pub(crate) fn render(
             .filter(|e| here(e.account.as_deref(), &e.region))
             .count();
         set("ebsnap_kept_snapshots", labels.clone(), kept as f64);
-        for action in ACTIONS {
+        for action in FailureAction::ALL {
             let n = failed.iter().filter(|a| **a == action).count();
             set(
                 "ebsnap_last_run_failures",
-                with(&labels, &[("action", action)]),
+                with(&labels, &[("action", action.code())]),
                 n as f64,
             );
         }
@@ -349,7 +333,7 @@ pub(crate) fn render_check(
         let volumes = || report.volumes.iter().filter(|v| &v.region == region);
         samples.insert(
             ("ebsnap_check_stale_volumes".to_owned(), labels.clone()),
-            volumes().filter(|v| v.status != "fresh").count() as f64,
+            volumes().filter(|v| v.status != Freshness::Fresh).count() as f64,
         );
         for volume in volumes() {
             if let Some(start) = volume.newest_start_time {
@@ -505,7 +489,7 @@ mod tests {
         }
     }
 
-    fn failed(action: &'static str, account: Option<&str>) -> FailedEntry {
+    fn failed(action: FailureAction, account: Option<&str>) -> FailedEntry {
         FailedEntry {
             action,
             snapshot_id: None,
@@ -542,7 +526,7 @@ mod tests {
     fn a_run_writes_every_metric_by_ebsnap_job_and_region() {
         let mut report = report("default", &["us-east-1"]);
         report.created = vec![created("us-east-1", "vol-1"), created("us-east-1", "vol-2")];
-        report.failed = vec![failed("delete", None)];
+        report.failed = vec![failed(FailureAction::Delete, None)];
         let text = render_at("", &report, 3);
         for line in [
             "# TYPE ebsnap_last_run_timestamp_seconds gauge",
@@ -568,7 +552,7 @@ mod tests {
         );
         assert_eq!(
             text.matches("ebsnap_last_run_failures{").count(),
-            ACTIONS.len(),
+            FailureAction::ALL.len(),
             "every action, 0 when none failed"
         );
     }
@@ -580,7 +564,7 @@ mod tests {
         let first = render_at("", &first_report, 3);
         let with_weekly = render_at(&first, &report("weekly", &["us-east-1"]), 4);
         let mut failing = report("default", &["us-east-1"]);
-        failing.failed.push(failed("create", None));
+        failing.failed.push(failed(FailureAction::Create, None));
         let text = render_at(&with_weekly, &failing, 5);
         let value = |name: &str, job: &str| {
             let prefix = format!("{name}{{ebsnap_job=\"{job}\",region=\"us-east-1\"}} ");
@@ -631,7 +615,8 @@ mod tests {
             account: Some("111111111111".into()),
             ..created("us-east-1", "vol-1")
         }];
-        two.failed.push(failed("assume-role", Some("222222222222")));
+        two.failed
+            .push(failed(FailureAction::AssumeRole, Some("222222222222")));
         let text = render_at("", &two, 3);
         has(&text, "ebsnap_last_run_created_snapshots{ebsnap_job=\"default\",account=\"111111111111\",region=\"us-east-1\"} 1");
         has(&text, "ebsnap_last_run_failures{ebsnap_job=\"default\",account=\"222222222222\",region=\"us-east-1\",action=\"assume-role\"} 1");
@@ -651,7 +636,7 @@ mod tests {
     #[test]
     fn check_writes_each_volumes_newest_completed_backup_and_the_stale_count() {
         use crate::check::VolumeHealth;
-        let volume = |id: &str, status: &'static str, newest: Option<DateTime<Utc>>| VolumeHealth {
+        let volume = |id: &str, status: Freshness, newest: Option<DateTime<Utc>>| VolumeHealth {
             region: "us-east-1".into(),
             instance_id: "i-1".into(),
             instance_name: None,
@@ -666,8 +651,8 @@ mod tests {
             max_age: "26h".into(),
             regions: vec!["us-east-1".into(), "eu-west-1".into()],
             volumes: vec![
-                volume("vol-fresh", "fresh", Some(at(2))),
-                volume("vol-never", "never", None),
+                volume("vol-fresh", Freshness::Fresh, Some(at(2))),
+                volume("vol-never", Freshness::Never, None),
             ],
             failed: vec![RegionFailure {
                 region: "eu-west-1".into(),

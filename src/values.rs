@@ -347,16 +347,38 @@ pub fn parse_user_tag(text: &str) -> Result<(String, String), String> {
 /// Refuses a key given twice among the user's tags (`--tag`, `EBSNAP_TAG`):
 /// EC2 would refuse the create call, and neither value is surely the one
 /// meant. Keys are case-sensitive, as EC2's are.
-pub fn check_distinct_tag_keys(tags: &[(String, String)]) -> Result<(), String> {
+pub fn check_distinct_tag_keys(tags: &[(String, String)]) -> Result<(), DuplicateTagKey> {
     for (i, (key, value)) in tags.iter().enumerate() {
         if let Some((_, first)) = tags[..i].iter().find(|(k, _)| k == key) {
-            return Err(format!(
-                "--tag {key} is given twice ({key}={first} and {key}={value}): give each key once"
-            ));
+            return Err(DuplicateTagKey {
+                key: key.clone(),
+                first: first.clone(),
+                second: value.clone(),
+            });
         }
     }
     Ok(())
 }
+
+/// A key given twice among the user's tags, with both values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateTagKey {
+    pub key: String,
+    pub first: String,
+    pub second: String,
+}
+
+impl std::fmt::Display for DuplicateTagKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let DuplicateTagKey { key, first, second } = self;
+        write!(
+            f,
+            "--tag {key} is given twice ({key}={first} and {key}={second}): give each key once"
+        )
+    }
+}
+
+impl std::error::Error for DuplicateTagKey {}
 
 /// An RFC 3339 time, e.g. `2026-11-24T03:00:00Z`.
 pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -388,9 +410,193 @@ pub fn as_text<T: std::fmt::Display, S: Serializer>(
     serializer.collect_str(value)
 }
 
+/// A reason with a stable identifier for programs beside its text for
+/// people: `expired` beside "past retention".
+pub trait ReasonCode: std::fmt::Display {
+    fn code(&self) -> &'static str;
+}
+
+/// A reason as the JSON documents write it: two fields, `reason` (its text)
+/// and `reason_code` (its code), both asked of the one value when written.
+/// Used as a `#[serde(flatten)]` field; it reads as the reason itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WithCode<R>(pub R);
+
+impl<R> std::ops::Deref for WithCode<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.0
+    }
+}
+
+impl<R: ReasonCode> std::fmt::Display for WithCode<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<R: ReasonCode> serde::Serialize for WithCode<R> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("WithCode", 2)?;
+        fields.serialize_field("reason", &format_args!("{}", self.0))?;
+        fields.serialize_field("reason_code", self.0.code())?;
+        fields.end()
+    }
+}
+
+/// The name serde gives a unit variant of a closed set (after its
+/// `rename_all`): `FailureAction::PreHook` is `"pre-hook"`. What the JSON
+/// report and the metrics file write is that name, so a code shown beside
+/// a value is never kept beside it: it is asked of serde. Anything but a
+/// unit variant (or a unit struct) has no such name: a bug, caught by the
+/// tests of every enum that uses this.
+pub fn serde_name<T: serde::Serialize + ?Sized>(value: &T) -> &'static str {
+    value
+        .serialize(VariantName)
+        .expect("serde_name is asked only of a unit variant")
+}
+
+/// A serde `Serializer` that yields the name of a unit variant, and refuses
+/// everything else.
+struct VariantName;
+
+#[derive(Debug)]
+struct NotAUnitVariant;
+
+impl std::fmt::Display for NotAUnitVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a unit variant")
+    }
+}
+
+impl std::error::Error for NotAUnitVariant {}
+
+impl serde::ser::Error for NotAUnitVariant {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotAUnitVariant
+    }
+}
+
+macro_rules! refuse {
+    ($($method:ident($($ty:ty),*);)*) => {
+        $(fn $method(self, $(_: $ty),*) -> Result<Self::Ok, Self::Error> {
+            Err(NotAUnitVariant)
+        })*
+    };
+}
+
+impl Serializer for VariantName {
+    type Ok = &'static str;
+    type Error = NotAUnitVariant;
+    type SerializeSeq = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTuple = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTupleStruct = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTupleVariant = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeMap = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeStruct = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeStructVariant = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<&'static str, NotAUnitVariant> {
+        Ok(variant)
+    }
+
+    fn serialize_unit_struct(self, name: &'static str) -> Result<&'static str, NotAUnitVariant> {
+        Ok(name)
+    }
+
+    refuse! {
+        serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32);
+        serialize_i64(i64); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
+        serialize_u64(u64); serialize_f32(f32); serialize_f64(f64); serialize_char(char);
+        serialize_str(&str); serialize_bytes(&[u8]); serialize_none(); serialize_unit();
+    }
+
+    fn serialize_some<T: serde::Serialize + ?Sized>(self, _: &T) -> Result<Self::Ok, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Self::Ok, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Self::Ok, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        Err(NotAUnitVariant)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_names_a_unit_variant_and_nothing_else() {
+        use serde::Serialize;
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        enum Step {
+            PreHook,
+            #[allow(dead_code)]
+            Other(u8),
+        }
+        assert_eq!(serde_name(&Step::PreHook), "pre-hook");
+        assert!(Step::Other(1).serialize(VariantName).is_err());
+        assert!(7u8.serialize(VariantName).is_err());
+    }
 
     #[test]
     fn durations_in_every_unit() {
@@ -600,9 +806,18 @@ mod tests {
             Ok(()),
             "keys are case-sensitive"
         );
+        let twice = check_distinct_tag_keys(&tags(&[("Team", "db"), ("A", "1"), ("Team", "web")]));
         assert_eq!(
-            check_distinct_tag_keys(&tags(&[("Team", "db"), ("A", "1"), ("Team", "web")])),
-            Err("--tag Team is given twice (Team=db and Team=web): give each key once".into())
+            twice,
+            Err(DuplicateTagKey {
+                key: "Team".into(),
+                first: "db".into(),
+                second: "web".into()
+            })
+        );
+        assert_eq!(
+            twice.unwrap_err().to_string(),
+            "--tag Team is given twice (Team=db and Team=web): give each key once"
         );
     }
 

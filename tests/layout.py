@@ -7,7 +7,8 @@ why each layer sits where it does).
 
 Reads `crate::` paths (and `super::`, and main.rs's `ebsnap::`) in the code
 outside `#[cfg(test)]` modules; `-v` prints every module's imports. Exits 1
-on a circle, an upward import, or a module missing from LAYERS below. Run by
+on a circle, an upward import, a module missing from LAYERS below, or a
+decision module (DECISIONS below) that names the AWS SDK or tokio. Run by
 tests/run-all.sh before the tests; `cargo modules dependencies --acyclic`
 (crates.io: cargo-modules) gives the same verdict on circles.
 """
@@ -21,11 +22,16 @@ LAYERS = {
     "values": 0, "exit": 0, "notice": 0, "memory": 0, "lock": 0, "inventory": 0,
     "cli": 1, "iam": 1,
     "config": 2,
-    "aws": 3, "aws::accounts": 4,
+    "aws::codes": 0, "aws": 3, "aws::accounts": 4,
     "retention": 4,
+    # plan/, by job: the tags and the finished requests below the kinds a
+    # plan holds, the decisions above them, and plan/mod.rs's build on top.
+    "plan::tags": 4.1, "plan::requests": 4.2, "plan::kinds": 4.3,
+    "plan::usage": 4.4, "plan::select": 4.4, "plan::archive": 4.4, "plan::guard": 4.4,
+    "plan::orphans": 4.5, "plan::decide": 4.5, "plan::copies": 4.6,
     "discovery": 5, "plan": 5,
     "backup::control": 6, "backup::hooks": 6,
-    "backup::retry": 7,
+    "backup::retry": 7, "backup::entries": 7,
     "backup::snapshot": 8, "backup::purge": 8, "backup::archive": 8,
     "backup::wait": 9, "backup::copy": 9,
     "backup::report": 10, "backup::render": 11, "backup": 12,
@@ -34,6 +40,15 @@ LAYERS = {
     "metrics": 13,
     "crate": 14, "main": 15,
 }
+
+# The decision modules: pure functions of what was read, tested with
+# hand-built values and a fixed clock. They name neither the AWS SDK
+# (aws_sdk_*, aws_config, aws_smithy_*, aws_types, aws_credential_types) nor
+# tokio, outside their tests: EC2's types stay at the edges (discovery,
+# backup/, restore/ec2.rs), and a decision never waits. A module under one
+# of these (plan::tags) is one too.
+DECISIONS = ["values", "inventory", "retention", "plan", "restore::decide"]
+IO_CRATES = re.compile(r"\b(aws_sdk_\w+|aws_config|aws_smithy_\w+|aws_types|aws_credential_types|tokio)::")
 
 args = [a for a in sys.argv[1:] if not a.startswith("-")]
 root = args[0] if args else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
@@ -93,6 +108,13 @@ for m, t in mods.items():
         parent = m.rsplit("::", 1)[0] if "::" in m else "crate"
         r = resolve((parent + "::" if parent != "crate" else "") + u.group(1)) or (parent if parent in names else None)
         if r and r != m: edges[m].add(r)
+io_in_decisions = []
+for m, t in mods.items():
+    if not any(m == d or m.startswith(d + "::") for d in DECISIONS):
+        continue
+    code = re.sub(r"//[^\n]*", "", strip_tests(t))
+    for crate in sorted(set(IO_CRATES.findall(code))):
+        io_in_decisions.append((m, crate))
 # Tarjan SCC
 idx = {}; low = {}; st = []; on = set(); sccs = []; n = [0]
 sys.setrecursionlimit(10000)
@@ -114,10 +136,14 @@ unranked = sorted(m for m in names if m not in LAYERS)
 upward = sorted((a, b) for a in edges for b in edges[a]
                 if a in LAYERS and b in LAYERS and LAYERS[b] >= LAYERS[a])
 print(f"layout: {len(names)} modules, {sum(len(e) for e in edges.values())} imports, "
-      f"{len(circles)} circles, {len(upward)} upward imports")
+      f"{len(circles)} circles, {len(upward)} upward imports, "
+      f"{len(io_in_decisions)} decision modules using the AWS SDK or tokio")
 for c in circles: print("  circle:", " <-> ".join(c))
 for a, b in upward: print(f"  upward: {a} (layer {LAYERS[a]}) uses {b} (layer {LAYERS[b]})")
 for m in unranked: print(f"  {m}: not in tests/layout.py's LAYERS: give it a layer")
+for m, crate in io_in_decisions:
+    print(f"  {m}: a decision module uses {crate}: keep the AWS SDK and tokio at the edges "
+          f"(discovery, backup/, restore/ec2.rs) and hand it plain values")
 if "-v" in sys.argv:
     for m in sorted(edges): print(f"{m} -> {', '.join(sorted(edges[m]))}")
-sys.exit(1 if circles or upward or unranked else 0)
+sys.exit(1 if circles or upward or unranked or io_in_decisions else 0)

@@ -32,9 +32,17 @@ pub(crate) struct Unit {
 /// Why a unit could not even start: the step that failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Blocked {
-    /// `assume-role` or `list-regions`, as the report names the action.
-    pub action: &'static str,
+    pub action: BlockedStep,
     pub reason: String,
+}
+
+/// The step before any work that can fail an account's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockedStep {
+    /// STS would not let the chain's credentials assume the role.
+    AssumeRole,
+    /// `--all-regions`: the account's regions could not be listed.
+    ListRegions,
 }
 
 /// What one account resolved to before any work: the regions to cover and
@@ -164,13 +172,15 @@ pub(crate) async fn resolve(
         };
         let config = match assume(role, settings, shared, &sts_region, job).await {
             Ok(config) => config,
-            Err(reason) => return blocked("assume-role", reason, &sts_region),
+            Err(reason) => return blocked(BlockedStep::AssumeRole, reason, &sts_region),
         };
         let regions = match &fixed {
             Some(regions) => regions.clone(),
             None => match aws::regions(settings, &config).await {
                 Ok(regions) => regions,
-                Err(err) => return blocked("list-regions", format!("{err:#}"), &list_region),
+                Err(err) => {
+                    return blocked(BlockedStep::ListRegions, format!("{err:#}"), &list_region)
+                }
             },
         };
         Account {
@@ -283,7 +293,7 @@ mod tests {
     #[test]
     fn units_are_accounts_times_regions_and_a_blocked_account_blocks_only_its_own() {
         let denied = Blocked {
-            action: "assume-role",
+            action: BlockedStep::AssumeRole,
             reason: "AccessDenied".into(),
         };
         let got = units(vec![

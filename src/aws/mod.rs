@@ -13,6 +13,7 @@
 //! Also turns SDK errors into one line a person can act on.
 
 pub mod accounts;
+pub(crate) mod codes;
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -22,11 +23,13 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
 use crate::config::AwsSettings;
+use codes::Ec2Code;
 
 /// How long to wait for a TCP connection before giving up on an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,9 +189,8 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
-    if let Some((code, hint)) = err
-        .code()
-        .and_then(|code| Some((code, credential_hint(code)?)))
+    if let Some((code, hint)) =
+        Ec2Code::of(err.code()).and_then(|code| Some((code, code.credential_hint()?)))
     {
         return format!("{code}: {hint}");
     }
@@ -197,20 +199,6 @@ where
         (Some(code), None) => code.to_owned(),
         _ if is_missing_credentials(err) => NO_CREDENTIALS.to_owned(),
         _ => cause_chain(err),
-    }
-}
-
-/// What to do about credentials EC2 turned away.
-fn credential_hint(code: &str) -> Option<&'static str> {
-    match code {
-        "AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => Some(
-            "AWS rejected the credentials: check the access key and secret (AWS_PROFILE, ~/.aws/credentials) \
-             and that they belong to this account",
-        ),
-        "ExpiredToken" | "RequestExpired" | "ExpiredTokenException" => Some(
-            "the credentials have expired: renew them (e.g. aws sso login) or check the host's clock",
-        ),
-        _ => None,
     }
 }
 
@@ -227,11 +215,12 @@ pub(crate) fn credentials_error_text(err: &CredentialsError) -> String {
             .downcast_ref::<aws_sdk_ec2::error::ErrorMetadata>()
             .and_then(|meta| Some((meta.code()?, meta)))
         {
-            if let Some(hint) = credential_hint(code) {
+            let known = Ec2Code::parse(code);
+            if let Some(hint) = known.and_then(Ec2Code::credential_hint) {
                 return format!("{code}: {hint}");
             }
             let message = meta.message().map(|m| format!(": {m}")).unwrap_or_default();
-            let hint = if code == "AccessDenied" {
+            let hint = if known == Some(Ec2Code::AccessDenied) {
                 ": check that the role's trust policy lets these credentials assume it \
                  (with --external-id, if it asks for one) and that they are allowed \
                  sts:AssumeRole on it"
@@ -290,20 +279,102 @@ pub(crate) const MAX_IN_FLIGHT: usize = 8;
 
 /// What a `DryRun=true` call proved: `Ok` when EC2 answered
 /// `DryRunOperation` (the credentials may do the real thing), else why not.
-pub(crate) fn dry_run_verdict<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), String>
+pub(crate) fn dry_run_verdict<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<(), String>
 where
     E: ProvideErrorMetadata + StdError + 'static,
-    R: std::fmt::Debug + 'static,
 {
-    match result {
-        Err(err) if err.code() == Some("DryRunOperation") => Ok(()),
-        Err(err) if err.code() == Some("UnauthorizedOperation") => {
-            Err(format!("not permitted: {}", error_text(&err)))
+    let err = match result {
+        Ok(_) => {
+            return Err("EC2 carried out a call sent with DryRun=true; check --endpoint-url".into())
         }
-        Err(err) => Err(error_text(&err)),
-        Ok(_) => Err("EC2 carried out a call sent with DryRun=true; check --endpoint-url".into()),
+        Err(err) => CallError::new(&err),
+    };
+    match err.kind {
+        CallErrorKind::DryRunOk => Ok(()),
+        CallErrorKind::Unauthorized if err.code == Some(Ec2Code::UnauthorizedOperation) => {
+            Err(format!("not permitted: {err}"))
+        }
+        _ => Err(err.to_string()),
     }
 }
+
+/// A failed SDK call, classified once: EC2's code (typed where ebsnap knows
+/// it), its message, the HTTP status, what it means (`kind`), and the line
+/// a person reads (`Display`, `error_text`'s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallError {
+    pub code: Option<Ec2Code>,
+    pub message: Option<String>,
+    pub status: Option<u16>,
+    pub kind: CallErrorKind,
+    text: String,
+}
+
+/// What a failed call means, as ebsnap's decisions need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallErrorKind {
+    /// A `DryRun=true` call that would have succeeded.
+    DryRunOk,
+    /// Throttled: refused before doing anything; try again later.
+    Throttled,
+    /// A limit of the volume or of copies in progress: wait longer.
+    Busy,
+    /// The snapshot, volume or instance named does not exist (or not yet:
+    /// EC2's describes lag behind its state), or its id is malformed.
+    NotFound,
+    /// An AMI uses the snapshot.
+    InUse,
+    /// A refusal of the caller: its permissions, credentials or account.
+    Unauthorized,
+    /// Another refusal (a 4xx with a code): the call did nothing.
+    Refused,
+    /// No answer that says (a 5xx, a timeout, a reset): it may have been
+    /// carried out.
+    Transient,
+}
+
+impl CallError {
+    pub(crate) fn new<E>(err: &SdkError<E, HttpResponse>) -> CallError
+    where
+        E: ProvideErrorMetadata + StdError + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = Ec2Code::of(err.code());
+        let kind = match code {
+            Some(Ec2Code::DryRunOperation) => CallErrorKind::DryRunOk,
+            Some(code) if code.is_throttled() => CallErrorKind::Throttled,
+            Some(code) if code.is_busy() => CallErrorKind::Busy,
+            Some(
+                Ec2Code::SnapshotNotFound
+                | Ec2Code::SnapshotIdMalformed
+                | Ec2Code::InstanceNotFound
+                | Ec2Code::InstanceIdMalformed
+                | Ec2Code::VolumeNotFound,
+            ) => CallErrorKind::NotFound,
+            Some(Ec2Code::SnapshotInUse) => CallErrorKind::InUse,
+            Some(code) if code.is_about_the_caller() => CallErrorKind::Unauthorized,
+            _ if err.code().is_some() && status.is_some_and(|s| s < 500) => CallErrorKind::Refused,
+            _ => CallErrorKind::Transient,
+        };
+        CallError {
+            code,
+            message: err.message().map(str::to_owned),
+            status,
+            kind,
+            text: error_text(err),
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl StdError for CallError {}
 
 /// EC2 tags from (key, value) pairs.
 pub(crate) fn ec2_tags<K: Into<String>, V: Into<String>>(

@@ -11,12 +11,12 @@
 //! snapshot already on its way answers with a refusal, which ebsnap
 //! recognises by asking DescribeSnapshotTierStatus, not by the code.
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{TargetStorageTier, TieringOperationStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::{stream, StreamExt};
 
-use crate::aws::{dry_run_verdict, ec2_tags, error_text, MAX_IN_FLIGHT};
+use crate::aws::codes::Ec2Code;
+use crate::aws::{dry_run_verdict, ec2_tags, error_text, CallError, MAX_IN_FLIGHT};
 use crate::backup::control::Executor;
 use crate::discovery::snapshot_tier_status;
 use crate::inventory::TAG_ARCHIVED_AT;
@@ -127,7 +127,7 @@ async fn archive_one(exec: &Executor, id: &str) -> ArchiveOutcome {
         // The SDK retries a lost answer; its retry then finds the archive
         // under way and is refused. Ask EC2 what it is doing with it.
         Err(err)
-            if err.code() != Some("UnauthorizedOperation")
+            if CallError::new(&err).code != Some(Ec2Code::UnauthorizedOperation)
                 && archival_under_way(exec, id).await =>
         {
             tracing::info!(snapshot = id, "archive already under way");
@@ -343,7 +343,10 @@ mod tests {
             },
         );
         assert_eq!(report.exit_status(), ExitStatus::Failure);
-        assert_eq!(report.failed[0].action, "archive");
+        assert_eq!(
+            report.failed[0].action,
+            crate::backup::report::FailureAction::Archive
+        );
         assert!(report.archived.is_empty());
     }
 

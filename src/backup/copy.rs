@@ -19,7 +19,7 @@ use crate::backup::retry::{create_with_retries, made_one, no_retries, only_snaps
 use crate::backup::snapshot::CreateOutcome;
 use crate::config::{CopySettings, Policy};
 use crate::inventory::{TAG_SOURCE_REGION, TAG_SOURCE_SNAPSHOT};
-use crate::plan::{Create, Plan, CONTRACT_TAGS_ON_COPY};
+use crate::plan::{Create, Plan};
 
 /// One copy to make: a snapshot of this run, to one destination region.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,36 +76,27 @@ pub(crate) fn plan_copies(creates: &[Create], outcomes: &[CreateOutcome]) -> Vec
 }
 
 /// The copies' tags: the contract's, as on the source, where it came from,
-/// the user's (`--tag`), and as many copied tags as fit. All in the
-/// CopySnapshot call itself, so a copy carries the user's tags (cost
-/// allocation) from its first instant, like its source.
+/// the user's (`--tag`), and as many copied tags as fit (planned with the
+/// create). All in the CopySnapshot call itself, so a copy carries the
+/// user's tags (cost allocation) from its first instant, like its source.
 pub(crate) fn copy_tags(
     job: &CopyJob,
     source_snapshot_id: &str,
     source_region: &str,
-    job_name: &str,
-    run_id: &str,
 ) -> Vec<(String, String)> {
-    let mut tags = job.create.contract_tags(job_name, run_id);
-    tags.push((
-        TAG_SOURCE_SNAPSHOT.to_owned(),
-        source_snapshot_id.to_owned(),
-    ));
-    tags.push((TAG_SOURCE_REGION.to_owned(), source_region.to_owned()));
-    tags.extend(job.create.user_tags.iter().cloned());
-    tags.extend(copied_tags_on_copy(&job.create).0);
-    tags
-}
-
-/// The copied tags (`--copy-tags`) that fit on a copy beside ebsnap's own
-/// seven (the contract's and where it came from) and the user's (`--tag`,
-/// never dropped: checked at startup to fit) within EC2's limits, and the
-/// keys of those that do not.
-pub(crate) fn copied_tags_on_copy(create: &Create) -> (Vec<(String, String)>, Vec<String>) {
-    crate::plan::fit_tags(
-        CONTRACT_TAGS_ON_COPY + create.user_tags.len(),
-        create.copied_tags.iter().cloned(),
-    )
+    let tags = &job.create.copy_tags;
+    let source = [
+        (TAG_SOURCE_SNAPSHOT, source_snapshot_id),
+        (TAG_SOURCE_REGION, source_region),
+    ]
+    .map(|(key, value)| (key.to_owned(), value.to_owned()));
+    tags.contract
+        .iter()
+        .cloned()
+        .chain(source)
+        .chain(tags.user.iter().cloned())
+        .chain(tags.copied.iter().cloned())
+        .collect()
 }
 
 /// The (instance, device) pairs whose copy failed: their old copies stay
@@ -173,11 +164,10 @@ async fn copy_one(step: &CopyStep<'_>, exec: &Executor, job: &CopyJob) -> CopyOu
     let Some(source_id) = &job.source_snapshot_id else {
         return CopyOutcome::Planned;
     };
-    let tags = copy_tags(job, source_id, step.source_region, step.job, step.run_id);
+    let tags = copy_tags(job, source_id, step.source_region);
     let description = format!(
         "copy of {source_id} from {}: {}",
-        step.source_region,
-        job.create.description(step.job)
+        step.source_region, job.create.description
     );
     let kms_key_id = step.settings.kms_key_id.as_deref();
     let send = || async {
@@ -252,24 +242,34 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::{TimeDelta, TimeZone};
 
+    /// The create of `volume` at `device` of i-1 (redis-1), planned for job
+    /// `default`, run `run-1`, with the user's tags `user` and `copied`
+    /// ones.
+    fn create_tagged(
+        volume: &str,
+        device: &str,
+        user: &[(String, String)],
+        copied: Vec<(String, String)>,
+    ) -> Create {
+        let run = crate::plan::RunTags {
+            job: "default",
+            run_id: "run-1",
+            user: &user.into(),
+        };
+        Create::new("i-1", Some("redis-1"), volume, device, run, copied, vec![])
+    }
+
     fn create(volume: &str, device: &str) -> Create {
-        Create {
-            instance_id: "i-1".into(),
-            instance_name: Some("redis-1".into()),
-            volume_id: volume.into(),
-            device: device.into(),
-            user_tags: Default::default(),
-            copied_tags: vec![],
-            dropped_tags: vec![],
-        }
+        create_tagged(volume, device, &[], vec![])
     }
 
     #[test]
     fn a_copy_keeps_ebsnaps_own_tags_and_as_many_copied_ones_as_fit_in_fifty() {
         let mut job = copy_of_snap_src();
         // As many as fit on the source beside the contract: 45.
-        job.create.copied_tags = (0..45).map(|i| (format!("k{i:02}"), "v".into())).collect();
-        let tags = copy_tags(&job, "snap-src", "us-east-1", "default", "run-1");
+        let copied = (0..45).map(|i| (format!("k{i:02}"), "v".into())).collect();
+        job.create = create_tagged("vol-a", "/dev/xvda", &[], copied);
+        let tags = copy_tags(&job, "snap-src", "us-east-1");
         assert_eq!(tags.len(), 50);
         for key in [
             TAG_SOURCE_SNAPSHOT,
@@ -279,7 +279,7 @@ mod tests {
         ] {
             assert!(tags.iter().any(|(k, _)| k == key), "{key}");
         }
-        assert_eq!(copied_tags_on_copy(&job.create).1, ["k43", "k44"]);
+        assert_eq!(job.create.copy_dropped_tags, ["k43", "k44"]);
     }
 
     #[test]
@@ -287,16 +287,16 @@ mod tests {
         let mut job = copy_of_snap_src();
         let user: Vec<(String, String)> =
             (0..3).map(|i| (format!("user-{i}"), "u".into())).collect();
-        job.create.user_tags = user.as_slice().into();
         // As many as fit on the source beside the contract and the user's.
-        job.create.copied_tags = (0..42).map(|i| (format!("k{i:02}"), "v".into())).collect();
-        let tags = copy_tags(&job, "snap-src", "us-east-1", "default", "run-1");
+        let copied = (0..42).map(|i| (format!("k{i:02}"), "v".into())).collect();
+        job.create = create_tagged("vol-a", "/dev/xvda", &user, copied);
+        let tags = copy_tags(&job, "snap-src", "us-east-1");
         assert_eq!(tags.len(), 50);
         for (key, value) in &user {
             assert!(tags.contains(&(key.clone(), value.clone())), "{key}");
         }
         assert!(tags.iter().any(|(k, _)| k == TAG_SOURCE_SNAPSHOT));
-        assert_eq!(copied_tags_on_copy(&job.create).1, ["k40", "k41"]);
+        assert_eq!(job.create.copy_dropped_tags, ["k40", "k41"]);
     }
 
     /// The copy of snap-src, this run's snapshot of vol-a.

@@ -10,8 +10,23 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+
+/// Which of the two hooks: its name in messages, logs and the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum HookKind {
+    PreHook,
+    PostHook,
+}
+
+impl std::fmt::Display for HookKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::values::serde_name(self))
+    }
+}
 
 /// What a hook is told about the instance, in its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +55,7 @@ impl HookEnv {
 /// status and last line of stderr, a timeout, or that it could not start.
 pub(crate) async fn run(
     command: &str,
-    which: &'static str,
+    which: HookKind,
     env: &HookEnv,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -105,14 +120,14 @@ pub(crate) async fn run(
 /// Logs each line a hook prints; returns the last one.
 async fn log_lines(
     stream: impl tokio::io::AsyncRead + Unpin,
-    which: &'static str,
+    which: HookKind,
     instance: &str,
     is_stderr: bool,
 ) -> Option<String> {
     let mut lines = BufReader::new(stream).lines();
     let mut last = None;
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(hook = which, instance, stderr = is_stderr, "{line}");
+        tracing::info!(hook = %which, instance, stderr = is_stderr, "{line}");
         if !line.trim().is_empty() {
             last = Some(line);
         }
@@ -154,7 +169,7 @@ mod tests {
             "echo \"$EBSNAP_INSTANCE_ID $EBSNAP_INSTANCE_NAME $EBSNAP_REGION $EBSNAP_JOB\" > {}",
             out.display()
         );
-        run(&command, "pre-hook", &env(), Duration::from_secs(10))
+        run(&command, HookKind::PreHook, &env(), Duration::from_secs(10))
             .await
             .unwrap();
         assert_eq!(
@@ -168,7 +183,7 @@ mod tests {
     async fn a_failing_hook_says_its_status_and_last_error_line() {
         let err = run(
             "echo first >&2; echo 'mongo: not connected' >&2; exit 3",
-            "pre-hook",
+            HookKind::PreHook,
             &env(),
             Duration::from_secs(10),
         )
@@ -186,9 +201,14 @@ mod tests {
         // The child would write the marker after 2 s; the group is killed at 0.2 s.
         let command = format!("(sleep 2; touch {}) & wait", marker.display());
         let started = std::time::Instant::now();
-        let err = run(&command, "post-hook", &env(), Duration::from_millis(200))
-            .await
-            .unwrap_err();
+        let err = run(
+            &command,
+            HookKind::PostHook,
+            &env(),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
         assert!(
             err.starts_with("the post-hook did not finish within --hook-timeout"),
             "{err}"

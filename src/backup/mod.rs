@@ -11,6 +11,7 @@
 pub(crate) mod archive;
 pub(crate) mod control;
 pub(crate) mod copy;
+pub(crate) mod entries;
 pub(crate) mod hooks;
 pub(crate) mod purge;
 pub(crate) mod render;
@@ -128,7 +129,7 @@ async fn run_region(
         snapshots = inventory.snapshots.len(),
         "discovered"
     );
-    let plan = plan::build(inventory, policy, config.steps(), now);
+    let plan = plan::build(inventory, policy, config.steps(), run_id, now);
     let exec = executor(config, client, stop);
     // Hooks never run in a dry run: they would lock the databases.
     let hooks = config

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::LockState;
 use futures_util::{stream, StreamExt};
 use tokio::sync::Semaphore;
 
-use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
+use crate::aws::{dry_run_verdict, error_text, CallError, CallErrorKind, MAX_IN_FLIGHT};
 use crate::backup::control::{Executor, VolumeGates};
 use crate::backup::retry::{classify_failure, no_retries, CallFailure};
 use crate::plan::Delete;
@@ -128,11 +128,12 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
             }
             Err(err) => err,
         };
-        match err.code() {
-            Some("InvalidSnapshot.NotFound") => return DeleteOutcome::AlreadyGone,
-            Some("InvalidSnapshot.InUse") => {
+        let call = CallError::new(&err);
+        match call.kind {
+            CallErrorKind::NotFound => return DeleteOutcome::AlreadyGone,
+            CallErrorKind::InUse => {
                 return DeleteOutcome::InUse {
-                    message: err.message().unwrap_or("in use").to_owned(),
+                    message: call.message.unwrap_or_else(|| "in use".into()),
                 }
             }
             _ => {}
@@ -147,11 +148,7 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
             // that DescribeLockedSnapshots shows in force explains it. A
             // refusal of the caller (no permission) is not about the
             // snapshot: nothing to ask.
-            let about_the_caller = matches!(
-                err.code(),
-                Some("UnauthorizedOperation" | "AuthFailure" | "Blocked")
-            );
-            if about_the_caller {
+            if call.kind == CallErrorKind::Unauthorized {
                 return DeleteOutcome::Failed { reason };
             }
             if let Some(until) = lock_in_force(exec, &snapshot.id).await {
@@ -211,6 +208,7 @@ mod tests {
     use crate::inventory::testing::job_snapshot;
     use crate::inventory::ExistingSnapshot;
     use crate::plan::Plan;
+    use crate::values::ReasonCode;
     use aws_sdk_ec2::operation::delete_snapshot::{DeleteSnapshotError, DeleteSnapshotOutput};
     use aws_sdk_ec2::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -343,7 +341,15 @@ mod tests {
         );
         assert_eq!(report.exit_status(), ExitStatus::Success);
         assert!(report.deleted.is_empty() && report.failed.is_empty());
-        assert_eq!(report.kept[0].reason_code, "in_use");
+        assert!(
+            matches!(
+                *report.kept[0].reason,
+                crate::backup::report::WhyKept::InUse { .. }
+            ),
+            "{:?}",
+            report.kept[0].reason
+        );
+        assert_eq!(report.kept[0].reason.code(), "in_use");
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::aws::accounts::Unit;
-use crate::backup::report::{FailedEntry, KeptEntry, Report};
-use crate::plan::DeleteReason;
+use crate::backup::report::{FailedEntry, KeptEntry, Permission, Report, WhyKept};
+use crate::plan::{DeleteReason, KeepReason};
 use crate::values::format_age;
 
 impl Report {
@@ -127,7 +127,7 @@ impl Report {
                 } else {
                     ""
                 };
-                let why = match deleted.reason {
+                let why = match *deleted.reason {
                     DeleteReason::Expired => String::new(),
                     other => format!(": {other}"),
                 };
@@ -159,8 +159,15 @@ impl Report {
             let notable = |k: &&KeptEntry| {
                 self.dry_run
                     || matches!(
-                        k.reason_code,
-                        "in_use" | "volume_failed" | "delete_guard" | "archived" | "locked"
+                        *k.reason,
+                        WhyKept::InUse { .. }
+                            | WhyKept::Locked { .. }
+                            | WhyKept::Withheld
+                            | WhyKept::Plan(
+                                KeepReason::VolumeFailed
+                                    | KeepReason::DeleteGuard
+                                    | KeepReason::Archived
+                            )
                     )
             };
             for kept in self
@@ -247,10 +254,10 @@ impl Report {
 }
 
 /// `: permitted` after a dry-run action EC2 confirmed the credentials may do.
-fn permission_note(permission: Option<&str>) -> &'static str {
+fn permission_note(permission: Option<Permission>) -> &'static str {
     match permission {
-        Some(_) => ": permitted",
-        None => "",
+        Some(Permission::Allowed) => ": permitted",
+        Some(Permission::Planned) | None => "",
     }
 }
 
@@ -266,7 +273,7 @@ impl FailedEntry {
     /// `create vol-1 i-1: reason`: the action, what it was about, and why it
     /// failed.
     pub fn describe(&self) -> String {
-        let mut text = self.action.to_owned();
+        let mut text = self.action.code().to_owned();
         for id in [&self.snapshot_id, &self.volume_id, &self.instance_id]
             .into_iter()
             .flatten()

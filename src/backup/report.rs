@@ -6,21 +6,23 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use compact_str::CompactString;
 use serde::Serialize;
 
 use crate::aws::accounts::{Blocked, Unit};
 use crate::backup::archive::ArchiveOutcome;
 use crate::backup::copy::{CopyOutcome, CopyRun};
+pub(crate) use crate::backup::entries::{ArchiveRule, WhyKept};
+pub use crate::backup::entries::{
+    ArchivedEntry, CopiedEntry, CreatedEntry, DeletedEntry, FailedEntry, FailureAction, KeptEntry,
+    Permission, SkippedEntry, SkippedVolumeEntry,
+};
 use crate::backup::purge::DeleteOutcome;
 use crate::backup::snapshot::{CreateOutcome, HookFailed};
 use crate::config::Config;
 use crate::exit::ExitStatus;
-use crate::inventory::{ExistingSnapshot, SnapshotState};
-use crate::plan::{Archive, Create, Delete, DeleteReason, KeepReason, Kept, Plan};
-use crate::values::as_text;
-use crate::values::OutputFormat;
+use crate::inventory::ExistingSnapshot;
+use crate::plan::{Archive, Create, Delete, Kept, Plan};
+use crate::values::{OutputFormat, WithCode};
 
 /// What one region's run produced: one per region, short-lived, so the
 /// size of `Executed` costs nothing worth a box.
@@ -74,157 +76,6 @@ pub struct Report {
     /// The units of work (account and region), each a section of the text.
     #[serde(skip)]
     pub(crate) units: Vec<Unit>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CreatedEntry {
-    /// `None` in a dry run.
-    pub(crate) snapshot_id: Option<String>,
-    pub(crate) volume_id: String,
-    pub(crate) instance_id: String,
-    pub(crate) instance_name: Option<String>,
-    pub(crate) device: String,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<String>,
-    pub(crate) region: String,
-    /// `"allowed"` in a dry run, absent otherwise.
-    pub(crate) permission: Option<&'static str>,
-    /// `--copy-tags`: the keys of the source's tags left off the snapshot,
-    /// which EC2's tag limits had no room for; absent when all fit.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) tags_dropped: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CopiedEntry {
-    /// The copy; `None` in a dry run.
-    pub(crate) snapshot_id: Option<String>,
-    /// The snapshot copied; `None` in a dry run (not made yet).
-    pub(crate) source_snapshot_id: Option<String>,
-    pub(crate) source_region: String,
-    pub(crate) volume_id: String,
-    pub(crate) instance_id: String,
-    pub(crate) device: String,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<String>,
-    /// The destination region.
-    pub(crate) region: String,
-    /// `"planned"` in a dry run (no call: the snapshot does not exist yet),
-    /// absent otherwise.
-    pub(crate) permission: Option<&'static str>,
-    /// `--copy-tags`: the keys of the source's tags left off the copy,
-    /// which EC2's tag limits had no room for; absent when all fit.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) tags_dropped: Vec<String>,
-}
-
-/// One per snapshot deleted, like `KeptEntry` one per snapshot kept: the
-/// snapshot's own strings, moved, and the region and account shared by all
-/// entries of a unit, so 30,000 entries cost no new allocation each.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeletedEntry {
-    pub(crate) snapshot_id: CompactString,
-    pub(crate) volume_id: Arc<str>,
-    pub(crate) instance_id: Option<Arc<str>>,
-    pub(crate) device: Option<Arc<str>>,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<Arc<str>>,
-    pub(crate) region: Arc<str>,
-    pub(crate) start_time: DateTime<Utc>,
-    /// `"allowed"` in a dry run, absent otherwise.
-    pub(crate) permission: Option<&'static str>,
-    /// EC2 said it was already gone (deleted by someone else meanwhile).
-    pub(crate) already_gone: bool,
-    /// Why it was deleted: past retention, in error, or a duplicate.
-    #[serde(serialize_with = "as_text")]
-    pub(crate) reason: DeleteReason,
-    /// `expired`, `error` or `duplicate`.
-    pub(crate) reason_code: &'static str,
-}
-
-/// One per snapshot sent to the archive tier.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ArchivedEntry {
-    pub(crate) snapshot_id: CompactString,
-    pub(crate) volume_id: Arc<str>,
-    pub(crate) instance_id: Option<Arc<str>>,
-    pub(crate) device: Option<Arc<str>>,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<Arc<str>>,
-    pub(crate) region: Arc<str>,
-    pub(crate) start_time: DateTime<Utc>,
-    /// `"allowed"` in a dry run, absent otherwise.
-    pub(crate) permission: Option<&'static str>,
-    /// The rule that keeps it (`monthly 2026-03`), and its code
-    /// (`keep_monthly`).
-    #[serde(serialize_with = "as_text")]
-    pub(crate) kept_by: KeepReason,
-    pub(crate) reason_code: &'static str,
-    /// The earliest its rules could let it go, 90 days away at least.
-    pub(crate) kept_until_at_least: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KeptEntry {
-    pub(crate) snapshot_id: CompactString,
-    pub(crate) volume_id: Arc<str>,
-    pub(crate) instance_id: Option<Arc<str>>,
-    pub(crate) device: Option<Arc<str>>,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<Arc<str>>,
-    pub(crate) region: Arc<str>,
-    pub(crate) start_time: DateTime<Utc>,
-    #[serde(serialize_with = "as_text")]
-    pub(crate) state: SnapshotState,
-    /// Rendered when written, not held as text for every kept snapshot.
-    #[serde(serialize_with = "as_text")]
-    pub(crate) reason: KeepReason,
-    pub(crate) reason_code: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FailedEntry {
-    /// What failed: `discover`, `create`, `wait`, `delete`, `purge`,
-    /// `copy`, `pre-hook`, `post-hook`, `assume-role` or `list-regions`.
-    pub(crate) action: &'static str,
-    pub(crate) snapshot_id: Option<String>,
-    pub(crate) volume_id: Option<String>,
-    pub(crate) instance_id: Option<String>,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<String>,
-    pub(crate) region: String,
-    pub(crate) reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SkippedVolumeEntry {
-    pub(crate) volume_id: String,
-    pub(crate) instance_id: String,
-    pub(crate) instance_name: Option<String>,
-    pub(crate) device: String,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<String>,
-    pub(crate) region: String,
-    pub(crate) reason: String,
-    pub(crate) reason_code: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SkippedEntry {
-    pub(crate) instance_id: String,
-    pub(crate) instance_name: Option<String>,
-    /// The account (`--assume-role`); absent without roles.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) account: Option<String>,
-    pub(crate) region: String,
-    pub(crate) reason: String,
 }
 
 impl Report {
@@ -297,7 +148,7 @@ impl Report {
     /// regions not listed): a failure of that unit alone, nothing attempted.
     pub(crate) fn add_blocked(&mut self, unit: &Unit, blocked: Blocked) {
         self.failed.push(FailedEntry {
-            action: blocked.action,
+            action: blocked.action.into(),
             snapshot_id: None,
             volume_id: None,
             instance_id: None,
@@ -323,7 +174,7 @@ impl Report {
         let (plan, creates, deletes, archives, copies) = match run {
             RegionRun::DiscoveryFailed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "discover",
+                    action: FailureAction::Discover,
                     snapshot_id: None,
                     volume_id: None,
                     instance_id: None,
@@ -343,7 +194,7 @@ impl Report {
             } => {
                 for failed in hook_failures {
                     self.failed.push(FailedEntry {
-                        action: failed.which,
+                        action: failed.which.into(),
                         snapshot_id: None,
                         volume_id: None,
                         instance_id: Some(failed.instance_id),
@@ -373,13 +224,12 @@ impl Report {
                 device: skipped.device,
                 account: account.clone(),
                 region: region.to_owned(),
-                reason: skipped.reason,
-                reason_code: skipped.reason_code,
+                reason: WithCode(skipped.reason),
             });
         }
         if let Some(reason) = plan.purge_refused {
             self.failed.push(FailedEntry {
-                action: "purge",
+                action: FailureAction::Purge,
                 snapshot_id: None,
                 volume_id: None,
                 instance_id: None,
@@ -413,10 +263,10 @@ impl Report {
         for (job, outcome) in run.copies {
             let (snapshot_id, permission) = match outcome {
                 CopyOutcome::Copied { snapshot_id } => (Some(snapshot_id), None),
-                CopyOutcome::Planned => (None, Some("planned")),
+                CopyOutcome::Planned => (None, Some(Permission::Planned)),
                 CopyOutcome::Failed { reason } => {
                     self.failed.push(FailedEntry {
-                        action: "copy",
+                        action: FailureAction::Copy,
                         snapshot_id: job.source_snapshot_id,
                         volume_id: Some(job.create.volume_id),
                         instance_id: Some(job.create.instance_id),
@@ -428,7 +278,7 @@ impl Report {
                 }
             };
             let mut tags_dropped = job.create.dropped_tags.clone();
-            tags_dropped.extend(crate::backup::copy::copied_tags_on_copy(&job.create).1);
+            tags_dropped.extend(job.create.copy_dropped_tags.iter().cloned());
             self.copied.push(CopiedEntry {
                 tags_dropped,
                 snapshot_id,
@@ -445,7 +295,7 @@ impl Report {
         match run.purge {
             None => {}
             Some(Err(reason)) => self.failed.push(FailedEntry {
-                action: "discover",
+                action: FailureAction::Discover,
                 snapshot_id: None,
                 volume_id: None,
                 instance_id: None,
@@ -456,7 +306,7 @@ impl Report {
             Some(Ok((plan, deletes))) => {
                 if let Some(reason) = plan.purge_refused {
                     self.failed.push(FailedEntry {
-                        action: "purge",
+                        action: FailureAction::Purge,
                         snapshot_id: None,
                         volume_id: None,
                         instance_id: None,
@@ -485,7 +335,7 @@ impl Report {
                 reason,
             } => {
                 self.failed.push(FailedEntry {
-                    action: "wait",
+                    action: FailureAction::Wait,
                     snapshot_id: Some(snapshot_id.clone()),
                     volume_id: Some(create.volume_id.clone()),
                     instance_id: Some(create.instance_id.clone()),
@@ -495,10 +345,10 @@ impl Report {
                 });
                 (Some(snapshot_id), None)
             }
-            CreateOutcome::Allowed => (None, Some("allowed")),
+            CreateOutcome::Allowed => (None, Some(Permission::Allowed)),
             CreateOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "create",
+                    action: FailureAction::Create,
                     snapshot_id: None,
                     volume_id: Some(create.volume_id),
                     instance_id: Some(create.instance_id),
@@ -528,7 +378,7 @@ impl Report {
     fn add_kept(&mut self, region: &Arc<str>, account: &Option<Arc<str>>, kept: Vec<Kept>) {
         let entries: Vec<KeptEntry> = kept
             .into_iter()
-            .map(|kept| kept_entry(region, account, kept))
+            .map(|kept| kept_entry(region, account, kept.snapshot, WhyKept::Plan(kept.reason)))
             .collect();
         if self.kept.is_empty() {
             self.kept = entries;
@@ -552,10 +402,10 @@ impl Report {
         } = archive;
         let permission = match outcome {
             ArchiveOutcome::Requested => None,
-            ArchiveOutcome::Allowed => Some("allowed"),
+            ArchiveOutcome::Allowed => Some(Permission::Allowed),
             ArchiveOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "archive",
+                    action: FailureAction::Archive,
                     snapshot_id: Some(snapshot.id.into()),
                     volume_id: Some(snapshot.volume_id.to_string()),
                     instance_id: snapshot.instance_id.as_deref().map(str::to_owned),
@@ -566,7 +416,6 @@ impl Report {
                 return;
             }
         };
-        let kept_by = KeepReason::Calendar(kept_by);
         self.archived.push(ArchivedEntry {
             snapshot_id: snapshot.id,
             volume_id: snapshot.volume_id,
@@ -576,8 +425,7 @@ impl Report {
             region: Arc::clone(region),
             start_time: snapshot.start_time,
             permission,
-            reason_code: kept_by.code(),
-            kept_by,
+            kept_by: ArchiveRule(kept_by),
             kept_until_at_least: released_at_earliest,
         });
     }
@@ -593,34 +441,25 @@ impl Report {
         let (permission, already_gone) = match outcome {
             DeleteOutcome::Deleted => (None, false),
             DeleteOutcome::AlreadyGone => (None, true),
-            DeleteOutcome::Allowed => (Some("allowed"), false),
+            DeleteOutcome::Allowed => (Some(Permission::Allowed), false),
             DeleteOutcome::InUse { message } => {
-                let kept = Kept {
-                    snapshot,
-                    reason: KeepReason::InUse { message },
-                };
-                self.kept.push(kept_entry(region, account, kept));
+                let why = WhyKept::InUse { message };
+                self.kept.push(kept_entry(region, account, snapshot, why));
                 return;
             }
             DeleteOutcome::Locked { until, message } => {
-                let kept = Kept {
-                    snapshot,
-                    reason: KeepReason::Locked { until, message },
-                };
-                self.kept.push(kept_entry(region, account, kept));
+                let why = WhyKept::Locked { until, message };
+                self.kept.push(kept_entry(region, account, snapshot, why));
                 return;
             }
             DeleteOutcome::Withheld => {
-                let kept = Kept {
-                    snapshot,
-                    reason: KeepReason::VolumeFailed,
-                };
-                self.kept.push(kept_entry(region, account, kept));
+                let why = WhyKept::Withheld;
+                self.kept.push(kept_entry(region, account, snapshot, why));
                 return;
             }
             DeleteOutcome::Failed { reason } => {
                 self.failed.push(FailedEntry {
-                    action: "delete",
+                    action: FailureAction::Delete,
                     snapshot_id: Some(snapshot.id.into()),
                     volume_id: Some(snapshot.volume_id.to_string()),
                     instance_id: snapshot.instance_id.as_deref().map(str::to_owned),
@@ -641,8 +480,7 @@ impl Report {
             start_time: snapshot.start_time,
             permission,
             already_gone,
-            reason,
-            reason_code: reason.code(),
+            reason: WithCode(reason),
         });
     }
 
@@ -667,7 +505,12 @@ impl Report {
     }
 }
 
-fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> KeptEntry {
+fn kept_entry(
+    region: &Arc<str>,
+    account: &Option<Arc<str>>,
+    snapshot: ExistingSnapshot,
+    why: WhyKept,
+) -> KeptEntry {
     let ExistingSnapshot {
         id,
         volume_id,
@@ -676,7 +519,7 @@ fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> Kept
         instance_id,
         device,
         ..
-    } = kept.snapshot;
+    } = snapshot;
     KeptEntry {
         snapshot_id: id,
         volume_id,
@@ -686,16 +529,20 @@ fn kept_entry(region: &Arc<str>, account: &Option<Arc<str>>, kept: Kept) -> Kept
         region: Arc::clone(region),
         start_time,
         state,
-        reason_code: kept.reason.code(),
-        reason: kept.reason,
+        reason: WithCode(why),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::accounts::BlockedStep;
+    use crate::backup::hooks::HookKind;
     use crate::config::{Action, AwsSettings, Steps};
     use crate::inventory::testing::job_snapshot;
+    use crate::plan::{DeleteReason, KeepReason};
+    use crate::values::ReasonCode;
+    use chrono::{DateTime, Utc};
     use chrono::{TimeDelta, TimeZone};
 
     fn now() -> DateTime<Utc> {
@@ -735,15 +582,20 @@ mod tests {
     }
 
     fn create(volume: &str) -> Create {
-        Create {
-            instance_id: "i-1".into(),
-            instance_name: Some("mongo-1".into()),
-            volume_id: volume.into(),
-            device: "/dev/sdf".into(),
-            user_tags: Default::default(),
-            copied_tags: vec![],
-            dropped_tags: vec![],
-        }
+        let run = crate::plan::RunTags {
+            job: "default",
+            run_id: "r1",
+            user: &Default::default(),
+        };
+        Create::new(
+            "i-1",
+            Some("mongo-1"),
+            volume,
+            "/dev/sdf",
+            run,
+            vec![],
+            vec![],
+        )
     }
 
     fn plan() -> Plan {
@@ -885,7 +737,7 @@ mod tests {
             quiet: true,
             ..config(false)
         }));
-        assert_eq!(report.failed[0].action, "create");
+        assert_eq!(report.failed[0].action, FailureAction::Create);
         assert_eq!(report.failed[0].volume_id.as_deref(), Some("vol-2"));
         let text = report.to_text(now());
         assert!(text.contains("FAILED  create vol-2 i-1: boom"), "{text}");
@@ -911,7 +763,13 @@ mod tests {
             .iter()
             .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
-        assert_eq!(in_use.reason_code, "in_use");
+        assert_eq!(
+            *in_use.reason,
+            WhyKept::InUse {
+                message: "used by ami-1".into()
+            }
+        );
+        assert_eq!(in_use.reason.code(), "in_use");
         assert!(report
             .to_text(now())
             .contains("in use by an AMI (used by ami-1)"));
@@ -939,7 +797,14 @@ mod tests {
             .iter()
             .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
-        assert_eq!(locked.reason_code, "locked");
+        assert_eq!(
+            *locked.reason,
+            WhyKept::Locked {
+                until: Some(until),
+                message: "locked".into()
+            }
+        );
+        assert_eq!(locked.reason.code(), "locked");
         assert!(report
             .to_text(now())
             .contains("keep    snap-old of vol-1, 9d old: locked until 2027-01-31 00:00 UTC"));
@@ -959,7 +824,8 @@ mod tests {
             copies: vec![],
         };
         let report = report(false, run);
-        assert_eq!(report.deleted[0].reason_code, "error");
+        assert_eq!(*report.deleted[0].reason, DeleteReason::Error);
+        assert_eq!(report.deleted[0].reason.code(), "error");
         assert_eq!(report.created[0].tags_dropped, ["team", "cost"]);
         let text = report.to_text(now());
         assert!(
@@ -996,7 +862,8 @@ mod tests {
             .iter()
             .find(|k| &*k.snapshot_id == "snap-old")
             .unwrap();
-        assert_eq!(withheld.reason_code, "volume_failed");
+        assert_eq!(*withheld.reason, WhyKept::Withheld);
+        assert_eq!(withheld.reason.code(), "volume_failed");
         assert_eq!(report.failed.len(), 1, "only the create is a failure");
     }
 
@@ -1024,7 +891,7 @@ mod tests {
             },
         );
         assert_eq!(report.exit_status(), ExitStatus::NothingAttempted);
-        assert_eq!(report.failed[0].action, "discover");
+        assert_eq!(report.failed[0].action, FailureAction::Discover);
         assert_eq!(report.failed[0].describe(), "discover: AuthFailure: bad");
     }
 
@@ -1057,7 +924,10 @@ mod tests {
         plan.skipped_instances.push(crate::plan::SkippedInstance {
             instance_id: "i-9".into(),
             instance_name: Some("proxy".into()),
-            reason: "Scheduled-Snapshots=\"false\" opts out".into(),
+            reason: crate::plan::InstanceSkip::NotSelected(crate::plan::NotSelected::OptsOut {
+                key: "Scheduled-Snapshots".into(),
+                value: "false".into(),
+            }),
         });
         let run = RegionRun::Executed {
             plan,
@@ -1077,7 +947,7 @@ mod tests {
             quiet: true,
             ..config(true)
         }));
-        assert_eq!(report.created[0].permission, Some("allowed"));
+        assert_eq!(report.created[0].permission, Some(Permission::Allowed));
         assert_eq!(report.created[0].snapshot_id, None);
         // The whole text, so that a line lost, repeated or out of order shows.
         assert_eq!(
@@ -1116,7 +986,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
         };
         let report = report(false, run);
         assert_eq!(report.exit_status(), ExitStatus::Failure);
-        assert_eq!(report.failed[0].action, "purge");
+        assert_eq!(report.failed[0].action, FailureAction::Purge);
         let text = report.to_text(now());
         assert!(
             text.contains("FAILED  purge: refused to delete 1 snapshots"),
@@ -1139,7 +1009,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             archives: vec![],
             hook_failures: vec![HookFailed {
                 instance_id: "i-1".into(),
-                which: "post-hook",
+                which: HookKind::PostHook,
                 reason: "the post-hook failed (exit status: 1): unlock refused".into(),
             }],
             copies: vec![],
@@ -1154,6 +1024,42 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
         assert!(report.to_text(now()).contains(
             "FAILED  post-hook i-1: the post-hook failed (exit status: 1): unlock refused"
         ));
+    }
+
+    #[test]
+    fn failure_actions_are_named_by_serde_as_the_report_and_metrics_write_them() {
+        let names: Vec<&str> = FailureAction::ALL.iter().map(|a| a.code()).collect();
+        assert_eq!(
+            names,
+            [
+                "discover",
+                "create",
+                "wait",
+                "delete",
+                "archive",
+                "purge",
+                "copy",
+                "pre-hook",
+                "post-hook",
+                "assume-role",
+                "list-regions"
+            ]
+        );
+        for action in FailureAction::ALL {
+            assert_eq!(serde_json::to_value(action).unwrap(), action.code());
+        }
+        assert_eq!(
+            FailureAction::from(HookKind::PostHook),
+            FailureAction::PostHook
+        );
+        assert_eq!(
+            FailureAction::from(BlockedStep::ListRegions),
+            FailureAction::ListRegions
+        );
+        assert_eq!(
+            serde_json::to_value(Permission::Planned).unwrap(),
+            "planned"
+        );
     }
 
     #[test]
@@ -1209,7 +1115,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
 
     fn denied() -> Blocked {
         Blocked {
-            action: "assume-role",
+            action: BlockedStep::AssumeRole,
             reason: "assuming arn:aws:iam::222222222222:role/backup: AccessDenied".into(),
         }
     }
@@ -1240,7 +1146,7 @@ Dry run: would create 1 snapshot(s), delete 1, keep 1, 1 failed. Nothing was cha
             .all(|e| e.account.as_deref() == of_a.as_deref()));
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].account.as_deref(), Some("222222222222"));
-        assert_eq!(report.failed[0].action, "assume-role");
+        assert_eq!(report.failed[0].action, FailureAction::AssumeRole);
         assert_eq!(
             report.failed[0].location(),
             "account 222222222222 us-east-1"

@@ -10,6 +10,7 @@ use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 
+use crate::aws::codes::Ec2Code;
 use crate::aws::error_text;
 use crate::backup::control::Executor;
 use crate::inventory::TAG_RUN_ID;
@@ -35,18 +36,12 @@ pub(crate) enum CallFailure {
 
 /// Classifies a failed call from EC2's error code and the HTTP status.
 pub(crate) fn classify_failure(code: Option<&str>, status: Option<u16>) -> CallFailure {
-    match code {
-        Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => {
-            CallFailure::Throttled
-        }
+    match Ec2Code::of(code) {
+        Some(known) if known.is_throttled() => CallFailure::Throttled,
         // ResourceLimitExceeded: too many copies in progress (CopySnapshot).
-        Some(
-            "SnapshotCreationPerVolumeRateExceeded"
-            | "ConcurrentSnapshotLimitExceeded"
-            | "ResourceLimitExceeded",
-        ) => CallFailure::VolumeBusy,
-        Some("InvalidSnapshot.NotFound") => CallFailure::NotVisibleYet,
-        Some(_) if status.is_some_and(|s| s < 500) => CallFailure::Refused,
+        Some(known) if known.is_busy() => CallFailure::VolumeBusy,
+        Some(Ec2Code::SnapshotNotFound) => CallFailure::NotVisibleYet,
+        _ if code.is_some() && status.is_some_and(|s| s < 500) => CallFailure::Refused,
         _ => CallFailure::MaybeApplied,
     }
 }

@@ -11,12 +11,12 @@ use futures_util::{stream, StreamExt};
 
 use crate::aws::{dry_run_verdict, ec2_tags, error_text, tag_spec, MAX_IN_FLIGHT};
 use crate::backup::control::{Executor, VolumeGates};
-use crate::backup::hooks::HookEnv;
+use crate::backup::hooks::{HookEnv, HookKind};
 use crate::backup::retry::{
     create_with_retries, failure_of, made_one, no_retries, only_snapshot, CallFailure,
 };
 use crate::config::Hooks;
-use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB, TAG_RUN_ID};
+use crate::inventory::TAG_INSTANCE_ID;
 use crate::plan::{Create, SnapshotSet};
 use crate::values::HookFailure;
 
@@ -50,8 +50,7 @@ impl CreateOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HookFailed {
     pub instance_id: String,
-    /// `pre-hook` or `post-hook`.
-    pub which: &'static str,
+    pub which: HookKind,
     pub reason: String,
 }
 
@@ -103,7 +102,7 @@ pub(crate) async fn create_all(
                 for (index, snapshot_id) in set.to_tag {
                     let create = &creates[index];
                     tagging.push(async move {
-                        (index, tag_made(exec, snapshot_id, create, job, run_id).await)
+                        (index, tag_made(exec, snapshot_id, create).await)
                     });
                 }
             }
@@ -129,14 +128,8 @@ struct SetOutcome {
 }
 
 /// A snapshot CreateSnapshots made, once its per-volume tags are on.
-async fn tag_made(
-    exec: &Executor,
-    snapshot_id: String,
-    create: &Create,
-    job: &str,
-    run_id: &str,
-) -> CreateOutcome {
-    match tag_snapshot(exec, &snapshot_id, create, job, run_id).await {
+async fn tag_made(exec: &Executor, snapshot_id: String, create: &Create) -> CreateOutcome {
+    match tag_snapshot(exec, &snapshot_id, create).await {
         Ok(()) => {
             tracing::info!(snapshot = %snapshot_id, volume = %create.volume_id, "created snapshot");
             CreateOutcome::Created { snapshot_id }
@@ -179,14 +172,14 @@ async fn snapshot_set(
     if let (Some(RunHooks { hooks, .. }), Some(env)) = (hooks, &env) {
         if let Some(pre) = &hooks.pre {
             if let Err(reason) =
-                crate::backup::hooks::run(pre, "pre-hook", env, hooks.timeout).await
+                crate::backup::hooks::run(pre, HookKind::PreHook, env, hooks.timeout).await
             {
                 if hooks.on_failure == HookFailure::Skip {
                     skip = Some(format!("not snapshotted: {reason}"));
                 }
                 failures.push(HookFailed {
                     instance_id: set.instance_id.clone(),
-                    which: "pre-hook",
+                    which: HookKind::PreHook,
                     reason,
                 });
             }
@@ -198,19 +191,19 @@ async fn snapshot_set(
             let each = set
                 .creates
                 .iter()
-                .map(|&i| async move { (i, create_one(exec, &creates[i], job, run_id).await) });
+                .map(|&i| async move { (i, create_one(exec, &creates[i], run_id).await) });
             (futures_util::future::join_all(each).await, vec![])
         }
-        None => create_at_once(exec, creates, set, job, run_id).await,
+        None => create_at_once(exec, creates, set, run_id).await,
     };
     if let (Some(RunHooks { hooks, .. }), Some(env)) = (hooks, &env) {
         if let Some(post) = &hooks.post {
             if let Err(reason) =
-                crate::backup::hooks::run(post, "post-hook", env, hooks.timeout).await
+                crate::backup::hooks::run(post, HookKind::PostHook, env, hooks.timeout).await
             {
                 failures.push(HookFailed {
                     instance_id: set.instance_id.clone(),
-                    which: "post-hook",
+                    which: HookKind::PostHook,
                     reason,
                 });
             }
@@ -238,7 +231,6 @@ async fn create_at_once(
     exec: &Executor,
     creates: &[Create],
     set: &SnapshotSet,
-    job: &str,
     run_id: &str,
 ) -> MadeAtOnce {
     let all = |outcome: CreateOutcome| -> MadeAtOnce {
@@ -247,20 +239,17 @@ async fn create_at_once(
             vec![],
         )
     };
-    let first = &creates[set.creates[0]];
     if exec.dry_run {
         if let Err(reason) = exec.create_pacer.acquire(&exec.stop).await {
             return all(CreateOutcome::Failed { reason });
         }
-        return all(
-            match dry_run_verdict(set_request(exec, first, set, job, run_id).send().await) {
-                Ok(()) => CreateOutcome::Allowed,
-                Err(reason) => CreateOutcome::Failed { reason },
-            },
-        );
+        return all(match dry_run_verdict(set_request(exec, set).send().await) {
+            Ok(()) => CreateOutcome::Allowed,
+            Err(reason) => CreateOutcome::Failed { reason },
+        });
     }
     let send = || async {
-        let output = set_request(exec, first, set, job, run_id)
+        let output = set_request(exec, set)
             .customize()
             .config_override(no_retries())
             .send()
@@ -303,26 +292,8 @@ async fn create_at_once(
 
 fn set_request(
     exec: &Executor,
-    first: &Create,
     set: &SnapshotSet,
-    job: &str,
-    run_id: &str,
 ) -> aws_sdk_ec2::operation::create_snapshots::builders::CreateSnapshotsFluentBuilder {
-    // What every snapshot of the set shares: the marker, instance and run
-    // id, and the user's own tags (`--tag`, the same on every snapshot of
-    // the job), so no snapshot exists a moment without them.
-    let common = [
-        (TAG_JOB, job),
-        (TAG_INSTANCE_ID, set.instance_id.as_str()),
-        (TAG_RUN_ID, run_id),
-    ]
-    .into_iter()
-    .chain(
-        first
-            .user_tags
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
     exec.client
         .create_snapshots()
         .instance_specification(
@@ -335,8 +306,8 @@ fn set_request(
                 )
                 .build(),
         )
-        .description(first.set_description(job))
-        .tag_specifications(tag_spec(ResourceType::Snapshot, common))
+        .description(&set.description)
+        .tag_specifications(tag_spec(ResourceType::Snapshot, set.tags.iter().cloned()))
         .dry_run(exec.dry_run)
 }
 
@@ -349,13 +320,7 @@ fn set_request(
 /// throttled or lost, after a backoff; `InvalidSnapshot.NotFound`, EC2 not
 /// showing the new snapshot yet right after its create, through the settle
 /// window.
-async fn tag_snapshot(
-    exec: &Executor,
-    snapshot_id: &str,
-    create: &Create,
-    job: &str,
-    run_id: &str,
-) -> Result<(), String> {
+async fn tag_snapshot(exec: &Executor, snapshot_id: &str, create: &Create) -> Result<(), String> {
     let mut not_found_delays = exec.retry.settle_delays();
     let mut attempt = 0;
     loop {
@@ -367,7 +332,7 @@ async fn tag_snapshot(
             .client
             .create_tags()
             .resources(snapshot_id)
-            .set_tags(Some(ec2_tags(create.tags(job, run_id))))
+            .set_tags(Some(ec2_tags(create.tags.iter().cloned())))
             .customize()
             .config_override(no_retries())
             .send()
@@ -395,18 +360,18 @@ async fn tag_snapshot(
     }
 }
 
-async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -> CreateOutcome {
+async fn create_one(exec: &Executor, create: &Create, run_id: &str) -> CreateOutcome {
     if exec.dry_run {
         if let Err(reason) = exec.create_pacer.acquire(&exec.stop).await {
             return CreateOutcome::Failed { reason };
         }
-        return match dry_run_verdict(create_request(exec, create, job, run_id).send().await) {
+        return match dry_run_verdict(create_request(exec, create).send().await) {
             Ok(()) => CreateOutcome::Allowed,
             Err(reason) => CreateOutcome::Failed { reason },
         };
     }
     let send = || async {
-        let output = create_request(exec, create, job, run_id)
+        let output = create_request(exec, create)
             .customize()
             .config_override(no_retries())
             .send()
@@ -429,14 +394,15 @@ async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -
 fn create_request(
     exec: &Executor,
     create: &Create,
-    job: &str,
-    run_id: &str,
 ) -> aws_sdk_ec2::operation::create_snapshot::builders::CreateSnapshotFluentBuilder {
     exec.client
         .create_snapshot()
         .volume_id(&create.volume_id)
-        .description(create.description(job))
-        .tag_specifications(tag_spec(ResourceType::Snapshot, create.tags(job, run_id)))
+        .description(&create.description)
+        .tag_specifications(tag_spec(
+            ResourceType::Snapshot,
+            create.tags.iter().cloned(),
+        ))
         .dry_run(exec.dry_run)
 }
 
@@ -447,6 +413,8 @@ mod tests {
 
     use crate::aws::testing::{ec2_error, ec2_error_body};
     use crate::backup::control::test_executor;
+    use crate::inventory::AttachedVolume;
+    use crate::plan::RunTags;
     use aws_sdk_ec2::operation::create_snapshot::{
         CreateSnapshotError, CreateSnapshotInput, CreateSnapshotOutput,
     };
@@ -472,12 +440,7 @@ mod tests {
 
     /// The creates of one instance as one set, as the plan makes them.
     fn set_of(creates: &[Create]) -> Vec<SnapshotSet> {
-        vec![SnapshotSet {
-            instance_id: "i-1".into(),
-            creates: (0..creates.len()).collect(),
-            exclude_boot: false,
-            exclude_data_volume_ids: vec![],
-        }]
+        vec![set("i-1", creates, (0..creates.len()).collect(), &[])]
     }
 
     async fn run_creates(
@@ -511,16 +474,44 @@ mod tests {
         .await
     }
 
+    /// The create of `volume` at /dev/sdf of i-1 (redis-1), planned for
+    /// job `default`, run `run-1`.
     fn create(volume: &str) -> Create {
-        Create {
-            instance_id: "i-1".into(),
-            instance_name: Some("redis-1".into()),
-            volume_id: volume.into(),
-            device: "/dev/sdf".into(),
-            user_tags: Default::default(),
-            copied_tags: vec![],
-            dropped_tags: vec![],
-        }
+        create_in("default", volume)
+    }
+
+    fn create_in(job: &str, volume: &str) -> Create {
+        let run = RunTags {
+            job,
+            run_id: "run-1",
+            user: &Default::default(),
+        };
+        Create::new(
+            "i-1",
+            Some("redis-1"),
+            volume,
+            "/dev/sdf",
+            run,
+            vec![],
+            vec![],
+        )
+    }
+
+    /// The set of `instance_id`'s creates at `indices`, leaving out `left_out`,
+    /// as the plan makes it for job `default`, run `run-1`, with the user's
+    /// tags of the first create.
+    fn set(
+        instance_id: &str,
+        creates: &[Create],
+        indices: Vec<usize>,
+        left_out: &[&AttachedVolume],
+    ) -> SnapshotSet {
+        let run = RunTags {
+            job: "default",
+            run_id: "run-1",
+            user: &creates[indices[0]].tags.user,
+        };
+        SnapshotSet::new(instance_id, Some("redis-1"), indices, left_out, run)
     }
 
     fn created(id: &'static str) -> impl Fn() -> CreateSnapshotOutput + Send + Sync + 'static {
@@ -608,7 +599,8 @@ mod tests {
             .then_output(created("snap-new"));
         let exec = test_executor(mock_client!(aws_sdk_ec2, [&rule]), false);
 
-        let outcomes = run_creates(&exec, &[create("vol-1")], "nightly", "run-1").await;
+        let outcomes =
+            run_creates(&exec, &[create_in("nightly", "vol-1")], "nightly", "run-1").await;
 
         assert_eq!(
             outcomes,
@@ -1024,7 +1016,7 @@ mod tests {
             matches!(outcomes[0], CreateOutcome::Created { .. }),
             "crash-consistent snapshot all the same"
         );
-        assert_eq!(failures[0].which, "pre-hook");
+        assert_eq!(failures[0].which, HookKind::PreHook);
         assert!(
             failures[0]
                 .reason
@@ -1129,12 +1121,22 @@ mod tests {
     }
 
     fn set_with_exclusions(creates: &[Create]) -> Vec<SnapshotSet> {
-        vec![SnapshotSet {
-            instance_id: "i-1".into(),
-            creates: (0..creates.len()).collect(),
-            exclude_boot: true,
-            exclude_data_volume_ids: vec!["vol-scratch".into()],
-        }]
+        let root = AttachedVolume {
+            volume_id: "vol-root".into(),
+            device: "/dev/xvda".into(),
+            is_root: true,
+        };
+        let scratch = AttachedVolume {
+            volume_id: "vol-scratch".into(),
+            device: "/dev/sdg".into(),
+            is_root: false,
+        };
+        vec![set(
+            "i-1",
+            creates,
+            (0..creates.len()).collect(),
+            &[&root, &scratch],
+        )]
     }
 
     #[tokio::test]
@@ -1211,10 +1213,21 @@ mod tests {
             ("Team".to_owned(), "db".to_owned()),
         ]
         .into();
-        [create("vol-a"), create("vol-b")].map(|c| Create {
-            user_tags: user_tags.clone(),
-            copied_tags: vec![("env".into(), "prod".into())],
-            ..c
+        let run = RunTags {
+            job: "default",
+            run_id: "run-1",
+            user: &user_tags,
+        };
+        ["vol-a", "vol-b"].map(|volume| {
+            Create::new(
+                "i-1",
+                Some("redis-1"),
+                volume,
+                "/dev/sdf",
+                run,
+                vec![("env".into(), "prod".into())],
+                vec![],
+            )
         })
     }
 
@@ -1372,12 +1385,7 @@ mod tests {
         ));
         let creates: Vec<Create> = (0..instances).map(|_| create("vol-x")).collect();
         let sets: Vec<SnapshotSet> = (0..instances)
-            .map(|i| SnapshotSet {
-                instance_id: format!("i-{i}"),
-                creates: vec![i],
-                exclude_boot: false,
-                exclude_data_volume_ids: vec![],
-            })
+            .map(|i| set(&format!("i-{i}"), &creates, vec![i], &[]))
             .collect();
 
         let (outcomes, _) =

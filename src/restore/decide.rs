@@ -72,6 +72,236 @@ pub(crate) struct Skipped {
     pub reason: String,
 }
 
+/// Why restore refuses before it creates anything (exit 2), with what the
+/// user can do instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `--instance`: the job has no snapshot of it.
+    NoSnapshots { instance: String, job: String },
+    /// `--at` is before the first backup run; `usable` is the earliest
+    /// `--at` that works (the first whole run's last start, rounded up).
+    BeforeFirstBackup {
+        instance: String,
+        job: String,
+        at: DateTime<Utc>,
+        first: DateTime<Utc>,
+        usable: DateTime<Utc>,
+    },
+    /// No run is whole and restorable by `--at`; `blocker` is a snapshot of
+    /// the newest run before `at` that is not.
+    NoCompleteRun {
+        instance: String,
+        job: String,
+        at: DateTime<Utc>,
+        blocker: Option<Blocker>,
+    },
+    /// `--snapshot` is in the archive tier.
+    Archived { snapshot_id: String },
+    /// `--snapshot` is still pending.
+    Pending {
+        snapshot_id: String,
+        progress: Option<String>,
+    },
+    /// `--snapshot` is in another state than completed (error...).
+    NotCompleted { snapshot_id: String, state: String },
+    /// `--availability-zone` is not the `--attach-to` instance's zone.
+    ZoneNotTargets {
+        zone: String,
+        target_id: String,
+        target_zone: String,
+    },
+    /// The snapshot's volume is gone, and no zone was given.
+    ZoneUnknown {
+        snapshot_id: String,
+        volume_id: String,
+        region: String,
+    },
+    /// The zone is not in the region.
+    ZoneNotInRegion { zone: String, region: String },
+    /// `--size` is smaller than the snapshot.
+    SizeTooSmall {
+        size: i32,
+        snapshot_id: String,
+        snapshot_size: i32,
+    },
+    /// The snapshot has no `ebsnap:device` tag, so where to attach it is
+    /// unknown; `single`: the user may pass `--device`.
+    NoDevice { snapshot_id: String, single: bool },
+    /// The device is taken on the `--attach-to` instance.
+    DeviceTaken {
+        device: String,
+        target_id: String,
+        volume_id: String,
+        /// The taken device is the target's root.
+        root: bool,
+        snapshot_id: String,
+        /// The user may pick another with `--device`.
+        via_device_flag: bool,
+    },
+    /// Two snapshots would go to one device.
+    SameDevice {
+        first: String,
+        second: String,
+        device: String,
+    },
+}
+
+/// A snapshot that keeps a run from being restorable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blocker {
+    pub snapshot_id: String,
+    /// `None`: in the archive tier; else its state.
+    pub state: Option<String>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoSnapshots { instance, job } => write!(
+                f,
+                "no snapshots of instance {instance} in job {job}: check the instance id, --job and --region \
+                 (`ebsnap list` shows the job's snapshots)"
+            ),
+            Refusal::BeforeFirstBackup {
+                instance,
+                job,
+                at,
+                first,
+                usable,
+            } => write!(
+                f,
+                "the first backup of {instance} in job {job} started at {}, after {}: \
+                 pass --at {} or later",
+                rfc3339(*first),
+                rfc3339(*at),
+                rfc3339(*usable)
+            ),
+            Refusal::NoCompleteRun {
+                instance,
+                job,
+                at,
+                blocker,
+            } => {
+                let blocker = match blocker {
+                    None => String::new(),
+                    Some(Blocker {
+                        snapshot_id,
+                        state: None,
+                    }) => format!(" ({snapshot_id} is in the archive tier)"),
+                    Some(Blocker {
+                        snapshot_id,
+                        state: Some(state),
+                    }) => format!(" ({snapshot_id} is {state})"),
+                };
+                write!(
+                    f,
+                    "no complete backup run of {instance} in job {job} started at or before {}{blocker}: \
+                     wait for pending snapshots or pass another --at (`ebsnap list --instance {instance}` shows them)",
+                    rfc3339(*at)
+                )
+            }
+            Refusal::Archived { snapshot_id } => write!(
+                f,
+                "snapshot {snapshot_id} is in the archive tier: add --from-archive to bring it back first \
+                 (up to 72 hours, kept out of the archive for 7 days), or restore a newer one \
+                 (`ebsnap list` shows the tiers)"
+            ),
+            Refusal::Pending {
+                snapshot_id,
+                progress,
+            } => write!(
+                f,
+                "snapshot {snapshot_id} is still pending ({}): wait until it is completed, or restore an older one \
+                 (`ebsnap list` shows them)",
+                progress.as_deref().unwrap_or("progress unknown")
+            ),
+            Refusal::NotCompleted { snapshot_id, state } => write!(
+                f,
+                "snapshot {snapshot_id} is in state {state}, not completed, and cannot be restored: pick another one \
+                 (`ebsnap list` shows them)"
+            ),
+            Refusal::ZoneNotTargets {
+                zone,
+                target_id,
+                target_zone,
+            } => write!(
+                f,
+                "--availability-zone {zone}, but {target_id} is in {target_zone} and a volume attaches only \
+                 to an instance in its own zone: leave out --availability-zone"
+            ),
+            Refusal::ZoneUnknown {
+                snapshot_id,
+                volume_id,
+                region,
+            } => write!(
+                f,
+                "the volume snapshot {snapshot_id} was taken of ({volume_id}) no longer exists, so its zone is unknown: \
+                 pass --availability-zone (e.g. {region}a)"
+            ),
+            Refusal::ZoneNotInRegion { zone, region } => write!(
+                f,
+                "availability zone {zone} is not in region {region}: pass a zone of {region} \
+                 (e.g. {region}a), or the zone's region with --region"
+            ),
+            Refusal::SizeTooSmall {
+                size,
+                snapshot_id,
+                snapshot_size,
+            } => write!(
+                f,
+                "--size {size} is smaller than snapshot {snapshot_id} ({snapshot_size} GiB): pass --size {snapshot_size} or more, or leave it out"
+            ),
+            Refusal::NoDevice {
+                snapshot_id,
+                single: true,
+            } => write!(
+                f,
+                "snapshot {snapshot_id} has no {TAG_DEVICE} tag, so the device to attach at is unknown: \
+                 pass --device (e.g. /dev/sdf)"
+            ),
+            Refusal::NoDevice {
+                snapshot_id,
+                single: false,
+            } => write!(
+                f,
+                "snapshot {snapshot_id} has no {TAG_DEVICE} tag, so the device to attach at is unknown: \
+                 restore it on its own with --snapshot {snapshot_id} --device (e.g. /dev/sdf)"
+            ),
+            Refusal::DeviceTaken {
+                device,
+                target_id,
+                volume_id,
+                root,
+                snapshot_id,
+                via_device_flag,
+            } => {
+                let root = if *root { " (its root volume)" } else { "" };
+                let other = if *via_device_flag {
+                    ", or pass another --device"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "device {device} on {target_id} is taken by {volume_id}{root}, where {snapshot_id} would go; nothing was created: \
+                     stop what uses it, unmount it and detach it (aws ec2 detach-volume --volume-id {volume_id}){other}"
+                )
+            }
+            Refusal::SameDevice {
+                first,
+                second,
+                device,
+            } => write!(
+                f,
+                "snapshots {first} and {second} both go to device {device}: restore them one at a time with \
+                 --snapshot and --device"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 // ---------------------------------------------------------------------------
 // Pure decisions
 
@@ -84,7 +314,7 @@ pub(crate) fn choose_run(
     job: &str,
     instance: &str,
     at: DateTime<Utc>,
-) -> Result<(String, Vec<SourceSnapshot>), String> {
+) -> Result<(String, Vec<SourceSnapshot>), Refusal> {
     // The server filtered on these tags; a server that ignored the filter
     // must not make restore pick another instance's snapshots.
     let ours: Vec<&SourceSnapshot> = snapshots
@@ -92,10 +322,10 @@ pub(crate) fn choose_run(
         .filter(|s| s.tag(TAG_JOB) == Some(job) && s.tag(TAG_INSTANCE_ID) == Some(instance))
         .collect();
     let Some(first) = ours.iter().map(|s| s.start_time).min() else {
-        return Err(format!(
-            "no snapshots of instance {instance} in job {job}: check the instance id, --job and --region \
-             (`ebsnap list` shows the job's snapshots)"
-        ));
+        return Err(Refusal::NoSnapshots {
+            instance: instance.to_owned(),
+            job: job.to_owned(),
+        });
     };
     let mut runs: BTreeMap<&str, Vec<&SourceSnapshot>> = BTreeMap::new();
     for snapshot in &ours {
@@ -112,7 +342,6 @@ pub(crate) fn choose_run(
         })
         .max_by_key(|(id, run)| (last_start(run), *id));
     let Some((run_id, run)) = chosen else {
-        let at_text = rfc3339(at);
         // The earliest --at that works: the last start of the first complete
         // run, not its first snapshot's start (a run's snapshots start over
         // a few seconds, and a run counts only once all of it has started).
@@ -122,18 +351,17 @@ pub(crate) fn choose_run(
             .filter_map(|run| last_start(run))
             .min();
         if let (true, Some(usable)) = (first > at, first_usable) {
-            return Err(format!(
-                "the first backup of {instance} in job {job} started at {}, after {at_text}: \
-                 pass --at {} or later",
-                rfc3339(first),
+            return Err(Refusal::BeforeFirstBackup {
+                instance: instance.to_owned(),
+                job: job.to_owned(),
+                at,
+                first,
                 // Rounded up: EC2's start times carry milliseconds, and a
                 // whole second just before the last start would not do.
-                rfc3339(
-                    usable
-                        .duration_round_up(TimeDelta::seconds(1))
-                        .unwrap_or(usable)
-                )
-            ));
+                usable: usable
+                    .duration_round_up(TimeDelta::seconds(1))
+                    .unwrap_or(usable),
+            });
         }
         // Say why the newest run before `at` does not do.
         let blocker = runs
@@ -141,19 +369,19 @@ pub(crate) fn choose_run(
             .filter(|run| run.iter().any(|s| s.start_time <= at))
             .max_by_key(|run| last_start(run))
             .and_then(|run| {
-                run.iter().find(|s| !s.is_restorable_now()).map(|s| {
-                    if s.archived {
-                        format!(" ({} is in the archive tier)", s.id)
-                    } else {
-                        format!(" ({} is {})", s.id, s.state.as_str())
-                    }
-                })
-            })
-            .unwrap_or_default();
-        return Err(format!(
-            "no complete backup run of {instance} in job {job} started at or before {at_text}{blocker}: \
-             wait for pending snapshots or pass another --at (`ebsnap list --instance {instance}` shows them)"
-        ));
+                run.iter()
+                    .find(|s| !s.is_restorable_now())
+                    .map(|s| Blocker {
+                        snapshot_id: s.id.clone(),
+                        state: (!s.archived).then(|| s.state.as_str().to_owned()),
+                    })
+            });
+        return Err(Refusal::NoCompleteRun {
+            instance: instance.to_owned(),
+            job: job.to_owned(),
+            at,
+            blocker,
+        });
     };
     let mut newest: BTreeMap<&str, &SourceSnapshot> = BTreeMap::new();
     for snapshot in run {
@@ -169,29 +397,22 @@ pub(crate) fn choose_run(
 
 /// A snapshot given with `--snapshot` can be restored only once complete,
 /// and only from the standard tier.
-pub(crate) fn check_restorable(snapshot: &SourceSnapshot) -> Result<(), String> {
+pub(crate) fn check_restorable(snapshot: &SourceSnapshot) -> Result<(), Refusal> {
     if snapshot.archived && snapshot.state == SnapshotState::Completed {
-        return Err(format!(
-            "snapshot {id} is in the archive tier: add --from-archive to bring it back first \
-             (up to 72 hours, kept out of the archive for 7 days), or restore a newer one \
-             (`ebsnap list` shows the tiers)",
-            id = snapshot.id
-        ));
+        return Err(Refusal::Archived {
+            snapshot_id: snapshot.id.clone(),
+        });
     }
     match &snapshot.state {
         SnapshotState::Completed => Ok(()),
-        SnapshotState::Pending => Err(format!(
-            "snapshot {} is still pending ({}): wait until it is completed, or restore an older one \
-             (`ebsnap list` shows them)",
-            snapshot.id,
-            snapshot.progress.as_deref().unwrap_or("progress unknown")
-        )),
-        state => Err(format!(
-            "snapshot {} is in state {}, not completed, and cannot be restored: pick another one \
-             (`ebsnap list` shows them)",
-            snapshot.id,
-            state.as_str()
-        )),
+        SnapshotState::Pending => Err(Refusal::Pending {
+            snapshot_id: snapshot.id.clone(),
+            progress: snapshot.progress.clone(),
+        }),
+        state => Err(Refusal::NotCompleted {
+            snapshot_id: snapshot.id.clone(),
+            state: state.as_str().to_owned(),
+        }),
     }
 }
 
@@ -218,39 +439,40 @@ pub(crate) fn volume_spec(
     region: &str,
     target: Option<&InstanceInfo>,
     attach_device: Option<String>,
-) -> Result<VolumeSpec, String> {
+) -> Result<VolumeSpec, Refusal> {
     let target_zone = target.and_then(|t| t.availability_zone.as_deref());
     let zone = match (&args.availability_zone, target_zone, source) {
         (Some(zone), Some(target_zone), _) if zone != target_zone => {
-            return Err(format!(
-                "--availability-zone {zone}, but {} is in {target_zone} and a volume attaches only \
-                 to an instance in its own zone: leave out --availability-zone",
-                target.map(|t| t.id.as_str()).unwrap_or_default()
-            ))
+            return Err(Refusal::ZoneNotTargets {
+                zone: zone.clone(),
+                target_id: target.map(|t| t.id.clone()).unwrap_or_default(),
+                target_zone: target_zone.to_owned(),
+            })
         }
         (Some(zone), _, _) => zone.clone(),
         (None, Some(target_zone), _) => target_zone.to_string(),
         (None, None, Some(source)) => source.availability_zone.clone(),
         (None, None, None) => {
-            return Err(format!(
-            "the volume snapshot {} was taken of ({}) no longer exists, so its zone is unknown: \
-                 pass --availability-zone (e.g. {region}a)",
-            snapshot.id, snapshot.volume_id
-        ))
+            return Err(Refusal::ZoneUnknown {
+                snapshot_id: snapshot.id.clone(),
+                volume_id: snapshot.volume_id.clone(),
+                region: region.to_owned(),
+            })
         }
     };
     if !zone_in_region(&zone, region) {
-        return Err(format!(
-            "availability zone {zone} is not in region {region}: pass a zone of {region} \
-             (e.g. {region}a), or the zone's region with --region"
-        ));
+        return Err(Refusal::ZoneNotInRegion {
+            zone,
+            region: region.to_owned(),
+        });
     }
     if let Some(size) = args.size {
         if size < snapshot.size_gib {
-            return Err(format!(
-                "--size {size} is smaller than snapshot {} ({} GiB): pass --size {} or more, or leave it out",
-                snapshot.id, snapshot.size_gib, snapshot.size_gib
-            ));
+            return Err(Refusal::SizeTooSmall {
+                size,
+                snapshot_id: snapshot.id.clone(),
+                snapshot_size: snapshot.size_gib,
+            });
         }
     }
     let source_type = source.and_then(|s| s.volume_type.clone());
@@ -320,22 +542,16 @@ pub(crate) fn attach_devices(
     snapshots: &[SourceSnapshot],
     device_flag: Option<&str>,
     single: bool,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Refusal> {
     snapshots
         .iter()
         .map(|snapshot| match (device_flag, snapshot.device()) {
             (Some(device), _) => Ok(device.to_string()),
             (None, Some(device)) => Ok(device.to_string()),
-            (None, None) if single => Err(format!(
-                "snapshot {} has no {TAG_DEVICE} tag, so the device to attach at is unknown: \
-                 pass --device (e.g. /dev/sdf)",
-                snapshot.id
-            )),
-            (None, None) => Err(format!(
-                "snapshot {} has no {TAG_DEVICE} tag, so the device to attach at is unknown: \
-                 restore it on its own with --snapshot {} --device (e.g. /dev/sdf)",
-                snapshot.id, snapshot.id
-            )),
+            (None, None) => Err(Refusal::NoDevice {
+                snapshot_id: snapshot.id.clone(),
+                single,
+            }),
         })
         .collect()
 }
@@ -377,34 +593,27 @@ pub(crate) fn check_devices_free(
     target: &InstanceInfo,
     wanted: &[(String, String)],
     via_device_flag: bool,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     for (i, (snapshot, device)) in wanted.iter().enumerate() {
         if let Some((taken, volume)) = target.devices.iter().find(|(d, _)| same_device(d, device)) {
-            let root = if target
-                .root_device
-                .as_deref()
-                .is_some_and(|r| same_device(r, taken))
-            {
-                " (its root volume)"
-            } else {
-                ""
-            };
-            let other = if via_device_flag {
-                ", or pass another --device"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "device {taken} on {} is taken by {volume}{root}, where {snapshot} would go; nothing was created: \
-                 stop what uses it, unmount it and detach it (aws ec2 detach-volume --volume-id {volume}){other}",
-                target.id
-            ));
+            return Err(Refusal::DeviceTaken {
+                device: taken.clone(),
+                target_id: target.id.clone(),
+                volume_id: volume.clone(),
+                root: target
+                    .root_device
+                    .as_deref()
+                    .is_some_and(|r| same_device(r, taken)),
+                snapshot_id: snapshot.clone(),
+                via_device_flag,
+            });
         }
         if let Some((other, _)) = wanted[..i].iter().find(|(_, d)| same_device(d, device)) {
-            return Err(format!(
-                "snapshots {other} and {snapshot} both go to device {device}: restore them one at a time with \
-                 --snapshot and --device"
-            ));
+            return Err(Refusal::SameDevice {
+                first: other.clone(),
+                second: snapshot.clone(),
+                device: device.clone(),
+            });
         }
     }
     Ok(())
@@ -523,7 +732,17 @@ pub(super) mod tests {
         // With no other run to fall back on, the error names the archived one.
         all[1].archived = true;
         let err = choose_run(&all, "default", "i-1", t(5)).unwrap_err();
-        assert!(err.contains("is in the archive tier"), "{err}");
+        assert!(
+            matches!(
+                &err,
+                Refusal::NoCompleteRun {
+                    blocker: Some(Blocker { state: None, .. }),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("is in the archive tier"), "{err}");
     }
 
     #[test]
@@ -531,6 +750,13 @@ pub(super) mod tests {
         let mut s = snap("snap-1", "vol-data", "/dev/sdf", "run-1", t(1));
         s.archived = true;
         let err = check_restorable(&s).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::Archived {
+                snapshot_id: "snap-1".into()
+            }
+        );
+        let err = err.to_string();
         assert!(
             err.starts_with("snapshot snap-1 is in the archive tier: add --from-archive"),
             "{err}"
@@ -549,8 +775,12 @@ pub(super) mod tests {
     #[test]
     fn a_time_before_the_first_backup_says_when_that_was() {
         let err = choose_run(&two_runs(), "default", "i-1", t(0)).unwrap_err();
+        assert!(
+            matches!(&err, Refusal::BeforeFirstBackup { first, .. } if *first == t(1)),
+            "{err:?}"
+        );
         assert_eq!(
-            err,
+            err.to_string(),
             "the first backup of i-1 in job default started at 2026-11-24T01:00:00Z, after \
              2026-11-24T00:00:00Z: pass --at 2026-11-24T01:00:00Z or later"
         );
@@ -569,11 +799,16 @@ pub(super) mod tests {
             let mut all = two_runs();
             all[1].start_time = t(1) + chrono::Duration::milliseconds(last_start_ms);
             let err = choose_run(&all, "default", "i-1", t(0)).unwrap_err();
+            let at = DateTime::parse_from_rfc3339(suggested).unwrap().to_utc();
             assert!(
-                err.ends_with(&format!("pass --at {suggested} or later")),
+                matches!(&err, Refusal::BeforeFirstBackup { usable, .. } if *usable == at),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .ends_with(&format!("pass --at {suggested} or later")),
                 "{err}"
             );
-            let at = DateTime::parse_from_rfc3339(suggested).unwrap().to_utc();
             let (run, _) =
                 choose_run(&all, "default", "i-1", at).expect("the suggested time works");
             assert_eq!(run, "run-a");
@@ -585,6 +820,19 @@ pub(super) mod tests {
         let mut all = two_runs();
         all[0].state = SnapshotState::Pending;
         let err = choose_run(&all, "default", "i-1", t(2)).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::NoCompleteRun {
+                instance: "i-1".into(),
+                job: "default".into(),
+                at: t(2),
+                blocker: Some(Blocker {
+                    snapshot_id: "snap-a-root".into(),
+                    state: Some("pending".into())
+                })
+            }
+        );
+        let err = err.to_string();
         assert!(err.starts_with("no complete backup run of i-1"), "{err}");
         assert!(err.contains("(snap-a-root is pending)"), "{err}");
     }
@@ -600,8 +848,16 @@ pub(super) mod tests {
         let (run, _) = choose_run(&all, "default", "i-1", t(5)).unwrap();
         assert_eq!(run, "run-b");
         let err = choose_run(&all, "default", "i-9", t(5)).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::NoSnapshots {
+                instance: "i-9".into(),
+                job: "default".into()
+            }
+        );
         assert!(
-            err.starts_with("no snapshots of instance i-9 in job default"),
+            err.to_string()
+                .starts_with("no snapshots of instance i-9 in job default"),
             "{err}"
         );
     }
@@ -627,12 +883,28 @@ pub(super) mod tests {
         s.state = SnapshotState::Pending;
         s.progress = Some("42%".into());
         let err = check_restorable(&s).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::Pending {
+                snapshot_id: "snap-1".into(),
+                progress: Some("42%".into())
+            }
+        );
         assert!(
-            err.starts_with("snapshot snap-1 is still pending (42%): wait"),
+            err.to_string()
+                .starts_with("snapshot snap-1 is still pending (42%): wait"),
             "{err}"
         );
         s.state = SnapshotState::Error;
-        assert!(check_restorable(&s).unwrap_err().contains("in state error"));
+        let err = check_restorable(&s).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::NotCompleted {
+                snapshot_id: "snap-1".into(),
+                state: "error".into()
+            }
+        );
+        assert!(err.to_string().contains("in state error"));
     }
 
     fn gp3_source() -> SourceVolume {
@@ -770,8 +1042,9 @@ pub(super) mod tests {
     fn the_zone_must_be_known_and_in_the_region() {
         let s = snap("snap-1", "vol-gone", "/dev/sdf", "run-1", t(1));
         let err = volume_spec(&s, None, &args(), "us-east-1", None, None).unwrap_err();
+        assert!(matches!(err, Refusal::ZoneUnknown { .. }), "{err:?}");
         assert_eq!(
-            err,
+            err.to_string(),
             "the volume snapshot snap-1 was taken of (vol-gone) no longer exists, so its zone is unknown: \
              pass --availability-zone (e.g. us-east-1a)"
         );
@@ -779,8 +1052,15 @@ pub(super) mod tests {
             let mut a = args();
             a.availability_zone = Some(zone.into());
             let err = volume_spec(&s, None, &a, "us-east-1", None, None).unwrap_err();
+            assert_eq!(
+                err,
+                Refusal::ZoneNotInRegion {
+                    zone: zone.into(),
+                    region: "us-east-1".into()
+                }
+            );
             assert!(
-                err.starts_with(&format!(
+                err.to_string().starts_with(&format!(
                     "availability zone {zone} is not in region us-east-1"
                 )),
                 "{err}"
@@ -798,6 +1078,14 @@ pub(super) mod tests {
         let err = volume_spec(&s, Some(&gp3_source()), &a, "us-east-1", None, None).unwrap_err();
         assert_eq!(
             err,
+            Refusal::SizeTooSmall {
+                size: 4,
+                snapshot_id: "snap-1".into(),
+                snapshot_size: 8
+            }
+        );
+        assert_eq!(
+            err.to_string(),
             "--size 4 is smaller than snapshot snap-1 (8 GiB): pass --size 8 or more, or leave it out"
         );
         a.size = Some(8);
@@ -822,7 +1110,18 @@ pub(super) mod tests {
         let mut a = args();
         a.availability_zone = Some("us-east-1a".into());
         let err = volume_spec(&s, None, &a, "us-east-1", Some(&target), None).unwrap_err();
-        assert!(err.contains("i-staging is in us-east-1c"), "{err}");
+        assert_eq!(
+            err,
+            Refusal::ZoneNotTargets {
+                zone: "us-east-1a".into(),
+                target_id: "i-staging".into(),
+                target_zone: "us-east-1c".into()
+            }
+        );
+        assert!(
+            err.to_string().contains("i-staging is in us-east-1c"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -839,10 +1138,28 @@ pub(super) mod tests {
         let mut bare = s;
         bare.tags.clear();
         let err = attach_devices(&[bare.clone()], None, true).unwrap_err();
-        assert!(err.ends_with("pass --device (e.g. /dev/sdf)"), "{err}");
-        let err = attach_devices(&[bare], None, false).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::NoDevice {
+                snapshot_id: "snap-1".into(),
+                single: true
+            }
+        );
         assert!(
-            err.ends_with("restore it on its own with --snapshot snap-1 --device (e.g. /dev/sdf)"),
+            err.to_string().ends_with("pass --device (e.g. /dev/sdf)"),
+            "{err}"
+        );
+        let err = attach_devices(&[bare], None, false).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::NoDevice {
+                snapshot_id: "snap-1".into(),
+                single: false
+            }
+        );
+        assert!(
+            err.to_string()
+                .ends_with("restore it on its own with --snapshot snap-1 --device (e.g. /dev/sdf)"),
             "{err}"
         );
     }
@@ -854,10 +1171,33 @@ pub(super) mod tests {
         let err = check_devices_free(&target, &wanted("/dev/sdf"), false).unwrap_err();
         assert_eq!(
             err,
+            Refusal::DeviceTaken {
+                device: "/dev/xvdf".into(),
+                target_id: "i-staging".into(),
+                volume_id: "vol-busy".into(),
+                root: false,
+                snapshot_id: "snap-1".into(),
+                via_device_flag: false
+            }
+        );
+        assert_eq!(
+            err.to_string(),
             "device /dev/xvdf on i-staging is taken by vol-busy, where snap-1 would go; nothing was created: \
              stop what uses it, unmount it and detach it (aws ec2 detach-volume --volume-id vol-busy)"
         );
         let err = check_devices_free(&target, &wanted("/dev/xvda"), true).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Refusal::DeviceTaken {
+                    root: true,
+                    via_device_flag: true,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.contains("vol-root (its root volume)"), "{err}");
         assert!(err.ends_with(", or pass another --device"), "{err}");
         assert!(check_devices_free(&target, &wanted("/dev/sdg"), false).is_ok());
@@ -865,8 +1205,17 @@ pub(super) mod tests {
             ("snap-1".to_string(), "/dev/sdg".to_string()),
             ("snap-2".to_string(), "/dev/xvdg".to_string()),
         ];
-        assert!(check_devices_free(&target, &twice, false)
-            .unwrap_err()
+        let err = check_devices_free(&target, &twice, false).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::SameDevice {
+                first: "snap-1".into(),
+                second: "snap-2".into(),
+                device: "/dev/xvdg".into()
+            }
+        );
+        assert!(err
+            .to_string()
             .starts_with("snapshots snap-1 and snap-2 both go to device"));
     }
 

@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     AttachmentStatus, Filter, ResourceType, Volume, VolumeAttachmentState, VolumeState, VolumeType,
 };
 use aws_sdk_ec2::Client;
 
-use crate::aws::{self, error_text, SNAPSHOT_PAGE_SIZE};
+use crate::aws::{self, error_text, CallError, CallErrorKind, SNAPSHOT_PAGE_SIZE};
 use crate::config::RestoreRequest;
 use crate::discovery::{snapshot_tier_status, to_source_snapshot, volumes_where};
 use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB};
@@ -280,14 +279,7 @@ pub(super) async fn one_snapshot(
         .await
     {
         Ok(output) => output,
-        Err(err)
-            if matches!(
-                err.code(),
-                Some("InvalidSnapshot.NotFound" | "InvalidSnapshotID.Malformed")
-            ) =>
-        {
-            return Err(missing())
-        }
+        Err(err) if CallError::new(&err).kind == CallErrorKind::NotFound => return Err(missing()),
         Err(err) => bail!("reading snapshot {id}: {}", error_text(&err)),
     };
     output
@@ -367,14 +359,7 @@ pub(super) async fn source_volumes(
 pub(super) async fn describe_instance(client: &Client, id: &str) -> Result<Option<InstanceInfo>> {
     let output = match client.describe_instances().instance_ids(id).send().await {
         Ok(output) => output,
-        Err(err)
-            if matches!(
-                err.code(),
-                Some("InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed")
-            ) =>
-        {
-            return Ok(None)
-        }
+        Err(err) if CallError::new(&err).kind == CallErrorKind::NotFound => return Ok(None),
         Err(err) => bail!("reading instance {id}: {}", error_text(&err)),
     };
     let Some(instance) = output

@@ -146,7 +146,7 @@ pub(crate) async fn restore(
                 device,
             )
         })
-        .collect::<Result<Vec<_>, String>>()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!(e))?;
 
     let mut report = RestoreReport {
