@@ -1,11 +1,19 @@
 //! The command line: what the user may type, and a first check of it.
 //!
+//! Each command takes only the flags it uses. The flags come in groups, one
+//! `Args` struct each with its help heading (Selection, Retention, Hooks,
+//! AWS ...), and a command flattens the groups it reads, so clap refuses
+//! any other flag with its usual message. Only the logging flags, which
+//! every command honours, are global (before or after the command).
+//!
 //! Only validation of the typed text lives here (durations, job names);
 //! config.rs resolves the rest. Doc comments are the long help, `help` the
 //! short.
 
+use std::ffi::OsString;
+
 use chrono::TimeDelta;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use clap::builder::PossibleValue;
 
@@ -73,18 +81,18 @@ pub struct Cli {
     pub command: Command,
 
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub logging: LoggingArgs,
 }
 
 #[derive(Debug, Clone, PartialEq, Subcommand)]
 pub enum Command {
     /// Snapshot the selected volumes, then purge the job's expired snapshots
     /// (what cron calls).
-    Run(WaitArgs),
+    Run(RunArgs),
     /// Only snapshot the selected volumes.
-    Snapshot(WaitArgs),
+    Snapshot(SnapshotCommandArgs),
     /// Only delete the job's snapshots that are past retention.
-    Purge,
+    Purge(PurgeArgs),
     /// List the job's snapshots by instance and volume, with when purge will
     /// delete each or why it keeps it.
     List(ListArgs),
@@ -95,7 +103,10 @@ pub enum Command {
     /// --max-age (for monitoring and cron's MAILTO).
     Check(CheckArgs),
     /// Print the least-privilege IAM policy for the job (--job).
-    IamPolicy,
+    ///
+    /// It takes the job's flags (selection, retention, snapshot tags,
+    /// copies), so that it can be printed with the same flags as the run.
+    IamPolicy(IamPolicyArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -105,19 +116,83 @@ pub enum Command {
     Man,
 }
 
-#[derive(Debug, Clone, PartialEq, Args)]
-pub struct WaitArgs {
-    /// Wait until this run's snapshots are completed; one that ends in error
-    /// is a failure of the run.
-    #[arg(long, env = "EBSNAP_WAIT")]
-    pub wait: bool,
+// The commands: each flattens the groups of flags it reads, its own flags
+// first (under "Options").
 
-    /// How long --wait waits before it gives up (the snapshots go on).
-    #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true,
-          requires = "wait", env = "EBSNAP_WAIT_TIMEOUT")]
-    pub wait_timeout: TimeDelta,
+/// `run`: the whole backup job.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
+    #[command(flatten)]
+    pub tags: SnapshotTagArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
+    pub copies: CopyArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub control: RunControlArgs,
 }
 
+/// `snapshot`: the job's snapshot step; it deletes nothing, so it has no
+/// delete guard.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct SnapshotCommandArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
+    #[command(flatten)]
+    pub tags: SnapshotTagArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
+    pub copies: CopyArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub control: RunControlArgs,
+}
+
+/// `purge`: the job's purge step; it makes no snapshot (and no copy).
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub control: RunControlArgs,
+}
+
+/// `list`: what purge would do with each of the job's snapshots, so it
+/// reads the job and the delete guard; it changes nothing.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct ListArgs {
     /// Only this instance's snapshots.
@@ -127,31 +202,57 @@ pub struct ListArgs {
     /// Only this volume's snapshots.
     #[arg(long, value_name = "ID")]
     pub volume: Option<String>,
+
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
 }
 
+/// `check`: the job's selected volumes and their newest backups.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct CheckArgs {
     /// The oldest a volume's newest completed backup may be, e.g. 26h for a
     /// daily job.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_MAX_AGE")]
     pub max_age: TimeDelta,
+
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
+/// `iam-policy`: the job's flags, and no AWS call.
 #[derive(Debug, Clone, PartialEq, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "instance"])))]
-pub struct RestoreArgs {
-    /// Restore one volume from this snapshot.
-    #[arg(long, value_name = "SNAP")]
-    pub snapshot: Option<String>,
+pub struct IamPolicyArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub tags: SnapshotTagArgs,
+    #[command(flatten)]
+    pub copies: CopyArgs,
+}
 
-    /// Restore every volume of this instance from one backup run of the job.
-    #[arg(long, value_name = "ID")]
-    pub instance: Option<String>,
+/// `restore`: its own flags, the job whose backups it reads, and one region.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub source: RestoreSource,
 
     /// With --instance: the newest run whose snapshots are all completed and
     /// started at or before this time (RFC 3339, e.g. 2026-11-24T03:00:00Z).
     /// Default: now.
-    #[arg(long, value_name = "TIME", requires = "instance", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", requires = "instance", conflicts_with = "snapshot",
+          value_parser = parse_time)]
     pub at: Option<chrono::DateTime<chrono::Utc>>,
 
     /// The availability zone of the new volumes. Default: the zone of the
@@ -184,25 +285,523 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "ID")]
     pub attach_to: Option<String>,
 
-    /// With --snapshot and --attach-to: the device to attach at.
-    #[arg(long, value_name = "DEVICE", requires = "attach_to")]
+    /// With --snapshot and --attach-to: the device to attach at (with
+    /// --instance each volume goes back to the device it was snapshotted
+    /// from).
+    #[arg(long, value_name = "DEVICE", requires = "attach_to", conflicts_with = "instance")]
     pub device: Option<String>,
 
     /// With --snapshot of a snapshot in the archive tier: bring it back first
     /// (RestoreSnapshotTier, a temporary restore of 7 days), wait for it
     /// with progress (up to 72 hours), then restore.
-    #[arg(long, requires = "snapshot")]
+    #[arg(long, requires = "snapshot", conflicts_with = "instance")]
     pub from_archive: bool,
 
     /// How long to wait for the volumes to be available (and attached).
     #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub wait_timeout: TimeDelta,
+
+    #[command(flatten)]
+    pub job: JobNameArgs,
+    #[command(flatten)]
+    pub aws: RestoreAwsArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten, next_help_heading = "Run control")]
+    pub dry_run: DryRunArgs,
+}
+
+/// What `restore` restores: one snapshot, or one backup run of an instance.
+/// Made by clap from the group "source" of `--snapshot` and `--instance`
+/// (required, one of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreSource {
+    /// `--snapshot SNAP`: one volume from this snapshot.
+    Snapshot(String),
+    /// `--instance ID`: every volume of this instance, from one backup run
+    /// of the job.
+    Instance(String),
+}
+
+impl Args for RestoreSource {
+    fn group_id() -> Option<clap::Id> {
+        Some(clap::Id::from("source"))
+    }
+
+    fn augment_args(command: clap::Command) -> clap::Command {
+        command
+            .arg(
+                clap::Arg::new("snapshot")
+                    .long("snapshot")
+                    .value_name("SNAP")
+                    .help("Restore one volume from this snapshot"),
+            )
+            .arg(
+                clap::Arg::new("instance")
+                    .long("instance")
+                    .value_name("ID")
+                    .help("Restore every volume of this instance from one backup run of the job"),
+            )
+            .group(
+                clap::ArgGroup::new("source")
+                    .args(["snapshot", "instance"])
+                    .required(true)
+                    .multiple(false),
+            )
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl FromArgMatches for RestoreSource {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let given = |id: &str| matches.get_one::<String>(id).cloned();
+        match (given("snapshot"), given("instance")) {
+            (Some(snapshot), None) => Ok(RestoreSource::Snapshot(snapshot)),
+            (None, Some(instance)) => Ok(RestoreSource::Instance(instance)),
+            // The group admits neither case; a matches of another command.
+            _ => Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "give either --snapshot SNAP or --instance ID",
+            )),
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+// The groups of flags.
+
+/// The job's name, written on its snapshots; restore reads it alone.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Selection")]
+pub struct JobNameArgs {
+    /// The job name, written on every snapshot as the ebsnap:job tag. Purge
+    /// only ever touches snapshots of this job, so jobs with different
+    /// schedules and retentions never touch each other's snapshots.
+    #[arg(id = "job", long = "job", env = "EBSNAP_JOB", default_value = "default",
+          value_name = "NAME", value_parser = parse_job)]
+    pub name: String,
+}
+
+/// A job: which volumes it backs up, and how long it keeps their snapshots.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// Which instances and volumes the job backs up.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Selection")]
+pub struct SelectionArgs {
+    #[command(flatten)]
+    pub job: JobNameArgs,
+
+    /// The tag key that selects instances for backup.
+    #[arg(long, env = "EBSNAP_TAG_KEY", default_value = "Scheduled-Snapshots",
+          value_name = "KEY", value_parser = parse_tag_key)]
+    pub tag_key: String,
+
+    /// Select only instances whose tag has exactly this value. Without it,
+    /// any value but false, no, off, 0 or empty selects (case-insensitive).
+    #[arg(long, env = "EBSNAP_TAG_VALUE", value_name = "VALUE", value_parser = parse_tag_value)]
+    pub tag_value: Option<String>,
+
+    /// Leave out each instance's root (boot) volume: back up data only.
+    /// A volume tagged ebsnap:skip=true is always left out.
+    #[arg(long, env = "EBSNAP_EXCLUDE_BOOT")]
+    pub exclude_boot: bool,
+}
+
+/// How long the job keeps its snapshots.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Retention")]
+pub struct RetentionArgs {
+    /// Keep the job's snapshots younger than this (s, m, h, d or w, e.g.
+    /// 7d, 36h, 2w); older ones go unless a --keep-* rule keeps them.
+    /// Default: 7d, or none when a --keep-* rule is given.
+    #[arg(long, visible_alias = "keep-within", env = "EBSNAP_RETENTION",
+          value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub retention: Option<TimeDelta>,
+
+    /// Keep the N newest completed snapshots of each volume.
+    #[arg(long, env = "EBSNAP_KEEP_LAST", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_last: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N hours that
+    /// have one.
+    #[arg(long, env = "EBSNAP_KEEP_HOURLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_hourly: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N days that
+    /// have one.
+    #[arg(long, env = "EBSNAP_KEEP_DAILY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_daily: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N weeks
+    /// (Monday to Sunday) that have one.
+    #[arg(long, env = "EBSNAP_KEEP_WEEKLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_weekly: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N months that
+    /// have one.
+    #[arg(long, env = "EBSNAP_KEEP_MONTHLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_monthly: Option<usize>,
+
+    /// Keep the newest completed snapshot of each of the last N years that
+    /// have one.
+    #[arg(long, env = "EBSNAP_KEEP_YEARLY", value_name = "N",
+          value_parser = parse_keep_count, allow_hyphen_values = true)]
+    pub keep_yearly: Option<usize>,
+
+    /// The timezone of the --keep-* rules' hours, days, weeks, months and
+    /// years: an IANA name such as Asia/Kolkata or Europe/Berlin.
+    #[arg(long, env = "EBSNAP_TIMEZONE", default_value = "UTC",
+          value_name = "ZONE", value_parser = parse_timezone)]
+    pub timezone: chrono_tz::Tz,
+
+    /// Always keep this many newest completed snapshots of each volume, however
+    /// old: a volume whose backups stopped keeps its last good one. At least 1.
+    #[arg(long, env = "EBSNAP_KEEP_MIN", default_value = "1",
+          value_name = "N", value_parser = parse_keep_min, allow_hyphen_values = true)]
+    pub keep_min: usize,
+
+    /// Let purge delete every snapshot of an orphan (a volume that no longer
+    /// exists, or of an instance no longer selected), --keep-min aside, once
+    /// its newest snapshot is older than this. Off by default: an orphan
+    /// keeps its newest --keep-min snapshots forever. list and check name
+    /// the orphans either way.
+    #[arg(long, env = "EBSNAP_ORPHANS_AFTER", value_name = "DURATION",
+          value_parser = parse_orphans_after, allow_hyphen_values = true)]
+    pub orphans_after: Option<TimeDelta>,
+
+    /// Move to the archive tier (ModifySnapshotTier: a quarter of the
+    /// standard price, up to 72 hours to bring back) the snapshots older
+    /// than this that only --keep-monthly or --keep-yearly keep; never a
+    /// volume's newest, never one due for deletion within 90 days (EC2 bills
+    /// an archived snapshot for 90 days at least). Purge deletes what ebsnap
+    /// archived once its rules let it go and it has spent 90 days archived.
+    #[arg(long, env = "EBSNAP_ARCHIVE_AFTER", value_name = "DURATION",
+          value_parser = parse_archive_after, allow_hyphen_values = true)]
+    pub archive_after: Option<TimeDelta>,
+}
+
+/// The delete guard: what stops a purge that looks like a mistake.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Delete guard")]
+pub struct GuardArgs {
+    /// Refuse a purge that would delete more than this many snapshots in a
+    /// region without --force. No cap by default: a purge is refused anyway
+    /// when it would delete more than half of the job's snapshots there.
+    #[arg(long, env = "EBSNAP_MAX_DELETE", value_name = "N",
+          value_parser = parse_max_delete, allow_hyphen_values = true)]
+    pub max_delete: Option<usize>,
+
+    /// Purge even past --max-delete or half of the job's snapshots.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// How the snapshots are made.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Snapshots")]
+pub struct SnapshotArgs {
+    /// Do not snapshot a volume that has a snapshot of this job (completed or
+    /// pending) newer than this, so an immediate re-run after a crash or a
+    /// cron entry that fires twice does no work twice. 0 disables.
+    #[arg(long, env = "EBSNAP_MIN_INTERVAL", default_value = "10m",
+          value_name = "DURATION", value_parser = parse_min_interval, allow_hyphen_values = true)]
+    pub min_interval: TimeDelta,
+
+    /// Snapshot each volume on its own (one CreateSnapshot per volume)
+    /// instead of all of an instance's volumes at one instant (one
+    /// CreateSnapshots per instance, the default).
+    #[arg(long, env = "EBSNAP_PER_VOLUME")]
+    pub per_volume: bool,
+
+    /// Wait until this run's snapshots are completed; one that ends in error
+    /// is a failure of the run.
+    #[arg(long, env = "EBSNAP_WAIT")]
+    pub wait: bool,
+
+    /// How long --wait waits before it gives up (the snapshots go on).
+    #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true,
+          requires = "wait", env = "EBSNAP_WAIT_TIMEOUT")]
+    pub wait_timeout: TimeDelta,
+}
+
+/// The tags the job puts on its snapshots besides its own.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Snapshots")]
+pub struct SnapshotTagArgs {
+    /// A tag of your own for every snapshot the job makes (and every
+    /// --copy-to copy), in the create call itself, e.g. CostCenter=ops;
+    /// repeat for several. Not ebsnap:*, aws:* nor Name (ebsnap's own), no
+    /// key twice, no spaces. In the environment: tags separated by spaces.
+    /// Formerly --tag (EBSNAP_TAG), which still works until the release
+    /// after next.
+    #[arg(long, alias = "tag", env = "EBSNAP_SNAPSHOT_TAG", value_name = "KEY=VALUE",
+          value_parser = parse_user_tag, value_delimiter = ' ')]
+    pub snapshot_tag: Vec<(String, String)>,
+
+    /// Copy the source's tags onto its snapshots (never aws: tags; ebsnap's
+    /// own tags win, within EC2's 50 tags a resource). Formerly --copy-tags
+    /// (EBSNAP_COPY_TAGS), which still works until the release after next.
+    #[arg(long, alias = "copy-tags", env = "EBSNAP_INHERIT_TAGS", value_enum, value_name = "WHOSE")]
+    pub inherit_tags: Option<CopyTags>,
+}
+
+/// Commands run on this host around each instance's snapshot.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Hooks")]
+pub struct HookArgs {
+    /// A command run (through sh -c, on this host) before each instance's
+    /// snapshot, e.g. to lock a database: ssh db1 mongosh --eval 'db.fsyncLock()'.
+    /// EBSNAP_INSTANCE_ID, EBSNAP_INSTANCE_NAME, EBSNAP_REGION and EBSNAP_JOB
+    /// are in its environment.
+    #[arg(long, env = "EBSNAP_PRE_HOOK", value_name = "CMD")]
+    pub pre_hook: Option<String>,
+
+    /// A command run as soon as the instance's snapshot calls return (the
+    /// point in time is fixed then); always, once the pre-hook has started.
+    #[arg(long, env = "EBSNAP_POST_HOOK", value_name = "CMD")]
+    pub post_hook: Option<String>,
+
+    /// How long a hook may run before it is killed (and fails).
+    #[arg(long, default_value = "2m", value_name = "DURATION",
+          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_HOOK_TIMEOUT")]
+    pub hook_timeout: TimeDelta,
+
+    /// When the pre-hook fails: snapshot anyway (crash-consistent) or skip
+    /// the instance; either way the run fails.
+    #[arg(long, value_enum, default_value_t = HookFailure::Snapshot, env = "EBSNAP_HOOK_FAILURE")]
+    pub hook_failure: HookFailure,
+}
+
+/// Copies of the snapshots in other regions, for disaster recovery.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Copies")]
+pub struct CopyArgs {
+    /// Disaster recovery: copy each new snapshot, once completed, to this
+    /// region (repeatable), and purge the copies there under
+    /// --copy-retention. The run waits for its snapshots to complete.
+    #[arg(long, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_COPY_TO", value_delimiter = ' ')]
+    pub copy_to: Vec<String>,
+
+    /// How long the copies made by --copy-to are kept (default: --retention).
+    #[arg(long, value_name = "DURATION", requires = "copy_to",
+          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_COPY_RETENTION")]
+    pub copy_retention: Option<TimeDelta>,
+
+    /// The KMS key for the copies of encrypted snapshots (--copy-to); by
+    /// default EC2 uses the destination region's default EBS key.
+    #[arg(long, value_name = "KEY", requires = "copy_to", env = "EBSNAP_COPY_KMS_KEY_ID")]
+    pub copy_kms_key_id: Option<String>,
+}
+
+/// Where to talk to EC2: the regions, and the connection.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "AWS")]
+pub struct AwsArgs {
+    /// A region to work in; repeat for several. Default: the region of the
+    /// standard AWS chain (AWS_REGION, profile).
+    #[arg(long, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_REGION", value_delimiter = ' ')]
+    pub region: Vec<String>,
+
+    /// Every region enabled for the account (DescribeRegions), each handled
+    /// in the same run with its own rate limits.
+    #[arg(long, conflicts_with = "region", env = "EBSNAP_ALL_REGIONS")]
+    pub all_regions: bool,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// `restore`'s AWS flags: it works in one region.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "AWS")]
+pub struct RestoreAwsArgs {
+    /// The region to restore in. Default: the region of the standard AWS
+    /// chain (AWS_REGION, profile).
+    #[arg(long, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_REGION")]
+    pub region: Option<String>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// As whom, and through which endpoint, to talk to EC2.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "AWS")]
+pub struct ConnectionArgs {
+    /// The AWS profile to use (default: the standard chain, AWS_PROFILE).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Talk to this EC2 endpoint instead of AWS's (e.g. a local emulator).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// The accounts the backup commands work in.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "AWS")]
+pub struct AccountArgs {
+    /// Work in the account of this IAM role, assumed through STS with the
+    /// standard chain's credentials; repeat for several accounts (one role
+    /// each), each handled in the same run, every region its own unit with
+    /// its own rate limits. One account failing does not stop the others.
+    /// In the environment: ARNs separated by spaces. (list, check and
+    /// restore work in one account: give them a profile that assumes the
+    /// role, role_arn in ~/.aws/config, with --profile.)
+    #[arg(long, env = "EBSNAP_ASSUME_ROLE", value_name = "ARN",
+          value_parser = parse_role_arn, value_delimiter = ' ')]
+    pub assume_role: Vec<Role>,
+
+    /// The external id the roles' trust policies ask for (sent with every
+    /// --assume-role).
+    #[arg(long, env = "EBSNAP_EXTERNAL_ID", value_name = "ID", requires = "assume_role")]
+    pub external_id: Option<String>,
+}
+
+/// What to print on stdout, for commands that have nothing to leave out.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Output")]
+pub struct FormatArgs {
+    /// What to print on stdout.
+    #[arg(long, env = "EBSNAP_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// What to print on stdout, and whether to print it on success.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    #[command(flatten)]
+    pub format: FormatArgs,
+
+    /// Print nothing on success.
+    #[arg(short, long, conflicts_with = "verbose", env = "EBSNAP_QUIET")]
+    pub quiet: bool,
+}
+
+/// The Prometheus textfile.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Output")]
+pub struct MetricsArgs {
+    /// After each run, write a Prometheus textfile here (for node_exporter's
+    /// textfile collector), atomically.
+    #[arg(long, env = "EBSNAP_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
+}
+
+/// Change nothing.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Run control")]
+pub struct DryRunArgs {
+    /// Show what would be done and check permissions with DryRun=true calls;
+    /// change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// How a backup run goes: dry or real, one at a time, paced, within a budget.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Run control")]
+pub struct RunControlArgs {
+    #[command(flatten)]
+    pub dry_run: DryRunArgs,
+
+    /// The lock that keeps two runs of one job apart on this host.
+    /// Default: $XDG_RUNTIME_DIR/ebsnap-JOB.lock, else ~/.cache/ebsnap-JOB.lock.
+    #[arg(long, value_name = "PATH", env = "EBSNAP_LOCK_FILE")]
+    pub lock_file: Option<std::path::PathBuf>,
+
+    /// At most this many snapshot creates, and as many deletes, per second
+    /// in each region (EC2 refills its buckets at 5 per second).
+    #[arg(long, env = "EBSNAP_MAX_RATE", default_value = "5", value_name = "N",
+          value_parser = parse_max_rate, allow_hyphen_values = true)]
+    pub max_rate: f64,
+
+    /// The run's time budget: past it, nothing new is started, and the report
+    /// says what was not done.
+    #[arg(long, env = "EBSNAP_TIMEOUT", default_value = "30m",
+          value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub timeout: TimeDelta,
+}
+
+/// The logs on stderr: every command logs, so these are global (before or
+/// after the command).
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LoggingArgs {
+    /// Log more on stderr (-v: progress, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Colour in logs and progress on stderr.
+    #[arg(long, global = true, env = "EBSNAP_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// The format of the logs on stderr.
+    #[arg(long, global = true, env = "EBSNAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A group's values when its command does not take it: clap's defaults,
+/// read from neither the command line nor the environment. So a command
+/// without, say, the hooks gets no hooks, whatever EBSNAP_PRE_HOOK says.
+pub fn unset<T: Args + FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("unset").no_binary_name(true))
+        .mut_args(|arg| {
+            // Nothing from the environment, and no ties to flags of other
+            // groups (quiet's conflict with the global --verbose).
+            use clap::builder::Resettable::Reset;
+            arg.env(Reset).conflicts_with(Reset).requires(Reset)
+        });
+    let matches = command
+        .try_get_matches_from(std::iter::empty::<OsString>())
+        .expect("a group's defaults parse");
+    T::from_arg_matches(&matches).expect("a group's defaults parse")
+}
+
+/// Environment variables renamed with their flags: (old, new). The old one
+/// is read when the new one is not set, until the release after next.
+pub const RENAMED_ENV: [(&str, &str); 2] = [
+    ("EBSNAP_TAG", "EBSNAP_SNAPSHOT_TAG"),
+    ("EBSNAP_COPY_TAGS", "EBSNAP_INHERIT_TAGS"),
+];
+
+/// The renamed variables to set before parsing, `(new, value)`, from
+/// the environment `get` reads: each old one that is set, where its new
+/// one is not.
+pub fn renamed_env(get: impl Fn(&str) -> Option<OsString>) -> Vec<(&'static str, OsString)> {
+    RENAMED_ENV
+        .iter()
+        .filter(|(_, new)| get(new).is_none())
+        .filter_map(|&(old, new)| get(old).map(|value| (new, value)))
+        .collect()
 }
 
 /// A usage error in one line, as every error of ebsnap is: clap's message,
 /// the values it accepts or its tip, and where to read more unless the
-/// message already says how to fix it (ebsnap's own value parsers do).
-pub fn one_line_usage_error(rendered: &str, says_how_to_fix: bool) -> String {
+/// message already says how to fix it (ebsnap's own value parsers do): the
+/// help of the command typed in `args` (the arguments after the program's
+/// name), which lists the flags that command takes.
+pub fn one_line_usage_error(rendered: &str, says_how_to_fix: bool, args: &[OsString]) -> String {
     // The error line and its continuation (the missing arguments, the
     // possible values) up to the first blank line, then clap's tip.
     let mut parts: Vec<&str> = Vec::new();
@@ -219,293 +818,183 @@ pub fn one_line_usage_error(rendered: &str, says_how_to_fix: bool) -> String {
     }
     let mut text = parts.join(" ");
     if !says_how_to_fix {
-        text.push_str("; see 'ebsnap --help'");
+        // No value of a global flag is a command's name, so the first
+        // argument that is one is the command.
+        let cli = Cli::command();
+        let command = args
+            .iter()
+            .filter_map(|arg| arg.to_str())
+            .find(|arg| cli.find_subcommand(arg).is_some());
+        match command {
+            Some(name) => text.push_str(&format!("; see 'ebsnap {name} --help'")),
+            None => text.push_str("; see 'ebsnap --help'"),
+        }
     }
     text
 }
 
-/// Flags every command takes, before or after the subcommand.
-#[derive(Debug, Args)]
-pub struct CommonArgs {
-    /// Show what would be done and check permissions with DryRun=true calls;
-    /// change nothing.
-    #[arg(short = 'n', long, global = true)]
-    pub dry_run: bool,
+/// docs/reference/cli.md, rendered from the clap definition: each command's
+/// usage and its flags by heading, with their help, environment variable,
+/// default and values. A few lines over clap's own `Command`/`Arg` API; no
+/// crate renders Markdown grouped by help heading with the environment
+/// variables (clap-markdown renders neither headings nor env).
+#[cfg(test)]
+mod reference {
+    use std::fmt::Write;
 
-    /// The job name, written on every snapshot as the ebsnap:job tag. Purge
-    /// only ever touches snapshots of this job, so jobs with different
-    /// schedules and retentions never touch each other's snapshots.
-    #[arg(long, global = true, env = "EBSNAP_JOB", default_value = "default",
-          value_name = "NAME", value_parser = parse_job)]
-    pub job: String,
+    use clap::{Arg, Command};
 
-    /// The tag key that selects instances for backup.
-    #[arg(long, global = true, env = "EBSNAP_TAG_KEY", default_value = "Scheduled-Snapshots",
-          value_name = "KEY", value_parser = parse_tag_key)]
-    pub tag_key: String,
+    pub fn markdown(mut cli: Command) -> String {
+        cli.build();
+        let mut out = String::new();
+        out.push_str(
+            "# Command-line reference\n\n\
+             <!-- Generated from src/cli.rs: do not edit. A test fails when it is stale; \
+             regenerate with `EBSNAP_BLESS=1 cargo test --lib cli_reference`. -->\n\n",
+        );
+        if let Some(about) = cli.get_long_about().or(cli.get_about()) {
+            writeln!(out, "{}\n", text(&about.to_string())).unwrap();
+        }
+        out.push_str(
+            "Each command takes only the flags listed under it, after the command \
+             (`ebsnap run --dry-run`). The logging flags are the exception: every \
+             command takes them, before or after it. A flag's environment variable \
+             is read when the flag is not given.\n\n",
+        );
+        out.push_str("| Command | What it does |\n|---|---|\n");
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = sub.get_name();
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            writeln!(out, "| [`ebsnap {name}`](#ebsnap-{name}) | {} |", text(&about)).unwrap();
+        }
+        out.push_str("\n## Logging flags (every command)\n\n");
+        for arg in cli.get_arguments().filter(|a| shown(a) && a.is_global_set()) {
+            out.push_str(&flag(arg));
+        }
+        // clap's own `help` command aside.
+        let names: Vec<String> = cli
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .filter(|name| name != "help")
+            .collect();
+        for name in names {
+            let sub = cli.find_subcommand_mut(&name).expect("a listed command");
+            let usage = sub.render_usage().to_string();
+            let usage = usage.trim().trim_start_matches("Usage: ");
+            write!(out, "\n## ebsnap {name}\n\n").unwrap();
+            if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+                writeln!(out, "{}\n", text(&about.to_string())).unwrap();
+            }
+            writeln!(out, "```text\n{usage}\n```").unwrap();
+            let positionals: Vec<&Arg> = sub.get_positionals().filter(|a| shown(a)).collect();
+            if !positionals.is_empty() {
+                out.push_str("\n### Arguments\n\n");
+                for arg in positionals {
+                    out.push_str(&flag(arg));
+                }
+            }
+            // The headings in the order of their first flag; own flags first.
+            let mut headings: Vec<Option<&str>> = Vec::new();
+            let flags: Vec<&Arg> = sub
+                .get_arguments()
+                .filter(|a| shown(a) && !a.is_positional() && !a.is_global_set())
+                .collect();
+            for arg in &flags {
+                if !headings.contains(&arg.get_help_heading()) {
+                    headings.push(arg.get_help_heading());
+                }
+            }
+            for heading in headings {
+                writeln!(out, "\n### {}\n", heading.unwrap_or("Options")).unwrap();
+                for arg in flags.iter().filter(|a| a.get_help_heading() == heading) {
+                    out.push_str(&flag(arg));
+                }
+            }
+        }
+        out
+    }
 
-    /// Select only instances whose tag has exactly this value. Without it,
-    /// any value but false, no, off, 0 or empty selects (case-insensitive).
-    #[arg(long, global = true, env = "EBSNAP_TAG_VALUE", value_name = "VALUE",
-          value_parser = parse_tag_value)]
-    pub tag_value: Option<String>,
+    /// Hidden flags (none yet) and clap's own --help and --version stay out.
+    fn shown(arg: &Arg) -> bool {
+        !arg.is_hide_set() && !matches!(arg.get_id().as_str(), "help" | "version")
+    }
 
-    /// Keep the job's snapshots younger than this (s, m, h, d or w, e.g.
-    /// 7d, 36h, 2w); older ones go unless a --keep-* rule keeps them.
-    /// Default: 7d, or none when a --keep-* rule is given.
-    #[arg(long, visible_alias = "keep-within", global = true, env = "EBSNAP_RETENTION",
-          value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub retention: Option<TimeDelta>,
+    /// One flag: its names and value, then what it reads and defaults to,
+    /// then its help and the values it takes.
+    fn flag(arg: &Arg) -> String {
+        let value = arg
+            .get_value_names()
+            .map(|names| names.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| format!("<{}>", arg.get_id().as_str().to_uppercase()));
+        let takes_value = arg.get_action().takes_values();
+        let name = match (arg.get_short(), arg.get_long()) {
+            _ if arg.is_positional() => value.clone(),
+            (Some(short), Some(long)) => format!("-{short}, --{long}"),
+            (None, Some(long)) => format!("--{long}"),
+            (Some(short), None) => format!("-{short}"),
+            (None, None) => arg.get_id().to_string(),
+        };
+        let mut head = if takes_value && !arg.is_positional() {
+            format!("`{name} {value}`")
+        } else {
+            format!("`{name}`")
+        };
+        let mut facts: Vec<String> = Vec::new();
+        if let Some(aliases) = arg.get_visible_aliases() {
+            facts.extend(aliases.iter().map(|a| format!("also `--{a}`")));
+        }
+        if matches!(arg.get_action(), clap::ArgAction::Append | clap::ArgAction::Count) {
+            facts.push("repeatable".into());
+        }
+        if let Some(env) = arg.get_env() {
+            facts.push(format!("env `{}`", env.to_string_lossy()));
+        }
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect();
+        if takes_value && !defaults.is_empty() {
+            facts.push(format!("default `{}`", defaults.join(" ")));
+        }
+        if !facts.is_empty() {
+            head = format!("{head} ({})", facts.join(", "));
+        }
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let mut item = format!("- {head}  \n  {}\n", text(&help).replace("\n\n", "\n\n  "));
+        let values: Vec<_> = arg
+            .get_possible_values()
+            .into_iter()
+            .filter(|v| !v.is_hide_set())
+            .collect();
+        if takes_value && !values.is_empty() {
+            for value in values {
+                match value.get_help() {
+                    Some(help) => writeln!(item, "  - `{}`: {}", value.get_name(), text(&help.to_string())),
+                    None => writeln!(item, "  - `{}`", value.get_name()),
+                }
+                .unwrap();
+            }
+        }
+        item
+    }
 
-    /// Keep the N newest completed snapshots of each volume.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_LAST", value_name = "N",
-          value_parser = parse_keep_count, allow_hyphen_values = true)]
-    pub keep_last: Option<usize>,
-
-    /// Keep the newest completed snapshot of each of the last N hours that
-    /// have one.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_HOURLY", value_name = "N",
-          value_parser = parse_keep_count, allow_hyphen_values = true)]
-    pub keep_hourly: Option<usize>,
-
-    /// Keep the newest completed snapshot of each of the last N days that
-    /// have one.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_DAILY", value_name = "N",
-          value_parser = parse_keep_count, allow_hyphen_values = true)]
-    pub keep_daily: Option<usize>,
-
-    /// Keep the newest completed snapshot of each of the last N weeks
-    /// (Monday to Sunday) that have one.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_WEEKLY", value_name = "N",
-          value_parser = parse_keep_count, allow_hyphen_values = true)]
-    pub keep_weekly: Option<usize>,
-
-    /// Keep the newest completed snapshot of each of the last N months that
-    /// have one.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_MONTHLY", value_name = "N",
-          value_parser = parse_keep_count, allow_hyphen_values = true)]
-    pub keep_monthly: Option<usize>,
-
-    /// Keep the newest completed snapshot of each of the last N years that
-    /// have one.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_YEARLY", value_name = "N",
-          value_parser = parse_keep_count, allow_hyphen_values = true)]
-    pub keep_yearly: Option<usize>,
-
-    /// The timezone of the --keep-* rules' hours, days, weeks, months and
-    /// years: an IANA name such as Asia/Kolkata or Europe/Berlin.
-    #[arg(long, global = true, env = "EBSNAP_TIMEZONE", default_value = "UTC",
-          value_name = "ZONE", value_parser = parse_timezone)]
-    pub timezone: chrono_tz::Tz,
-
-    /// Always keep this many newest completed snapshots of each volume, however
-    /// old: a volume whose backups stopped keeps its last good one. At least 1.
-    #[arg(long, global = true, env = "EBSNAP_KEEP_MIN", default_value = "1",
-          value_name = "N", value_parser = parse_keep_min, allow_hyphen_values = true)]
-    pub keep_min: usize,
-
-    /// Let purge delete every snapshot of an orphan (a volume that no longer
-    /// exists, or of an instance no longer selected), --keep-min aside, once
-    /// its newest snapshot is older than this. Off by default: an orphan
-    /// keeps its newest --keep-min snapshots forever. list and check name
-    /// the orphans either way.
-    #[arg(long, global = true, env = "EBSNAP_ORPHANS_AFTER", value_name = "DURATION",
-          value_parser = parse_orphans_after, allow_hyphen_values = true)]
-    pub orphans_after: Option<TimeDelta>,
-
-    /// Move to the archive tier (ModifySnapshotTier: a quarter of the
-    /// standard price, up to 72 hours to bring back) the snapshots older
-    /// than this that only --keep-monthly or --keep-yearly keep; never a
-    /// volume's newest, never one due for deletion within 90 days (EC2 bills
-    /// an archived snapshot for 90 days at least). Purge deletes what ebsnap
-    /// archived once its rules let it go and it has spent 90 days archived.
-    #[arg(long, global = true, env = "EBSNAP_ARCHIVE_AFTER", value_name = "DURATION",
-          value_parser = parse_archive_after, allow_hyphen_values = true)]
-    pub archive_after: Option<TimeDelta>,
-
-    /// A region to work in; repeat for several. Default: the region of the
-    /// standard AWS chain (AWS_REGION, profile).
-    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_REGION", value_delimiter = ' ')]
-    pub region: Vec<String>,
-
-    /// Every region enabled for the account (DescribeRegions), each handled
-    /// in the same run with its own rate limits.
-    #[arg(
-        long,
-        global = true,
-        conflicts_with = "region",
-        env = "EBSNAP_ALL_REGIONS"
-    )]
-    pub all_regions: bool,
-
-    /// The AWS profile to use (default: the standard chain, AWS_PROFILE).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub profile: Option<String>,
-
-    /// Talk to this EC2 endpoint instead of AWS's (e.g. a local emulator).
-    #[arg(long, global = true, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-
-    /// Work in the account of this IAM role, assumed through STS with the
-    /// standard chain's credentials; repeat for several accounts (one role
-    /// each), each handled in the same run, every region its own unit with
-    /// its own rate limits. One account failing does not stop the others.
-    /// With run, snapshot and purge. In the environment: ARNs separated by
-    /// spaces.
-    #[arg(long, global = true, env = "EBSNAP_ASSUME_ROLE", value_name = "ARN",
-          value_parser = parse_role_arn, value_delimiter = ' ')]
-    pub assume_role: Vec<Role>,
-
-    /// The external id the roles' trust policies ask for (sent with every
-    /// --assume-role).
-    #[arg(
-        long,
-        global = true,
-        env = "EBSNAP_EXTERNAL_ID",
-        value_name = "ID",
-        requires = "assume_role"
-    )]
-    pub external_id: Option<String>,
-
-    /// What to print on stdout.
-    #[arg(long, global = true, env = "EBSNAP_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-
-    /// Print nothing on success.
-    #[arg(
-        short,
-        long,
-        global = true,
-        conflicts_with = "verbose",
-        env = "EBSNAP_QUIET"
-    )]
-    pub quiet: bool,
-
-    /// Log more on stderr (-v: progress, -vv: debug). RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Do not snapshot a volume that has a snapshot of this job (completed or
-    /// pending) newer than this, so an immediate re-run after a crash or a
-    /// cron entry that fires twice does no work twice. 0 disables.
-    #[arg(long, global = true, env = "EBSNAP_MIN_INTERVAL", default_value = "10m",
-          value_name = "DURATION", value_parser = parse_min_interval, allow_hyphen_values = true)]
-    pub min_interval: TimeDelta,
-
-    /// Refuse a purge that would delete more than this many snapshots in a
-    /// region without --force. No cap by default: a purge is refused anyway
-    /// when it would delete more than half of the job's snapshots there.
-    #[arg(long, global = true, env = "EBSNAP_MAX_DELETE", value_name = "N",
-          value_parser = parse_max_delete, allow_hyphen_values = true)]
-    pub max_delete: Option<usize>,
-
-    /// A command run (through sh -c, on this host) before each instance's
-    /// snapshot, e.g. to lock a database: ssh db1 mongosh --eval 'db.fsyncLock()'.
-    /// EBSNAP_INSTANCE_ID, EBSNAP_INSTANCE_NAME, EBSNAP_REGION and EBSNAP_JOB
-    /// are in its environment.
-    #[arg(long, global = true, env = "EBSNAP_PRE_HOOK", value_name = "CMD")]
-    pub pre_hook: Option<String>,
-
-    /// A command run as soon as the instance's snapshot calls return (the
-    /// point in time is fixed then); always, once the pre-hook has started.
-    #[arg(long, global = true, env = "EBSNAP_POST_HOOK", value_name = "CMD")]
-    pub post_hook: Option<String>,
-
-    /// How long a hook may run before it is killed (and fails).
-    #[arg(long, global = true, default_value = "2m", value_name = "DURATION",
-          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_HOOK_TIMEOUT")]
-    pub hook_timeout: TimeDelta,
-
-    /// When the pre-hook fails: snapshot anyway (crash-consistent) or skip
-    /// the instance; either way the run fails.
-    #[arg(long, global = true, value_enum, default_value_t = HookFailure::Snapshot, env = "EBSNAP_HOOK_FAILURE")]
-    pub hook_failure: HookFailure,
-
-    /// Copy the source's tags onto its snapshots (never aws: tags; ebsnap's
-    /// own tags win, within EC2's 50 tags a resource).
-    #[arg(
-        long,
-        global = true,
-        env = "EBSNAP_COPY_TAGS",
-        value_enum,
-        value_name = "WHOSE"
-    )]
-    pub copy_tags: Option<CopyTags>,
-
-    /// A tag of your own for every snapshot the job makes (and every
-    /// --copy-to copy), in the create call itself, e.g. CostCenter=ops;
-    /// repeat for several. Not ebsnap:*, aws:* nor Name (ebsnap's own), no
-    /// key twice, no spaces. In the environment: tags separated by spaces.
-    #[arg(long, global = true, env = "EBSNAP_TAG", value_name = "KEY=VALUE",
-          value_parser = parse_user_tag, value_delimiter = ' ')]
-    pub tag: Vec<(String, String)>,
-
-    /// Disaster recovery: copy each new snapshot, once completed, to this
-    /// region (repeatable), and purge the copies there under
-    /// --copy-retention. The run waits for its snapshots to complete.
-    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_COPY_TO", value_delimiter = ' ')]
-    pub copy_to: Vec<String>,
-
-    /// How long the copies made by --copy-to are kept (default: --retention).
-    #[arg(long, global = true, value_name = "DURATION", requires = "copy_to",
-          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_COPY_RETENTION")]
-    pub copy_retention: Option<TimeDelta>,
-
-    /// The KMS key for the copies of encrypted snapshots (--copy-to); by
-    /// default EC2 uses the destination region's default EBS key.
-    #[arg(
-        long,
-        global = true,
-        value_name = "KEY",
-        requires = "copy_to",
-        env = "EBSNAP_COPY_KMS_KEY_ID"
-    )]
-    pub copy_kms_key_id: Option<String>,
-
-    /// Snapshot each volume on its own (one CreateSnapshot per volume)
-    /// instead of all of an instance's volumes at one instant (one
-    /// CreateSnapshots per instance, the default).
-    #[arg(long, global = true, env = "EBSNAP_PER_VOLUME")]
-    pub per_volume: bool,
-
-    /// Leave out each instance's root (boot) volume: back up data only.
-    /// A volume tagged ebsnap:skip=true is always left out.
-    #[arg(long, global = true, env = "EBSNAP_EXCLUDE_BOOT")]
-    pub exclude_boot: bool,
-
-    /// Purge even past --max-delete or half of the job's snapshots.
-    #[arg(long, global = true)]
-    pub force: bool,
-
-    /// The lock that keeps two runs of one job apart on this host.
-    /// Default: $XDG_RUNTIME_DIR/ebsnap-JOB.lock, else ~/.cache/ebsnap-JOB.lock.
-    #[arg(long, global = true, value_name = "PATH", env = "EBSNAP_LOCK_FILE")]
-    pub lock_file: Option<std::path::PathBuf>,
-
-    /// At most this many snapshot creates, and as many deletes, per second
-    /// in each region (EC2 refills its buckets at 5 per second).
-    #[arg(long, global = true, env = "EBSNAP_MAX_RATE", default_value = "5", value_name = "N",
-          value_parser = parse_max_rate, allow_hyphen_values = true)]
-    pub max_rate: f64,
-
-    /// The run's time budget: past it, nothing new is started, and the report
-    /// says what was not done.
-    #[arg(long, global = true, env = "EBSNAP_TIMEOUT", default_value = "30m",
-          value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub timeout: TimeDelta,
-
-    /// After each run, write a Prometheus textfile here (for node_exporter's
-    /// textfile collector), atomically.
-    #[arg(long, global = true, env = "EBSNAP_METRICS_FILE", value_name = "PATH")]
-    pub metrics_file: Option<std::path::PathBuf>,
-
-    /// Colour in logs and progress on stderr.
-    #[arg(long, global = true, env = "EBSNAP_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
-
-    /// The format of the logs on stderr.
-    #[arg(long, global = true, env = "EBSNAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Help text as Markdown: the characters it would take for markup
+    /// escaped (`ebsnap:*`, `'<instance> <device>'`).
+    fn text(help: &str) -> String {
+        let mut out = String::with_capacity(help.len());
+        for c in help.trim().chars() {
+            if matches!(c, '*' | '<' | '>' | '|' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -516,54 +1005,210 @@ mod tests {
         Cli::try_parse_from(std::iter::once("ebsnap").chain(args.iter().copied()))
     }
 
+    fn run_args(args: &[&str]) -> RunArgs {
+        match parse(&[&["run"], args].concat()).unwrap().command {
+            Command::Run(run) => run,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
     #[test]
     fn the_cli_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 
     #[test]
     fn defaults_follow_the_design() {
-        let cli = parse(&["run"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Run(WaitArgs { wait: false, .. })
-        ));
-        assert_eq!(cli.common.job, "default");
-        assert_eq!(cli.common.tag_key, "Scheduled-Snapshots");
-        assert_eq!(cli.common.retention, None, "7d, resolved in config");
-        assert_eq!(cli.common.timezone, chrono_tz::Tz::UTC);
-        assert_eq!(cli.common.keep_min, 1);
-        assert_eq!(
-            cli.common.orphans_after, None,
-            "orphans are kept by default"
-        );
-        assert_eq!(cli.common.output, OutputFormat::Text);
-        assert!(!cli.common.dry_run);
+        let run = run_args(&[]);
+        assert!(!run.snapshots.wait);
+        assert_eq!(run.job.selection.job.name, "default");
+        assert_eq!(run.job.selection.tag_key, "Scheduled-Snapshots");
+        let retention = &run.job.retention;
+        assert_eq!(retention.retention, None, "7d, resolved in config");
+        assert_eq!(retention.timezone, chrono_tz::Tz::UTC);
+        assert_eq!(retention.keep_min, 1);
+        assert_eq!(retention.orphans_after, None, "orphans are kept by default");
+        assert_eq!(run.output.format.output, OutputFormat::Text);
+        assert!(!run.control.dry_run.dry_run);
     }
 
     #[test]
-    fn common_flags_go_before_or_after_the_subcommand() {
-        let before = parse(&["-n", "--retention", "36h", "purge"]).unwrap();
-        let after = parse(&["purge", "-n", "--retention", "36h"]).unwrap();
-        for cli in [before, after] {
-            assert_eq!(cli.command, Command::Purge);
-            assert!(cli.common.dry_run);
-            assert_eq!(cli.common.retention, Some(TimeDelta::hours(36)));
+    fn flags_go_after_their_command_and_only_the_logging_flags_before() {
+        let Command::Purge(purge) = parse(&["purge", "-n", "--retention", "36h"]).unwrap().command
+        else {
+            panic!("not purge")
+        };
+        assert!(purge.control.dry_run.dry_run);
+        assert_eq!(purge.job.retention.retention, Some(TimeDelta::hours(36)));
+        for args in [
+            &["-n", "purge"][..],
+            &["--retention", "36h", "purge"],
+            &["--job", "weekly", "run"],
+            &["--region", "eu-west-1", "list"],
+            &["--output", "json", "check", "--max-age", "1d"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{args:?}");
+        }
+        for args in [
+            &["-v", "--color", "never", "--log-format", "json", "purge"][..],
+            &["purge", "-v", "--color", "never", "--log-format", "json"],
+        ] {
+            let cli = parse(args).unwrap();
+            assert_eq!(cli.logging.verbose, 1, "{args:?}");
+            assert_eq!(cli.logging.color, ColorChoice::Never, "{args:?}");
+            assert_eq!(cli.logging.log_format, LogFormat::Json, "{args:?}");
+        }
+    }
+
+    /// The flags each command takes, by long name, help and version aside.
+    fn flags_of(name: &str) -> Vec<String> {
+        let command = Cli::command();
+        let sub = command.find_subcommand(name).unwrap();
+        command
+            .get_arguments()
+            .chain(sub.get_arguments())
+            .filter_map(|arg| arg.get_long().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn each_command_takes_only_the_flags_it_uses() {
+        let logging = ["verbose", "color", "log-format"];
+        let selection = ["job", "tag-key", "tag-value", "exclude-boot"];
+        let retention = [
+            "retention",
+            "keep-last",
+            "keep-hourly",
+            "keep-daily",
+            "keep-weekly",
+            "keep-monthly",
+            "keep-yearly",
+            "timezone",
+            "keep-min",
+            "orphans-after",
+            "archive-after",
+        ];
+        let guard = ["max-delete", "force"];
+        let snapshots = ["min-interval", "per-volume", "wait", "wait-timeout"];
+        let tags = ["snapshot-tag", "inherit-tags"];
+        let hooks = ["pre-hook", "post-hook", "hook-timeout", "hook-failure"];
+        let copies = ["copy-to", "copy-retention", "copy-kms-key-id"];
+        let aws = ["region", "all-regions", "profile", "endpoint-url"];
+        let accounts = ["assume-role", "external-id"];
+        let output = ["output", "quiet"];
+        let control = ["dry-run", "lock-file", "max-rate", "timeout"];
+        let job: Vec<&str> = [&selection[..], &retention].concat();
+        let expected: [(&str, Vec<&str>); 9] = [
+            (
+                "run",
+                [
+                    &job[..], &guard, &snapshots, &tags, &hooks, &copies, &aws, &accounts,
+                    &output, &["metrics-file"], &control,
+                ]
+                .concat(),
+            ),
+            (
+                "snapshot",
+                [
+                    &job[..], &snapshots, &tags, &hooks, &copies, &aws, &accounts, &output,
+                    &["metrics-file"], &control,
+                ]
+                .concat(),
+            ),
+            (
+                "purge",
+                [&job[..], &guard, &aws, &accounts, &output, &["metrics-file"], &control].concat(),
+            ),
+            (
+                "list",
+                [&["instance", "volume"][..], &job, &guard, &aws, &["output"]].concat(),
+            ),
+            (
+                "check",
+                [&["max-age"][..], &job, &aws, &output, &["metrics-file"]].concat(),
+            ),
+            ("iam-policy", [&job[..], &tags, &copies].concat()),
+            (
+                "restore",
+                [
+                    &[
+                        "snapshot",
+                        "instance",
+                        "at",
+                        "availability-zone",
+                        "volume-type",
+                        "iops",
+                        "throughput",
+                        "size",
+                        "kms-key-id",
+                        "attach-to",
+                        "device",
+                        "from-archive",
+                        "wait-timeout",
+                        "job",
+                        "region",
+                        "profile",
+                        "endpoint-url",
+                    ][..],
+                    &output,
+                    &["dry-run"],
+                ]
+                .concat(),
+            ),
+            ("completions", vec![]),
+            ("man", vec![]),
+        ];
+        for (name, own) in expected {
+            let mut want: Vec<&str> = logging.iter().chain(&own).copied().collect();
+            want.sort_unstable();
+            let mut got = flags_of(name);
+            got.sort_unstable();
+            assert_eq!(got, want, "ebsnap {name}");
         }
     }
 
     fn one_line(args: &[&str]) -> String {
         let err = parse(args).unwrap_err();
         let says_how = err.kind() == clap::error::ErrorKind::ValueValidation;
-        one_line_usage_error(&err.render().to_string(), says_how)
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        one_line_usage_error(&err.render().to_string(), says_how, &args)
+    }
+
+    #[test]
+    fn a_flag_the_command_does_not_use_is_refused_by_clap() {
+        for (args, flag, command) in [
+            (&["iam-policy", "--dry-run"][..], "--dry-run", "iam-policy"),
+            (&["iam-policy", "--pre-hook", "true"], "--pre-hook", "iam-policy"),
+            (&["man", "--copy-to", "x", "--force"], "--copy-to", "man"),
+            (&["completions", "bash", "--region", "us-east-1"], "--region", "completions"),
+            (&["restore", "--snapshot", "snap-1", "--copy-to", "eu-west-1"], "--copy-to", "restore"),
+            (&["list", "--assume-role", "arn:aws:iam::111111111111:role/b"], "--assume-role", "list"),
+            (&["check", "--max-age", "1d", "--dry-run"], "--dry-run", "check"),
+            (&["snapshot", "--force"], "--force", "snapshot"),
+            (&["purge", "--pre-hook", "true"], "--pre-hook", "purge"),
+            (&["list", "-q"], "-q", "list"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{args:?}");
+            let line = one_line(args);
+            assert!(
+                line.starts_with(&format!("unexpected argument '{flag}' found")),
+                "{args:?}: {line}"
+            );
+            assert!(
+                line.ends_with(&format!("; see 'ebsnap {command} --help'")),
+                "{args:?}: {line}"
+            );
+            assert!(!line.contains('\n'), "{args:?}: {line}");
+        }
     }
 
     #[test]
     fn usage_errors_fit_on_one_line_and_say_what_to_do() {
         assert_eq!(
             one_line(&["run", "--output", "yaml"]),
-            "invalid value 'yaml' for '--output <OUTPUT>' [possible values: text, json]; see 'ebsnap --help'"
+            "invalid value 'yaml' for '--output <OUTPUT>' [possible values: text, json]; see 'ebsnap run --help'"
         );
         assert_eq!(
             one_line(&["run", "--retention", "7x"]),
@@ -576,7 +1221,7 @@ mod tests {
         );
         assert_eq!(
             one_line(&["restore"]),
-            "the following required arguments were not provided: <--snapshot <SNAP>|--instance <ID>>; see 'ebsnap --help'"
+            "the following required arguments were not provided: <--snapshot <SNAP>|--instance <ID>>; see 'ebsnap restore --help'"
         );
         // Negative numbers reach ebsnap's own parsers, which say how to fix them.
         assert!(one_line(&["run", "--max-delete", "-1"]).contains("'-1' is not a whole number"));
@@ -600,40 +1245,90 @@ mod tests {
 
     #[test]
     fn region_repeats() {
-        let cli = parse(&["run", "--region", "eu-west-1", "--region", "us-east-1"]).unwrap();
-        assert_eq!(cli.common.region, vec!["eu-west-1", "us-east-1"]);
+        let run = run_args(&["--region", "eu-west-1", "--region", "us-east-1"]);
+        assert_eq!(run.aws.region, vec!["eu-west-1", "us-east-1"]);
+    }
+
+    fn restore(args: &[&str]) -> Result<RestoreArgs, clap::Error> {
+        parse(&[&["restore"], args].concat()).map(|cli| match cli.command {
+            Command::Restore(restore) => restore,
+            other => panic!("not restore: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn restore_takes_a_snapshot_or_an_instance() {
+        assert_eq!(
+            restore(&["--snapshot", "snap-1"]).unwrap().source,
+            RestoreSource::Snapshot("snap-1".into())
+        );
+        let by_instance = restore(&["--instance", "i-1", "--at", "2026-11-24T03:00:00Z"]).unwrap();
+        assert_eq!(by_instance.source, RestoreSource::Instance("i-1".into()));
+        assert!(by_instance.at.is_some());
+        let both = restore(&["--snapshot", "snap-1", "--instance", "i-1"]).unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert_eq!(
+            one_line(&["restore", "--snapshot", "snap-1", "--instance", "i-1"]),
+            "the argument '--snapshot <SNAP>' cannot be used with '--instance <ID>'; see 'ebsnap restore --help'"
+        );
+    }
+
+    #[test]
+    fn restore_refuses_flags_that_do_not_go_together() {
+        assert_eq!(
+            one_line(&["restore", "--instance", "i-1", "--attach-to", "i-2", "--device", "/dev/sdf"]),
+            "the argument '--instance <ID>' cannot be used with '--device <DEVICE>'; see 'ebsnap restore --help'"
+        );
+        assert!(restore(&["--snapshot", "s", "--attach-to", "i-2", "--device", "/dev/sdf"]).is_ok());
+        assert_eq!(
+            one_line(&["restore", "--snapshot", "s", "--device", "/dev/sdf"]),
+            "the following required arguments were not provided: --attach-to <ID>; see 'ebsnap restore --help'"
+        );
+        assert_eq!(
+            one_line(&["restore", "--snapshot", "s", "--at", "2026-11-24T03:00:00Z"]),
+            "the argument '--snapshot <SNAP>' cannot be used with '--at <TIME>'; see 'ebsnap restore --help'"
+        );
+        assert_eq!(
+            one_line(&["restore", "--instance", "i-1", "--from-archive"]),
+            "the argument '--instance <ID>' cannot be used with '--from-archive'; see 'ebsnap restore --help'"
+        );
+        assert_eq!(
+            one_line(&["restore", "--snapshot", "s", "--region", "us-east-1", "--region", "eu-west-1"]),
+            "the argument '--region <REGION>' cannot be used multiple times; see 'ebsnap restore --help'"
+        );
+        assert_eq!(
+            one_line(&["restore", "--snapshot", "s", "--all-regions"]),
+            "unexpected argument '--all-regions' found tip: a similar argument exists: '--region'; \
+             see 'ebsnap restore --help'"
+        );
     }
 
     #[test]
     fn assume_role_repeats_and_names_the_accounts() {
-        let cli = parse(&[
-            "run",
+        let run = run_args(&[
             "--assume-role",
             "arn:aws:iam::111111111111:role/backup",
             "--assume-role",
             "arn:aws:iam::222222222222:role/backup",
             "--external-id",
             "x-1",
-        ])
-        .unwrap();
-        let accounts: Vec<&str> = cli
-            .common
+        ]);
+        let accounts: Vec<&str> = run
+            .accounts
             .assume_role
             .iter()
             .map(|r| r.account.as_str())
             .collect();
         assert_eq!(accounts, ["111111111111", "222222222222"]);
-        assert_eq!(cli.common.external_id.as_deref(), Some("x-1"));
-        let before = parse(&[
-            "--assume-role",
-            "arn:aws:iam::111111111111:role/backup",
-            "--assume-role",
-            "arn:aws:iam::222222222222:role/backup",
-            "run",
-        ])
-        .unwrap();
-        assert_eq!(before.common.assume_role, cli.common.assume_role);
-        assert!(parse(&["run"]).unwrap().common.assume_role.is_empty());
+        assert_eq!(run.accounts.external_id.as_deref(), Some("x-1"));
+        assert!(run_args(&[]).accounts.assume_role.is_empty());
+        // Only run, snapshot and purge work in several accounts.
+        for name in ["run", "snapshot", "purge"] {
+            assert!(flags_of(name).contains(&"assume-role".into()), "{name}");
+        }
+        for name in ["list", "check", "restore", "iam-policy"] {
+            assert!(!flags_of(name).contains(&"assume-role".into()), "{name}");
+        }
     }
 
     #[test]
@@ -655,36 +1350,112 @@ mod tests {
     }
 
     #[test]
-    fn tag_repeats_in_order() {
+    fn snapshot_tag_repeats_in_order_and_answers_to_its_old_name() {
         let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         for args in [
-            &["--tag", "CostCenter=ops", "--tag", "Team=db", "run"][..],
-            &["run", "--tag", "CostCenter=ops", "--tag", "Team=db"],
+            &["--snapshot-tag", "CostCenter=ops", "--snapshot-tag", "Team=db"][..],
+            &["--tag", "CostCenter=ops", "--snapshot-tag", "Team=db"],
         ] {
             assert_eq!(
-                parse(args).unwrap().common.tag,
+                run_args(args).tags.snapshot_tag,
                 [pair("CostCenter", "ops"), pair("Team", "db")],
                 "{args:?}"
             );
         }
-        assert!(parse(&["run"]).unwrap().common.tag.is_empty());
-        let policy = parse(&["iam-policy", "--tag", "CostCenter=ops"]).unwrap();
-        assert_eq!(policy.command, Command::IamPolicy);
+        assert!(run_args(&[]).tags.snapshot_tag.is_empty());
+        let policy = parse(&["iam-policy", "--snapshot-tag", "CostCenter=ops"]).unwrap();
+        assert!(matches!(policy.command, Command::IamPolicy(_)));
+    }
+
+    #[test]
+    fn inherit_tags_answers_to_its_old_name() {
+        for flag in ["--inherit-tags", "--copy-tags"] {
+            assert_eq!(
+                run_args(&[flag, "both"]).tags.inherit_tags,
+                Some(CopyTags::Both),
+                "{flag}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_old_names_are_hidden_aliases() {
+        let command = Cli::command();
+        let run = command.find_subcommand("run").unwrap();
+        for (id, old) in [("snapshot_tag", "tag"), ("inherit_tags", "copy-tags")] {
+            let arg = run.get_arguments().find(|a| a.get_id() == id).unwrap();
+            assert_eq!(arg.get_aliases(), Some(vec![old]), "--{old} is an alias");
+            assert!(
+                arg.get_visible_aliases().unwrap_or_default().is_empty(),
+                "--{old} is hidden"
+            );
+        }
+        let help = parse(&["run", "--help"]).unwrap_err().render().to_string();
+        assert!(help.contains("[alias: --keep-within]"), "visible: {help}");
+        assert!(!help.contains("alias: --tag"), "{help}");
+        assert!(!help.contains("alias: --copy-tags"), "{help}");
+    }
+
+    #[test]
+    fn renamed_variables_feed_the_new_ones_unless_those_are_set() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        assert_eq!(
+            renamed_env(env(&[
+                ("EBSNAP_TAG", "Team=db"),
+                ("EBSNAP_COPY_TAGS", "both")
+            ])),
+            [
+                ("EBSNAP_SNAPSHOT_TAG", OsString::from("Team=db")),
+                ("EBSNAP_INHERIT_TAGS", OsString::from("both")),
+            ]
+        );
+        assert_eq!(
+            renamed_env(env(&[
+                ("EBSNAP_TAG", "Team=db"),
+                ("EBSNAP_SNAPSHOT_TAG", "Team=web")
+            ])),
+            [],
+            "the new name wins"
+        );
+        assert_eq!(renamed_env(env(&[])), []);
+    }
+
+    #[test]
+    fn a_group_a_command_does_not_take_has_clap_defaults() {
+        let retention: RetentionArgs = unset();
+        assert_eq!(retention.keep_min, 1);
+        assert_eq!(retention.timezone, chrono_tz::Tz::UTC);
+        assert_eq!(retention.retention, None);
+        let output: OutputArgs = unset();
+        assert_eq!(output.format.output, OutputFormat::Text);
+        assert!(!output.quiet);
+        let control: RunControlArgs = unset();
+        assert_eq!(control.max_rate, 5.0);
+        assert_eq!(control.timeout, TimeDelta::minutes(30));
+        let hooks: HookArgs = unset();
+        assert_eq!(hooks.pre_hook, None);
+        assert_eq!(hooks.hook_failure, HookFailure::Snapshot);
     }
 
     #[test]
     fn a_bad_tag_is_a_one_line_usage_error_that_says_what_to_write() {
         assert_eq!(
-            one_line(&["run", "--tag", "Team"]),
-            "invalid value 'Team' for '--tag <KEY=VALUE>': 'Team' has no value: write --tag \
+            one_line(&["run", "--snapshot-tag", "Team"]),
+            "invalid value 'Team' for '--snapshot-tag <KEY=VALUE>': 'Team' has no value: write --tag \
              KEY=VALUE, e.g. --tag CostCenter=ops (no spaces: EBSNAP_TAG separates tags by them)"
         );
         for args in [
-            &["run", "--tag", "ebsnap:job=x"][..],
-            &["run", "--tag", "aws:x=y"],
-            &["run", "--tag", "Name=x"],
-            &["run", "--tag", "=x"],
-            &["run", "--tag", "Team=a b"],
+            &["run", "--snapshot-tag", "ebsnap:job=x"][..],
+            &["run", "--snapshot-tag", "aws:x=y"],
+            &["run", "--snapshot-tag", "Name=x"],
+            &["run", "--snapshot-tag", "=x"],
+            &["run", "--snapshot-tag", "Team=a b"],
         ] {
             let line = one_line(args);
             assert!(
@@ -729,7 +1500,6 @@ mod tests {
     /// RUST_LOG for -v).
     #[test]
     fn every_job_flag_reads_the_environment() {
-        use clap::CommandFactory;
         let not_from_env = [
             "dry_run",
             "force",
@@ -757,5 +1527,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cli_reference_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference/cli.md");
+        let rendered = reference::markdown(Cli::command());
+        if std::env::var_os("EBSNAP_BLESS").is_some() {
+            std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+            std::fs::write(path, &rendered).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == rendered,
+            "docs/reference/cli.md is stale: run `EBSNAP_BLESS=1 cargo test --lib cli_reference`"
+        );
     }
 }
