@@ -288,7 +288,12 @@ pub struct RestoreArgs {
     /// With --snapshot and --attach-to: the device to attach at (with
     /// --instance each volume goes back to the device it was snapshotted
     /// from).
-    #[arg(long, value_name = "DEVICE", requires = "attach_to", conflicts_with = "instance")]
+    #[arg(
+        long,
+        value_name = "DEVICE",
+        requires = "attach_to",
+        conflicts_with = "instance"
+    )]
     pub device: Option<String>,
 
     /// With --snapshot of a snapshot in the archive tier: bring it back first
@@ -560,7 +565,13 @@ pub struct SnapshotTagArgs {
     /// Copy the source's tags onto its snapshots (never aws: tags; ebsnap's
     /// own tags win, within EC2's 50 tags a resource). Formerly --copy-tags
     /// (EBSNAP_COPY_TAGS), which still works until the release after next.
-    #[arg(long, alias = "copy-tags", env = "EBSNAP_INHERIT_TAGS", value_enum, value_name = "WHOSE")]
+    #[arg(
+        long,
+        alias = "copy-tags",
+        env = "EBSNAP_INHERIT_TAGS",
+        value_enum,
+        value_name = "WHOSE"
+    )]
     pub inherit_tags: Option<CopyTags>,
 }
 
@@ -608,7 +619,12 @@ pub struct CopyArgs {
 
     /// The KMS key for the copies of encrypted snapshots (--copy-to); by
     /// default EC2 uses the destination region's default EBS key.
-    #[arg(long, value_name = "KEY", requires = "copy_to", env = "EBSNAP_COPY_KMS_KEY_ID")]
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "copy_to",
+        env = "EBSNAP_COPY_KMS_KEY_ID"
+    )]
     pub copy_kms_key_id: Option<String>,
 }
 
@@ -673,7 +689,12 @@ pub struct AccountArgs {
 
     /// The external id the roles' trust policies ask for (sent with every
     /// --assume-role).
-    #[arg(long, env = "EBSNAP_EXTERNAL_ID", value_name = "ID", requires = "assume_role")]
+    #[arg(
+        long,
+        env = "EBSNAP_EXTERNAL_ID",
+        value_name = "ID",
+        requires = "assume_role"
+    )]
     pub external_id: Option<String>,
 }
 
@@ -765,8 +786,8 @@ pub struct LoggingArgs {
 /// read from neither the command line nor the environment. So a command
 /// without, say, the hooks gets no hooks, whatever EBSNAP_PRE_HOOK says.
 pub fn unset<T: Args + FromArgMatches>() -> T {
-    let command = T::augment_args(clap::Command::new("unset").no_binary_name(true))
-        .mut_args(|arg| {
+    let command =
+        T::augment_args(clap::Command::new("unset").no_binary_name(true)).mut_args(|arg| {
             // Nothing from the environment, and no ties to flags of other
             // groups (quiet's conflict with the global --verbose).
             use clap::builder::Resettable::Reset;
@@ -776,6 +797,44 @@ pub fn unset<T: Args + FromArgMatches>() -> T {
         .try_get_matches_from(std::iter::empty::<OsString>())
         .expect("a group's defaults parse");
     T::from_arg_matches(&matches).expect("a group's defaults parse")
+}
+
+/// The man page: clap_mangen's sections of the program (synopsis, what it
+/// does, the logging flags), then a section per command with its synopsis,
+/// what it does, and its flags under their headings (subsections), as
+/// clap_mangen renders them for the command alone: one page, where the
+/// list of SUBCOMMANDS would name pages (ebsnap-run(1)) that do not exist.
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let man = clap_mangen::Man::new(cli.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    for command in cli.get_subcommands() {
+        let name = format!("ebsnap {}", command.get_name());
+        let man = clap_mangen::Man::new(command.clone());
+        let mut section = Vec::new();
+        man.render_synopsis_section(&mut section)?;
+        man.render_description_section(&mut section)?;
+        if command.get_arguments().any(|arg| !arg.is_hide_set()) {
+            man.render_options_section(&mut section)?;
+        }
+        // Its sections become subsections of the command's own section;
+        // its synopsis and description need no heading there.
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+        for line in String::from_utf8_lossy(&section).lines() {
+            match line.strip_prefix(".SH ") {
+                Some("SYNOPSIS") => {}
+                Some("DESCRIPTION") => writeln!(out, ".PP")?,
+                Some(heading) => writeln!(out, ".SS {heading}")?,
+                None => writeln!(out, "{line}")?,
+            }
+        }
+    }
+    man.render_version_section(out)
 }
 
 /// Environment variables renamed with their flags: (old, new). The old one
@@ -865,10 +924,18 @@ mod reference {
         for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
             let name = sub.get_name();
             let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
-            writeln!(out, "| [`ebsnap {name}`](#ebsnap-{name}) | {} |", text(&about)).unwrap();
+            writeln!(
+                out,
+                "| [`ebsnap {name}`](#ebsnap-{name}) | {} |",
+                text(&about)
+            )
+            .unwrap();
         }
         out.push_str("\n## Logging flags (every command)\n\n");
-        for arg in cli.get_arguments().filter(|a| shown(a) && a.is_global_set()) {
+        for arg in cli
+            .get_arguments()
+            .filter(|a| shown(a) && a.is_global_set())
+        {
             out.push_str(&flag(arg));
         }
         // clap's own `help` command aside.
@@ -924,7 +991,13 @@ mod reference {
     fn flag(arg: &Arg) -> String {
         let value = arg
             .get_value_names()
-            .map(|names| names.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>().join(" "))
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| format!("<{n}>"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_else(|| format!("<{}>", arg.get_id().as_str().to_uppercase()));
         let takes_value = arg.get_action().takes_values();
         let name = match (arg.get_short(), arg.get_long()) {
@@ -943,7 +1016,10 @@ mod reference {
         if let Some(aliases) = arg.get_visible_aliases() {
             facts.extend(aliases.iter().map(|a| format!("also `--{a}`")));
         }
-        if matches!(arg.get_action(), clap::ArgAction::Append | clap::ArgAction::Count) {
+        if matches!(
+            arg.get_action(),
+            clap::ArgAction::Append | clap::ArgAction::Count
+        ) {
             facts.push("repeatable".into());
         }
         if let Some(env) = arg.get_env() {
@@ -974,7 +1050,12 @@ mod reference {
         if takes_value && !values.is_empty() {
             for value in values {
                 match value.get_help() {
-                    Some(help) => writeln!(item, "  - `{}`: {}", value.get_name(), text(&help.to_string())),
+                    Some(help) => writeln!(
+                        item,
+                        "  - `{}`: {}",
+                        value.get_name(),
+                        text(&help.to_string())
+                    ),
                     None => writeln!(item, "  - `{}`", value.get_name()),
                 }
                 .unwrap();
@@ -1034,7 +1115,9 @@ mod tests {
 
     #[test]
     fn flags_go_after_their_command_and_only_the_logging_flags_before() {
-        let Command::Purge(purge) = parse(&["purge", "-n", "--retention", "36h"]).unwrap().command
+        let Command::Purge(purge) = parse(&["purge", "-n", "--retention", "36h"])
+            .unwrap()
+            .command
         else {
             panic!("not purge")
         };
@@ -1048,7 +1131,11 @@ mod tests {
             &["--output", "json", "check", "--max-age", "1d"],
         ] {
             let err = parse(args).unwrap_err();
-            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{args:?}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
         }
         for args in [
             &["-v", "--color", "never", "--log-format", "json", "purge"][..],
@@ -1103,22 +1190,48 @@ mod tests {
             (
                 "run",
                 [
-                    &job[..], &guard, &snapshots, &tags, &hooks, &copies, &aws, &accounts,
-                    &output, &["metrics-file"], &control,
+                    &job[..],
+                    &guard,
+                    &snapshots,
+                    &tags,
+                    &hooks,
+                    &copies,
+                    &aws,
+                    &accounts,
+                    &output,
+                    &["metrics-file"],
+                    &control,
                 ]
                 .concat(),
             ),
             (
                 "snapshot",
                 [
-                    &job[..], &snapshots, &tags, &hooks, &copies, &aws, &accounts, &output,
-                    &["metrics-file"], &control,
+                    &job[..],
+                    &snapshots,
+                    &tags,
+                    &hooks,
+                    &copies,
+                    &aws,
+                    &accounts,
+                    &output,
+                    &["metrics-file"],
+                    &control,
                 ]
                 .concat(),
             ),
             (
                 "purge",
-                [&job[..], &guard, &aws, &accounts, &output, &["metrics-file"], &control].concat(),
+                [
+                    &job[..],
+                    &guard,
+                    &aws,
+                    &accounts,
+                    &output,
+                    &["metrics-file"],
+                    &control,
+                ]
+                .concat(),
             ),
             (
                 "list",
@@ -1179,18 +1292,42 @@ mod tests {
     fn a_flag_the_command_does_not_use_is_refused_by_clap() {
         for (args, flag, command) in [
             (&["iam-policy", "--dry-run"][..], "--dry-run", "iam-policy"),
-            (&["iam-policy", "--pre-hook", "true"], "--pre-hook", "iam-policy"),
+            (
+                &["iam-policy", "--pre-hook", "true"],
+                "--pre-hook",
+                "iam-policy",
+            ),
             (&["man", "--copy-to", "x", "--force"], "--copy-to", "man"),
-            (&["completions", "bash", "--region", "us-east-1"], "--region", "completions"),
-            (&["restore", "--snapshot", "snap-1", "--copy-to", "eu-west-1"], "--copy-to", "restore"),
-            (&["list", "--assume-role", "arn:aws:iam::111111111111:role/b"], "--assume-role", "list"),
-            (&["check", "--max-age", "1d", "--dry-run"], "--dry-run", "check"),
+            (
+                &["completions", "bash", "--region", "us-east-1"],
+                "--region",
+                "completions",
+            ),
+            (
+                &["restore", "--snapshot", "snap-1", "--copy-to", "eu-west-1"],
+                "--copy-to",
+                "restore",
+            ),
+            (
+                &["list", "--assume-role", "arn:aws:iam::111111111111:role/b"],
+                "--assume-role",
+                "list",
+            ),
+            (
+                &["check", "--max-age", "1d", "--dry-run"],
+                "--dry-run",
+                "check",
+            ),
             (&["snapshot", "--force"], "--force", "snapshot"),
             (&["purge", "--pre-hook", "true"], "--pre-hook", "purge"),
             (&["list", "-q"], "-q", "list"),
         ] {
             let err = parse(args).unwrap_err();
-            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{args:?}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
             let line = one_line(args);
             assert!(
                 line.starts_with(&format!("unexpected argument '{flag}' found")),
@@ -1279,7 +1416,15 @@ mod tests {
             one_line(&["restore", "--instance", "i-1", "--attach-to", "i-2", "--device", "/dev/sdf"]),
             "the argument '--instance <ID>' cannot be used with '--device <DEVICE>'; see 'ebsnap restore --help'"
         );
-        assert!(restore(&["--snapshot", "s", "--attach-to", "i-2", "--device", "/dev/sdf"]).is_ok());
+        assert!(restore(&[
+            "--snapshot",
+            "s",
+            "--attach-to",
+            "i-2",
+            "--device",
+            "/dev/sdf"
+        ])
+        .is_ok());
         assert_eq!(
             one_line(&["restore", "--snapshot", "s", "--device", "/dev/sdf"]),
             "the following required arguments were not provided: --attach-to <ID>; see 'ebsnap restore --help'"
@@ -1353,7 +1498,12 @@ mod tests {
     fn snapshot_tag_repeats_in_order_and_answers_to_its_old_name() {
         let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         for args in [
-            &["--snapshot-tag", "CostCenter=ops", "--snapshot-tag", "Team=db"][..],
+            &[
+                "--snapshot-tag",
+                "CostCenter=ops",
+                "--snapshot-tag",
+                "Team=db",
+            ][..],
             &["--tag", "CostCenter=ops", "--snapshot-tag", "Team=db"],
         ] {
             assert_eq!(
@@ -1527,6 +1677,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_man_page_has_a_section_per_command_with_its_flags() {
+        let mut page = Vec::new();
+        man_page(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.lines().any(|l| l.starts_with(".TH ebsnap")), "{page}");
+        for command in ["RUN", "RESTORE", "IAM-POLICY", "MAN"] {
+            assert!(
+                page.contains(&format!(".SH \"EBSNAP {command}\"")),
+                "{command}"
+            );
+        }
+        assert!(page.contains(".SS HOOKS"), "flags under their headings");
+        assert!(page.contains("pre\\-hook"), "the hooks' flags");
+        assert!(!page.contains("ebsnap\\-run(1)"), "no page of its own");
     }
 
     #[test]

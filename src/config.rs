@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
-use crate::cli::{
-    unset, AccountArgs, AwsArgs, Cli, Command, CopyArgs, GuardArgs, HookArgs, JobArgs,
-    MetricsArgs, OutputArgs, RestoreArgs, RunControlArgs, SnapshotArgs, SnapshotTagArgs,
-};
 pub use crate::cli::RestoreSource;
+use crate::cli::{
+    unset, AccountArgs, AwsArgs, Cli, Command, CopyArgs, GuardArgs, HookArgs, JobArgs, MetricsArgs,
+    OutputArgs, RestoreArgs, RunControlArgs, SnapshotArgs, SnapshotTagArgs,
+};
 use crate::values::{ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat, Role};
 
 /// Which steps a command runs.

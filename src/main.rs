@@ -143,7 +143,7 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         }
         Action::Man => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            ebsnap::cli::man_page(&mut page)?;
             Ok(print(
                 ExitStatus::Success,
                 String::from_utf8_lossy(&page).into_owned(),

@@ -118,9 +118,8 @@ pub(crate) async fn restore(
     let by_snapshot = matches!(args.source, RestoreSource::Snapshot(_));
     let devices: Vec<Option<String>> = match &target {
         Some(target) => {
-            let devices =
-                attach_devices(&snapshots, args.device.as_deref(), by_snapshot)
-                    .map_err(|e| anyhow!(e))?;
+            let devices = attach_devices(&snapshots, args.device.as_deref(), by_snapshot)
+                .map_err(|e| anyhow!(e))?;
             let wanted: Vec<(String, String)> = snapshots
                 .iter()
                 .map(|s| s.id.clone())
