@@ -641,6 +641,75 @@ mod tests {
         assert!(!use_color(ColorChoice::Never, true, false));
     }
 
+    fn config(args: &[&str]) -> Config {
+        use clap::Parser;
+        Config::from_cli(Cli::try_parse_from([&["ebsnap"], args].concat()).unwrap())
+    }
+
+    #[test]
+    fn every_command_makes_a_config_with_the_groups_it_does_not_take_at_their_defaults() {
+        for args in [
+            &["run"][..],
+            &["snapshot"],
+            &["purge"],
+            &["list"],
+            &["check", "--max-age", "1d"],
+            &["restore", "--snapshot", "snap-1"],
+            &["iam-policy"],
+            &["completions", "bash"],
+            &["man"],
+        ] {
+            let config = config(args);
+            assert_eq!(config.command, args[0]);
+            assert_eq!(config.policy.keep_min, 1, "{args:?}");
+            assert_eq!(
+                config.policy.min_interval,
+                TimeDelta::minutes(10),
+                "{args:?}"
+            );
+            assert_eq!(config.max_rate, 5.0, "{args:?}");
+        }
+        let restore = config(&[
+            "restore",
+            "--instance",
+            "i-1",
+            "--job",
+            "weekly",
+            "--region",
+            "eu-west-1",
+            "-n",
+        ]);
+        assert_eq!(restore.policy.job, "weekly");
+        assert_eq!(restore.aws.regions, ["eu-west-1"]);
+        assert!(restore.dry_run);
+        assert!(matches!(
+            restore.action,
+            Action::Restore(RestoreRequest { source: RestoreSource::Instance(ref id), .. }) if id == "i-1"
+        ));
+    }
+
+    #[test]
+    fn copies_make_a_backup_wait_as_wait_does() {
+        let wait = |args: &[&str]| match config(args).action {
+            Action::Backup { wait, .. } => wait,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(wait(&["run"]), None);
+        assert_eq!(
+            wait(&["run", "--wait"]),
+            Some(std::time::Duration::from_secs(2 * 3600))
+        );
+        assert_eq!(
+            wait(&["snapshot", "--copy-to", "eu-west-1"]),
+            Some(std::time::Duration::from_secs(2 * 3600))
+        );
+        assert_eq!(
+            wait(&["purge"]),
+            None,
+            "purge makes no snapshot to wait for"
+        );
+    }
+
     #[test]
     fn regions_are_deduplicated_in_order() {
         let regions = vec![
