@@ -113,6 +113,7 @@ pub enum Command {
     IamPolicy(IamPolicyArgs),
     /// Print a shell completion script.
     Completions {
+        /// The shell to complete ebsnap's commands and flags in.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },

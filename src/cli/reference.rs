@@ -146,7 +146,10 @@ fn flag(arg: &Arg) -> String {
         .or(arg.get_help())
         .map(|h| h.to_string())
         .unwrap_or_default();
-    let mut item = format!("- {head}  \n  {}\n", text(&help).replace("\n\n", "\n\n  "));
+    let mut item = match text(&help) {
+        help if help.is_empty() => format!("- {head}\n"),
+        help => format!("- {head}  \n  {}\n", help.replace("\n\n", "\n\n  ")),
+    };
     let values: Vec<_> = arg
         .get_possible_values()
         .into_iter()
