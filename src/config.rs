@@ -9,7 +9,11 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
-use crate::cli::{Cli, Command, ListArgs, RestoreArgs, WaitArgs};
+pub use crate::cli::RestoreSource;
+use crate::cli::{
+    unset, AccountArgs, AwsArgs, Cli, Command, CopyArgs, GuardArgs, HookArgs, JobArgs, MetricsArgs,
+    OutputArgs, RestoreArgs, RunControlArgs, SnapshotArgs, SnapshotTagArgs,
+};
 use crate::values::{ColorChoice, CopyTags, HookFailure, LogFormat, OutputFormat, Role};
 
 /// Which steps a command runs.
@@ -62,10 +66,11 @@ pub struct Policy {
     pub force: bool,
     /// `--exclude-boot`: leave out each instance's root volume.
     pub exclude_boot: bool,
-    /// `--copy-tags`: whose tags to copy onto the snapshots.
+    /// `--inherit-tags`: whose tags to copy onto the snapshots.
     pub copy_tags: Option<CopyTags>,
-    /// `--tag KEY=VALUE` (`EBSNAP_TAG`): the user's own tags, on every
-    /// snapshot the job makes and every copy, in the order given.
+    /// `--snapshot-tag KEY=VALUE` (`EBSNAP_SNAPSHOT_TAG`): the user's own
+    /// tags, on every snapshot the job makes and every copy, in the order
+    /// given.
     pub user_tags: Vec<(String, String)>,
 }
 
@@ -201,24 +206,13 @@ pub struct ListFilter {
     pub volume: Option<String>,
 }
 
-impl From<ListArgs> for ListFilter {
-    fn from(args: ListArgs) -> ListFilter {
-        ListFilter {
-            instance: args.instance,
-            volume: args.volume,
-        }
-    }
-}
-
-/// `restore`: what to restore, where, and how long to wait for it. The
-/// command line guarantees exactly one of `snapshot` and `instance`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `restore`: what to restore, where, and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreRequest {
-    /// One volume from this snapshot.
-    pub snapshot: Option<String>,
-    /// Every volume of this instance, from one backup run of the job.
-    pub instance: Option<String>,
-    /// With `instance`: the newest complete run started at or before this.
+    /// One volume from a snapshot, or every volume of an instance from one
+    /// backup run of the job.
+    pub source: RestoreSource,
+    /// With an instance: the newest complete run started at or before this.
     pub at: Option<chrono::DateTime<chrono::Utc>>,
     pub availability_zone: Option<String>,
     pub volume_type: Option<String>,
@@ -228,7 +222,7 @@ pub struct RestoreRequest {
     pub kms_key_id: Option<String>,
     /// Attach each new volume to this instance.
     pub attach_to: Option<String>,
-    /// With `snapshot` and `attach_to`: the device to attach at.
+    /// With a snapshot and `attach_to`: the device to attach at.
     pub device: Option<String>,
     /// `--from-archive`: bring an archived snapshot back first.
     pub from_archive: bool,
@@ -239,8 +233,7 @@ pub struct RestoreRequest {
 impl From<RestoreArgs> for RestoreRequest {
     fn from(args: RestoreArgs) -> RestoreRequest {
         RestoreRequest {
-            snapshot: args.snapshot,
-            instance: args.instance,
+            source: args.source,
             at: args.at,
             availability_zone: args.availability_zone,
             volume_type: args.volume_type,
@@ -281,32 +274,31 @@ impl Config {
         }
     }
     pub fn from_cli(cli: Cli) -> Config {
+        let (command, action, flags) = Flags::of(cli.command);
+        let logging = cli.logging;
+        let Flags {
+            job,
+            guard,
+            snapshots,
+            tags,
+            hooks,
+            copies,
+            aws,
+            accounts,
+            output,
+            metrics,
+            control,
+        } = flags;
         // --copy-to copies snapshots once completed: it waits as --wait does.
-        let copying = !cli.common.copy_to.is_empty();
-        let backup = |snapshot: bool, purge: bool, wait: Option<&WaitArgs>| Action::Backup {
-            steps: Steps { snapshot, purge },
-            wait: wait
-                .filter(|w| w.wait || copying)
-                .map(|w| to_std(w.wait_timeout)),
+        let action = match action {
+            Action::Backup { steps, .. } => Action::Backup {
+                steps,
+                wait: (snapshots.wait || !copies.copy_to.is_empty())
+                    .then(|| to_std(snapshots.wait_timeout)),
+            },
+            other => other,
         };
-        let (command, action) = match cli.command {
-            Command::Run(wait) => ("run", backup(true, true, Some(&wait))),
-            Command::Snapshot(wait) => ("snapshot", backup(true, false, Some(&wait))),
-            Command::Purge => ("purge", backup(false, true, None)),
-            Command::List(args) => ("list", Action::List(ListFilter::from(args))),
-            Command::Restore(args) => ("restore", Action::Restore(RestoreRequest::from(args))),
-            Command::Check(args) => (
-                "check",
-                Action::Check {
-                    max_age: args.max_age,
-                },
-            ),
-            Command::IamPolicy => ("iam-policy", Action::IamPolicy),
-            Command::Completions { shell } => ("completions", Action::Completions(shell)),
-            Command::Man => ("man", Action::Man),
-        };
-        let args = cli.common;
-        let job = args.job.clone();
+        let (selection, args) = (job.selection, job.retention);
         let keep = KeepRules {
             last: args.keep_last.unwrap_or(0),
             hourly: args.keep_hourly.unwrap_or(0),
@@ -320,42 +312,12 @@ impl Config {
         let retention = args
             .retention
             .or((!keep.any()).then_some(DEFAULT_RETENTION));
+        let job = selection.job.name;
         Config {
             command,
             action,
-            dry_run: args.dry_run,
-            policy: Policy {
-                job: args.job,
-                selector: TagSelector {
-                    key: args.tag_key,
-                    value: args.tag_value,
-                },
-                retention,
-                keep,
-                timezone: args.timezone,
-                keep_min: args.keep_min,
-                orphans_after: args.orphans_after,
-                archive_after: args.archive_after,
-                min_interval: args.min_interval,
-                max_delete: args.max_delete,
-                force: args.force,
-                exclude_boot: args.exclude_boot,
-                copy_tags: args.copy_tags,
-                user_tags: args.tag,
-            },
-            aws: AwsSettings {
-                regions: dedup_keep_order(args.region),
-                all_regions: args.all_regions,
-                profile: args.profile,
-                endpoint_url: args.endpoint_url,
-                roles: dedup_keep_order(args.assume_role),
-                external_id: args.external_id,
-            },
-            output: args.output,
-            quiet: args.quiet,
-            verbosity: args.verbose,
-            stdout_is_terminal: std::io::stdout().is_terminal(),
-            lock_file: args.lock_file.unwrap_or_else(|| {
+            dry_run: control.dry_run.dry_run,
+            lock_file: control.lock_file.unwrap_or_else(|| {
                 let env_dir = |name: &str| {
                     std::env::var_os(name)
                         .filter(|v| !v.is_empty())
@@ -365,27 +327,203 @@ impl Config {
                     .or_else(|| env_dir("HOME").map(|home| home.join(".cache")));
                 default_lock_file(env_dir("XDG_RUNTIME_DIR"), cache_dir, &job)
             }),
-            max_rate: args.max_rate,
-            timeout: to_std(args.timeout),
-            metrics_file: args.metrics_file,
-            per_volume: args.per_volume,
-            hooks: (args.pre_hook.is_some() || args.post_hook.is_some()).then(|| Hooks {
-                pre: args.pre_hook,
-                post: args.post_hook,
-                timeout: to_std(args.hook_timeout),
-                on_failure: args.hook_failure,
+            policy: Policy {
+                job,
+                selector: TagSelector {
+                    key: selection.tag_key,
+                    value: selection.tag_value,
+                },
+                retention,
+                keep,
+                timezone: args.timezone,
+                keep_min: args.keep_min,
+                orphans_after: args.orphans_after,
+                archive_after: args.archive_after,
+                min_interval: snapshots.min_interval,
+                max_delete: guard.max_delete,
+                force: guard.force,
+                exclude_boot: selection.exclude_boot,
+                copy_tags: tags.inherit_tags,
+                user_tags: tags.snapshot_tag,
+            },
+            aws: AwsSettings {
+                regions: dedup_keep_order(aws.region),
+                all_regions: aws.all_regions,
+                profile: aws.connection.profile,
+                endpoint_url: aws.connection.endpoint_url,
+                roles: dedup_keep_order(accounts.assume_role),
+                external_id: accounts.external_id,
+            },
+            output: output.format.output,
+            quiet: output.quiet,
+            verbosity: logging.verbose,
+            stdout_is_terminal: std::io::stdout().is_terminal(),
+            max_rate: control.max_rate,
+            timeout: to_std(control.timeout),
+            metrics_file: metrics.metrics_file,
+            per_volume: snapshots.per_volume,
+            hooks: (hooks.pre_hook.is_some() || hooks.post_hook.is_some()).then(|| Hooks {
+                pre: hooks.pre_hook,
+                post: hooks.post_hook,
+                timeout: to_std(hooks.hook_timeout),
+                on_failure: hooks.hook_failure,
             }),
             color: use_color(
-                args.color,
+                logging.color,
                 std::io::stderr().is_terminal(),
                 std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             ),
-            log_format: args.log_format,
-            copy: (!args.copy_to.is_empty()).then(|| CopySettings {
-                regions: dedup_keep_order(args.copy_to),
-                retention: args.copy_retention.or(retention),
-                kms_key_id: args.copy_kms_key_id,
+            log_format: logging.log_format,
+            copy: (!copies.copy_to.is_empty()).then(|| CopySettings {
+                regions: dedup_keep_order(copies.copy_to),
+                retention: copies.copy_retention.or(retention),
+                kms_key_id: copies.copy_kms_key_id,
             }),
+        }
+    }
+}
+
+/// Every group of flags, as the command gave them or, for the groups it
+/// does not take, clap's defaults (`cli::unset`): so a command without
+/// hooks has none, whatever the environment says.
+struct Flags {
+    job: JobArgs,
+    guard: GuardArgs,
+    snapshots: SnapshotArgs,
+    tags: SnapshotTagArgs,
+    hooks: HookArgs,
+    copies: CopyArgs,
+    aws: AwsArgs,
+    accounts: AccountArgs,
+    output: OutputArgs,
+    metrics: MetricsArgs,
+    control: RunControlArgs,
+}
+
+impl Flags {
+    /// The command's name, what it does, and its flags.
+    fn of(command: Command) -> (&'static str, Action, Flags) {
+        let unset_all = || Flags {
+            job: unset(),
+            guard: unset(),
+            snapshots: unset(),
+            tags: unset(),
+            hooks: unset(),
+            copies: unset(),
+            aws: unset(),
+            accounts: unset(),
+            output: unset(),
+            metrics: unset(),
+            control: unset(),
+        };
+        // The wait is settled in from_cli, which sees --copy-to.
+        let backup = |snapshot: bool, purge: bool| Action::Backup {
+            steps: Steps { snapshot, purge },
+            wait: None,
+        };
+        match command {
+            Command::Run(a) => (
+                "run",
+                backup(true, true),
+                Flags {
+                    job: a.job,
+                    guard: a.guard,
+                    snapshots: a.snapshots,
+                    tags: a.tags,
+                    hooks: a.hooks,
+                    copies: a.copies,
+                    aws: a.aws,
+                    accounts: a.accounts,
+                    output: a.output,
+                    metrics: a.metrics,
+                    control: a.control,
+                },
+            ),
+            Command::Snapshot(a) => (
+                "snapshot",
+                backup(true, false),
+                Flags {
+                    job: a.job,
+                    snapshots: a.snapshots,
+                    tags: a.tags,
+                    hooks: a.hooks,
+                    copies: a.copies,
+                    aws: a.aws,
+                    accounts: a.accounts,
+                    output: a.output,
+                    metrics: a.metrics,
+                    control: a.control,
+                    ..unset_all()
+                },
+            ),
+            Command::Purge(a) => (
+                "purge",
+                backup(false, true),
+                Flags {
+                    job: a.job,
+                    guard: a.guard,
+                    aws: a.aws,
+                    accounts: a.accounts,
+                    output: a.output,
+                    metrics: a.metrics,
+                    control: a.control,
+                    ..unset_all()
+                },
+            ),
+            Command::List(a) => (
+                "list",
+                Action::List(ListFilter {
+                    instance: a.instance,
+                    volume: a.volume,
+                }),
+                Flags {
+                    job: a.job,
+                    guard: a.guard,
+                    aws: a.aws,
+                    output: OutputArgs {
+                        format: a.format,
+                        ..unset()
+                    },
+                    ..unset_all()
+                },
+            ),
+            Command::Check(a) => (
+                "check",
+                Action::Check { max_age: a.max_age },
+                Flags {
+                    job: a.job,
+                    aws: a.aws,
+                    output: a.output,
+                    metrics: a.metrics,
+                    ..unset_all()
+                },
+            ),
+            Command::Restore(a) => {
+                let mut flags = unset_all();
+                flags.job.selection.job = a.job.clone();
+                flags.aws = AwsArgs {
+                    region: a.aws.region.clone().into_iter().collect(),
+                    all_regions: false,
+                    connection: a.aws.connection.clone(),
+                };
+                flags.output = a.output.clone();
+                flags.control.dry_run = a.dry_run.clone();
+                ("restore", Action::Restore(RestoreRequest::from(a)), flags)
+            }
+            Command::IamPolicy(a) => (
+                "iam-policy",
+                Action::IamPolicy,
+                Flags {
+                    job: a.job,
+                    tags: a.tags,
+                    copies: a.copies,
+                    ..unset_all()
+                },
+            ),
+            Command::Completions { shell } => {
+                ("completions", Action::Completions(shell), unset_all())
+            }
+            Command::Man => ("man", Action::Man, unset_all()),
         }
     }
 }
@@ -501,6 +639,75 @@ mod tests {
         assert!(!use_color(ColorChoice::Auto, true, true), "NO_COLOR");
         assert!(use_color(ColorChoice::Always, false, true));
         assert!(!use_color(ColorChoice::Never, true, false));
+    }
+
+    fn config(args: &[&str]) -> Config {
+        use clap::Parser;
+        Config::from_cli(Cli::try_parse_from([&["ebsnap"], args].concat()).unwrap())
+    }
+
+    #[test]
+    fn every_command_makes_a_config_with_the_groups_it_does_not_take_at_their_defaults() {
+        for args in [
+            &["run"][..],
+            &["snapshot"],
+            &["purge"],
+            &["list"],
+            &["check", "--max-age", "1d"],
+            &["restore", "--snapshot", "snap-1"],
+            &["iam-policy"],
+            &["completions", "bash"],
+            &["man"],
+        ] {
+            let config = config(args);
+            assert_eq!(config.command, args[0]);
+            assert_eq!(config.policy.keep_min, 1, "{args:?}");
+            assert_eq!(
+                config.policy.min_interval,
+                TimeDelta::minutes(10),
+                "{args:?}"
+            );
+            assert_eq!(config.max_rate, 5.0, "{args:?}");
+        }
+        let restore = config(&[
+            "restore",
+            "--instance",
+            "i-1",
+            "--job",
+            "weekly",
+            "--region",
+            "eu-west-1",
+            "-n",
+        ]);
+        assert_eq!(restore.policy.job, "weekly");
+        assert_eq!(restore.aws.regions, ["eu-west-1"]);
+        assert!(restore.dry_run);
+        assert!(matches!(
+            restore.action,
+            Action::Restore(RestoreRequest { source: RestoreSource::Instance(ref id), .. }) if id == "i-1"
+        ));
+    }
+
+    #[test]
+    fn copies_make_a_backup_wait_as_wait_does() {
+        let wait = |args: &[&str]| match config(args).action {
+            Action::Backup { wait, .. } => wait,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(wait(&["run"]), None);
+        assert_eq!(
+            wait(&["run", "--wait"]),
+            Some(std::time::Duration::from_secs(2 * 3600))
+        );
+        assert_eq!(
+            wait(&["snapshot", "--copy-to", "eu-west-1"]),
+            Some(std::time::Duration::from_secs(2 * 3600))
+        );
+        assert_eq!(
+            wait(&["purge"]),
+            None,
+            "purge makes no snapshot to wait for"
+        );
     }
 
     #[test]

@@ -15,6 +15,11 @@ use ebsnap::values::{LogFormat, OutputFormat};
 fn main() -> ExitCode {
     ebsnap::memory::tune();
     ebsnap::notice::set_priorities(ebsnap::notice::stderr_is_journal());
+    // A variable renamed with its flag (EBSNAP_TAG) still feeds it, before
+    // any thread starts.
+    for (name, value) in ebsnap::cli::renamed_env(|name| std::env::var_os(name)) {
+        std::env::set_var(name, value);
+    }
     let config = Config::from_cli(parse_cli());
     init_logging(&config);
     match run(&config) {
@@ -44,9 +49,11 @@ fn parse_cli() -> Cli {
         }
         Err(err) => {
             let says_how_to_fix = err.kind() == ErrorKind::ValueValidation;
+            let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
             ebsnap::notice::tell(&ebsnap::cli::one_line_usage_error(
                 &err.render().to_string(),
                 says_how_to_fix,
+                &args,
             ));
             std::process::exit(ExitStatus::NothingAttempted as i32);
         }
@@ -60,12 +67,7 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             .enable_all()
             .build()
     };
-    // list, check and restore work in one account.
-    let takes_roles = !matches!(
-        config.action,
-        Action::List(_) | Action::Check { .. } | Action::Restore(_)
-    );
-    ebsnap::aws::accounts::check_usage(&config.aws, takes_roles)?;
+    ebsnap::aws::accounts::check_usage(&config.aws)?;
     ebsnap::backup::check_usage(config)?;
     match &config.action {
         Action::Backup { .. } => backup(config, &runtime()?, now),
@@ -141,7 +143,7 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
         }
         Action::Man => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            ebsnap::cli::man_page(&mut page)?;
             Ok(print(
                 ExitStatus::Success,
                 String::from_utf8_lossy(&page).into_owned(),

@@ -80,18 +80,9 @@ pub(crate) fn units<C: Clone>(accounts: Vec<Account<C>>) -> Vec<(Unit, Result<C,
 }
 
 /// Refuses, before any call, what `--assume-role` cannot do: two roles in
-/// one account (each account would be backed up twice), and commands that
-/// work in one account only.
-pub fn check_usage(settings: &AwsSettings, takes_roles: bool) -> Result<()> {
-    if settings.roles.is_empty() {
-        return Ok(());
-    }
-    if !takes_roles {
-        bail!(
-            "--assume-role works with run, snapshot and purge: for list, check and restore, \
-             use a profile that assumes the role (role_arn in ~/.aws/config) with --profile"
-        );
-    }
+/// one account (each account would be backed up twice). The commands that
+/// work in one account only do not take the flag (cli.rs).
+pub fn check_usage(settings: &AwsSettings) -> Result<()> {
     for (i, role) in settings.roles.iter().enumerate() {
         if let Some(other) = settings.roles[..i]
             .iter()
@@ -325,24 +316,19 @@ mod tests {
     }
 
     #[test]
-    fn one_role_per_account_and_only_for_the_backup_commands() {
+    fn one_role_per_account() {
         let two = settings(&[
             "arn:aws:iam::111111111111:role/backup",
             "arn:aws:iam::222222222222:role/backup",
         ]);
-        assert!(check_usage(&two, true).is_ok());
-        assert!(check_usage(&settings(&[]), false).is_ok());
-        let list = check_usage(&two, false).unwrap_err().to_string();
-        assert!(
-            list.starts_with("--assume-role works with run, snapshot and purge"),
-            "{list}"
-        );
+        assert!(check_usage(&two).is_ok());
+        assert!(check_usage(&settings(&[])).is_ok());
         let same = settings(&[
             "arn:aws:iam::111111111111:role/backup",
             "arn:aws:iam::111111111111:role/other",
         ]);
         assert_eq!(
-            check_usage(&same, true).unwrap_err().to_string(),
+            check_usage(&same).unwrap_err().to_string(),
             "arn:aws:iam::111111111111:role/backup and arn:aws:iam::111111111111:role/other \
              are both in account 111111111111: give one --assume-role per account"
         );

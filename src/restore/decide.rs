@@ -662,8 +662,7 @@ pub(super) mod tests {
 
     pub(in crate::restore) fn args() -> RestoreRequest {
         RestoreRequest {
-            snapshot: None,
-            instance: Some("i-1".into()),
+            source: crate::config::RestoreSource::Instance("i-1".into()),
             at: None,
             availability_zone: None,
             volume_type: None,

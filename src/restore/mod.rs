@@ -24,7 +24,7 @@ use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
 use crate::aws::{self, dry_run_verdict};
-use crate::config::{Config, RestoreRequest};
+use crate::config::{Config, RestoreRequest, RestoreSource};
 use ec2::{
     bring_back, create_request, describe_instance, execute, instance_snapshots, one_snapshot,
     source_volumes, target_instance,
@@ -36,6 +36,8 @@ use report::restored;
 /// taken); the report tells what was done otherwise.
 pub async fn run(config: &Config, args: &RestoreRequest) -> Result<RestoreReport> {
     let shared = aws::load_shared_config(&config.aws).await;
+    // The command line gives restore one --region at most (and no
+    // --all-regions), so this is that region or the chain's.
     let regions = aws::regions(&config.aws, &shared).await?;
     let [region] = regions.as_slice() else {
         bail!("restore works in one region: pass one --region");
@@ -61,16 +63,13 @@ pub(crate) async fn restore(
     args: &RestoreRequest,
     now: DateTime<Utc>,
 ) -> Result<RestoreReport> {
-    if args.instance.is_some() && args.device.is_some() {
-        bail!("--device works with --snapshot: with --instance each volume goes back to the device it was snapshotted from");
-    }
     let target = match &args.attach_to {
         Some(id) => Some(target_instance(client, id, region).await?),
         None => None,
     };
     let mut brought_back_from_archive = vec![];
-    let (run_id, snapshots, skipped) = match (&args.snapshot, &args.instance) {
-        (Some(id), _) => {
+    let (run_id, snapshots, skipped) = match &args.source {
+        RestoreSource::Snapshot(id) => {
             let mut snapshot = one_snapshot(client, id, region).await?;
             if snapshot.archived && args.from_archive {
                 bring_back(client, id, dry_run).await?;
@@ -93,7 +92,7 @@ pub(crate) async fn restore(
             check_restorable(&snapshot).map_err(|e| anyhow!(e))?;
             (None, vec![snapshot], vec![])
         }
-        (None, Some(instance)) => {
+        RestoreSource::Instance(instance) => {
             let all = instance_snapshots(client, job, instance).await?;
             let at = args.at.unwrap_or(now);
             let (run_id, set) = choose_run(&all, job, instance, at).map_err(|e| anyhow!(e))?;
@@ -115,19 +114,18 @@ pub(crate) async fn restore(
             }
             (Some(run_id), set, skipped)
         }
-        (None, None) => bail!("pass --snapshot SNAP or --instance ID"),
     };
+    let by_snapshot = matches!(args.source, RestoreSource::Snapshot(_));
     let devices: Vec<Option<String>> = match &target {
         Some(target) => {
-            let devices =
-                attach_devices(&snapshots, args.device.as_deref(), args.snapshot.is_some())
-                    .map_err(|e| anyhow!(e))?;
+            let devices = attach_devices(&snapshots, args.device.as_deref(), by_snapshot)
+                .map_err(|e| anyhow!(e))?;
             let wanted: Vec<(String, String)> = snapshots
                 .iter()
                 .map(|s| s.id.clone())
                 .zip(devices.iter().cloned())
                 .collect();
-            check_devices_free(target, &wanted, args.snapshot.is_some()).map_err(|e| anyhow!(e))?;
+            check_devices_free(target, &wanted, by_snapshot).map_err(|e| anyhow!(e))?;
             devices.into_iter().map(Some).collect()
         }
         None => vec![None; snapshots.len()],
@@ -231,8 +229,7 @@ mod tests {
 
     fn snapshot_args() -> RestoreRequest {
         RestoreRequest {
-            snapshot: Some("snap-1".into()),
-            instance: None,
+            source: RestoreSource::Snapshot("snap-1".into()),
             ..args()
         }
     }
@@ -532,7 +529,7 @@ mod tests {
 
     fn staging_args() -> RestoreRequest {
         RestoreRequest {
-            instance: Some("i-prod".into()),
+            source: RestoreSource::Instance("i-prod".into()),
             attach_to: Some("i-staging".into()),
             ..args()
         }

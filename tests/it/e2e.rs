@@ -333,7 +333,7 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
         );
     }
     // -n is the same flag.
-    let run = emu.ebsnap(&["-n", "run"]);
+    let run = emu.ebsnap(&["run", "-n"]);
     run.assert_success();
     assert_world_unchanged(&before, &emu.world_state(), &run);
 
@@ -487,7 +487,7 @@ fn dry_run_json_lists_what_would_happen() {
     let fleet = Fleet::seed(&emu);
     let before = emu.world_state();
 
-    let run = emu.ebsnap(&["--dry-run", "--output", "json", "run"]);
+    let run = emu.ebsnap(&["run", "--dry-run", "--output", "json"]);
     run.assert_success();
     assert_world_unchanged(&before, &emu.world_state(), &run);
     let doc = run.json();
@@ -620,7 +620,7 @@ fn other_job_purge_deletes_only_its_own_snapshots() {
     let fleet = Fleet::seed(&emu);
     let before = emu.world_state();
 
-    let run = emu.ebsnap(&["--job", "weekly", "--retention", "1d", "purge"]);
+    let run = emu.ebsnap(&["purge", "--job", "weekly", "--retention", "1d"]);
     run.assert_success();
     let after = emu.world_state();
     let diff = before.snapshots.diff(&after.snapshots);
@@ -730,8 +730,8 @@ fn job_and_retention_from_the_environment() {
 fn instances_snapshotted(emu: &Emulator, args: &[&str]) -> BTreeSet<String> {
     let before = emu.snapshot_state();
     // Each call snapshots the same fleet again: lift --min-interval.
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--min-interval", "0", "snapshot"]);
+    let mut full: Vec<&str> = vec!["snapshot", "--min-interval", "0"];
+    full.extend(args);
     let run = emu.ebsnap(&full);
     run.assert_success();
     let diff = before.diff(&emu.snapshot_state());
@@ -791,29 +791,39 @@ fn bad_input_exits_2_and_changes_nothing() {
     let emu = Emulator::start();
     let _fleet = Fleet::seed(&emu);
     let before = emu.world_state();
-    // More --tag tags than fit beside ebsnap's own 5 in EC2's 50.
-    let too_many: Vec<String> = (0..46).map(|i| format!("--tag=k{i}=v")).collect();
+    // More --snapshot-tag tags than fit beside ebsnap's own 5 in EC2's 50
+    // (some by the old name, --tag, an alias until the release after next).
+    let too_many: Vec<String> = (0..46)
+        .map(|i| match i % 2 {
+            0 => format!("--snapshot-tag=k{i}=v"),
+            _ => format!("--tag=k{i}=v"),
+        })
+        .collect();
     let too_many: Vec<&str> = std::iter::once("run")
         .chain(too_many.iter().map(String::as_str))
         .collect();
     for args in [
         &too_many[..],
-        &["run", "--tag", "Team"][..],
-        &["--tag", "=ops", "run"][..],
-        &["run", "--tag", "ebsnap:job=other"][..],
-        &["run", "--tag", "aws:createdBy=me"][..],
-        &["run", "--tag", "Name=mine"][..],
-        &["run", "--tag", "Team=db", "--tag", "Team=web"][..],
-        &["--retention", "soon", "run"][..],
-        &["--output", "yaml", "run"][..],
-        &["--keep-min", "many", "purge"][..],
-        &["--keep-min", "0", "purge"][..],
-        &["--keep-daily", "0", "purge"][..],
-        &["--keep-hourly", "-1", "purge"][..],
+        &["run", "--snapshot-tag", "Team"][..],
+        &["run", "--snapshot-tag", "=ops"][..],
+        &["run", "--snapshot-tag", "ebsnap:job=other"][..],
+        &["run", "--snapshot-tag", "aws:createdBy=me"][..],
+        &["run", "--snapshot-tag", "Name=mine"][..],
+        &["run", "--snapshot-tag", "Team=db", "--tag", "Team=web"][..],
+        // Flags of the job go after the command.
+        &["--retention", "7d", "run"][..],
+        // A flag the command does not take.
+        &["snapshot", "--force"][..],
+        &["run", "--retention", "soon"][..],
+        &["run", "--output", "yaml"][..],
+        &["purge", "--keep-min", "many"][..],
+        &["purge", "--keep-min", "0"][..],
+        &["purge", "--keep-daily", "0"][..],
+        &["purge", "--keep-hourly", "-1"][..],
         &["purge", "--keep-weekly"][..],
-        &["--keep-monthly", "twelve", "purge"][..],
-        &["--timezone", "Mars/Olympus", "run"][..],
-        &["--orphans-after", "0d", "purge"][..],
+        &["purge", "--keep-monthly", "twelve"][..],
+        &["run", "--timezone", "Mars/Olympus"][..],
+        &["purge", "--orphans-after", "0d"][..],
         &["purge", "--orphans-after", "soon"][..],
         &["frobnicate"][..],
         &[][..],
@@ -1121,13 +1131,13 @@ fn region_and_endpoint_flags_cover_every_region_given() {
     let endpoint = emu.endpoint_url();
     let run = emu
         .ebsnap_cmd(&[
+            "snapshot",
             "--endpoint-url",
             &endpoint,
             "--region",
             "us-east-1",
             "--region",
             "us-west-2",
-            "snapshot",
             "--output",
             "json",
         ])
@@ -1917,7 +1927,7 @@ fn copy_tags_puts_the_sources_tags_on_the_snapshots_but_never_over_ebsnaps() {
         ],
     );
 
-    let run = emu.ebsnap(&["snapshot", "--copy-tags", "both"]);
+    let run = emu.ebsnap(&["snapshot", "--inherit-tags", "both"]);
     run.assert_success();
     let state = emu.snapshot_state();
     let snaps = state.of_volume(&data);
@@ -1937,6 +1947,7 @@ fn copy_tags_puts_the_sources_tags_on_the_snapshots_but_never_over_ebsnaps() {
     assert_eq!(snap.tag("Name"), Some("db /dev/sdf"));
 
     let root = emu.root_volume(&db).1;
+    // By its old name, --copy-tags, an alias until the release after next.
     let instance_only = emu.ebsnap(&["snapshot", "--copy-tags", "instance", "--min-interval", "0"]);
     instance_only.assert_success();
     let state = emu.snapshot_state();
@@ -2152,11 +2163,11 @@ fn endpoint_url_is_ec2s_alone_and_sts_keeps_its_own() {
     let nowhere = dead_endpoint();
     let run = emu
         .ebsnap_cmd(&[
+            "snapshot",
             "--endpoint-url",
             &ec2.endpoint_url(),
             "--assume-role",
             ROLE_A,
-            "snapshot",
         ])
         .env("AWS_ENDPOINT_URL", &nowhere)
         .env("AWS_ENDPOINT_URL_STS", &sts.endpoint_url())
@@ -2180,7 +2191,7 @@ fn endpoint_url_is_ec2s_alone_and_sts_keeps_its_own() {
     // AWS_ENDPOINT_URL_EC2 works as it does for any AWS SDK.
     let before = ec2.count("CreateSnapshots");
     let run = emu
-        .ebsnap_cmd(&["--assume-role", ROLE_A, "--min-interval", "0", "snapshot"])
+        .ebsnap_cmd(&["snapshot", "--assume-role", ROLE_A, "--min-interval", "0"])
         .env("AWS_ENDPOINT_URL", &nowhere)
         .env("AWS_ENDPOINT_URL_EC2", &ec2.endpoint_url())
         .env("AWS_ENDPOINT_URL_STS", &sts.endpoint_url())
@@ -2199,11 +2210,11 @@ fn assume_role_backs_up_each_account_in_one_run() {
     emu.launch_instance(&[("Scheduled-Snapshots", "true")]);
 
     let run = emu.ebsnap(&[
+        "snapshot",
         "--assume-role",
         ROLE_A,
         "--assume-role",
         ROLE_B,
-        "snapshot",
         "--output",
         "json",
     ]);
@@ -2268,13 +2279,13 @@ fn a_role_that_cannot_be_assumed_fails_only_its_account() {
 
     let run = emu
         .ebsnap_cmd(&[
+            "run",
             "--assume-role",
             ROLE_A,
             "--assume-role",
             ROLE_B,
             "--external-id",
             "ebsnap-e2e",
-            "run",
             "--output",
             "json",
         ])
@@ -2340,11 +2351,11 @@ fn a_role_that_cannot_be_assumed_fails_only_its_account() {
     // The text report: a section per account.
     let text = emu
         .ebsnap_cmd(&[
+            "run",
             "--assume-role",
             ROLE_A,
             "--assume-role",
             ROLE_B,
-            "run",
             "-n",
         ])
         .via(&proxy)
@@ -2387,11 +2398,11 @@ fn a_role_that_cannot_be_assumed_fails_only_its_account() {
     );
     let none = emu
         .ebsnap_cmd(&[
+            "run",
             "--assume-role",
             ROLE_A,
             "--assume-role",
             ROLE_B,
-            "run",
             "--output",
             "json",
         ])
@@ -2426,24 +2437,24 @@ fn bad_assume_role_input_exits_2_before_any_call() {
     let proxy = emu.proxy(FaultPlan::none());
     for (args, says) in [
         (
-            &["--assume-role", "arn:aws:iam::1111:role/backup", "run"][..],
+            &["run", "--assume-role", "arn:aws:iam::1111:role/backup"][..],
             "'1111' in 'arn:aws:iam::1111:role/backup' is not an AWS account id (12 digits)",
         ),
         (
-            &["--assume-role", "backup", "run"][..],
+            &["run", "--assume-role", "backup"][..],
             "'backup' is not an IAM role ARN: give a role's ARN, e.g. arn:aws:iam::111111111111:role/ebsnap",
         ),
         (
-            &["--external-id", "x", "run"][..],
+            &["run", "--external-id", "x"][..],
             "--assume-role <ARN>",
         ),
         (
-            &["--assume-role", ROLE_A, "--assume-role", "arn:aws:iam::111111111111:role/other", "run"][..],
+            &["run", "--assume-role", ROLE_A, "--assume-role", "arn:aws:iam::111111111111:role/other"][..],
             "are both in account 111111111111: give one --assume-role per account",
         ),
         (
-            &["--assume-role", ROLE_A, "list"][..],
-            "--assume-role works with run, snapshot and purge",
+            &["list", "--assume-role", ROLE_A][..],
+            "unexpected argument '--assume-role' found; see 'ebsnap list --help'",
         ),
     ] {
         let run = emu.ebsnap_cmd(args).via(&proxy).run();

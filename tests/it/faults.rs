@@ -745,7 +745,7 @@ fn runs_of_different_jobs_do_not_block_each_other() {
 
     // Another job (its name needs a sanitized lock file name) runs meanwhile.
     let job = "db nightly/a";
-    let other = emu.ebsnap(&["--job", job, "snapshot"]);
+    let other = emu.ebsnap(&["snapshot", "--job", job]);
     other.assert_success();
     let mid = emu.snapshot_state();
     let other_diff = before.snapshots.diff(&mid);
@@ -1007,7 +1007,7 @@ fn bad_input_exits_2_before_any_mutating_call() {
         (&["purge", "--max-delete=-1"], &["--max-delete", "-1"]),
         (&["run", "--min-interval", "5x"], &["--min-interval", "5x"]),
         (
-            &["--min-interval", "5x", "snapshot"],
+            &["snapshot", "--min-interval", "5x"],
             &["--min-interval", "5x"],
         ),
         (&["run", "--max-rate", "0"], &["--max-rate"]),
@@ -1286,7 +1286,7 @@ fn purge_of_more_than_max_delete_needs_force() {
     let run = emu.ebsnap(&["purge", "--max-delete", "2", "--output", "json"]);
     assert_guard_refused(&emu, &run, &before, &expired, &[3, 2]);
 
-    let forced = emu.ebsnap(&["--force", "purge", "--max-delete", "2"]);
+    let forced = emu.ebsnap(&["purge", "--force", "--max-delete", "2"]);
     forced.assert_success();
     let diff = before.snapshots.diff(&emu.snapshot_state());
     assert_eq!(diff.removed_ids(), expired, "{forced}");
@@ -1355,11 +1355,11 @@ fn min_interval_counts_only_the_jobs_own_snapshots() {
     // weekly has a 0.5-day-old snapshot of web's root only; the default job's
     // 0.5-day-old snapshot of db's /dev/sdf does not count for weekly.
     let run = emu.ebsnap(&[
+        "snapshot",
         "--job",
         "weekly",
         "--min-interval",
         "1d",
-        "snapshot",
         "--output",
         "json",
     ]);

@@ -1019,7 +1019,7 @@ fn under_the_printed_policy_the_other_modes_do_their_work() {
     let (instance, _root) = emu.launch_instance_in(other, &[("Scheduled-Snapshots", "true")]);
     let seen = proxy.records().len();
     let role = format!("arn:aws:iam::{other}:role/backup");
-    let assumed = through(&emu, &proxy, &["--assume-role", &role, "snapshot"]);
+    let assumed = through(&emu, &proxy, &["snapshot", "--assume-role", &role]);
     assert_eq!(proxy.denials(), Vec::<String>::new(), "{assumed}");
     assumed.assert_success();
     let records = proxy.records();

@@ -470,7 +470,7 @@ fn restore_of_a_missing_snapshot_and_other_bad_input_exit_2_and_change_nothing()
         ),
         (
             vec!["--region", "us-east-1", "--region", "eu-west-1"],
-            "restore works in one region: pass one --region",
+            "the argument '--region <REGION>' cannot be used multiple times; see 'ebsnap restore --help'",
         ),
         (
             vec!["--attach-to", "i-0123456789abcdef0"],
