@@ -293,7 +293,7 @@ impl Config {
         let action = match action {
             Action::Backup { steps, .. } => Action::Backup {
                 steps,
-                wait: (snapshots.wait || !copies.copy_to.is_empty())
+                wait: (steps.snapshot && (snapshots.wait || !copies.regions.copy_to.is_empty()))
                     .then(|| to_std(snapshots.wait_timeout)),
             },
             other => other,
@@ -374,9 +374,9 @@ impl Config {
                 std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             ),
             log_format: logging.log_format,
-            copy: (!copies.copy_to.is_empty()).then(|| CopySettings {
-                regions: dedup_keep_order(copies.copy_to),
-                retention: copies.copy_retention.or(retention),
+            copy: (!copies.regions.copy_to.is_empty()).then(|| CopySettings {
+                regions: dedup_keep_order(copies.regions.copy_to),
+                retention: copies.regions.copy_retention.or(retention),
                 kms_key_id: copies.copy_kms_key_id,
             }),
         }
@@ -462,6 +462,10 @@ impl Flags {
                 Flags {
                     job: a.job,
                     guard: a.guard,
+                    copies: CopyArgs {
+                        regions: a.copies,
+                        ..unset()
+                    },
                     aws: a.aws,
                     accounts: a.accounts,
                     output: a.output,
@@ -689,6 +693,24 @@ mod tests {
     }
 
     #[test]
+    fn purge_purges_the_copies_in_copy_to_regions() {
+        let purge = config(&["purge", "--copy-to", "eu-west-1", "--copy-retention", "30d"]);
+        let copy = purge.copy.expect("purge takes --copy-to");
+        assert_eq!(copy.regions, ["eu-west-1"]);
+        assert_eq!(copy.retention, Some(chrono::TimeDelta::days(30)));
+        assert!(matches!(
+            purge.action,
+            Action::Backup {
+                steps: Steps {
+                    snapshot: false,
+                    purge: true
+                },
+                wait: None,
+            }
+        ));
+    }
+
+    #[test]
     fn copies_make_a_backup_wait_as_wait_does() {
         let wait = |args: &[&str]| match config(args).action {
             Action::Backup { wait, .. } => wait,
@@ -704,9 +726,9 @@ mod tests {
             Some(std::time::Duration::from_secs(2 * 3600))
         );
         assert_eq!(
-            wait(&["purge"]),
+            wait(&["purge", "--copy-to", "eu-west-1"]),
             None,
-            "purge makes no snapshot to wait for"
+            "purge makes no snapshot to wait for, and purges the copies at once"
         );
     }
 

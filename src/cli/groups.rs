@@ -231,20 +231,13 @@ pub struct HookArgs {
     pub hook_failure: HookFailure,
 }
 
-/// Copies of the snapshots in other regions, for disaster recovery.
+/// Copies of the snapshots in other regions, for disaster recovery: where
+/// they go and how long they stay (what purge needs), and their key.
 #[derive(Debug, Clone, PartialEq, Args)]
 #[command(next_help_heading = "Copies")]
 pub struct CopyArgs {
-    /// Disaster recovery: copy each new snapshot, once completed, to this
-    /// region (repeatable), and purge the copies there under
-    /// --copy-retention. The run waits for its snapshots to complete.
-    #[arg(long, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_COPY_TO", value_delimiter = ' ')]
-    pub copy_to: Vec<String>,
-
-    /// How long the copies made by --copy-to are kept (default: --retention).
-    #[arg(long, value_name = "DURATION", requires = "copy_to",
-          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_COPY_RETENTION")]
-    pub copy_retention: Option<TimeDelta>,
+    #[command(flatten)]
+    pub regions: CopyRegionArgs,
 
     /// The KMS key for the copies of encrypted snapshots (--copy-to); by
     /// default EC2 uses the destination region's default EBS key.
@@ -255,6 +248,23 @@ pub struct CopyArgs {
         env = "EBSNAP_COPY_KMS_KEY_ID"
     )]
     pub copy_kms_key_id: Option<String>,
+}
+
+/// The regions the copies are in, and how long they are kept there: all
+/// that `purge` needs of the copies.
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(next_help_heading = "Copies")]
+pub struct CopyRegionArgs {
+    /// Disaster recovery: copy each new snapshot, once completed, to this
+    /// region (repeatable), and purge the copies there under
+    /// --copy-retention. The run waits for its snapshots to complete.
+    #[arg(long, value_name = "REGION", value_parser = parse_region, env = "EBSNAP_COPY_TO", value_delimiter = ' ')]
+    pub copy_to: Vec<String>,
+
+    /// How long the copies made by --copy-to are kept (default: --retention).
+    #[arg(long, value_name = "DURATION", requires = "copy_to",
+          value_parser = parse_duration, allow_hyphen_values = true, env = "EBSNAP_COPY_RETENTION")]
+    pub copy_retention: Option<TimeDelta>,
 }
 
 /// Where to talk to EC2: the regions, and the connection.

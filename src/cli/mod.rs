@@ -23,7 +23,7 @@ use crate::values::{
 
 mod groups;
 pub use groups::{
-    AccountArgs, AwsArgs, ConnectionArgs, CopyArgs, DryRunArgs, FormatArgs, GuardArgs, HookArgs,
+    AccountArgs, AwsArgs, ConnectionArgs, CopyArgs, CopyRegionArgs, DryRunArgs, FormatArgs, GuardArgs, HookArgs,
     JobArgs, JobNameArgs, LoggingArgs, MetricsArgs, OutputArgs, RestoreAwsArgs, RetentionArgs,
     RunControlArgs, SelectionArgs, SnapshotArgs, SnapshotTagArgs,
 };
@@ -177,13 +177,16 @@ pub struct SnapshotCommandArgs {
     pub control: RunControlArgs,
 }
 
-/// `purge`: the job's purge step; it makes no snapshot (and no copy).
+/// `purge`: the job's purge step; it makes no snapshot (and no copy), and
+/// with --copy-to purges the job's copies in those regions too.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct PurgeArgs {
     #[command(flatten)]
     pub job: JobArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub copies: CopyRegionArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -645,6 +648,7 @@ mod tests {
                 [
                     &job[..],
                     &guard,
+                    &copies[..2],
                     &aws,
                     &accounts,
                     &output,
