@@ -33,7 +33,7 @@ pub(crate) struct Reads {
     pub instances: bool,
     /// The job's snapshots (purge, `--min-interval`, check).
     pub snapshots: bool,
-    /// The attached volumes' own tags (`--copy-tags volume|both`).
+    /// The attached volumes' own tags (`--inherit-tags volume|both`).
     pub volume_tags: bool,
     /// What tells an orphan series (`list`, `check`, purge with
     /// `--orphans-after`): the tagged instances (without the `ebsnap:skip`
@@ -283,7 +283,7 @@ pub(crate) async fn attached_volume_tags(
         client,
         "attachment.instance-id",
         instance_ids,
-        "reading the volumes' tags for --copy-tags",
+        "reading the volumes' tags for --inherit-tags",
     )
     .await?
     {

@@ -32,7 +32,7 @@ const TAGGING_CREATES: [&str; 4] = [
 
 /// The policy a role needs to run every ebsnap command for `job`.
 ///
-/// It is the same whatever `--tag` the job adds (and `--copy-tags` copies):
+/// It is the same whatever `--snapshot-tag` the job adds (and `--inherit-tags` copies):
 /// its conditions name only what a request must carry (`aws:RequestTag/`
 /// `ebsnap:job`: the request must tag the job's marker, and may carry other
 /// tags too) and what a resource carries (`ec2:ResourceTag/...`), never
@@ -46,7 +46,7 @@ const TAGGING_CREATES: [&str; 4] = [
 /// resources, and condition keys for Amazon EC2",
 /// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
 /// Restricting the keys would need the user's keys and every key
-/// `--copy-tags` may copy, which no policy printed in advance can know.
+/// `--inherit-tags` may copy, which no policy printed in advance can know.
 pub(crate) fn policy(job: &str) -> Value {
     json!({
         "Version": "2012-10-17",
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn no_statement_limits_the_tag_keys_so_the_users_tags_are_allowed() {
-        // `--tag` (and `--copy-tags`) put keys on snapshots that this policy
+        // `--snapshot-tag` (and `--inherit-tags`) put keys on snapshots that this policy
         // does not know: a condition on aws:TagKeys, or on a RequestTag of
         // another key, would deny them. Add one only with those keys.
         let text = policy_text("default");

@@ -42,7 +42,7 @@ pub(crate) struct Inventory {
     /// Volumes tagged `ebsnap:skip=true`: never snapshotted.
     pub skip_volume_ids: std::collections::BTreeSet<String>,
     /// The attached volumes' tags, by volume id, read only for
-    /// `--copy-tags volume` or `both`.
+    /// `--inherit-tags volume` or `both`.
     pub volume_tags: std::collections::BTreeMap<String, Vec<(String, String)>>,
     /// Of the volumes the job's snapshots were taken of, those that still
     /// exist (attached to a tagged instance, or found by DescribeVolumes),
@@ -67,7 +67,7 @@ pub(crate) struct Instance {
     /// The value of the selection tag (`Scheduled-Snapshots` by default).
     pub selection_value: String,
     pub volumes: Vec<AttachedVolume>,
-    /// All its tags, for `--copy-tags instance`.
+    /// All its tags, for `--inherit-tags instance`.
     pub tags: Vec<(String, String)>,
 }
 

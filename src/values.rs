@@ -17,7 +17,7 @@ pub struct Role {
     pub account: String,
 }
 
-/// Whose tags `--copy-tags` copies onto the snapshots.
+/// Whose tags `--inherit-tags` copies onto the snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyTags {
     /// The source volume's tags.
@@ -290,25 +290,25 @@ pub const MAX_TAG_KEY: usize = 128;
 pub const MAX_TAG_VALUE: usize = 256;
 
 /// The tag ebsnap itself writes on every snapshot (`<instance> <device>`),
-/// so a user's `--tag` may not take it.
+/// so a user's `--snapshot-tag` may not take it.
 const NAME_TAG: &str = "Name";
 
-/// Checks a `--tag KEY=VALUE`, a tag of the user's own for every snapshot
+/// Checks a `--snapshot-tag KEY=VALUE`, a tag of the user's own for every snapshot
 /// the job makes: a key of 1 to 128 characters, a value of at most 256
 /// (EC2's limits; an empty value is a tag EC2 allows), split at the first
 /// `=`. Refused: a key in ebsnap's own namespace (`ebsnap:`) or the one AWS
 /// reserves (`aws:`), and `Name`, which ebsnap writes itself. A key or
-/// value holds no space: `EBSNAP_TAG` separates tags by spaces.
+/// value holds no space: `EBSNAP_SNAPSHOT_TAG` separates tags by spaces.
 pub fn parse_user_tag(text: &str) -> Result<(String, String), String> {
-    let how = "write --tag KEY=VALUE, e.g. --tag CostCenter=ops";
+    let how = "write --snapshot-tag KEY=VALUE, e.g. --snapshot-tag CostCenter=ops";
     let Some((key, value)) = text.split_once('=') else {
         if text.is_empty() {
             return Err(format!(
-                "an empty tag: {how} (in EBSNAP_TAG, one space between tags; unset it for none)"
+                "an empty tag: {how} (in EBSNAP_SNAPSHOT_TAG, one space between tags; unset it for none)"
             ));
         }
         return Err(format!(
-            "'{text}' has no value: {how} (no spaces: EBSNAP_TAG separates tags by them)"
+            "'{text}' has no value: {how} (no spaces: EBSNAP_SNAPSHOT_TAG separates tags by them)"
         ));
     };
     if key.is_empty() {
@@ -327,24 +327,24 @@ pub fn parse_user_tag(text: &str) -> Result<(String, String), String> {
     let lower = key.to_ascii_lowercase();
     if lower.starts_with("ebsnap:") {
         return Err(format!(
-            "'{key}': keys starting with 'ebsnap:' are ebsnap's own: give a key of yours, e.g. --tag CostCenter=ops"
+            "'{key}': keys starting with 'ebsnap:' are ebsnap's own: give a key of yours, e.g. --snapshot-tag CostCenter=ops"
         ));
     }
     if lower.starts_with("aws:") {
         return Err(format!(
-            "'{key}': keys starting with 'aws:' are reserved by AWS: give a key of yours, e.g. --tag CostCenter=ops"
+            "'{key}': keys starting with 'aws:' are reserved by AWS: give a key of yours, e.g. --snapshot-tag CostCenter=ops"
         ));
     }
     if key == NAME_TAG {
         return Err(
-            "'Name' is ebsnap's own tag ('<instance> <device>'): give a key of yours, e.g. --tag CostCenter=ops"
+            "'Name' is ebsnap's own tag ('<instance> <device>'): give a key of yours, e.g. --snapshot-tag CostCenter=ops"
                 .into(),
         );
     }
     Ok((key.to_owned(), value.to_owned()))
 }
 
-/// Refuses a key given twice among the user's tags (`--tag`, `EBSNAP_TAG`):
+/// Refuses a key given twice among the user's tags (`--snapshot-tag`, `EBSNAP_SNAPSHOT_TAG`):
 /// EC2 would refuse the create call, and neither value is surely the one
 /// meant. Keys are case-sensitive, as EC2's are.
 pub fn check_distinct_tag_keys(tags: &[(String, String)]) -> Result<(), DuplicateTagKey> {
@@ -373,7 +373,7 @@ impl std::fmt::Display for DuplicateTagKey {
         let DuplicateTagKey { key, first, second } = self;
         write!(
             f,
-            "--tag {key} is given twice ({key}={first} and {key}={second}): give each key once"
+            "--snapshot-tag {key} is given twice ({key}={first} and {key}={second}): give each key once"
         )
     }
 }
@@ -759,10 +759,10 @@ mod tests {
         for (bad, says) in [
             (
                 "Team",
-                "'Team' has no value: write --tag KEY=VALUE, e.g. --tag CostCenter=ops",
+                "'Team' has no value: write --snapshot-tag KEY=VALUE, e.g. --snapshot-tag CostCenter=ops",
             ),
-            ("", "an empty tag: write --tag KEY=VALUE"),
-            ("=ops", "'=ops' has no key: write --tag KEY=VALUE"),
+            ("", "an empty tag: write --snapshot-tag KEY=VALUE"),
+            ("=ops", "'=ops' has no key: write --snapshot-tag KEY=VALUE"),
             (
                 "ebsnap:job=x",
                 "'ebsnap:job': keys starting with 'ebsnap:' are ebsnap's own",
@@ -817,7 +817,7 @@ mod tests {
         );
         assert_eq!(
             twice.unwrap_err().to_string(),
-            "--tag Team is given twice (Team=db and Team=web): give each key once"
+            "--snapshot-tag Team is given twice (Team=db and Team=web): give each key once"
         );
     }
 

@@ -34,7 +34,7 @@ use report::{RegionRun, Report};
 use tracing::Instrument;
 
 /// Refuses, before any call, a job whose snapshots could not carry all the
-/// user's tags (`--tag`): a key given twice, or more than fit beside
+/// user's tags (`--snapshot-tag`): a key given twice, or more than fit beside
 /// ebsnap's own within EC2's 50 tags a resource; and `--archive-after`
 /// without a rule whose snapshots it could move.
 pub fn check_usage(config: &Config) -> Result<()> {

@@ -221,7 +221,7 @@ async fn snapshot_set(
 type MadeAtOnce = (Vec<(usize, CreateOutcome)>, Vec<(usize, String)>);
 
 /// A set by one CreateSnapshots call: all its volumes at one instant. The
-/// marker, instance and run id, and the user's tags (`--tag`), go in the
+/// marker, instance and run id, and the user's tags (`--snapshot-tag`), go in the
 /// call; each snapshot's device, Name and copied tags follow in one CreateTags each (CreateSnapshots tags all
 /// of an instance's snapshots alike), which `create_all` sends. The call
 /// has no client token either, so a lost answer is followed by a look for
@@ -1206,7 +1206,7 @@ mod tests {
     }
 
     /// vol-a and vol-b of i-1, planned with the user's tags
-    /// `--tag CostCenter=ops --tag Team=db` and one copied tag.
+    /// `--snapshot-tag CostCenter=ops --snapshot-tag Team=db` and one copied tag.
     fn creates_with_user_tags() -> [Create; 2] {
         let user_tags: std::sync::Arc<[(String, String)]> = [
             ("CostCenter".to_owned(), "ops".to_owned()),

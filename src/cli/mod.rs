@@ -1021,8 +1021,8 @@ mod tests {
     fn a_bad_tag_is_a_one_line_usage_error_that_says_what_to_write() {
         assert_eq!(
             one_line(&["run", "--snapshot-tag", "Team"]),
-            "invalid value 'Team' for '--snapshot-tag <KEY=VALUE>': 'Team' has no value: write --tag \
-             KEY=VALUE, e.g. --tag CostCenter=ops (no spaces: EBSNAP_TAG separates tags by them)"
+            "invalid value 'Team' for '--snapshot-tag <KEY=VALUE>': 'Team' has no value: write --snapshot-tag \
+             KEY=VALUE, e.g. --snapshot-tag CostCenter=ops (no spaces: EBSNAP_SNAPSHOT_TAG separates tags by them)"
         );
         for args in [
             &["run", "--snapshot-tag", "ebsnap:job=x"][..],
@@ -1033,7 +1033,7 @@ mod tests {
         ] {
             let line = one_line(args);
             assert!(
-                line.contains("e.g. --tag CostCenter=ops"),
+                line.contains("e.g. --snapshot-tag CostCenter=ops"),
                 "{args:?}: {line}"
             );
             assert!(!line.contains('\n'), "{args:?}: {line}");

@@ -28,7 +28,7 @@ pub(crate) struct SnapshotSet {
     pub description: String,
     /// What CreateSnapshots tags every snapshot of the set with, in the
     /// call itself: the marker, instance and run id, and the user's tags
-    /// (`--tag`), so no snapshot exists a moment without them. The rest of
+    /// (`--snapshot-tag`), so no snapshot exists a moment without them. The rest of
     /// each snapshot's tags (`Create::tags`) follow in a CreateTags.
     pub tags: Vec<(String, String)>,
 }
@@ -97,9 +97,9 @@ pub(crate) struct Create {
 }
 
 /// A snapshot's tags, in the order they are sent: the contract's, then the
-/// user's (`--tag`: the same on every snapshot of the job, so one copy
+/// user's (`--snapshot-tag`: the same on every snapshot of the job, so one copy
 /// shared by the whole plan, and never dropped), then the ones copied from
-/// the source (`--copy-tags`) that fit.
+/// the source (`--inherit-tags`) that fit.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Tags {
     pub contract: Vec<(String, String)>,
@@ -122,7 +122,7 @@ impl Tags {
 }
 
 /// What every snapshot of one run shares beside its volume's own tags: the
-/// job (the marker), the run id, and the user's tags (`--tag`).
+/// job (the marker), the run id, and the user's tags (`--snapshot-tag`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunTags<'a> {
     pub job: &'a str,
@@ -132,7 +132,7 @@ pub(crate) struct RunTags<'a> {
 
 impl Create {
     /// The create of `volume_id` at `device` of an instance, its requests
-    /// finished: `copied` are the source's tags to copy (`--copy-tags`),
+    /// finished: `copied` are the source's tags to copy (`--inherit-tags`),
     /// `dropped` the keys of those that did not fit on the snapshot.
     pub(crate) fn new(
         instance_id: &str,

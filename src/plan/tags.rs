@@ -1,6 +1,6 @@
 //! The tags ebsnap puts on what it makes beside the contract's: which of
-//! the source's tags `--copy-tags` copies, and how many fit within EC2's
-//! limits beside ebsnap's own and the user's (`--tag`).
+//! the source's tags `--inherit-tags` copies, and how many fit within EC2's
+//! limits beside ebsnap's own and the user's (`--snapshot-tag`).
 
 use std::collections::BTreeMap;
 
@@ -34,9 +34,9 @@ pub(crate) fn fit_tags(
     (fit, dropped)
 }
 
-/// The tags `--copy-tags` puts on a volume's snapshot: the instance's and/or
+/// The tags `--inherit-tags` puts on a volume's snapshot: the instance's and/or
 /// the volume's (the volume's value wins), never `aws:` tags (reserved) nor
-/// the contract's own keys (ebsnap's tags win) nor the user's (`--tag`
+/// the contract's own keys (ebsnap's tags win) nor the user's (`--snapshot-tag`
 /// wins), sorted, and no more than fit beside the contract and the user's
 /// tags within EC2's limits. Returns them, and the keys of those that did
 /// not fit.

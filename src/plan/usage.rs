@@ -7,7 +7,7 @@ use crate::config::Policy;
 use crate::plan::tags::{CONTRACT_TAGS, CONTRACT_TAGS_ON_COPY};
 use crate::values::{DuplicateTagKey, MAX_TAGS};
 
-/// Refuses, before any call, the user's tags (`--tag`) that cannot all be
+/// Refuses, before any call, the user's tags (`--snapshot-tag`) that cannot all be
 /// on every snapshot: a key given twice, or more than fit beside ebsnap's
 /// own tags within EC2's 50 (beside the 7 of a copy with `--copy-to`).
 /// ebsnap's tags and the user's are never dropped; only copied ones are.
@@ -55,7 +55,7 @@ impl fmt::Display for UsageError {
                 let room = MAX_TAGS - own;
                 write!(
                     f,
-                    "{given} --tag tags and ebsnap's own {own} {on} are more than the {MAX_TAGS} tags EC2 allows: give at most {room} --tag"
+                    "{given} --snapshot-tag tags and ebsnap's own {own} {on} are more than the {MAX_TAGS} tags EC2 allows: give at most {room} --snapshot-tag"
                 )
             }
             UsageError::ArchiveWithoutLongTermRule => f.write_str(
@@ -100,8 +100,8 @@ mod tests {
         );
         assert_eq!(
             too_many.unwrap_err().to_string(),
-            "46 --tag tags and ebsnap's own 5 on a snapshot are more than the 50 tags \
-             EC2 allows: give at most 45 --tag"
+            "46 --snapshot-tag tags and ebsnap's own 5 on a snapshot are more than the 50 tags \
+             EC2 allows: give at most 45 --snapshot-tag"
         );
         // A copy carries 2 more of ebsnap's (where it came from).
         assert_eq!(check_user_tags(&user(43), true), Ok(()));
@@ -115,8 +115,8 @@ mod tests {
         );
         assert_eq!(
             too_many.unwrap_err().to_string(),
-            "44 --tag tags and ebsnap's own 7 on a --copy-to copy are more than the 50 \
-             tags EC2 allows: give at most 43 --tag"
+            "44 --snapshot-tag tags and ebsnap's own 7 on a --copy-to copy are more than the 50 \
+             tags EC2 allows: give at most 43 --snapshot-tag"
         );
         let twice = pairs(&[("Team", "db"), ("Team", "web")]);
         let err = check_user_tags(&twice, false).unwrap_err();
@@ -124,6 +124,6 @@ mod tests {
             matches!(&err, UsageError::DuplicateTag(d) if d.key == "Team"),
             "{err:?}"
         );
-        assert!(err.to_string().contains("--tag Team is given twice"));
+        assert!(err.to_string().contains("--snapshot-tag Team is given twice"));
     }
 }
