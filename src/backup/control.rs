@@ -77,6 +77,16 @@ impl Pacer {
         }
     }
 
+    /// How many calls the bucket lets through at once when full: as many
+    /// may be in flight without one waiting for a token.
+    pub(crate) fn burst(&self) -> usize {
+        let bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.capacity as usize
+    }
+
     /// Waits for this call's turn; `Err` with the reason when the run is
     /// stopped first.
     pub(crate) async fn acquire(&self, stop: &Stop) -> Result<(), String> {
@@ -450,6 +460,13 @@ mod tests {
         gates.settle("vol-b", true);
         assert!(gates.may_delete("vol-a").await);
         assert!(!gates.may_delete("vol-b").await);
+    }
+
+    #[test]
+    fn a_pacer_lets_its_burst_through_at_once() {
+        assert_eq!(Pacer::new(Bucket::for_rate(5.0)).burst(), 100);
+        assert_eq!(Pacer::new(Bucket::for_rate(1.0)).burst(), 20);
+        assert_eq!(Pacer::new(Bucket::for_rate(0.01)).burst(), 1);
     }
 
     #[test]

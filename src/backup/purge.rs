@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::LockState;
 use futures_util::{stream, StreamExt};
 use tokio::sync::Semaphore;
 
-use crate::aws::{dry_run_verdict, error_text, CallError, CallErrorKind, MAX_IN_FLIGHT};
+use crate::aws::{dry_run_verdict, error_text, CallError, CallErrorKind};
 use crate::backup::control::{Executor, VolumeGates};
 use crate::backup::retry::{classify_failure, no_retries, CallFailure};
 use crate::plan::Delete;
@@ -42,9 +42,12 @@ pub(crate) enum DeleteOutcome {
 /// the order of `deletes`. Each delete first waits at its volume's gate, for
 /// that volume's create in this run. The deletes of volumes without a create
 /// go first, then the others in the order their creates are sent, so a
-/// delete waiting at its gate seldom holds up one that could go. At most
-/// `MAX_IN_FLIGHT` deletes are sent at a time, and only `QUEUED` exist at
-/// once, however many the purge has.
+/// delete waiting at its gate seldom holds up one that could go. As many
+/// deletes are sent at a time as the delete bucket's burst lets through
+/// (100 at the default `--max-rate`: EC2's own burst), so a purge within the
+/// burst costs about one round trip, not one per handful; beyond it the
+/// bucket paces them. Only `QUEUED` more wait at their gates at once,
+/// however many the purge has.
 pub(crate) async fn delete_all(
     exec: &Executor,
     deletes: &[Delete],
@@ -52,7 +55,8 @@ pub(crate) async fn delete_all(
     gates: &VolumeGates,
 ) -> Vec<DeleteOutcome> {
     const QUEUED: usize = 64;
-    let in_flight = Semaphore::new(MAX_IN_FLIGHT);
+    let width = exec.delete_pacer.burst().max(1);
+    let in_flight = Semaphore::new(width);
     let order = delete_order(deletes, |volume| gates.create_rank(volume));
     let mut outcomes: Vec<Option<DeleteOutcome>> = vec![None; deletes.len()];
     let mut done = stream::iter(order)
@@ -67,7 +71,7 @@ pub(crate) async fn delete_all(
                 (index, delete_one(exec, delete, job).await)
             }
         })
-        .buffer_unordered(QUEUED);
+        .buffer_unordered(width + QUEUED);
     while let Some((index, outcome)) = done.next().await {
         outcomes[index] = Some(outcome);
     }
