@@ -15,7 +15,6 @@
 pub mod accounts;
 
 use std::error::Error as StdError;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 use aws_config::retry::RetryConfig;
@@ -27,9 +26,7 @@ use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
 use crate::config::AwsSettings;
-
-/// How long to wait for a TCP connection before giving up on an endpoint.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::timing;
 
 /// A region that could not be read (`list`, `check`), and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -58,24 +55,20 @@ pub(crate) const INSTANCE_PAGE_SIZE: i32 = 1000;
 /// range for MaxResults; 1000 is the largest other EC2 describes take.
 pub(crate) const TIER_STATUS_PAGE_SIZE: i32 = 1000;
 
-/// How long one attempt of a call may take before it counts as lost. A page
-/// of 1,000 snapshots takes a second or two; an endpoint that accepts
-/// connections but never answers must not hold a cron job for minutes.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long one call may take, all its retries included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
 /// Attempts per call for the SDK's own retries (creates retry in backup/retry.rs),
 /// unless the user chose theirs.
 const MAX_ATTEMPTS: u32 = 5;
 
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile`; `--endpoint-url` beside it.
+/// The timeouts are `timing`'s (5 s to connect, 15 s an attempt, 40 s a
+/// call), at the time scale.
 pub(crate) async fn load_shared_config(settings: &AwsSettings) -> Ec2Config {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
+            .connect_timeout(timing::scaled(timing::CONNECT_TIMEOUT))
+            .operation_attempt_timeout(timing::scaled(timing::ATTEMPT_TIMEOUT))
+            .operation_timeout(timing::scaled(timing::OPERATION_TIMEOUT))
             .build(),
     );
     if let Some(profile) = &settings.profile {
@@ -88,7 +81,12 @@ pub(crate) async fn load_shared_config(settings: &AwsSettings) -> Ec2Config {
     // that run side by side, queued calls past their 40 s operation timeout
     // under heavy throttling.
     if !user_sets_retries(settings.profile.as_deref()).await {
-        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        loader = loader.retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(timing::scaled(timing::SDK_RETRY_BACKOFF))
+                .with_max_backoff(timing::scaled(timing::SDK_RETRY_MAX_BACKOFF)),
+        );
     }
     Ec2Config {
         sdk: loader.load().await,
@@ -357,6 +355,19 @@ mod tests {
             enabled_regions(&client).await.unwrap(),
             ["eu-west-1", "us-east-1"]
         );
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_never_answers_is_given_up_on_within_a_minute() {
+        // 5 s to connect, 15 s an attempt, 40 s a call with its retries (at
+        // the time scale, 1 here): a silent endpoint never holds a cron job
+        // for minutes.
+        let shared = load_shared_config(&AwsSettings::default()).await;
+        let timeouts = shared.sdk.timeout_config().expect("timeouts are set");
+        let s = std::time::Duration::from_secs;
+        assert_eq!(timeouts.connect_timeout(), Some(s(5)));
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(s(15)));
+        assert_eq!(timeouts.operation_timeout(), Some(s(40)));
     }
 
     #[test]
