@@ -5,13 +5,20 @@
 //! The time scale is 1: the durations below are the ones ebsnap waits, as
 //! the README documents them. `EBSNAP_TIME_SCALE` sets another (a whole
 //! number, 1 to 1000). It exists for ebsnap's own test suite, which runs
-//! EC2's waits in its EC2 twin and ebsnap's own (attempt and operation
-//! timeouts, retry delays, polls, `--timeout`, `--wait-timeout`) that many
-//! times faster, so the same scenarios take minutes, not hours; it is not
-//! documented for users and changes nothing else. It scales waits only:
-//! every message that names a duration names the unscaled one a user
-//! reads in the README or typed, and `--hook-timeout` is not scaled (hooks
-//! run programs on the host, at the host's speed).
+//! EC2's waits in its EC2 twin, and ebsnap's own (retry delays, the settle
+//! window, polls, the pacing buckets' refill, `--timeout`, `--wait-timeout`),
+//! that many times faster, so the same scenarios take minutes, not hours;
+//! it is not documented for users and changes nothing else.
+//!
+//! It scales waits only, the durations both sides of a test keep by the
+//! same clock. Every message that names a duration names the unscaled one
+//! a user reads in the README or typed. Not scaled:
+//! - the timeouts of a call (`CONNECT_TIMEOUT`, `ATTEMPT_TIMEOUT`,
+//!   `OPERATION_TIMEOUT`): they bound how long the other side takes to
+//!   answer, and the test suite's emulator answers in real time, however
+//!   fast its machine is; scaled, they would fail a call the emulator is
+//!   merely slow to answer on a busy machine;
+//! - `--hook-timeout`: hooks run programs on the host, at the host's speed.
 
 use std::future::Future;
 use std::sync::OnceLock;

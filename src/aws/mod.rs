@@ -61,16 +61,8 @@ const MAX_ATTEMPTS: u32 = 5;
 
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile`; `--endpoint-url` beside it.
-/// The timeouts are `timing`'s (5 s to connect, 15 s an attempt, 40 s a
-/// call), at the time scale.
 pub(crate) async fn load_shared_config(settings: &AwsSettings) -> Ec2Config {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(timing::scaled(timing::CONNECT_TIMEOUT))
-            .operation_attempt_timeout(timing::scaled(timing::ATTEMPT_TIMEOUT))
-            .operation_timeout(timing::scaled(timing::OPERATION_TIMEOUT))
-            .build(),
-    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
@@ -92,6 +84,16 @@ pub(crate) async fn load_shared_config(settings: &AwsSettings) -> Ec2Config {
         sdk: loader.load().await,
         endpoint_url: settings.endpoint_url.clone(),
     }
+}
+
+/// Every call's timeouts: `timing`'s (5 s to connect, 15 s an attempt,
+/// 40 s a call with its retries), never scaled (see `timing`).
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(timing::CONNECT_TIMEOUT)
+        .operation_attempt_timeout(timing::ATTEMPT_TIMEOUT)
+        .operation_timeout(timing::OPERATION_TIMEOUT)
+        .build()
 }
 
 /// The settings the SDK reads its retries from, by precedence (AWS SDKs and
@@ -357,13 +359,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_endpoint_that_never_answers_is_given_up_on_within_a_minute() {
-        // 5 s to connect, 15 s an attempt, 40 s a call with its retries (at
-        // the time scale, 1 here): a silent endpoint never holds a cron job
-        // for minutes.
-        let shared = load_shared_config(&AwsSettings::default()).await;
-        let timeouts = shared.sdk.timeout_config().expect("timeouts are set");
+    #[test]
+    fn an_endpoint_that_never_answers_is_given_up_on_within_a_minute() {
+        // 5 s to connect, 15 s an attempt, 40 s a call with its retries: a
+        // silent endpoint never holds a cron job for minutes.
+        let timeouts = timeouts();
         let s = std::time::Duration::from_secs;
         assert_eq!(timeouts.connect_timeout(), Some(s(5)));
         assert_eq!(timeouts.operation_attempt_timeout(), Some(s(15)));

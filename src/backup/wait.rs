@@ -290,7 +290,7 @@ mod tests {
         Stop::new(Duration::from_secs(3600))
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_interrupt_ends_the_wait_and_fails_what_is_still_pending() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -326,7 +326,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_snapshot_ec2_does_not_show_holds_up_none_of_the_others() {
         // Asked by filter, EC2 leaves out the id it does not know (yet, or
         // any more) instead of failing the whole describe.
@@ -349,9 +349,9 @@ mod tests {
             &client,
             &ids(&["snap-here", "snap-gone"]),
             Polling {
-                timeout: Duration::from_secs(60),
-                interval: Duration::from_millis(5),
-                gone_after: Duration::from_millis(20),
+                timeout: Duration::from_secs(3600),
+                interval: SNAPSHOT_POLL,
+                gone_after: GONE_AFTER,
             },
             &ProgressBar::hidden(),
             true,
@@ -427,7 +427,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn pending_then_completed() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -448,8 +448,8 @@ mod tests {
             &client,
             &ids(&["snap-1", "snap-2"]),
             Polling {
-                timeout: Duration::from_secs(60),
-                interval: Duration::from_millis(1),
+                timeout: Duration::from_secs(3600),
+                interval: SNAPSHOT_POLL,
                 gone_after: GONE_AFTER,
             },
             &bar,
@@ -468,7 +468,7 @@ mod tests {
         assert_eq!(bar.position(), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_snapshot_that_ends_in_error_fails_with_ec2s_reason() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -481,8 +481,8 @@ mod tests {
             &client,
             &ids(&["snap-1"]),
             Polling {
-                timeout: Duration::from_secs(60),
-                interval: Duration::from_millis(1),
+                timeout: Duration::from_secs(3600),
+                interval: SNAPSHOT_POLL,
                 gone_after: GONE_AFTER,
             },
             &ProgressBar::hidden(),
@@ -499,7 +499,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_snapshot_still_pending_at_the_timeout_says_how_far_it_got() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -512,8 +512,8 @@ mod tests {
             &client,
             &ids(&["snap-1"]),
             Polling {
-                timeout: Duration::from_millis(30),
-                interval: Duration::from_millis(5),
+                timeout: Duration::from_secs(60),
+                interval: SNAPSHOT_POLL,
                 gone_after: GONE_AFTER,
             },
             &ProgressBar::hidden(),

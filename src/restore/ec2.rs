@@ -588,7 +588,7 @@ mod tests {
             .build()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_archived_snapshot_is_restored_for_7_days_and_only_its_restore_is_watched() {
         use StorageTier::{Archive, Standard};
         // An earlier restore failed (at 500); this one starts at 1000.
@@ -621,7 +621,7 @@ mod tests {
         assert_eq!(back.num_calls(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_restore_already_under_way_is_waited_for_not_asked_again() {
         let under_way = mock!(Client::describe_snapshot_tier_status).then_output(|| {
             status(
@@ -650,7 +650,7 @@ mod tests {
         assert_eq!(restore.num_calls(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_dry_run_always_asks_for_the_permission() {
         let under_way = mock!(Client::describe_snapshot_tier_status).then_output(|| {
             status(

@@ -1728,16 +1728,23 @@ mod twin_probes {
             matches!(err, aws_sdk_ec2::error::SdkError::TimeoutError(_)),
             "{err:?}"
         );
-        // EC2 carries it out all the same, once held.
-        proxy.wait_for(
-            "the held create forwarded",
-            Duration::from_secs(60),
-            |records| {
-                records
+        // EC2 carries it out all the same, once the client gave up on it:
+        // the client closes the connection as its runtime runs on.
+        let forwarded = emu.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
+                let records = proxy.records();
+                if records
                     .iter()
                     .any(|r| r.action == "CreateSnapshot" && r.forwarded)
-            },
-        );
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        });
+        assert!(forwarded, "the held create forwarded\n{}", proxy.log());
         let record = last(&proxy, "CreateSnapshot");
         assert!(
             twin_note(&record).contains("held until the client gave up on it (slow create)"),

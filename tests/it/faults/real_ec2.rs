@@ -178,6 +178,12 @@ fn a_create_carried_out_after_its_attempt_timed_out_makes_no_duplicate() {
     for mode in MODES {
         let plan = |twin: FaultPlan| twin.consistency_window(WINDOW).slow_creates_first(1);
         clean_run_under(mode, &[], plan, |proxy, ctx| {
+            let held = proxy.records().into_iter().any(|r| {
+                r.twin
+                    .as_deref()
+                    .is_some_and(|t| t.contains("held until the client gave up on it"))
+            });
+            assert!(held, "ebsnap gave up on the held create\n{ctx}");
             let calls = creates_per_resource(proxy, create_action(mode));
             assert!(
                 calls.values().all(|&n| n == 1),
