@@ -98,14 +98,6 @@ fn archive_retry<T>(failure: CallFailure, reason: String) -> Attempt<T, String> 
     }
 }
 
-/// The end of an archive call's retries, as one reason.
-fn gave_up_reason(gave_up: GaveUp<String>) -> String {
-    match gave_up {
-        GaveUp::Failed(reason) | GaveUp::Stopped(None, reason) => reason,
-        GaveUp::Stopped(Some(reason), stopped) => format!("{reason}; then {stopped}"),
-    }
-}
-
 /// Tags `ids` (one CreateTags), retried by ebsnap through the CreateTags
 /// bucket; a dry run asks once.
 async fn tag(exec: &Executor, ids: &[&str], asked_at: &str) -> Result<(), String> {
@@ -129,7 +121,7 @@ async fn tag(exec: &Executor, ids: &[&str], asked_at: &str) -> Result<(), String
         }
     })
     .await;
-    tagged.unwrap_or_else(|gave_up| Err(gave_up_reason(gave_up)))
+    tagged.unwrap_or_else(|gave_up| Err(gave_up.reason()))
 }
 
 /// One ModifySnapshotTier, retried by ebsnap through the archive bucket
@@ -178,7 +170,7 @@ async fn archive_one(exec: &Executor, id: &str) -> ArchiveOutcome {
             ArchiveOutcome::Requested
         }
         Err(gave_up) => ArchiveOutcome::Failed {
-            reason: gave_up_reason(gave_up),
+            reason: gave_up.reason(),
         },
     }
 }

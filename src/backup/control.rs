@@ -319,14 +319,17 @@ pub(crate) struct Executor {
     pub delete_pacer: Pacer,
     /// CreateTags has a bucket of its own (100 burst, 10 a second).
     pub tag_pacer: Pacer,
-    /// ModifySnapshotTier has a bucket of its own, the size of the create
-    /// and delete buckets. "Request throttling for the Amazon EC2 API"
+    /// ModifySnapshotTier has a bucket of its own. "Request throttling for
+    /// the Amazon EC2 API"
     /// (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html)
-    /// names no bucket of its own for ModifySnapshotTier among the specific
-    /// actions, so it falls in the mutating actions' category, whose bucket
-    /// (200 burst, 5 a second) is as large as CreateSnapshot's or larger:
-    /// `Bucket::for_rate(--max-rate)` keeps inside it, and apart from the
-    /// delete bucket, an archive no longer slows the purge's deletes.
+    /// meters each action in a bucket of its own, but documents no figure
+    /// for ModifySnapshotTier that ebsnap could find, so it is given the
+    /// size of the snapshot actions' buckets it does document
+    /// (CreateSnapshot, DeleteSnapshot: 100 burst, 5 a second), scaled by
+    /// `--max-rate` like them; no action that changes the account is
+    /// documented with a smaller one. Apart from the delete bucket it used
+    /// to share, an archive no longer holds up the purge's deletes, nor
+    /// they it.
     pub archive_pacer: Pacer,
     /// `--per-volume`: one CreateSnapshot per volume instead of one
     /// CreateSnapshots per instance.

@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 
 use crate::aws::{dry_run_verdict, error_text, MAX_IN_FLIGHT};
 use crate::backup::control::{Executor, VolumeGates};
-use crate::backup::retry::{classify_failure, no_retries, retry, Attempt, Backoff, CallFailure, GaveUp};
+use crate::backup::retry::{classify_failure, no_retries, retry, Attempt, Backoff, CallFailure};
 use crate::plan::Delete;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,15 +157,9 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
         Attempt::Failed(reason)
     })
     .await;
-    match tried {
-        Ok(outcome) => outcome,
-        Err(GaveUp::Failed(reason) | GaveUp::Stopped(None, reason)) => {
-            DeleteOutcome::Failed { reason }
-        }
-        Err(GaveUp::Stopped(Some(reason), stopped)) => DeleteOutcome::Failed {
-            reason: format!("{reason}; then {stopped}"),
-        },
-    }
+    tried.unwrap_or_else(|gave_up| DeleteOutcome::Failed {
+        reason: gave_up.reason(),
+    })
 }
 
 /// Whether `snapshot_id` is locked (EBS User Guide, "Amazon EBS snapshot

@@ -118,6 +118,16 @@ pub(crate) enum GaveUp<F> {
     Stopped(Option<F>, String),
 }
 
+impl GaveUp<String> {
+    /// Why, in one line: the last failure, and the stop that came after it.
+    pub(crate) fn reason(self) -> String {
+        match self {
+            GaveUp::Failed(reason) | GaveUp::Stopped(None, reason) => reason,
+            GaveUp::Stopped(Some(reason), stopped) => format!("{reason}; then {stopped}"),
+        }
+    }
+}
+
 /// Where the retry loop takes its turns and its timings from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Retries<'a> {

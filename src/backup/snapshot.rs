@@ -388,10 +388,7 @@ async fn tag_snapshot(
         }
     })
     .await;
-    tagged.map_err(|gave_up| match gave_up {
-        GaveUp::Failed(reason) | GaveUp::Stopped(None, reason) => reason,
-        GaveUp::Stopped(Some(reason), stopped) => format!("{reason}; then {stopped}"),
-    })
+    tagged.map_err(GaveUp::reason)
 }
 
 async fn create_one(exec: &Executor, create: &Create, job: &str, run_id: &str) -> CreateOutcome {
