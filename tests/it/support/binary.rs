@@ -206,10 +206,6 @@ impl RunningEbsnap {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
-    pub fn has_exited(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait ebsnap").is_some()
-    }
-
     /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
