@@ -247,7 +247,10 @@ mod tests {
     }
 
     /// The instants (since the start) at which a poll looked.
-    async fn looks(plan: PollPlan<impl Iterator<Item = Duration>>, answer_at: usize) -> (Vec<Duration>, Result<usize, PollEnd>) {
+    async fn looks(
+        plan: PollPlan<impl Iterator<Item = Duration>>,
+        answer_at: usize,
+    ) -> (Vec<Duration>, Result<usize, PollEnd>) {
         let start = Instant::now();
         let seen = RefCell::new(Vec::new());
         let end = poll(plan, &Uninterrupted, async |_| {

@@ -93,7 +93,9 @@ async fn tag_all(exec: &Executor, ids: &[&str], asked_at: &str) -> Vec<Result<()
 /// over, so they go through the buckets). Anything else is its outcome.
 fn archive_retry<T>(failure: CallFailure, reason: String) -> Attempt<T, String> {
     match failure {
-        CallFailure::Throttled | CallFailure::MaybeApplied => Attempt::Retry(Backoff::Standard, reason),
+        CallFailure::Throttled | CallFailure::MaybeApplied => {
+            Attempt::Retry(Backoff::Standard, reason)
+        }
         _ => Attempt::Failed(reason),
     }
 }

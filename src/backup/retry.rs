@@ -327,7 +327,10 @@ async fn look_until_settled(
             Ok(found) => found_last = Some(found),
             Err(reason) => failed_last = reason,
         }
-        tracing::info!(resource = lookup.1, "not found yet: EC2's describes may lag");
+        tracing::info!(
+            resource = lookup.1,
+            "not found yet: EC2's describes may lag"
+        );
         None
     })
     .await;
@@ -439,7 +442,11 @@ mod tests {
         // The settle window is not counted in attempts: a throttle after it
         // still gets its retry... within the attempts left.
         let (at, end) = attempts_at(how(&pacer, &stop), |n| {
-            Some(if n <= 3 { Backoff::Settle } else { Backoff::Standard })
+            Some(if n <= 3 {
+                Backoff::Settle
+            } else {
+                Backoff::Standard
+            })
         })
         .await;
         assert_eq!(at, [0, 1, 3, 7, 15, 31]);
@@ -464,10 +471,8 @@ mod tests {
         let stop = Stop::new(Duration::from_secs(100_000));
         // A call that took the only token just now.
         pacer.acquire(&stop).await.unwrap();
-        let (at, _) = attempts_at(how(&pacer, &stop), |n| {
-            (n < 3).then_some(Backoff::Standard)
-        })
-        .await;
+        let (at, _) =
+            attempts_at(how(&pacer, &stop), |n| (n < 3).then_some(Backoff::Standard)).await;
         assert_eq!(at, [1, 2, 4]);
     }
 

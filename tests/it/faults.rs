@@ -1133,10 +1133,7 @@ fn an_endpoint_that_accepts_but_never_answers_exits_2_within_a_minute() {
     // The kernel accepts the connections (backlog); nobody ever reads or answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
-    let run = emu
-        .ebsnap_cmd(&["run"])
-        .env("AWS_ENDPOINT_URL", &url)
-        .run();
+    let run = emu.ebsnap_cmd(&["run"]).env("AWS_ENDPOINT_URL", &url).run();
     run.assert_exit(2);
     // Given up by its own operation timeout, within the minute.
     assert!(

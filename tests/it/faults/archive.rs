@@ -36,7 +36,9 @@ fn code<E: ProvideErrorMetadata + std::fmt::Debug>(
     )
 }
 
-/// ModifySnapshotTier of `id` to the archive tier, through `client`.
+/// ModifySnapshotTier of `id` to the archive tier, through `client`: the
+/// SDK's own result, whose error is large.
+#[allow(clippy::result_large_err)]
 fn modify_tier(
     emu: &Emulator,
     client: &aws_sdk_ec2::Client,

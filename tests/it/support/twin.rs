@@ -44,9 +44,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{
-    ec2_error_response, form_encode, forward_upstream, header, http_request, http_response,
-    scaled, Emulator, Fault, FaultPlan, FaultProxy, HttpRequest, ProxyRecord, ProxyShared,
-    UpstreamAnswer, ACCOUNT_ID,
+    ec2_error_response, form_encode, forward_upstream, header, http_request, http_response, scaled,
+    Emulator, Fault, FaultPlan, FaultProxy, HttpRequest, ProxyRecord, ProxyShared, UpstreamAnswer,
+    ACCOUNT_ID,
 };
 
 /// EC2 refuses a second CreateSnapshot of a volume within this long of the
@@ -886,10 +886,14 @@ impl ProxyShared {
             // Ok(0): the client closed its end. Data or a timeout: it waits.
             match client.peek(&mut [0u8; 1]) {
                 Ok(0) => break true,
-                Err(e) if !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => break true,
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break true
+                }
                 _ if Instant::now() >= until => break false,
                 Ok(_) => std::thread::sleep(Duration::from_millis(20)),
                 Err(_) => {}

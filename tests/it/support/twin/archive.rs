@@ -602,10 +602,7 @@ impl ProxyShared {
         self.plan
             .twin
             .state_of(id, volume)
-            .or_else(|| {
-                book.pending(id, self.twin.clock.now())
-                    .then_some("pending")
-            })
+            .or_else(|| book.pending(id, self.twin.clock.now()).then_some("pending"))
             .map(String::from)
             .or_else(|| top_level_value(item, "status").map(String::from))
             .unwrap_or_default()
