@@ -44,7 +44,7 @@
 //! | `retention.rs` | calendar retention (`--keep-last`, `--keep-hourly` ... `--keep-yearly`, `--timezone`): the periods in the job's timezone, and which rule keeps each of a volume's backups, fed newest first. Pure, and asked by the plan |
 //! | `backup/mod.rs` | the backup job (`run`, `snapshot`, `purge`): `run` starts every unit at once, and `run_region` does one unit's discover, plan and execute, with the snapshot and purge steps overlapped per volume |
 //! | `backup/control.rs` | pacing: token buckets per unit, kept inside EC2's own (100 calls of burst, then `--max-rate`, 5 a second by default), so ebsnap does not lean on `RequestLimitExceeded`. The per-volume gates that let a volume's deletes follow its create. The run's stop signal: SIGINT/SIGTERM and `--timeout`, after which nothing new starts. The retry timings (`RetryTiming`: 6 attempts, 1 s doubling up to 60 s; 15 s for a busy volume; 30 s of settling while EC2's describes lag), held by each region's `Executor` with its client, buckets and stop |
-//! | `backup/retry.rs` | one home for retries and failure classes: which failures are tried again (throttled, a lost answer, a busy volume, EC2 not showing a new snapshot yet), and `create_with_retries`, paced and timed by control.rs. A call with no client token is retried only after a look for what this run already made, so a lost answer never makes a duplicate (safety rule 7). The SDK retries none of these calls, because its retries would go round the buckets |
+//! | `backup/retry.rs` | one home for retries and failure classes: which failures are tried again (throttled, a lost answer, a busy volume, EC2 not showing a new snapshot yet), the one retry loop every step uses (`retry`: creates, deletes, tags, archives, each attempt paced by control.rs's buckets and timed by its `RetryTiming`), and `create_with_retries` on top of it. A call with no client token is retried only after a look for what this run already made, so a lost answer never makes a duplicate (safety rule 7). The SDK retries none of these calls, because its retries would go round the buckets |
 //! | `backup/snapshot.rs` | carries out the plan's creates. In the default mode it sends one CreateSnapshots per instance, so all of the instance's selected volumes are at one instant. The marker, instance and run id, and the user's `--snapshot-tag` tags, go in that call, and then one CreateTags per snapshot adds the device, `Name` and copied tags. With `--per-volume` it sends one CreateSnapshot per volume, with all the tags in the call, and the volumes are not at one instant. The pre-hook and post-hook run around each instance's set |
 //! | `backup/purge.rs` | carries out the plan's deletes, checking the job's marker again before each one. A snapshot already gone counts as deleted. A snapshot an AMI uses, or one that is locked, is kept and reported |
 //! | `backup/archive.rs` | `--archive-after`: tags the planned snapshots `ebsnap:archived-at` (100 a CreateTags), then sends each to the archive tier (ModifySnapshotTier); a refusal of one already on its way (DescribeSnapshotTierStatus) counts as done |
@@ -63,6 +63,7 @@
 //! | `metrics.rs` | the Prometheus textfile (`--metrics-file`) of `run`, `snapshot`, `purge` and `check`: gauges named by the book, the job as `ebsnap_job`, per-volume timestamps, failures by action; written atomically, 0644, under a lock shared by the jobs that write one file |
 //! | `iam.rs` | the least-privilege policy `ebsnap iam-policy` prints. `examples/iam-policy.json` is its output for the default job, and a test keeps the two identical |
 //! | `lock.rs` | the cron lock: one run per job per host |
+//! | `timing.rs` | every duration ebsnap waits for or gives up after (timeouts, retry delays, the settle window, polls), and the one way it waits: on tokio's clock, divided by the time scale, 1 unless the test suite's hidden `EBSNAP_TIME_SCALE` says otherwise. Also the one polling loop (`poll`), used by `--wait`, the look after a lost answer and restore's waits |
 //! | `memory.rs` | memory tuning: glibc's allocator settings that keep a run's peak small, and no-ops elsewhere |
 //!
 //! # Tests
@@ -189,4 +190,5 @@ pub mod notice;
 mod plan;
 pub mod restore;
 mod retention;
+pub mod timing;
 pub mod values;

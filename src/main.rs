@@ -61,6 +61,7 @@ fn parse_cli() -> Cli {
 }
 
 fn run(config: &Config) -> anyhow::Result<ExitStatus> {
+    ebsnap::timing::init()?;
     let now = chrono::Utc::now();
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()

@@ -20,6 +20,7 @@ import os, re, sys
 # its rendering and the command itself.
 LAYERS = {
     "values": 0, "exit": 0, "notice": 0, "memory": 0, "lock": 0, "inventory": 0,
+    "timing": 0,
     "cli::groups": 1, "cli": 1, "cli::reference": 1, "iam": 1,
     "config": 2,
     "aws::codes": 0, "aws": 3, "aws::accounts": 4,

@@ -16,7 +16,6 @@ pub mod accounts;
 pub(crate) mod codes;
 
 use std::error::Error as StdError;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 use aws_config::retry::RetryConfig;
@@ -29,10 +28,8 @@ use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
 use crate::config::AwsSettings;
+use crate::timing;
 use codes::Ec2Code;
-
-/// How long to wait for a TCP connection before giving up on an endpoint.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A region that could not be read (`list`, `check`), and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -61,12 +58,6 @@ pub(crate) const INSTANCE_PAGE_SIZE: i32 = 1000;
 /// range for MaxResults; 1000 is the largest other EC2 describes take.
 pub(crate) const TIER_STATUS_PAGE_SIZE: i32 = 1000;
 
-/// How long one attempt of a call may take before it counts as lost. A page
-/// of 1,000 snapshots takes a second or two; an endpoint that accepts
-/// connections but never answers must not hold a cron job for minutes.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long one call may take, all its retries included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
 /// Attempts per call for the SDK's own retries (creates retry in backup/retry.rs),
 /// unless the user chose theirs.
 const MAX_ATTEMPTS: u32 = 5;
@@ -74,13 +65,7 @@ const MAX_ATTEMPTS: u32 = 5;
 /// The shared configuration, loaded once: credentials and settings from the
 /// standard chain, overridden by `--profile`; `--endpoint-url` beside it.
 pub(crate) async fn load_shared_config(settings: &AwsSettings) -> Ec2Config {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
-            .build(),
-    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
@@ -91,12 +76,27 @@ pub(crate) async fn load_shared_config(settings: &AwsSettings) -> Ec2Config {
     // that run side by side, queued calls past their 40 s operation timeout
     // under heavy throttling.
     if !user_sets_retries(settings.profile.as_deref()).await {
-        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        loader = loader.retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(timing::scaled(timing::SDK_RETRY_BACKOFF))
+                .with_max_backoff(timing::scaled(timing::SDK_RETRY_MAX_BACKOFF)),
+        );
     }
     Ec2Config {
         sdk: loader.load().await,
         endpoint_url: settings.endpoint_url.clone(),
     }
+}
+
+/// Every call's timeouts: `timing`'s (5 s to connect, 15 s an attempt,
+/// 40 s a call with its retries), never scaled (see `timing`).
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(timing::CONNECT_TIMEOUT)
+        .operation_attempt_timeout(timing::ATTEMPT_TIMEOUT)
+        .operation_timeout(timing::OPERATION_TIMEOUT)
+        .build()
 }
 
 /// The settings the SDK reads its retries from, by precedence (AWS SDKs and
@@ -428,6 +428,17 @@ mod tests {
             enabled_regions(&client).await.unwrap(),
             ["eu-west-1", "us-east-1"]
         );
+    }
+
+    #[test]
+    fn an_endpoint_that_never_answers_is_given_up_on_within_a_minute() {
+        // 5 s to connect, 15 s an attempt, 40 s a call with its retries: a
+        // silent endpoint never holds a cron job for minutes.
+        let timeouts = timeouts();
+        let s = std::time::Duration::from_secs;
+        assert_eq!(timeouts.connect_timeout(), Some(s(5)));
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(s(15)));
+        assert_eq!(timeouts.operation_timeout(), Some(s(40)));
     }
 
     #[test]

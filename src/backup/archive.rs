@@ -10,6 +10,10 @@
 //! reference names no error codes of its own; a second request for a
 //! snapshot already on its way answers with a refusal, which ebsnap
 //! recognises by asking DescribeSnapshotTierStatus, not by the code.
+//!
+//! Both calls are retried by ebsnap (`retry`), not the SDK, like every call
+//! that changes the account: the tags through the CreateTags bucket, the
+//! archives through a bucket of their own (`Executor::archive_pacer`).
 
 use aws_sdk_ec2::types::{TargetStorageTier, TieringOperationStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -18,6 +22,7 @@ use futures_util::{stream, StreamExt};
 use crate::aws::codes::Ec2Code;
 use crate::aws::{dry_run_verdict, ec2_tags, error_text, CallError, MAX_IN_FLIGHT};
 use crate::backup::control::Executor;
+use crate::backup::retry::{failure_of, no_retries, retry, Attempt, Backoff, CallFailure, GaveUp};
 use crate::discovery::snapshot_tier_status;
 use crate::inventory::TAG_ARCHIVED_AT;
 use crate::plan::Archive;
@@ -83,58 +88,91 @@ async fn tag_all(exec: &Executor, ids: &[&str], asked_at: &str) -> Vec<Result<()
     results
 }
 
-async fn tag(exec: &Executor, ids: &[&str], asked_at: &str) -> Result<(), String> {
-    exec.tag_pacer.acquire(&exec.stop).await?;
-    let tagged = exec
-        .client
-        .create_tags()
-        .set_resources(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
-        .set_tags(Some(ec2_tags([(TAG_ARCHIVED_AT, asked_at)])))
-        .dry_run(exec.dry_run)
-        .send()
-        .await;
-    if exec.dry_run {
-        dry_run_verdict(tagged)
-    } else {
-        tagged.map(|_| ()).map_err(|err| error_text(&err))
+/// Whether a failed archive call is tried again: throttled, or its answer
+/// lost (the classes the SDK's own retries covered before ebsnap took them
+/// over, so they go through the buckets). Anything else is its outcome.
+fn archive_retry<T>(failure: CallFailure, reason: String) -> Attempt<T, String> {
+    match failure {
+        CallFailure::Throttled | CallFailure::MaybeApplied => {
+            Attempt::Retry(Backoff::Standard, reason)
+        }
+        _ => Attempt::Failed(reason),
     }
 }
 
+/// Tags `ids` (one CreateTags), retried by ebsnap through the CreateTags
+/// bucket; a dry run asks once.
+async fn tag(exec: &Executor, ids: &[&str], asked_at: &str) -> Result<(), String> {
+    let tagged = retry(exec.retries(&exec.tag_pacer), async |_| {
+        let tagged = exec
+            .client
+            .create_tags()
+            .set_resources(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
+            .set_tags(Some(ec2_tags([(TAG_ARCHIVED_AT, asked_at)])))
+            .dry_run(exec.dry_run)
+            .customize()
+            .config_override(no_retries())
+            .send()
+            .await;
+        if exec.dry_run {
+            return Attempt::Done(dry_run_verdict(tagged));
+        }
+        match tagged {
+            Ok(_) => Attempt::Done(Ok(())),
+            Err(err) => archive_retry(failure_of(&err), error_text(&err)),
+        }
+    })
+    .await;
+    tagged.unwrap_or_else(|gave_up| Err(gave_up.reason()))
+}
+
+/// One ModifySnapshotTier, retried by ebsnap through the archive bucket
+/// (`Executor::archive_pacer`); a dry run asks once.
 async fn archive_one(exec: &Executor, id: &str) -> ArchiveOutcome {
     let dry_run = exec.dry_run;
-    if let Err(reason) = exec.delete_pacer.acquire(&exec.stop).await {
-        return ArchiveOutcome::Failed { reason };
-    }
-    let result = exec
-        .client
-        .modify_snapshot_tier()
-        .snapshot_id(id)
-        .storage_tier(TargetStorageTier::Archive)
-        .dry_run(dry_run)
-        .send()
-        .await;
-    if dry_run {
-        return match dry_run_verdict(result) {
-            Ok(()) => ArchiveOutcome::Allowed,
-            Err(reason) => ArchiveOutcome::Failed { reason },
-        };
-    }
-    match result {
-        Ok(_) => {
-            tracing::info!(snapshot = id, "archiving snapshot");
-            ArchiveOutcome::Requested
+    // Whether EC2 refused the caller, rather than the request.
+    let mut unauthorized = false;
+    let tried = retry(exec.retries(&exec.archive_pacer), async |_| {
+        let result = exec
+            .client
+            .modify_snapshot_tier()
+            .snapshot_id(id)
+            .storage_tier(TargetStorageTier::Archive)
+            .dry_run(dry_run)
+            .customize()
+            .config_override(no_retries())
+            .send()
+            .await;
+        if dry_run {
+            return Attempt::Done(match dry_run_verdict(result) {
+                Ok(()) => ArchiveOutcome::Allowed,
+                Err(reason) => ArchiveOutcome::Failed { reason },
+            });
         }
-        // The SDK retries a lost answer; its retry then finds the archive
-        // under way and is refused. Ask EC2 what it is doing with it.
-        Err(err)
-            if CallError::new(&err).code != Some(Ec2Code::UnauthorizedOperation)
-                && archival_under_way(exec, id).await =>
-        {
+        match result {
+            Ok(_) => {
+                tracing::info!(snapshot = id, "archiving snapshot");
+                Attempt::Done(ArchiveOutcome::Requested)
+            }
+            Err(err) => {
+                unauthorized = CallError::new(&err).code == Some(Ec2Code::UnauthorizedOperation);
+                archive_retry(failure_of(&err), error_text(&err))
+            }
+        }
+    })
+    .await;
+    match tried {
+        Ok(outcome) => outcome,
+        // Stopped before any attempt: nothing was asked.
+        Err(GaveUp::Stopped(None, reason)) => ArchiveOutcome::Failed { reason },
+        // A retry after a lost answer finds the archive under way and is
+        // refused: ask EC2 what it is doing with it.
+        Err(_) if !unauthorized && archival_under_way(exec, id).await => {
             tracing::info!(snapshot = id, "archive already under way");
             ArchiveOutcome::Requested
         }
-        Err(err) => ArchiveOutcome::Failed {
-            reason: error_text(&err),
+        Err(gave_up) => ArchiveOutcome::Failed {
+            reason: gave_up.reason(),
         },
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 
 use crate::aws::{dry_run_verdict, error_text, CallError, CallErrorKind};
 use crate::backup::control::{Executor, VolumeGates};
-use crate::backup::retry::{classify_failure, no_retries, CallFailure};
+use crate::backup::retry::{classify_failure, no_retries, retry, Attempt, Backoff, CallFailure};
 use crate::plan::Delete;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +93,10 @@ pub(crate) fn delete_order(
     order
 }
 
-/// One delete. Retried by ebsnap itself, each attempt paced like the first,
-/// so a throttled call never jumps the queue. A retry after a lost answer is
-/// safe: one that finds the snapshot gone counts as deleted (safety rule 7).
+/// One delete. Retried by ebsnap itself (`retry`), each attempt paced like
+/// the first, so a throttled call never jumps the queue. A retry after a
+/// lost answer is safe: one that finds the snapshot gone counts as deleted
+/// (safety rule 7).
 async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcome {
     let snapshot = &delete.snapshot;
     if !snapshot.is_marked_for(job) {
@@ -104,12 +105,7 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
         };
     }
     let dry_run = exec.dry_run;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        if let Err(reason) = exec.delete_pacer.acquire(&exec.stop).await {
-            return DeleteOutcome::Failed { reason };
-        }
+    let tried = retry(exec.retries(&exec.delete_pacer), async |attempt| {
         let result = exec
             .client
             .delete_snapshot()
@@ -120,56 +116,51 @@ async fn delete_one(exec: &Executor, delete: &Delete, job: &str) -> DeleteOutcom
             .send()
             .await;
         if dry_run {
-            return match dry_run_verdict(result) {
+            return Attempt::Done(match dry_run_verdict(result) {
                 Ok(()) => DeleteOutcome::Allowed,
                 Err(reason) => DeleteOutcome::Failed { reason },
-            };
+            });
         }
         let err = match result {
             Ok(_) => {
                 tracing::info!(snapshot = %snapshot.id, "deleted snapshot");
-                return DeleteOutcome::Deleted;
+                return Attempt::Done(DeleteOutcome::Deleted);
             }
             Err(err) => err,
         };
         let call = CallError::new(&err);
         match call.kind {
-            CallErrorKind::NotFound => return DeleteOutcome::AlreadyGone,
+            CallErrorKind::NotFound => return Attempt::Done(DeleteOutcome::AlreadyGone),
             CallErrorKind::InUse => {
-                return DeleteOutcome::InUse {
+                return Attempt::Done(DeleteOutcome::InUse {
                     message: call.message.unwrap_or_else(|| "in use".into()),
-                }
+                })
             }
             _ => {}
         }
         let reason = error_text(&err);
         tracing::info!(snapshot = %snapshot.id, attempt, %reason, "delete failed");
         let status = err.raw_response().map(|r| r.status().as_u16());
-        let failure = classify_failure(err.code(), status);
-        if failure == CallFailure::Refused {
-            // EC2's refusal of a locked snapshot has no error code of its
-            // own in the API reference, so ask the documented way: a lock
-            // that DescribeLockedSnapshots shows in force explains it. A
-            // refusal of the caller (no permission) is not about the
-            // snapshot: nothing to ask.
-            if call.kind == CallErrorKind::Unauthorized {
-                return DeleteOutcome::Failed { reason };
-            }
+        if classify_failure(err.code(), status) != CallFailure::Refused {
+            return Attempt::Retry(Backoff::Standard, reason);
+        }
+        // EC2's refusal of a locked snapshot has no error code of its own
+        // in the API reference, so ask the documented way: a lock that
+        // DescribeLockedSnapshots shows in force explains it. A refusal of
+        // the caller (no permission) is not about the snapshot: nothing to
+        // ask.
+        if call.kind != CallErrorKind::Unauthorized {
             if let Some(until) = lock_in_force(exec, &snapshot.id).await {
                 let message = err.message().unwrap_or("locked").to_owned();
-                return DeleteOutcome::Locked { until, message };
+                return Attempt::Done(DeleteOutcome::Locked { until, message });
             }
-            return DeleteOutcome::Failed { reason };
         }
-        if attempt >= exec.retry.max_attempts {
-            return DeleteOutcome::Failed { reason };
-        }
-        if let Err(stopped) = exec.stop.sleep(exec.retry.delay(attempt, false)).await {
-            return DeleteOutcome::Failed {
-                reason: format!("{reason}; then {stopped}"),
-            };
-        }
-    }
+        Attempt::Failed(reason)
+    })
+    .await;
+    tried.unwrap_or_else(|gave_up| DeleteOutcome::Failed {
+        reason: gave_up.reason(),
+    })
 }
 
 /// Whether `snapshot_id` is locked (EBS User Guide, "Amazon EBS snapshot

@@ -1,9 +1,13 @@
 //! One home for ebsnap's retries of the calls that change the account: which
-//! failures are tried again (`CallFailure`), and the retry loop of a call
-//! that makes snapshots and has no client token (`create_with_retries`),
-//! which looks before it tries again so a lost answer never makes a
-//! duplicate (safety rule 7). The SDK retries none of these calls
-//! (`no_retries`): its retries would go round the pacing buckets.
+//! failures are tried again (`CallFailure`), the one retry loop every step
+//! uses (`retry`: creates, deletes, tags, archives), and the retries of a
+//! call that makes snapshots and has no client token
+//! (`create_with_retries`), which looks before it tries again so a lost
+//! answer never makes a duplicate (safety rule 7). The SDK retries none of
+//! these calls (`no_retries`): its retries would go round the pacing
+//! buckets.
+
+use std::time::Duration;
 
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::config::retry::RetryConfig;
@@ -12,8 +16,9 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::aws::codes::Ec2Code;
 use crate::aws::error_text;
-use crate::backup::control::Executor;
+use crate::backup::control::{Executor, Pacer, RetryTiming, Stop};
 use crate::inventory::TAG_RUN_ID;
+use crate::timing::{self, Interrupt, PollEnd, PollPlan, Uninterrupted};
 
 /// What a failed call that changes the account (a create, copy or delete)
 /// means for its next attempt.
@@ -73,6 +78,124 @@ pub(crate) fn no_retries() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
+/// How long the retry loop waits before the next attempt, by what failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backoff {
+    /// Throttled or lost: `RetryTiming`'s base delay, doubling, for at
+    /// most `max_attempts` attempts in all.
+    Standard,
+    /// The volume is busy: the busy delay, doubling, within the same
+    /// attempts.
+    VolumeBusy,
+    /// EC2 does not show the resource yet: through the settle window
+    /// (`RetryTiming::settle_delays`), however many attempts that takes.
+    Settle,
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub(crate) enum Attempt<T, F> {
+    /// Finished: done, or an outcome no other attempt would change.
+    Done(T),
+    /// Failed; another attempt may do, after the backoff.
+    Retry(Backoff, F),
+    /// Failed for good: no other attempt.
+    Failed(F),
+}
+
+/// Why the retry loop ended without a `Done`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum GaveUp<F> {
+    /// The last failure, after which no attempt was left (or allowed).
+    Failed(F),
+    /// The run was stopped before the next attempt: the last failure, if
+    /// there was one, and why.
+    Stopped(Option<F>, String),
+}
+
+impl GaveUp<String> {
+    /// Why, in one line: the last failure, and the stop that came after it.
+    pub(crate) fn reason(self) -> String {
+        match self {
+            GaveUp::Failed(reason) | GaveUp::Stopped(None, reason) => reason,
+            GaveUp::Stopped(Some(reason), stopped) => format!("{reason}; then {stopped}"),
+        }
+    }
+}
+
+/// Where the retry loop takes its turns and its timings from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retries<'a> {
+    /// Each attempt waits its turn in this bucket, like the first: a
+    /// throttled call never jumps the queue.
+    pub pacer: &'a Pacer,
+    pub timing: &'a RetryTiming,
+    pub stop: &'a Stop,
+    /// Whether the run's stop ends the retries (creates, deletes,
+    /// archives), or they go on, unpaced and not cut short (the tags of a
+    /// snapshot already made).
+    pub stoppable: bool,
+}
+
+impl Executor {
+    /// The retries of the calls paced by `pacer`, ended by the run's stop.
+    pub(crate) fn retries<'a>(&'a self, pacer: &'a Pacer) -> Retries<'a> {
+        Retries {
+            pacer,
+            timing: &self.retry,
+            stop: &self.stop,
+            stoppable: true,
+        }
+    }
+}
+
+/// The one retry loop: `attempt` (told its number, from 1) until it is
+/// done, fails for good, or has no attempt left; each attempt paced, each
+/// wait between two on tokio's clock at the time scale (`timing`) and, when
+/// `how.stoppable`, cut short by the run's stop.
+pub(crate) async fn retry<T, F>(
+    how: Retries<'_>,
+    mut attempt: impl AsyncFnMut(u32) -> Attempt<T, F>,
+) -> Result<T, GaveUp<F>> {
+    let mut settle = how.timing.settle_delays();
+    let mut last = None;
+    let mut number = 0;
+    loop {
+        number += 1;
+        // Once the run is stopped, an unstoppable call goes ahead unpaced
+        // (acquire returns at once).
+        if let Err(stopped) = how.pacer.acquire(how.stop).await {
+            if how.stoppable {
+                return Err(GaveUp::Stopped(last, stopped));
+            }
+        }
+        let (backoff, failure) = match attempt(number).await {
+            Attempt::Done(done) => return Ok(done),
+            Attempt::Failed(failure) => return Err(GaveUp::Failed(failure)),
+            Attempt::Retry(backoff, failure) => (backoff, failure),
+        };
+        let delay = match backoff {
+            Backoff::Settle => settle.next(),
+            _ if number >= how.timing.max_attempts => None,
+            Backoff::Standard => Some(how.timing.delay(number, false)),
+            Backoff::VolumeBusy => Some(how.timing.delay(number, true)),
+        };
+        let Some(delay) = delay else {
+            return Err(GaveUp::Failed(failure));
+        };
+        tracing::debug!(attempt = number, ?backoff, ?delay, "trying again");
+        let slept = if how.stoppable {
+            how.stop.sleep(delay).await
+        } else {
+            Uninterrupted.sleep(delay).await
+        };
+        if let Err(stopped) = slept {
+            return Err(GaveUp::Stopped(Some(failure), stopped));
+        }
+        last = Some(failure);
+    }
+}
+
 /// ebsnap's own retries of a create call (CreateSnapshot or CreateSnapshots),
 /// which has no client token. `send` makes one attempt and returns what it
 /// made as (volume id, snapshot id). A throttled call is tried again after a
@@ -96,14 +219,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Vec<(String, String)>, SdkError<E, HttpResponse>>>,
 {
-    let mut attempt = 0;
-    // The reason of the last attempt that may have taken effect, and, once
-    // ebsnap stops trying, why.
+    // The reason of the last attempt that may have taken effect.
     let mut maybe_made: Option<String> = None;
-    let mut give_up: Option<String> = None;
-    loop {
-        // Before any new attempt, and before giving up: a look (through the
-        // settle window; a single one once the run is stopped).
+    let tried = retry(exec.retries(&exec.create_pacer), async |attempt| {
+        // Before any new attempt after one that may have taken effect: a
+        // look, through the settle window.
         if let Some(first) = &maybe_made {
             match look_until_settled(exec, lookup, expected, run_id).await {
                 Ok(found) if !found.is_empty() => {
@@ -111,24 +231,18 @@ where
                         resource = lookup.1,
                         "found what a create with a lost answer had made"
                     );
-                    return Ok(found);
+                    return Attempt::Done(Ok(found));
                 }
                 Ok(_) => {}
                 Err(looked) => {
-                    let reason = give_up.as_deref().unwrap_or(first);
-                    return Err(format!(
-                        "{reason}; and looking for {what} it may have made failed: {looked}"
-                    ));
+                    return Attempt::Done(Err(format!(
+                        "{first}; and looking for {what} it may have made failed: {looked}"
+                    )))
                 }
             }
         }
-        if let Some(reason) = give_up {
-            return Err(reason);
-        }
-        attempt += 1;
-        exec.create_pacer.acquire(&exec.stop).await?;
         let err = match send().await {
-            Ok(made) => return Ok(made),
+            Ok(made) => return Attempt::Done(Ok(made)),
             Err(err) => err,
         };
         let failure = failure_of(&err);
@@ -137,24 +251,42 @@ where
         if failure == CallFailure::MaybeApplied {
             maybe_made = Some(reason.clone());
         }
-        if failure == CallFailure::Refused || attempt >= exec.retry.max_attempts {
-            give_up = Some(
-                match maybe_made
-                    .as_deref()
-                    .filter(|_| failure != CallFailure::MaybeApplied)
-                {
-                    Some(first) => format!("{reason} (after {first})"),
-                    None => reason,
-                },
+        match failure {
+            CallFailure::Refused => Attempt::Failed((reason, failure)),
+            CallFailure::VolumeBusy => Attempt::Retry(Backoff::VolumeBusy, (reason, failure)),
+            _ => Attempt::Retry(Backoff::Standard, (reason, failure)),
+        }
+    })
+    .await;
+    let give_up = match tried {
+        Ok(done) => return done,
+        Err(GaveUp::Failed((reason, failure))) => match maybe_made
+            .as_deref()
+            .filter(|_| failure != CallFailure::MaybeApplied)
+        {
+            Some(first) => format!("{reason} (after {first})"),
+            None => reason,
+        },
+        Err(GaveUp::Stopped(Some((reason, _)), stopped)) => format!("{reason}; then {stopped}"),
+        Err(GaveUp::Stopped(None, stopped)) => stopped,
+    };
+    // Before giving up after an attempt that may have taken effect: a
+    // last look (a single one once the run is stopped).
+    if maybe_made.is_none() {
+        return Err(give_up);
+    }
+    match look_until_settled(exec, lookup, expected, run_id).await {
+        Ok(found) if !found.is_empty() => {
+            tracing::info!(
+                resource = lookup.1,
+                "found what a create with a lost answer had made"
             );
-            continue;
+            Ok(found)
         }
-        let delay = exec
-            .retry
-            .delay(attempt, failure == CallFailure::VolumeBusy);
-        if let Err(stopped) = exec.stop.sleep(delay).await {
-            give_up = Some(format!("{reason}; then {stopped}"));
-        }
+        Ok(_) => Err(give_up),
+        Err(looked) => Err(format!(
+            "{give_up}; and looking for {what} it may have made failed: {looked}"
+        )),
     }
 }
 
@@ -175,28 +307,32 @@ async fn look_until_settled(
                 .iter()
                 .all(|volume| found.iter().any(|(v, _)| v == volume))
     };
-    let mut delays = exec.retry.settle_delays();
+    let plan = PollPlan {
+        pauses: exec.retry.settle_delays(),
+        timeout: Duration::MAX,
+        look_at_once: true,
+    };
     // The latest look that answered (a later one sees more), and the
     // latest failure, for when no look answered.
     let mut found_last = None;
     let mut failed_last = String::new();
-    loop {
+    let polled = timing::poll(plan, &exec.stop, async |_| {
         match find_snapshots_of_run(exec, &[lookup], run_id).await {
-            Ok(found) if complete(&found) => return Ok(found),
+            Ok(found) if complete(&found) => return Some(found),
             Ok(found) => found_last = Some(found),
             Err(reason) => failed_last = reason,
         }
-        let Some(delay) = delays.next() else {
-            return found_last.ok_or(failed_last);
-        };
         tracing::info!(
             resource = lookup.1,
-            ?delay,
-            "looking again: EC2's describes may lag"
+            "not found yet: EC2's describes may lag"
         );
-        if let Err(stopped) = exec.stop.sleep(delay).await {
-            return found_last.ok_or(stopped);
-        }
+        None
+    })
+    .await;
+    match polled {
+        Ok(found) => Ok(found),
+        Err(PollEnd::TimedOut) => found_last.ok_or(failed_last),
+        Err(PollEnd::Stopped(stopped)) => found_last.ok_or(stopped),
     }
 }
 
@@ -235,6 +371,136 @@ async fn find_snapshots_of_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::control::Bucket;
+    use tokio::time::Instant;
+
+    /// A bucket that never makes a call wait, the standard timings, and a
+    /// run budget far away.
+    fn unpaced() -> (Pacer, Stop) {
+        (
+            Pacer::new(Bucket::new(1000.0, 1000.0)),
+            Stop::new(Duration::from_secs(100_000)),
+        )
+    }
+
+    /// When each attempt was made (seconds since the start), and how the
+    /// retries ended, for attempts that each fail with `backoff`.
+    async fn attempts_at(
+        how: Retries<'_>,
+        backoff: impl Fn(u32) -> Option<Backoff>,
+    ) -> (Vec<u64>, Result<(), GaveUp<u32>>) {
+        let start = Instant::now();
+        let mut at = Vec::new();
+        let end = retry(how, async |n| {
+            at.push(start.elapsed().as_secs());
+            match backoff(n) {
+                Some(backoff) => Attempt::Retry(backoff, n),
+                None => Attempt::Failed(n),
+            }
+        })
+        .await;
+        (at, end)
+    }
+
+    fn how<'a>(pacer: &'a Pacer, stop: &'a Stop) -> Retries<'a> {
+        Retries {
+            pacer,
+            timing: &RetryTiming::STANDARD,
+            stop,
+            stoppable: true,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_or_lost_call_is_tried_again_after_a_doubling_wait_six_times_in_all() {
+        let (pacer, stop) = unpaced();
+        let (at, end) = attempts_at(how(&pacer, &stop), |_| Some(Backoff::Standard)).await;
+        assert_eq!(at, [0, 1, 3, 7, 15, 31]);
+        assert_eq!(end, Err(GaveUp::Failed(6)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_volume_waits_15_s_then_doubling_up_to_a_minute() {
+        let (pacer, stop) = unpaced();
+        let (at, end) = attempts_at(how(&pacer, &stop), |_| Some(Backoff::VolumeBusy)).await;
+        assert_eq!(at, [0, 15, 45, 105, 165, 225]);
+        assert_eq!(end, Err(GaveUp::Failed(6)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resource_ec2_does_not_show_yet_is_asked_through_the_settle_window() {
+        let (pacer, stop) = unpaced();
+        // Waits of 1, 2, 4, 8 and 16 s: the last attempt after 30 s.
+        let (at, end) = attempts_at(how(&pacer, &stop), |_| Some(Backoff::Settle)).await;
+        assert_eq!(at, [0, 1, 3, 7, 15, 31]);
+        assert_eq!(end, Err(GaveUp::Failed(6)));
+        // The settle window is not counted in attempts: a throttle after it
+        // still gets its retry... within the attempts left.
+        let (at, end) = attempts_at(how(&pacer, &stop), |n| {
+            Some(if n <= 3 {
+                Backoff::Settle
+            } else {
+                Backoff::Standard
+            })
+        })
+        .await;
+        assert_eq!(at, [0, 1, 3, 7, 15, 31]);
+        assert_eq!(end, Err(GaveUp::Failed(6)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn done_and_failed_for_good_end_the_retries_at_once() {
+        let (pacer, stop) = unpaced();
+        let (at, end) = attempts_at(how(&pacer, &stop), |_| None).await;
+        assert_eq!((at, end), (vec![0], Err(GaveUp::Failed(1))));
+        let done: Result<u32, GaveUp<u32>> =
+            retry(how(&pacer, &stop), async |n| Attempt::Done(n)).await;
+        assert_eq!(done, Ok(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_attempt_waits_its_turn_in_the_bucket() {
+        // One call of burst, one a second: the retries' 1 s and 2 s waits
+        // come on top of the turns they wait for.
+        let pacer = Pacer::new(Bucket::new(1.0, 1.0));
+        let stop = Stop::new(Duration::from_secs(100_000));
+        // A call that took the only token just now.
+        pacer.acquire(&stop).await.unwrap();
+        let (at, _) =
+            attempts_at(how(&pacer, &stop), |n| (n < 3).then_some(Backoff::Standard)).await;
+        assert_eq!(at, [1, 2, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_wait_and_says_why_unless_the_call_must_go_on() {
+        let (pacer, stop) = unpaced();
+        let stopper = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                stop.interrupt();
+            })
+        };
+        let (at, end) = attempts_at(how(&pacer, &stop), |_| Some(Backoff::Standard)).await;
+        stopper.await.unwrap();
+        assert_eq!(at, [0, 1]);
+        let Err(GaveUp::Stopped(Some(2), reason)) = end else {
+            panic!("{end:?}")
+        };
+        assert!(reason.contains("interrupted"), "{reason}");
+        // Stopped before the first attempt: nothing was tried.
+        let (at, end) = attempts_at(how(&pacer, &stop), |_| Some(Backoff::Standard)).await;
+        assert!(at.is_empty());
+        assert!(matches!(end, Err(GaveUp::Stopped(None, _))), "{end:?}");
+        // The tags of a snapshot already made go on, unpaced, to the end.
+        let go_on = Retries {
+            stoppable: false,
+            ..how(&pacer, &stop)
+        };
+        let (at, end) = attempts_at(go_on, |_| Some(Backoff::Standard)).await;
+        assert_eq!(at, [0, 1, 3, 7, 15, 31]);
+        assert_eq!(end, Err(GaveUp::Failed(6)));
+    }
 
     #[test]
     fn create_failures_are_classified_by_code_and_status() {

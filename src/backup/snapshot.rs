@@ -13,7 +13,8 @@ use crate::aws::{dry_run_verdict, ec2_tags, error_text, tag_spec, MAX_IN_FLIGHT}
 use crate::backup::control::{Executor, VolumeGates};
 use crate::backup::hooks::{HookEnv, HookKind};
 use crate::backup::retry::{
-    create_with_retries, failure_of, made_one, no_retries, only_snapshot, CallFailure,
+    create_with_retries, failure_of, made_one, no_retries, only_snapshot, retry, Attempt, Backoff,
+    CallFailure, GaveUp, Retries,
 };
 use crate::config::Hooks;
 use crate::inventory::TAG_INSTANCE_ID;
@@ -321,13 +322,13 @@ fn set_request(
 /// showing the new snapshot yet right after its create, through the settle
 /// window.
 async fn tag_snapshot(exec: &Executor, snapshot_id: &str, create: &Create) -> Result<(), String> {
-    let mut not_found_delays = exec.retry.settle_delays();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        // Tagging completes a create already made, so it goes ahead even
-        // once the run is stopped (then unpaced: acquire returns at once).
-        let _ = exec.tag_pacer.acquire(&exec.stop).await;
+    // Tagging completes a create already made, so it goes ahead even once
+    // the run is stopped: unpaced then, its waits not cut short.
+    let retries = Retries {
+        stoppable: false,
+        ..exec.retries(&exec.tag_pacer)
+    };
+    let tagged = retry(retries, async |attempt| {
         let err = match exec
             .client
             .create_tags()
@@ -338,26 +339,21 @@ async fn tag_snapshot(exec: &Executor, snapshot_id: &str, create: &Create) -> Re
             .send()
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Attempt::Done(()),
             Err(err) => err,
         };
         let reason = error_text(&err);
-        let delay = match failure_of(&err) {
-            CallFailure::NotVisibleYet => not_found_delays.next(),
-            CallFailure::Throttled | CallFailure::MaybeApplied
-                if attempt < exec.retry.max_attempts =>
-            {
-                Some(exec.retry.delay(attempt, false))
+        tracing::info!(snapshot = snapshot_id, attempt, %reason, "tagging failed");
+        match failure_of(&err) {
+            CallFailure::NotVisibleYet => Attempt::Retry(Backoff::Settle, reason),
+            CallFailure::Throttled | CallFailure::MaybeApplied => {
+                Attempt::Retry(Backoff::Standard, reason)
             }
-            _ => None,
-        };
-        let Some(delay) = delay else {
-            return Err(reason);
-        };
-        tracing::info!(snapshot = snapshot_id, attempt, ?delay, %reason, "tagging again");
-        // Not cut short by a stop: the snapshot exists and needs its tags.
-        tokio::time::sleep(delay).await;
-    }
+            _ => Attempt::Failed(reason),
+        }
+    })
+    .await;
+    tagged.map_err(GaveUp::reason)
 }
 
 async fn create_one(exec: &Executor, create: &Create, run_id: &str) -> CreateOutcome {

@@ -6,7 +6,7 @@
 //! old snapshots are kept (safety rule 3): the wait happens before the purge.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
@@ -16,17 +16,10 @@ use crate::aws::error_text;
 use crate::backup::control::{Executor, Stop};
 use crate::backup::snapshot::CreateOutcome;
 use crate::inventory::SnapshotState;
+use crate::timing::{self, PollEnd, PollPlan, GONE_AFTER, PROGRESS_LOG, SNAPSHOT_POLL};
 
-/// How often to ask EC2 how the snapshots are doing.
-pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(15);
-/// How often to say so on stderr when no progress bar is shown.
-const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// A filter takes at most this many values.
 const IDS_PER_CALL: usize = 200;
-/// A new snapshot EC2 has not shown for this long is gone (deleted
-/// meanwhile), not lagging: twice the settle window ebsnap allows EC2's
-/// describes elsewhere (control.rs `RetryTiming::settle`).
-pub(crate) const GONE_AFTER: Duration = Duration::from_secs(60);
 
 /// How one snapshot's wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +87,7 @@ pub(crate) async fn wait_for_created(
         &created,
         Polling {
             timeout,
-            interval: POLL_INTERVAL,
+            interval: SNAPSHOT_POLL,
             gone_after: GONE_AFTER,
         },
         &bar,
@@ -126,8 +119,9 @@ pub(crate) struct Polling {
 }
 
 /// Waits for `snapshot_ids` until all are completed or failed, or the
-/// timeout passes. `progress` counts finished snapshots (hidden when nobody
-/// watches; then a line a minute on stderr, unless `quiet`).
+/// timeout passes (`timing::poll`: on tokio's clock, at the time scale, cut
+/// short by `stop`). `progress` counts finished snapshots (hidden when
+/// nobody watches; then a line a minute on stderr, unless `quiet`).
 pub(crate) async fn wait_for(
     client: &Client,
     snapshot_ids: &[String],
@@ -141,19 +135,17 @@ pub(crate) async fn wait_for(
         interval,
         gone_after,
     } = polling;
-    let deadline = Instant::now() + timeout;
-    // Set when a signal or the run's budget ends the wait early.
-    let mut stopped: Option<String> = None;
-    let mut last_log = Instant::now();
     let mut states: BTreeMap<String, (SnapshotState, Option<String>)> = snapshot_ids
         .iter()
         .map(|id| (id.clone(), (SnapshotState::Pending, None)))
         .collect();
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
-    // Left out of the answers about them since then: not visible yet right
-    // after the create (EC2's eventual consistency), or deleted since.
-    let mut missing_since: BTreeMap<String, Instant> = BTreeMap::new();
-    loop {
+    // Left out of the answers about them since then (how long the wait had
+    // run): not visible yet right after the create (EC2's eventual
+    // consistency), or deleted since.
+    let mut missing_since: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut last_log = Duration::ZERO;
+    let polled = timing::poll(PollPlan::every(interval, timeout), stop, async |ran| {
         let pending: Vec<String> = states
             .iter()
             .filter(|(_, (state, _))| *state == SnapshotState::Pending)
@@ -181,14 +173,13 @@ pub(crate) async fn wait_for(
                         .iter()
                         .filter_map(|s| s.snapshot_id())
                         .collect();
-                    let now = Instant::now();
                     for id in ids {
                         if shown.contains(id.as_str()) {
                             missing_since.remove(id);
                             continue;
                         }
-                        let since = *missing_since.entry(id.clone()).or_insert(now);
-                        if now.duration_since(since) >= gone_after {
+                        let since = *missing_since.entry(id.clone()).or_insert(ran);
+                        if ran.saturating_sub(since) >= gone_after {
                             failures.insert(
                                 id.clone(),
                                 format!(
@@ -227,24 +218,24 @@ pub(crate) async fn wait_for(
         }
         let waiting = still_pending(&states);
         progress.set_position((states.len() - waiting) as u64);
-        if waiting == 0 || Instant::now() >= deadline {
-            break;
+        if waiting == 0 {
+            return Some(());
         }
-        if progress.is_hidden() && !quiet && last_log.elapsed() >= LOG_INTERVAL {
+        if progress.is_hidden() && !quiet && ran.saturating_sub(last_log) >= PROGRESS_LOG {
             crate::notice::tell(&format!(
                 "waiting for {waiting} of {} snapshot(s) to complete",
                 states.len()
             ));
-            last_log = Instant::now();
+            last_log = ran;
         }
-        if let Err(reason) = stop
-            .sleep(interval.min(deadline.saturating_duration_since(Instant::now())))
-            .await
-        {
-            stopped = Some(reason);
-            break;
-        }
-    }
+        None
+    })
+    .await;
+    // Set when a signal or the run's budget ended the wait early.
+    let stopped = match polled {
+        Err(PollEnd::Stopped(reason)) => Some(reason),
+        Ok(()) | Err(PollEnd::TimedOut) => None,
+    };
     states
         .into_iter()
         .map(|(id, (state, progress))| {
@@ -299,7 +290,7 @@ mod tests {
         Stop::new(Duration::from_secs(3600))
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_interrupt_ends_the_wait_and_fails_what_is_still_pending() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -335,7 +326,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_snapshot_ec2_does_not_show_holds_up_none_of_the_others() {
         // Asked by filter, EC2 leaves out the id it does not know (yet, or
         // any more) instead of failing the whole describe.
@@ -358,9 +349,9 @@ mod tests {
             &client,
             &ids(&["snap-here", "snap-gone"]),
             Polling {
-                timeout: Duration::from_secs(60),
-                interval: Duration::from_millis(5),
-                gone_after: Duration::from_millis(20),
+                timeout: Duration::from_secs(3600),
+                interval: SNAPSHOT_POLL,
+                gone_after: GONE_AFTER,
             },
             &ProgressBar::hidden(),
             true,
@@ -436,7 +427,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn pending_then_completed() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -457,8 +448,8 @@ mod tests {
             &client,
             &ids(&["snap-1", "snap-2"]),
             Polling {
-                timeout: Duration::from_secs(60),
-                interval: Duration::from_millis(1),
+                timeout: Duration::from_secs(3600),
+                interval: SNAPSHOT_POLL,
                 gone_after: GONE_AFTER,
             },
             &bar,
@@ -477,7 +468,7 @@ mod tests {
         assert_eq!(bar.position(), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_snapshot_that_ends_in_error_fails_with_ec2s_reason() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -490,8 +481,8 @@ mod tests {
             &client,
             &ids(&["snap-1"]),
             Polling {
-                timeout: Duration::from_secs(60),
-                interval: Duration::from_millis(1),
+                timeout: Duration::from_secs(3600),
+                interval: SNAPSHOT_POLL,
                 gone_after: GONE_AFTER,
             },
             &ProgressBar::hidden(),
@@ -508,7 +499,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_snapshot_still_pending_at_the_timeout_says_how_far_it_got() {
         let rule = mock!(Client::describe_snapshots)
             .sequence()
@@ -521,8 +512,8 @@ mod tests {
             &client,
             &ids(&["snap-1"]),
             Polling {
-                timeout: Duration::from_millis(30),
-                interval: Duration::from_millis(5),
+                timeout: Duration::from_secs(60),
+                interval: SNAPSHOT_POLL,
                 gone_after: GONE_AFTER,
             },
             &ProgressBar::hidden(),

@@ -17,11 +17,9 @@ use crate::discovery::{snapshot_tier_status, to_source_snapshot, volumes_where};
 use crate::inventory::{TAG_INSTANCE_ID, TAG_JOB};
 use crate::restore::decide::{InstanceInfo, SourceSnapshot, SourceVolume, VolumeSpec};
 use crate::restore::report::{restored, FailedRestore, RestoreReport};
-
-/// The first pause between two looks at the new volumes; doubles up to
-/// `MAX_POLL`.
-const FIRST_POLL: Duration = Duration::from_secs(1);
-const MAX_POLL: Duration = Duration::from_secs(15);
+use crate::timing::{
+    self, PollPlan, Uninterrupted, BRING_BACK_MAX_POLL, FIRST_POLL, VOLUME_MAX_POLL,
+};
 
 /// Creates, waits, attaches, waits. Failures are recorded per volume; the
 /// set is attached only when every volume of it is available, so an
@@ -180,29 +178,31 @@ fn volume_attached(volume: &Volume) -> Result<bool, String> {
 }
 
 /// Looks at the volumes `ids` until each is done, failed, or `timeout` has
-/// passed. Errors of DescribeVolumes itself are retried: a volume just made
-/// may not be visible yet. Not backup/wait.rs's `wait_for`, which waits on
-/// snapshots for a cron run (a fixed poll, progress bars, the run's stop):
-/// a restore waits on volumes, seconds not hours, polling soon and then
-/// less often.
+/// passed (`timing::poll`: soon, then less often, at the time scale).
+/// Errors of DescribeVolumes itself are retried: a volume just made may not
+/// be visible yet. A restore waits on volumes, seconds not hours, and with
+/// no run's stop: Ctrl-C ends the process.
 async fn wait_for_volumes(
     client: &Client,
     ids: &[String],
     timeout: Duration,
     done: fn(&Volume) -> Result<bool, String>,
 ) -> BTreeMap<String, Result<(), String>> {
-    let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(365 * 86_400));
     let mut outcomes = BTreeMap::new();
-    let mut pause = FIRST_POLL;
     let mut last_error = None;
-    loop {
+    let plan = PollPlan {
+        pauses: timing::doubling(FIRST_POLL, VOLUME_MAX_POLL),
+        timeout,
+        look_at_once: true,
+    };
+    let polled = timing::poll(plan, &Uninterrupted, async |_| {
         let waiting: Vec<String> = ids
             .iter()
             .filter(|id| !outcomes.contains_key(*id))
             .cloned()
             .collect();
         if waiting.is_empty() {
-            return outcomes;
+            return Some(());
         }
         // By a filter, not VolumeIds: one volume EC2 does not show (not
         // yet, or no longer) would fail a describe by ids whole.
@@ -236,27 +236,26 @@ async fn wait_for_volumes(
             Err(err) => last_error = Some(error_text(&err)),
         }
         if ids.iter().all(|id| outcomes.contains_key(id)) {
-            return outcomes;
-        }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            let seen = last_error
-                .map(|e| format!(" (last look: {e})"))
-                .unwrap_or_default();
-            for id in ids {
-                outcomes.entry(id.clone()).or_insert_with(|| {
-                    Err(format!(
-                        "not ready within --wait-timeout{seen}: it may still get there; look with \
-                         aws ec2 describe-volumes --volume-ids {id}"
-                    ))
-                });
-            }
-            return outcomes;
+            return Some(());
         }
         tracing::info!(waiting = waiting.len(), "waiting for the new volumes");
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(MAX_POLL);
+        None
+    })
+    .await;
+    if polled.is_err() {
+        let seen = last_error
+            .map(|e| format!(" (last look: {e})"))
+            .unwrap_or_default();
+        for id in ids {
+            outcomes.entry(id.clone()).or_insert_with(|| {
+                Err(format!(
+                    "not ready within --wait-timeout{seen}: it may still get there; look with \
+                     aws ec2 describe-volumes --volume-ids {id}"
+                ))
+            });
+        }
     }
+    outcomes
 }
 
 /// One snapshot of this account, by id.
@@ -433,7 +432,6 @@ pub(crate) const TEMPORARY_RESTORE_DAYS: i32 = 7;
 /// `ARCHIVE_RESTORE_HOURS`, and 8 hours more.
 const BRING_BACK_TIMEOUT: Duration =
     Duration::from_secs((crate::plan::ARCHIVE_RESTORE_HOURS as u64 + 8) * 3600);
-const BRING_BACK_MAX_POLL: Duration = Duration::from_secs(60);
 
 /// Brings `snapshot_id` back from the archive tier (`restore
 /// --from-archive`): RestoreSnapshotTier for `TEMPORARY_RESTORE_DAYS` days,
@@ -484,41 +482,42 @@ pub(super) async fn bring_back(client: &Client, snapshot_id: &str, dry_run: bool
         "bringing {snapshot_id} back from the archive tier (up to 72 hours; Ctrl-C stops \
          waiting, not the restore: run this again to pick it up)"
     ));
-    let deadline = tokio::time::Instant::now() + BRING_BACK_TIMEOUT;
-    let mut pause = FIRST_POLL;
+    // EC2 may show a restore a little after it took it: look after a
+    // pause, never at once.
+    let plan = PollPlan {
+        pauses: timing::doubling(FIRST_POLL, BRING_BACK_MAX_POLL),
+        timeout: BRING_BACK_TIMEOUT,
+        look_at_once: false,
+    };
     let mut told = None;
-    loop {
-        // EC2 may show a restore a little after it took it: look after a
-        // pause, never at once.
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(BRING_BACK_MAX_POLL);
+    let polled = timing::poll(plan, &Uninterrupted, async |_| {
         let status = snapshot_tier_status(client, snapshot_id).await;
         let of_this_restore = status.as_ref().ok().and_then(Option::as_ref).filter(|s| {
             let started = s.last_tiering_start_time().map(|t| t.secs());
             // EC2's times are whole seconds: a second's slack.
             since.is_none_or(|since| started.is_some_and(|started| started + 1 >= since))
-        });
-        if let Some(status) = of_this_restore {
-            match bring_back_progress(status) {
-                BringBack::Back => return Ok(()),
-                BringBack::Failed(detail) => bail!(
-                    "EC2 could not bring snapshot {snapshot_id} back from the archive: {detail}"
-                ),
-                BringBack::Progress(percent) => {
-                    if told != Some(percent) {
-                        crate::notice::tell(&format!("{snapshot_id}: {percent}% back"));
-                        told = Some(percent);
-                    }
+        })?;
+        match bring_back_progress(of_this_restore) {
+            BringBack::Back => Some(Ok(())),
+            BringBack::Failed(detail) => Some(Err(anyhow!(
+                "EC2 could not bring snapshot {snapshot_id} back from the archive: {detail}"
+            ))),
+            BringBack::Progress(percent) => {
+                if told != Some(percent) {
+                    crate::notice::tell(&format!("{snapshot_id}: {percent}% back"));
+                    told = Some(percent);
                 }
+                None
             }
         }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "snapshot {snapshot_id} is not back from the archive after 80 hours: look with \
-                 aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values={snapshot_id}"
-            );
-        }
-    }
+    })
+    .await;
+    polled.unwrap_or_else(|_| {
+        bail!(
+            "snapshot {snapshot_id} is not back from the archive after 80 hours: look with \
+             aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values={snapshot_id}"
+        )
+    })
 }
 
 /// Where a bring-back from the archive stands, from its tier status.
@@ -574,7 +573,7 @@ mod tests {
             .build()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_archived_snapshot_is_restored_for_7_days_and_only_its_restore_is_watched() {
         use StorageTier::{Archive, Standard};
         // An earlier restore failed (at 500); this one starts at 1000.
@@ -607,7 +606,7 @@ mod tests {
         assert_eq!(back.num_calls(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_restore_already_under_way_is_waited_for_not_asked_again() {
         let under_way = mock!(Client::describe_snapshot_tier_status).then_output(|| {
             status(
@@ -636,7 +635,7 @@ mod tests {
         assert_eq!(restore.num_calls(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_dry_run_always_asks_for_the_permission() {
         let under_way = mock!(Client::describe_snapshot_tier_status).then_output(|| {
             status(

@@ -3,8 +3,10 @@
 //! answers is what ebsnap's `--archive-after`, purge and
 //! `restore --from-archive` will be tested against, so it is pinned here.
 //! Named twin_* with the other probes of the twin: `cargo test twin_`.
+//! The twin's clock is a manual one here (`FaultPlan::manual_clock`): each
+//! phase lasts until the test moves the clock past it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
@@ -18,8 +20,8 @@ use crate::support::*;
 /// Short enough for a test.
 const ARCHIVAL: Duration = Duration::from_secs(2);
 const RESTORE: Duration = Duration::from_secs(2);
-/// Long enough to look at the state in between on a loaded machine (the
-/// test checks it did).
+/// On the twin's manual clock (`FaultPlan::manual_clock`), which the test
+/// moves past each phase once it has looked at it.
 const SLOW_ARCHIVAL: Duration = Duration::from_secs(8);
 const SLOW_RESTORE: Duration = Duration::from_secs(6);
 
@@ -34,7 +36,9 @@ fn code<E: ProvideErrorMetadata + std::fmt::Debug>(
     )
 }
 
-/// ModifySnapshotTier of `id` to the archive tier, through `client`.
+/// ModifySnapshotTier of `id` to the archive tier, through `client`: the
+/// SDK's own result, whose error is large.
+#[allow(clippy::result_large_err)]
 fn modify_tier(
     emu: &Emulator,
     client: &aws_sdk_ec2::Client,
@@ -118,13 +122,6 @@ fn create_volume(
     }
 }
 
-fn sleep_until(t: Instant) {
-    let now = Instant::now();
-    if t > now {
-        std::thread::sleep(t - now);
-    }
-}
-
 /// Seconds since the epoch of an SDK timestamp.
 fn secs(t: Option<&aws_sdk_ec2::primitives::DateTime>) -> i64 {
     t.unwrap_or_else(|| panic!("a timestamp")).secs()
@@ -135,16 +132,16 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
     let emu = Emulator::start();
     let volume = emu.create_volume(4);
     let snap = emu.create_snapshot_aged(&volume, 0, &[("ebsnap:job", "default")]);
-    let proxy = emu.proxy(FaultPlan::none().archive_tier(SLOW_ARCHIVAL, SLOW_RESTORE));
+    let proxy = emu.proxy(
+        FaultPlan::none()
+            .manual_clock()
+            .archive_tier(SLOW_ARCHIVAL, SLOW_RESTORE),
+    );
     let client = proxy.sdk_client(&emu);
     let ctx = || format!("{}\n{}", proxy.log(), proxy.twin_log());
 
     // Archive: answered by the twin, in progress, still usable.
-    let sent = Instant::now();
     let out = modify_tier(&emu, &client, &snap, false).expect("ModifySnapshotTier");
-    // The twin took its time between `sent` and now: the archival ends
-    // after `sent + SLOW_ARCHIVAL`, by `answered + SLOW_ARCHIVAL`.
-    let answered = Instant::now();
     assert_eq!(out.snapshot_id(), Some(snap.as_str()));
     assert!(out.tiering_start_time().is_some(), "{out:?}");
     let status = tier_status(&emu, &client, &snap);
@@ -178,13 +175,17 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
         ),
     );
     assert_eq!(c, TIER_STATE_ERROR_CODE, "{m}");
-    assert!(
-        sent.elapsed() < SLOW_ARCHIVAL,
-        "the machine is too slow for this test: the archival ended before its checks"
-    );
 
+    // A second before the archival ends: still in progress.
+    proxy.advance(SLOW_ARCHIVAL - Duration::from_secs(1));
+    let status = tier_status(&emu, &client, &snap);
+    assert_eq!(
+        status.last_tiering_operation_status(),
+        Some(&TieringOperationStatus::ArchivalInProgress),
+        "{status:?}"
+    );
     // Archived: unusable, `archive` in DescribeSnapshots.
-    sleep_until(answered + SLOW_ARCHIVAL + Duration::from_millis(100));
+    proxy.advance(Duration::from_secs(1));
     let s = storage_tier(&emu, &client, &snap);
     assert_eq!(s.storage_tier(), Some(&StorageTier::Archive), "{s:?}");
     assert_eq!(s.state(), Some(&SnapshotState::Completed), "{s:?}");
@@ -224,7 +225,6 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
     }
 
     // A temporary restore: in progress (unusable), then standard until its expiry.
-    let sent = Instant::now();
     let out = emu
         .block_on(
             client
@@ -234,7 +234,6 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
                 .send(),
         )
         .expect("RestoreSnapshotTier");
-    let answered = Instant::now();
     assert_eq!(out.is_permanent_restore(), Some(false), "{out:?}");
     assert_eq!(out.restore_duration(), Some(3), "{out:?}");
     let started = secs(out.restore_start_time());
@@ -247,17 +246,18 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
         create_volume(&emu, &client, &snap).is_err(),
         "not restored yet"
     );
-    assert!(
-        sent.elapsed() < SLOW_RESTORE,
-        "the machine is too slow for this test: the restore ended before its checks"
+    proxy.advance(SLOW_RESTORE - Duration::from_secs(1));
+    assert_eq!(
+        tier_status(&emu, &client, &snap).last_tiering_operation_status(),
+        Some(&TieringOperationStatus::TemporaryRestoreInProgress)
     );
-    sleep_until(answered + SLOW_RESTORE + Duration::from_millis(100));
+    proxy.advance(Duration::from_secs(1));
     let s = storage_tier(&emu, &client, &snap);
     assert_eq!(s.storage_tier(), Some(&StorageTier::Standard), "{s:?}");
     let expiry = secs(s.restore_expiry_time());
     let expected = started + SLOW_RESTORE.as_secs() as i64 + 3 * 86_400;
     assert!(
-        (expiry - expected).abs() <= 2,
+        (expiry - expected).abs() <= 1,
         "{expiry} vs {expected}: {s:?}"
     );
     let status = tier_status(&emu, &client, &snap);
@@ -280,9 +280,10 @@ fn twin_archive_tier_archives_restores_and_refuses_as_ec2_does() {
         .expect("RestoreSnapshotTier: a new restore period");
     assert_eq!(out.restore_duration(), Some(1));
     let s = storage_tier(&emu, &client, &snap);
-    let now = chrono::Utc::now().timestamp();
+    // From now on the twin's clock: the restore completed, a day.
+    let now = started + SLOW_RESTORE.as_secs() as i64;
     assert!(
-        (secs(s.restore_expiry_time()) - (now + 86_400)).abs() <= 2,
+        (secs(s.restore_expiry_time()) - (now + 86_400)).abs() <= 1,
         "{s:?}"
     );
     let out = emu
@@ -369,6 +370,7 @@ fn twin_archive_tier_refuses_what_cannot_be_archived_or_restored() {
 
     let proxy = emu.proxy(
         FaultPlan::none()
+            .manual_clock()
             .archive_tier(ARCHIVAL, RESTORE)
             .volume_limits(Duration::from_secs(120))
             .snapshot_state(&failed, "error"),
@@ -434,6 +436,7 @@ fn twin_archive_tier_status_is_paginated_and_filtered_and_presets_take_part() {
     let hundred_days_ago = chrono::Utc::now() - MIN_ARCHIVE_PERIOD - chrono::TimeDelta::days(10);
     let proxy = emu.proxy(
         FaultPlan::none()
+            .manual_clock()
             .archive_tier(ARCHIVAL, SLOW_RESTORE)
             .archived_since(&old, hundred_days_ago)
             .archived(&new),
@@ -561,6 +564,7 @@ fn twin_archive_tier_status_is_paginated_and_filtered_and_presets_take_part() {
     );
     let proxy2 = emu.proxy(
         FaultPlan::none()
+            .manual_clock()
             .archive_tier(ARCHIVAL, RESTORE)
             .archived_since(&old, hundred_days_ago)
             .archived(&new),
@@ -589,6 +593,7 @@ fn twin_archive_tier_is_judged_by_the_iam_twin() {
       {"Effect":"Allow","Action":["ec2:DescribeSnapshots","ec2:DescribeSnapshotTierStatus","ec2:RestoreSnapshotTier"],"Resource":"*"}]}"#;
     let proxy = emu.proxy(
         FaultPlan::none()
+            .manual_clock()
             .archive_tier(ARCHIVAL, RESTORE)
             .iam_policy(without),
     );
@@ -615,6 +620,7 @@ fn twin_archive_tier_is_judged_by_the_iam_twin() {
        "Condition":{"StringEquals":{"aws:ResourceTag/ebsnap:job":"default"}}}]}"#;
     let proxy = emu.proxy(
         FaultPlan::none()
+            .manual_clock()
             .archive_tier(ARCHIVAL, RESTORE)
             .iam_policy(by_tag),
     );

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Emulator, FaultProxy, EBSNAP_TIMEOUT, REGION};
+use super::{Emulator, FaultProxy, EBSNAP_TIMEOUT, REGION, TIME_SCALE};
 
 impl Emulator {
     /// `ebsnap ARGS` against this emulator, with test credentials and an empty HOME.
@@ -26,6 +26,7 @@ impl Emulator {
                 ("AWS_SECRET_ACCESS_KEY".into(), Some("test".into())),
                 ("AWS_REGION".into(), Some(REGION.into())),
                 ("AWS_EC2_METADATA_DISABLED".into(), Some("true".into())),
+                ("EBSNAP_TIME_SCALE".into(), Some(TIME_SCALE.to_string())),
                 // The default lock file lives here: one per emulator, so tests
                 // running in parallel never hold each other's job lock.
                 (
@@ -203,10 +204,6 @@ impl RunningEbsnap {
     /// What the binary wrote on stderr so far.
     pub fn stderr_so_far(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    pub fn has_exited(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait ebsnap").is_some()
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).

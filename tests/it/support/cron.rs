@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{EbsnapRun, Emulator, EBSNAP_TIMEOUT, REGION};
+use super::{EbsnapRun, Emulator, EBSNAP_TIMEOUT, REGION, TIME_SCALE};
 
 /// The `ec2_metadata_service_endpoint` line of a test's `~/.aws/config`: the
 /// binary under `env -i` cannot be given AWS_EC2_METADATA_DISABLED, so should
@@ -43,12 +43,14 @@ pub fn write_aws_profile(home: &Path, endpoint_url: &str, key: &str, secret: &st
 }
 
 /// Runs `ebsnap ARGS` the way cron does: `env -i PATH=/usr/bin:/bin HOME=home`
-/// (nothing else in the environment), standard input closed (`<&-`, not even
-/// /dev/null), stdout and stderr pipes (no terminal).
+/// (nothing else in the environment but the tests' time scale), standard
+/// input closed (`<&-`, not even /dev/null), stdout and stderr pipes (no
+/// terminal).
 pub fn ebsnap_in_cron_env(home: &Path, args: &[&str]) -> EbsnapRun {
     let home_var = format!("HOME={}", home.display());
+    let scale_var = format!("EBSNAP_TIME_SCALE={TIME_SCALE}");
     let mut cmd = Command::new("/usr/bin/env");
-    cmd.args(["-i", "PATH=/usr/bin:/bin", &home_var])
+    cmd.args(["-i", "PATH=/usr/bin:/bin", &home_var, &scale_var])
         .args(["/bin/sh", "-c", "exec \"$0\" \"$@\" <&-"])
         .arg(env!("CARGO_BIN_EXE_ebsnap"))
         .args(args)
@@ -84,7 +86,12 @@ pub fn ebsnap_in_cron_env(home: &Path, args: &[&str]) -> EbsnapRun {
     };
     let run = EbsnapRun {
         args: args.iter().map(|s| s.to_string()).collect(),
-        env: vec!["(env -i)".into(), "PATH=/usr/bin:/bin".into(), home_var],
+        env: vec![
+            "(env -i)".into(),
+            "PATH=/usr/bin:/bin".into(),
+            home_var,
+            scale_var,
+        ],
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),
         stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
@@ -123,6 +130,7 @@ pub fn ebsnap_on_a_terminal(
         ("AWS_REGION".into(), REGION.into()),
         ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ("XDG_RUNTIME_DIR".into(), runtime_dir),
+        ("EBSNAP_TIME_SCALE".into(), TIME_SCALE.to_string()),
     ];
     for (k, v) in extra_env {
         env.push((k.to_string(), v.to_string()));

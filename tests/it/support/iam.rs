@@ -1011,6 +1011,7 @@ pub fn printed_policy() -> &'static str {
     POLICY.get_or_init(|| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebsnap"))
             .arg("iam-policy")
+            .env("EBSNAP_TIME_SCALE", super::TIME_SCALE.to_string())
             .output()
             .expect("run ebsnap iam-policy");
         assert!(out.status.success(), "ebsnap iam-policy: {out:?}");
@@ -1025,6 +1026,7 @@ pub fn printed_policy_with(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebsnap"))
         .arg("iam-policy")
         .args(args)
+        .env("EBSNAP_TIME_SCALE", super::TIME_SCALE.to_string())
         .envs(env.iter().copied())
         .output()
         .expect("run ebsnap iam-policy");

@@ -48,3 +48,17 @@ const HOW_TO_RUN: &str = "run the tests with `bash tests/run-all.sh`, which inst
                           emulator (moto) and faketime";
 /// Safety net only: a hung binary fails the test instead of hanging it forever.
 const EBSNAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// The time scale of the tests: every ebsnap the harness runs gets it
+/// (`EBSNAP_TIME_SCALE`, src/timing.rs), and the EC2 twin runs EC2's waits
+/// (consistency windows, per-volume windows, pending periods, archive
+/// tiering) by it, so both sides of every wait run this many times faster
+/// than documented, and the scenarios keep their order. Tests state
+/// durations as documented (EC2's 15 s, ebsnap's `--timeout 10s`) and
+/// `scaled` says how long that takes here.
+pub const TIME_SCALE: u32 = 10;
+
+/// How long `documented` (of EC2's or ebsnap's time) takes in the tests.
+pub fn scaled(documented: std::time::Duration) -> std::time::Duration {
+    documented / TIME_SCALE
+}

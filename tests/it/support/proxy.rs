@@ -299,10 +299,10 @@ impl FaultProxy {
                 released: false,
                 forward_held: true,
             }),
+            twin: twin::TwinState::new(&plan.twin),
             plan,
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
-            twin: twin::TwinState::default(),
         });
         let accept_shared = Arc::clone(&shared);
         let acceptor = std::thread::spawn(move || {
@@ -752,8 +752,9 @@ impl ProxyShared {
         self.changed.notify_all();
     }
 
-    /// Handles one request; None: close the connection without an answer.
-    fn handle(&self, req: &HttpRequest) -> Option<Vec<u8>> {
+    /// Handles one request from `client`; None: close the connection
+    /// without an answer.
+    fn handle(&self, req: &HttpRequest, client: &TcpStream) -> Option<Vec<u8>> {
         // SigV4: Credential=KEY/DATE/REGION/SERVICE/aws4_request.
         let signed_region = header(&req.headers, "authorization")
             .and_then(|auth| auth.split("Credential=").nth(1))
@@ -907,7 +908,7 @@ impl ProxyShared {
                 ));
             }
         }
-        if let Some(answer) = self.twin_before(seq, req, &fault) {
+        if let Some(answer) = self.twin_before(seq, req, &fault, client) {
             return answer;
         }
         let answer = match &fault {
@@ -982,7 +983,7 @@ fn serve_connection(shared: &ProxyShared, client: TcpStream) {
             Ok(Some(request)) => request,
             _ => return,
         };
-        let Some(answer) = shared.handle(&request) else {
+        let Some(answer) = shared.handle(&request, &writer) else {
             let _ = writer.shutdown(std::net::Shutdown::Both);
             return;
         };

@@ -22,12 +22,21 @@
 //! a request is in `ProxyRecord::twin`. A plan without any of these leaves every
 //! request and answer untouched.
 //!
+//! Durations are given as EC2 documents them (a 15 s consistency window, a 90 s
+//! pending period) and run on the twin's clock (`TwinClock`): the test's real
+//! clock, every duration divided by `TIME_SCALE` as ebsnap's own are, so the
+//! twin and the ebsnap it serves keep each other's order; or, with
+//! `FaultPlan::manual_clock`, a clock that moves only when the test moves it
+//! (`FaultProxy::advance`), for the probes of the twin itself, which then
+//! see each phase for as long as they look, on any machine.
+//!
 //! The twin reads what it needs from the emulator itself (a volume's type, a
 //! snapshot's volume, a resource's tags) with the caller's access key id and an
 //! unchecked signature, as the harness's own raw requests do: it does not work
 //! under `Emulator::enforce_iam(true)`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::TcpStream;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,18 +44,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{
-    ec2_error_response, form_encode, forward_upstream, header, http_request, http_response,
+    ec2_error_response, form_encode, forward_upstream, header, http_request, http_response, scaled,
     Emulator, Fault, FaultPlan, FaultProxy, HttpRequest, ProxyRecord, ProxyShared, UpstreamAnswer,
     ACCOUNT_ID,
 };
-
-/// ebsnap's attempt timeout (`ATTEMPT_TIMEOUT` in src/aws/mod.rs), mirrored here so
-/// that tests can hold a create just past it: an attempt that takes longer
-/// counts as lost and the SDK tries again.
-pub const EBSNAP_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// ebsnap's operation timeout (`OPERATION_TIMEOUT` in src/aws/mod.rs): one call,
-/// all its attempts included.
-pub const EBSNAP_OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// EC2 refuses a second CreateSnapshot of a volume within this long of the
 /// last one. Error codes for the Amazon EC2 API
@@ -125,6 +126,8 @@ pub(super) struct TwinPlan {
     tag_limits: bool,
     /// Some: the regions enabled for the account, as DescribeRegions shows.
     enabled_regions: Option<Vec<String>>,
+    /// The twin's clock moves only by `FaultProxy::advance`.
+    manual_clock: bool,
 }
 
 /// `FaultPlan::archive_tier`: how long an archival and a restore take.
@@ -136,7 +139,6 @@ struct ArchiveTier {
 
 #[derive(Clone, Debug)]
 struct SlowCreates {
-    hold: Duration,
     /// How many creates this rule holds.
     first: usize,
 }
@@ -229,11 +231,22 @@ impl FaultPlan {
     }
 
     /// The first `count` CreateSnapshot and CreateSnapshots calls are each
-    /// held for `hold`, then forwarded (EC2 carries them out) and answered: a
-    /// `hold` past the client's attempt timeout (`EBSNAP_ATTEMPT_TIMEOUT`)
-    /// makes a create that took effect after the client gave up on it.
-    pub fn slow_creates_first(mut self, hold: Duration, count: usize) -> FaultPlan {
-        self.twin.slow.push(SlowCreates { hold, first: count });
+    /// held until the client gives up on them (closes the connection: its
+    /// attempt timed out, whatever its timeout), then forwarded: EC2 carries
+    /// out a create the client no longer waits for. At most `SLOW_HOLD_LIMIT`
+    /// (a safety net for a client that never gives up: the create is then
+    /// answered late).
+    pub fn slow_creates_first(mut self, count: usize) -> FaultPlan {
+        self.twin.slow.push(SlowCreates { first: count });
+        self
+    }
+
+    /// The twin's clock moves only when the test moves it
+    /// (`FaultProxy::advance`), and EC2's durations last as documented on
+    /// it: a probe of the twin looks at each phase (inside a consistency
+    /// window, an archival in progress) for as long as it likes.
+    pub fn manual_clock(mut self) -> FaultPlan {
+        self.twin.manual_clock = true;
         self
     }
 
@@ -409,9 +422,86 @@ impl FaultPlan {
 // ---------------------------------------------------------------------------
 // The twin's memory
 
-#[derive(Default)]
 pub(super) struct TwinState {
     book: Mutex<Book>,
+    clock: TwinClock,
+}
+
+impl TwinState {
+    pub(super) fn new(plan: &TwinPlan) -> TwinState {
+        let clock = TwinClock::new(plan.manual_clock);
+        let book = Book {
+            limits: VolumeLimits::with_rate_window(clock.span(RATE_WINDOW)),
+            ..Book::default()
+        };
+        TwinState {
+            book: Mutex::new(book),
+            clock,
+        }
+    }
+}
+
+/// The longest the twin holds a slow create for a client that does not
+/// give up on it (`FaultPlan::slow_creates_first`).
+pub const SLOW_HOLD_LIMIT: Duration = Duration::from_secs(60);
+
+/// The twin's clock: real time with EC2's durations divided by
+/// `TIME_SCALE`, or a manual one (`FaultPlan::manual_clock`) on which they
+/// last as documented.
+pub(super) struct TwinClock {
+    /// Some: manual, moved this far since the start.
+    moved: Option<Mutex<Duration>>,
+    start: Instant,
+    start_utc: DateTime<Utc>,
+}
+
+impl TwinClock {
+    fn new(manual: bool) -> TwinClock {
+        TwinClock {
+            moved: manual.then(|| Mutex::new(Duration::ZERO)),
+            start: Instant::now(),
+            start_utc: Utc::now(),
+        }
+    }
+
+    pub(super) fn now(&self) -> Instant {
+        match &self.moved {
+            Some(moved) => self.start + *moved.lock().unwrap(),
+            None => Instant::now(),
+        }
+    }
+
+    pub(super) fn utc(&self) -> DateTime<Utc> {
+        match &self.moved {
+            Some(moved) => {
+                self.start_utc + chrono::TimeDelta::from_std(*moved.lock().unwrap()).unwrap()
+            }
+            None => Utc::now(),
+        }
+    }
+
+    /// How long EC2's `documented` duration lasts on this clock.
+    pub(super) fn span(&self, documented: Duration) -> Duration {
+        match self.moved {
+            Some(_) => documented,
+            None => scaled(documented),
+        }
+    }
+
+    fn advance(&self, by: Duration) {
+        let moved = self
+            .moved
+            .as_ref()
+            .expect("FaultProxy::advance needs FaultPlan::manual_clock");
+        *moved.lock().unwrap() += by;
+    }
+}
+
+impl FaultProxy {
+    /// Moves the twin's manual clock (`FaultPlan::manual_clock`) `by`.
+    pub fn advance(&self, by: Duration) {
+        self.shared.twin.clock.advance(by);
+    }
 }
 
 #[derive(Default)]
@@ -457,8 +547,10 @@ impl Book {
 
 /// Per-volume bookkeeping for EC2's snapshot limits (pure: the caller gives
 /// the time).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct VolumeLimits {
+    /// `RATE_WINDOW` on the twin's clock.
+    rate_window: Duration,
     last_create: HashMap<String, Instant>,
     /// Volume -> when each of its new snapshots stops being pending.
     pending: HashMap<String, Vec<Instant>>,
@@ -472,7 +564,21 @@ pub(crate) enum LimitRefusal {
     Concurrent(usize),
 }
 
+impl Default for VolumeLimits {
+    fn default() -> VolumeLimits {
+        VolumeLimits::with_rate_window(RATE_WINDOW)
+    }
+}
+
 impl VolumeLimits {
+    pub(crate) fn with_rate_window(rate_window: Duration) -> VolumeLimits {
+        VolumeLimits {
+            rate_window,
+            last_create: HashMap::new(),
+            pending: HashMap::new(),
+        }
+    }
+
     /// May a new snapshot of `volume` be started at `now`? `hdd`: an st1 or
     /// sc1 volume; `incomplete`: its snapshots in `error`, which count against
     /// the pending limit.
@@ -486,7 +592,7 @@ impl VolumeLimits {
         if self
             .last_create
             .get(volume)
-            .is_some_and(|last| now.saturating_duration_since(*last) < RATE_WINDOW)
+            .is_some_and(|last| now.saturating_duration_since(*last) < self.rate_window)
         {
             return Err(LimitRefusal::Rate);
         }
@@ -581,6 +687,7 @@ impl ProxyShared {
         seq: usize,
         req: &HttpRequest,
         fault: &Option<Fault>,
+        client: &TcpStream,
     ) -> Option<Option<Vec<u8>>> {
         if !self.plan.twin.is_active() || matches!(fault, Some(Fault::Throttle | Fault::Refuse(_)))
         {
@@ -588,7 +695,7 @@ impl ProxyShared {
         }
         let record = self.state.lock().unwrap().records[seq].clone();
         let request_id = format!("twin-{seq}");
-        let (status, answer, note) = match self.twin_decide(seq, &record, req)? {
+        let (status, answer, note) = match self.twin_decide(seq, &record, req, client)? {
             Outcome::Drop => return Some(None),
             Outcome::Refuse {
                 status,
@@ -667,7 +774,13 @@ impl ProxyShared {
         ))
     }
 
-    fn twin_decide(&self, seq: usize, record: &ProxyRecord, req: &HttpRequest) -> Option<Outcome> {
+    fn twin_decide(
+        &self,
+        seq: usize,
+        record: &ProxyRecord,
+        req: &HttpRequest,
+        client: &TcpStream,
+    ) -> Option<Outcome> {
         let plan = &self.plan.twin;
         let action = record.action.as_str();
         if action == "DescribeLockedSnapshots" && !plan.locks.is_empty() {
@@ -686,15 +799,16 @@ impl ProxyShared {
         if record.dry_run {
             return None;
         }
-        if matches!(action, "CreateSnapshot" | "CreateSnapshots") && !self.twin_hold(seq) {
+        if matches!(action, "CreateSnapshot" | "CreateSnapshots") && !self.twin_hold(seq, client) {
             return Some(Outcome::Drop);
         }
-        let now = Instant::now();
+        let now = self.twin.clock.now();
         // Eventual consistency: the snapshots this request names.
         let named = named_snapshots(action, &record.params);
         {
             let book = self.twin.book.lock().unwrap();
-            if let Some(id) = named.iter().find(|id| book.hidden(plan.window, id, now)) {
+            let window = self.twin_window();
+            if let Some(id) = named.iter().find(|id| book.hidden(window, id, now)) {
                 return not_found(id, "consistency window");
             }
         }
@@ -738,30 +852,62 @@ impl ProxyShared {
         }
     }
 
-    /// Holds a create per the slow-create rules; false when the proxy stopped.
-    fn twin_hold(&self, seq: usize) -> bool {
+    /// The consistency window on the twin's clock.
+    pub(super) fn twin_window(&self) -> Option<Duration> {
+        self.plan.twin.window.map(|w| self.twin.clock.span(w))
+    }
+
+    /// Holds a create per the slow-create rules, until the client gives up
+    /// on it (closes the connection) or `SLOW_HOLD_LIMIT`; false when the
+    /// proxy stopped.
+    fn twin_hold(&self, seq: usize, client: &TcpStream) -> bool {
         let hold = {
             let mut book = self.twin.book.lock().unwrap();
-            let mut hold = None;
+            let mut hold = false;
             for (i, rule) in self.plan.twin.slow.iter().enumerate() {
                 let done = book.slow_done.entry(i).or_insert(0);
                 if *done < rule.first {
                     *done += 1;
-                    hold = Some(rule.hold);
+                    hold = true;
                     break;
                 }
             }
             hold
         };
-        let Some(hold) = hold else { return true };
-        self.twin_note(seq, &format!("held {hold:?} (slow create)"));
-        let until = Instant::now() + hold;
-        while Instant::now() < until {
+        if !hold {
+            return true;
+        }
+        let until = Instant::now() + SLOW_HOLD_LIMIT;
+        let _ = client.set_read_timeout(Some(Duration::from_millis(20)));
+        let gave_up = loop {
             if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return false;
             }
-            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
-        }
+            // Ok(0): the client closed its end. Data or a timeout: it waits.
+            match client.peek(&mut [0u8; 1]) {
+                Ok(0) => break true,
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break true
+                }
+                _ if Instant::now() >= until => break false,
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => {}
+            }
+        };
+        let _ = client.set_read_timeout(None);
+        self.twin_note(
+            seq,
+            if gave_up {
+                "held until the client gave up on it (slow create)"
+            } else {
+                "held, the client never gave up on it (slow create)"
+            },
+        );
         true
     }
 
@@ -792,7 +938,7 @@ impl ProxyShared {
     fn twin_check_limits(&self, record: &ProxyRecord, req: &HttpRequest) -> Option<Outcome> {
         self.plan.twin.pending_for?;
         let volumes = self.twin_create_volumes(record, req);
-        let now = Instant::now();
+        let now = self.twin.clock.now();
         let book = self.twin.book.lock().unwrap();
         for (volume, kind) in &volumes {
             let hdd = matches!(kind.as_deref(), Some("st1" | "sc1"));
@@ -912,9 +1058,12 @@ impl ProxyShared {
         if made.is_empty() {
             return None;
         }
-        let now = Instant::now();
+        let now = self.twin.clock.now();
         let copy = record.action == "CopySnapshot";
-        let pending_until = plan.pending_for.filter(|_| !copy).map(|p| now + p);
+        let pending_until = plan
+            .pending_for
+            .filter(|_| !copy)
+            .map(|p| now + self.twin.clock.span(p));
         let mut notes = Vec::new();
         {
             let mut book = self.twin.book.lock().unwrap();
@@ -958,8 +1107,9 @@ impl ProxyShared {
     /// Rewrites a DescribeSnapshots answer to what EC2 would show.
     fn twin_describe(&self, seq: usize, record: &ProxyRecord, body: &str) -> Option<String> {
         let plan = &self.plan.twin;
-        let now = Instant::now();
-        let utc_now = Utc::now();
+        let now = self.twin.clock.now();
+        let utc_now = self.twin.clock.utc();
+        let window = self.twin_window();
         let filters = record.filters();
         let mut notes = Vec::new();
         let mut book = self.twin.book.lock().unwrap();
@@ -971,7 +1121,7 @@ impl ProxyShared {
             if let Some(volume) = &volume {
                 book.volume_of.insert(id.clone(), volume.clone());
             }
-            if book.hidden(plan.window, &id, now) {
+            if book.hidden(window, &id, now) {
                 notes.push(format!("hidden {id} (consistency window)"));
                 return None;
             }
@@ -1824,33 +1974,6 @@ mod tests {
             VolumeLimits::default().check("vol-x", false, 5, t0),
             Err(LimitRefusal::Concurrent(5))
         );
-    }
-
-    /// EBSNAP_ATTEMPT_TIMEOUT and EBSNAP_OPERATION_TIMEOUT mirror src/aws/mod.rs.
-    #[test]
-    fn twin_mirrored_timeouts_match_src_aws() {
-        let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/aws/mod.rs"))
-            .expect("read src/aws/mod.rs");
-        for (name, mirrored) in [
-            ("ATTEMPT_TIMEOUT", EBSNAP_ATTEMPT_TIMEOUT),
-            ("OPERATION_TIMEOUT", EBSNAP_OPERATION_TIMEOUT),
-        ] {
-            let decl = format!(" {name}: Duration = Duration::from_secs(");
-            let at = src
-                .find(&decl)
-                .unwrap_or_else(|| panic!("{decl} in src/aws/mod.rs"))
-                + decl.len();
-            let secs: u64 = src[at..]
-                .split(')')
-                .next()
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or_else(|| panic!("{name}'s seconds in src/aws/mod.rs"));
-            assert_eq!(
-                Duration::from_secs(secs),
-                mirrored,
-                "{name}: update tests/it/support/twin.rs"
-            );
-        }
     }
 
     #[test]

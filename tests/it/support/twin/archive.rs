@@ -555,8 +555,12 @@ impl ProxyShared {
     ) -> Option<Outcome> {
         let tier = self.plan.twin.archive_tier.as_ref()?;
         Some(match record.action.as_str() {
-            "ModifySnapshotTier" => self.twin_modify_tier(record, req, tier.archival),
-            "RestoreSnapshotTier" => self.twin_restore_tier(record, req, tier.restore),
+            "ModifySnapshotTier" => {
+                self.twin_modify_tier(record, req, self.twin.clock.span(tier.archival))
+            }
+            "RestoreSnapshotTier" => {
+                self.twin_restore_tier(record, req, self.twin.clock.span(tier.restore))
+            }
             "DescribeSnapshotTierStatus" => self.twin_tier_status(record, req),
             _ => return None,
         })
@@ -598,10 +602,7 @@ impl ProxyShared {
         self.plan
             .twin
             .state_of(id, volume)
-            .or_else(|| {
-                book.pending(id, std::time::Instant::now())
-                    .then_some("pending")
-            })
+            .or_else(|| book.pending(id, self.twin.clock.now()).then_some("pending"))
             .map(String::from)
             .or_else(|| top_level_value(item, "status").map(String::from))
             .unwrap_or_default()
@@ -618,7 +619,7 @@ impl ProxyShared {
     ) -> Result<Seen, Outcome> {
         let hidden = {
             let book = self.twin.book.lock().unwrap();
-            book.hidden(self.plan.twin.window, id, std::time::Instant::now())
+            book.hidden(self.twin_window(), id, self.twin.clock.now())
         };
         if hidden {
             return Err(not_found(id, "consistency window").expect("an outcome"));
@@ -685,7 +686,7 @@ impl ProxyShared {
         if seen.status != "completed" {
             return state_refusal(id, &format!("is in state {}", seen.status));
         }
-        let now = Utc::now();
+        let now = self.twin.clock.utc();
         let current = {
             let book = self.twin.book.lock().unwrap();
             tier_record(&book, &self.plan.twin, id, seen.volume.as_deref())
@@ -793,7 +794,7 @@ impl ProxyShared {
             Ok(seen) => seen,
             Err(refused) => return refused,
         };
-        let now = Utc::now();
+        let now = self.twin.clock.utc();
         let mut book = self.twin.book.lock().unwrap();
         let mut current = tier_record(&book, &self.plan.twin, id, seen.volume.as_deref());
         let (restore, what) = match plan_restore(current.as_ref(), days, restore, now) {
@@ -893,8 +894,8 @@ impl ProxyShared {
         };
         let caller = self.twin_caller_account(req);
         let operations = filters.get("last-tiering-operation");
-        let now = Utc::now();
-        let instant = std::time::Instant::now();
+        let now = self.twin.clock.utc();
+        let instant = self.twin.clock.now();
         let mut items = Vec::new();
         {
             let mut book = self.twin.book.lock().unwrap();
@@ -981,7 +982,7 @@ impl ProxyShared {
             let book = self.twin.book.lock().unwrap();
             tier_record(&book, &self.plan.twin, id, volume.as_deref())?
         };
-        let view = tier_state(&record, Utc::now());
+        let view = tier_state(&record, self.twin.clock.utc());
         if view.usable {
             return None;
         }
@@ -1003,7 +1004,7 @@ impl ProxyShared {
     /// snapshot is recorded, its tier record forgotten.
     pub(super) fn twin_tier_deleted(&self, seq: usize, id: &str) {
         let volume = self.twin.book.lock().unwrap().volume_of.get(id).cloned();
-        let now = Utc::now();
+        let now = self.twin.clock.utc();
         let early = {
             let mut book = self.twin.book.lock().unwrap();
             let Some(record) = tier_record(&book, &self.plan.twin, id, volume.as_deref()) else {
