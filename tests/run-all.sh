@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 echo "moto server: $EBSNAP_MOTO_SERVER" >&2
 echo "faketime:    $EBSNAP_FAKETIME_LIB" >&2
 echo "promtool:    $EBSNAP_PROMTOOL" >&2
-# The end-to-end tests spend their time waiting (on the emulator, on
-# ebsnap's retries, on the EC2 twin's consistency window and limits), not on
-# the CPU: four at a time even on two cores. RUST_TEST_THREADS overrides.
+echo "moto AMIs:   $EBSNAP_MOTO_AMIS" >&2
+# The end-to-end tests run on virtual time (EBSNAP_TIME_SCALE in the
+# harness): what is left is the emulator's CPU and the calls' round trips,
+# so four at a time even on two cores. RUST_TEST_THREADS overrides.
 # --no-fail-fast: one failing test binary (the unit tests, tests/it) does not
 # hide the others' results.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"

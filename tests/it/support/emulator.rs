@@ -234,6 +234,10 @@ impl Emulator {
     pub(super) fn start_with(wrapper: &str) -> Emulator {
         let moto = required_env_path("EBSNAP_MOTO_SERVER");
         let faketime = required_env_path("EBSNAP_FAKETIME_LIB");
+        // moto's 44 built-in AMIs only, not each region's ~1,300 "latest"
+        // ones, whose snapshots every DescribeSnapshots would scan
+        // (tests/install-deps.sh says more).
+        let amis = required_env_path("EBSNAP_MOTO_AMIS");
         let mut last_error = String::new();
         // The free port is released before moto binds it; in the rare case
         // another process takes it meanwhile, moto exits and we try again.
@@ -246,6 +250,7 @@ impl Emulator {
             let mut cmd = moto_command(&moto, wrapper);
             let mut child = cmd
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_AMIS_PATH", &amis)
                 .env("LD_PRELOAD", &faketime)
                 .env("FAKETIME_TIMESTAMP_FILE", dir.path().join("clock"))
                 .env("FAKETIME_NO_CACHE", "1")
@@ -638,7 +643,7 @@ impl Emulator {
     // -- asserting ----------------------------------------------------------
 
     /// Every snapshot the account owns (moto 5.2.5 ignores OwnerIds and returns all of
-    /// them, including ~1,300 snapshots of its built-in AMIs).
+    /// them, including the snapshots of its 44 built-in AMIs).
     pub fn snapshot_state(&self) -> SnapshotState {
         self.snapshot_state_in(REGION)
     }

@@ -4,7 +4,7 @@
 //! a fault-injecting proxy with the EC2 twin between the two.
 //!
 //! Run the tests with `bash tests/run-all.sh`: it installs the emulator and
-//! faketime and exports EBSNAP_MOTO_SERVER and EBSNAP_FAKETIME_LIB.
+//! faketime and exports EBSNAP_MOTO_SERVER, EBSNAP_MOTO_AMIS and EBSNAP_FAKETIME_LIB.
 //!
 //! Only 127.0.0.1 is ever contacted: the emulator binds there, the SDK client
 //! and the binary are pointed there, and the binary gets static test
