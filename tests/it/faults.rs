@@ -1566,20 +1566,22 @@ mod twin_probes {
             assert!(on_moto.contains(snap), "{snap} exists on the emulator");
         }
 
-        let listed = emu
-            .block_on(
+        // The run's snapshots DescribeSnapshots lists, filtered on the server.
+        let listed_run = || -> BTreeSet<String> {
+            emu.block_on(
                 client
                     .describe_snapshots()
                     .owner_ids("self")
                     .filters(filter("tag:ebsnap:run-id", "twin-run"))
                     .send(),
             )
-            .expect("DescribeSnapshots filtered");
-        let listed: BTreeSet<String> = listed
+            .expect("DescribeSnapshots filtered")
             .snapshots()
             .iter()
             .filter_map(|s| s.snapshot_id().map(String::from))
-            .collect();
+            .collect()
+        };
+        let listed = listed_run();
         for snap in &made {
             assert!(
                 !listed.contains(snap),
@@ -1664,20 +1666,7 @@ mod twin_probes {
         proxy.advance(Duration::from_secs(1));
         by_id().unwrap_or_else(|e| panic!("{id} visible once its window ended: {e:?}"));
         let all: BTreeSet<String> = made.iter().cloned().collect();
-        let out = emu
-            .block_on(
-                client
-                    .describe_snapshots()
-                    .owner_ids("self")
-                    .filters(filter("tag:ebsnap:run-id", "twin-run"))
-                    .send(),
-            )
-            .expect("DescribeSnapshots filtered");
-        let listed: BTreeSet<String> = out
-            .snapshots()
-            .iter()
-            .filter_map(|s| s.snapshot_id().map(String::from))
-            .collect();
+        let listed = listed_run();
         assert!(
             all.is_subset(&listed),
             "every new snapshot listed once the window ended: {listed:?}\n{}",
