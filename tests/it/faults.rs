@@ -2100,3 +2100,46 @@ mod twin_probes {
         assert!(before.diff(&emu.snapshot_state()).added.is_empty());
     }
 }
+
+/// A purge sends its deletes as wide as the delete bucket's burst (100 at
+/// the default --max-rate, EC2's own), not a handful at a time: with every
+/// call that changes the account held at the proxy, all of a 20-odd delete
+/// purge is in flight at once (before, 8 were, and the rest waited for them).
+#[test]
+fn a_purge_sends_its_deletes_as_wide_as_the_delete_buckets_burst() {
+    let emu = Emulator::start();
+    let mut fleet = Fleet::seed(&emu);
+    let web = fleet.web.clone();
+    let volume = emu.attach_new_volume(&web, "/dev/sdh");
+    for hours in 0..20 {
+        fleet.seed_job(&emu, "default", &web, &volume, "/dev/sdh", H_9_5D + hours);
+    }
+    // More than half of the job's good backups: the delete guard wants --force.
+    let dry = emu.ebsnap(&["purge", "--force", "--dry-run", "--output", "json"]);
+    dry.assert_success();
+    let planned = dry.json()["deleted"].as_array().expect("deleted").len();
+    assert!(planned > 16, "a purge wider than the old 8 in flight: {planned}\n{dry}");
+    let before = emu.world_state();
+
+    let proxy = emu.proxy(FaultPlan::none().gate_after(0));
+    let running = emu
+        .ebsnap_cmd(&["purge", "--force", "--output", "json"])
+        .via(&proxy)
+        .spawn();
+    let held_deletes = |records: &[ProxyRecord]| {
+        records
+            .iter()
+            .filter(|r| r.action == "DeleteSnapshot" && r.held)
+            .filter_map(|r| r.resource.clone())
+            .collect::<BTreeSet<String>>()
+            .len()
+    };
+    proxy.wait_for("every planned delete held at once", WAIT, |records| {
+        held_deletes(records) == planned
+    });
+    proxy.release(true);
+    let run = running.wait();
+    run.assert_success();
+    let diff = before.snapshots.diff(&emu.world_state().snapshots);
+    assert_eq!(diff.removed.len(), planned, "every planned delete done\n{run}");
+}
