@@ -477,10 +477,21 @@ mod tests {
     }
 
     fn create_in(job: &str, volume: &str) -> Create {
+        planned_create(job, volume, &Default::default(), vec![])
+    }
+
+    /// The create of `volume` at /dev/sdf of i-1 (redis-1) for `job`, run
+    /// `run-1`, with the user's tags `user` and the copied tags `copied`.
+    fn planned_create(
+        job: &str,
+        volume: &str,
+        user: &std::sync::Arc<[(String, String)]>,
+        copied: Vec<(String, String)>,
+    ) -> Create {
         let run = RunTags {
             job,
             run_id: "run-1",
-            user: &Default::default(),
+            user,
         };
         Create::new(
             "i-1",
@@ -488,7 +499,7 @@ mod tests {
             volume,
             "/dev/sdf",
             run,
-            vec![],
+            copied,
             vec![],
         )
     }
@@ -1209,20 +1220,12 @@ mod tests {
             ("Team".to_owned(), "db".to_owned()),
         ]
         .into();
-        let run = RunTags {
-            job: "default",
-            run_id: "run-1",
-            user: &user_tags,
-        };
         ["vol-a", "vol-b"].map(|volume| {
-            Create::new(
-                "i-1",
-                Some("redis-1"),
+            planned_create(
+                "default",
                 volume,
-                "/dev/sdf",
-                run,
+                &user_tags,
                 vec![("env".into(), "prod".into())],
-                vec![],
             )
         })
     }
